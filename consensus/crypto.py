@@ -1,0 +1,140 @@
+"""Signatures with a domain per message kind, and deterministic key generation.
+
+A signature is Ed25519 (pynacl/libsodium, the single verifier every node uses) over
+`domain || 0x00 || payload`, so a signature of one kind can never be replayed as
+another. `TrustedScheme` is a cheap stand-in for simulations that want to measure the
+protocol without signature cost: it is NOT secure (anyone can compute it) and is
+only selectable explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import nacl.bindings
+import nacl.exceptions
+
+
+class Domain:
+    """Signing domains, one per signature kind."""
+
+    VOTE = b"sedna/vote/1"
+    TIMEOUT = b"sedna/timeout/1"
+    NO_ENDORSEMENT = b"sedna/no-endorsement/1"
+    TIP = b"sedna/tip/1"
+    PROPOSAL = b"sedna/proposal/1"
+    ROUND_RECOVERY = b"sedna/round-recovery/1"
+    TICKET = b"sedna/ticket/1"
+    LANE_BLOCK = b"sedna/lane-block/1"
+    HANDSHAKE = b"sedna/handshake/1"
+    TRANSACTION = b"sedna/transaction/1"
+
+    ALL = (
+        VOTE,
+        TIMEOUT,
+        NO_ENDORSEMENT,
+        TIP,
+        PROPOSAL,
+        ROUND_RECOVERY,
+        TICKET,
+        LANE_BLOCK,
+        HANDSHAKE,
+        TRANSACTION,
+    )
+
+
+def _domain_message(domain: bytes, payload: bytes) -> bytes:
+    return domain + b"\x00" + payload
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPair:
+    """An Ed25519 key pair. `secret` is libsodium's 64-byte form (seed || public)."""
+
+    public: bytes
+    secret: bytes
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> KeyPair:
+        if len(seed) != 32:
+            raise ValueError(f"Ed25519 seed must be 32 bytes, got {len(seed)}")
+        public, secret = nacl.bindings.crypto_sign_seed_keypair(seed)
+        return cls(public=public, secret=secret)
+
+    @property
+    def seed(self) -> bytes:
+        return self.secret[:32]
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"KeyPair(public={self.public.hex()[:16]}…)"
+
+
+def derive_keys(count: int, seed: bytes | str = b"sedna-testnet") -> list[KeyPair]:
+    """Deterministic validator keys for tests, simulations and local testnets."""
+    if isinstance(seed, str):
+        seed = seed.encode()
+    return [
+        KeyPair.from_seed(hashlib.sha256(b"sedna/key/1\x00" + seed + i.to_bytes(4, "big")).digest())
+        for i in range(count)
+    ]
+
+
+class SignatureScheme(Protocol):
+    """What the core needs from a signature scheme."""
+
+    name: str
+
+    def sign(self, key: KeyPair, domain: bytes, payload: bytes) -> bytes: ...
+
+    def verify(self, public: bytes, domain: bytes, payload: bytes, signature: bytes) -> bool: ...
+
+
+class Ed25519Scheme:
+    """Real Ed25519 (libsodium)."""
+
+    name = "ed25519"
+
+    def sign(self, key: KeyPair, domain: bytes, payload: bytes) -> bytes:
+        signed = nacl.bindings.crypto_sign(_domain_message(domain, payload), key.secret)
+        return signed[:64]
+
+    def verify(self, public: bytes, domain: bytes, payload: bytes, signature: bytes) -> bool:
+        if len(signature) != 64 or len(public) != 32:
+            return False
+        try:
+            nacl.bindings.crypto_sign_open(signature + _domain_message(domain, payload), public)
+        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
+            return False
+        return True
+
+
+class TrustedScheme:
+    """Cheap deterministic tags for simulation speed runs. Not secure: forgeable by design."""
+
+    name = "trusted"
+
+    @staticmethod
+    def _tag(public: bytes, domain: bytes, payload: bytes) -> bytes:
+        return hashlib.sha512(public + _domain_message(domain, payload)).digest()
+
+    def sign(self, key: KeyPair, domain: bytes, payload: bytes) -> bytes:
+        return self._tag(key.public, domain, payload)
+
+    def verify(self, public: bytes, domain: bytes, payload: bytes, signature: bytes) -> bool:
+        return signature == self._tag(public, domain, payload)
+
+
+ED25519 = Ed25519Scheme()
+TRUSTED = TrustedScheme()
+
+
+def scheme_by_name(name: str) -> SignatureScheme:
+    schemes: dict[str, SignatureScheme] = {ED25519.name: ED25519, TRUSTED.name: TRUSTED}
+    try:
+        return schemes[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown signature scheme {name!r}; choose one of {sorted(schemes)}"
+        ) from None
