@@ -1,0 +1,130 @@
+"""Block payloads carrying lane blocks in full, and the consensus BlockValidator for them.
+
+Design choice: lane blocks travel *in full* inside the consensus block (not as
+availability certificates). Every validator then checks every symbol, proof and
+signature before voting, availability is implied by the block itself (no separate DA
+layer, no second vote type in the core), and a finalized block is by itself enough for
+every node's decode tracker. The cost is leader bandwidth: the leader relays all lane
+blocks of the slot, which is fine at this project's scale (lane blocks are small next to
+the 8 MiB body bound) and keeps the core unchanged (`BlockBody.payload` stays opaque).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+
+from consensus.codec import body_id
+from consensus.crypto import SignatureScheme
+from consensus.lanes.params import LaneParams
+from consensus.lanes.proposer import (
+    RejectReason,
+    check_entry_crypto,
+    check_entry_static,
+    entry_key,
+)
+from consensus.lanes.tickets import lane_block_signature_ok
+from consensus.lanes.wire import (
+    BlockPayload,
+    LaneBlock,
+    LanePayloadError,
+    decode_block_payload,
+    encode,
+    encode_block_payload,
+)
+from consensus.messages import BlockBody, BlockHeader
+from consensus.validators import ValidatorSet
+
+
+def build_block_payload(transactions: Sequence[bytes], lane_blocks: Iterable[LaneBlock]) -> bytes:
+    """Canonical payload bytes: empty lane blocks dropped, lane blocks sorted by lane."""
+    blocks = sorted((b for b in lane_blocks if b.entries), key=lambda b: b.lane)
+    for first, second in itertools.pairwise(blocks):
+        if first.lane == second.lane:
+            raise LanePayloadError(f"two lane blocks for lane {first.lane}")
+    return encode_block_payload(BlockPayload(tuple(transactions), tuple(blocks)))
+
+
+class LanePayloadValidator:
+    """`BlockValidator` for lane payloads: pure, deterministic, no chain state.
+
+    Cross-block duplicates (a bundle already finalized earlier) are not invalid here;
+    the decode tracker ignores them deterministically.
+    """
+
+    def __init__(
+        self,
+        validators: ValidatorSet,
+        params: LaneParams,
+        scheme: SignatureScheme,
+        max_cached_lane_blocks: int = 4096,
+    ):
+        self.validators = validators
+        self.params = params
+        self.scheme = scheme
+        self.max_cached = max_cached_lane_blocks
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+
+    def validate(self, header: BlockHeader, body: BlockBody) -> bool:
+        return self.check(header, body) is None
+
+    def check(self, header: BlockHeader, body: BlockBody) -> str | None:
+        """None if valid, else the rule broken (one line)."""
+        # rule: the header commits to this body
+        if header.body_id != body_id(body):
+            return "body_id does not match the body"
+        try:
+            payload = decode_block_payload(body.payload)
+        except LanePayloadError as exc:
+            return f"malformed payload: {exc}"
+        previous_lane = -1
+        keys: set[tuple[bytes, int]] = set()
+        for block in payload.lane_blocks:
+            # rule: lane blocks sorted strictly by lane (one per lane, canonical order)
+            if block.lane <= previous_lane:
+                return f"lane block {block.lane} out of order or duplicated"
+            previous_lane = block.lane
+            reason = self._check_lane_block(header.seq_num, block, keys)
+            if reason is not None:
+                return f"lane {block.lane}: {reason}"
+        return None
+
+    def _check_lane_block(
+        self, slot: int, block: LaneBlock, keys: set[tuple[bytes, int]]
+    ) -> str | None:
+        if not self.validators.contains(block.lane):
+            return "unknown lane"
+        if block.slot != slot:  # rule: a lane block belongs to the height it is proposed at
+            return f"{RejectReason.WRONG_SLOT.value} (lane block slot {block.slot})"
+        if not 1 <= len(block.entries) <= self.params.max_entries_per_lane_block:
+            return f"{len(block.entries)} entries outside [1, max_entries_per_lane_block]"
+        previous: tuple[bytes, int] | None = None
+        for entry in block.entries:
+            key = entry_key(entry)
+            if previous is not None and key <= previous:  # rule: canonical entry order
+                return "entries not strictly sorted by (commitment, bundle)"
+            previous = key
+            if key in keys:  # rule: a bundle appears once per block
+                return RejectReason.DUPLICATE_SYMBOL.value
+            keys.add(key)
+            reason = check_entry_static(self.params, entry, block.lane)
+            if reason is None and entry.ticket.ticket.slot != block.slot:
+                reason = RejectReason.WRONG_SLOT  # rule: redeemed only in the addressed slot
+            if reason is not None:
+                return reason.value
+        digest = hashlib.sha256(encode(block)).digest()
+        if digest in self._verified:
+            self._verified.move_to_end(digest)
+            return None
+        for entry in block.entries:
+            crypto = check_entry_crypto(self.scheme, entry)
+            if crypto is not None:
+                return crypto.value
+        if not lane_block_signature_ok(self.scheme, self.validators.public_key(block.lane), block):
+            return "bad lane block signature"
+        self._verified[digest] = None
+        while len(self._verified) > self.max_cached:
+            self._verified.popitem(last=False)
+        return None

@@ -1,0 +1,276 @@
+"""The validator side of a lane: verify submissions, build the lane block, or withhold.
+
+`check_entry_static` and `check_entry_crypto` are the stateless rules shared with the
+block validator; `LaneProposer` adds the stateful ones (slot window, duplicates,
+capacity). Every rejection is counted by reason in `LaneProposer.rejected`.
+
+Slots are consensus heights. A proposer accepts tickets for its open slot up to
+`max_future_slots` ahead; `seal(slot)` builds (once) the signed lane block for `slot`
+and closes every slot up to it, so a late ticket is `expired_ticket`. Sealing is
+idempotent, because a height can be proposed in several rounds.
+
+Withholding (a Byzantine behaviour for netsim's `withhold_bundles`): a proposer built
+with a `WithholdPolicy` omits matching bundles from its lane block at seal time and
+hands them to the policy's `CartelPool`, shared by all cartel members.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from consensus.crypto import KeyPair, SignatureScheme
+from consensus.lanes.encoding import (
+    DecodeResult,
+    bundle_proof_ok,
+    bundle_shape_ok,
+    decode_payload,
+    layout_of,
+)
+from consensus.lanes.params import LaneParams
+from consensus.lanes.tickets import sign_lane_block, ticket_signature_ok
+from consensus.lanes.wire import (
+    Bundle,
+    LaneBlock,
+    LaneEntry,
+    LanePayloadError,
+    commitment_id,
+    decode_lane_entry,
+)
+
+MAX_SEALED_SLOTS = 64  # sealed lane blocks kept for re-proposals of unfinalized heights
+
+
+class RejectReason(StrEnum):
+    MALFORMED = "malformed"  # undecodable bytes or wrong bundle shape
+    OVERSIZED = "oversized"  # submission or payload larger than the chain allows
+    BAD_COMMITMENT = "bad_commitment"  # layout fields differ from what the params derive
+    TICKET_MISMATCH = "ticket_mismatch"  # ticket names another commitment or bundle
+    WRONG_LANE = "wrong_lane"  # ticket addressed to another lane
+    BAD_EXPIRY = "bad_expiry"  # expiry is not the end of the addressed slot
+    WRONG_SLOT = "wrong_slot"  # slot too far ahead, or not the block's slot
+    EXPIRED_TICKET = "expired_ticket"  # addressed slot already sealed
+    DUPLICATE_SYMBOL = "duplicate_symbol"  # these symbols were already accepted
+    LANE_FULL = "lane_full"  # the slot's lane block is at capacity
+    BAD_TICKET_SIGNATURE = "bad_ticket_signature"  # not signed by the committed sender
+    BAD_PROOF = "bad_proof"  # symbols not at their committed stream position
+
+
+def max_entry_bytes(params: LaneParams) -> int:
+    """Upper bound on an honest submission's encoding (symbols plus fixed overhead)."""
+    return params.symbols_per_bundle * (params.symbol_size_bytes + 5) + 2048
+
+
+def check_entry_static(params: LaneParams, entry: LaneEntry, lane: int) -> RejectReason | None:
+    """Cheap stateless rules, no hashing of symbols and no signatures."""
+    bundle = entry.bundle
+    ticket = entry.ticket.ticket
+    if bundle.commitment.payload_len > params.max_payload_bytes:
+        return RejectReason.OVERSIZED
+    layout = layout_of(params, bundle.commitment)
+    if layout is None:
+        return RejectReason.BAD_COMMITMENT
+    if not bundle_shape_ok(layout, bundle):
+        return RejectReason.MALFORMED
+    if ticket.bundle_index != bundle.bundle_index or ticket.commitment_id != commitment_id(
+        bundle.commitment
+    ):
+        return RejectReason.TICKET_MISMATCH
+    if ticket.lane != lane:
+        return RejectReason.WRONG_LANE
+    if ticket.expiry_slot != ticket.slot:
+        return RejectReason.BAD_EXPIRY
+    return None
+
+
+def check_entry_crypto(scheme: SignatureScheme, entry: LaneEntry) -> RejectReason | None:
+    """Signature of the committed sender, then the Merkle proof of every symbol."""
+    if not ticket_signature_ok(scheme, entry.bundle.commitment.sender, entry.ticket):
+        return RejectReason.BAD_TICKET_SIGNATURE
+    if not bundle_proof_ok(entry.bundle):
+        return RejectReason.BAD_PROOF
+    return None
+
+
+def entry_key(entry: LaneEntry) -> tuple[bytes, int]:
+    """(commitment id, bundle index): the identity of a bundle's symbols."""
+    return entry.ticket.ticket.commitment_id, entry.bundle.bundle_index
+
+
+# --------------------------------------------------------------------------- withholding
+
+
+class CartelPool:
+    """Bundles withheld by cartel lanes, pooled per payload (shared by all members)."""
+
+    def __init__(self, max_entries: int = 1_000_000):
+        self.max_entries = max_entries
+        self._bundles: dict[bytes, dict[int, Bundle]] = {}
+        self.withheld: list[tuple[int, int, bytes, int]] = []  # (lane, slot, cid, bundle)
+
+    def add(self, lane: int, slot: int, entry: LaneEntry) -> None:
+        if len(self.withheld) >= self.max_entries:
+            raise OverflowError(f"cartel pool is full ({self.max_entries} entries)")
+        cid, index = entry_key(entry)
+        self._bundles.setdefault(cid, {})[index] = entry.bundle
+        self.withheld.append((lane, slot, cid, index))
+
+    def bundle_count(self, cid: bytes) -> int:
+        return len(self._bundles.get(cid, {}))
+
+    def bundles(self, cid: bytes) -> dict[int, Bundle]:
+        return dict(self._bundles.get(cid, {}))
+
+    def commitments(self) -> list[bytes]:
+        return sorted(self._bundles)
+
+    def private_decode(
+        self, params: LaneParams, cid: bytes, public: Mapping[int, Sequence[bytes]]
+    ) -> DecodeResult:
+        """Can the cartel decode with the public (finalized) bundles plus its own?"""
+        pooled = self._bundles.get(cid)
+        if not pooled:
+            return DecodeResult("undecodable")
+        commitment = next(iter(pooled.values())).commitment
+        layout = layout_of(params, commitment)
+        if layout is None:
+            return DecodeResult("undecodable")
+        merged: dict[int, Sequence[bytes]] = dict(public)
+        merged.update({i: b.symbols for i, b in pooled.items()})
+        if len(merged) < layout.kappa:
+            return DecodeResult("undecodable")
+        return decode_payload(layout, commitment, merged)
+
+
+@dataclass
+class WithholdPolicy:
+    """Omit bundles (all, or only those of `targets`) and pool them."""
+
+    pool: CartelPool
+    targets: frozenset[bytes] | None = None
+
+    def withholds(self, entry: LaneEntry) -> bool:
+        return self.targets is None or entry.ticket.ticket.commitment_id in self.targets
+
+
+# --------------------------------------------------------------------------- lane proposer
+
+
+@dataclass
+class LaneStats:
+    accepted: int = 0
+    included: int = 0
+    withheld: int = 0
+    dropped_unsealed: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+class LaneProposer:
+    """One validator's lane: admission, per-slot lane blocks, optional withholding."""
+
+    def __init__(
+        self,
+        *,
+        lane: int,
+        key: KeyPair,
+        scheme: SignatureScheme,
+        params: LaneParams,
+        first_open_slot: int = 1,
+        max_future_slots: int = 8,
+        withhold: WithholdPolicy | None = None,
+        max_remembered: int = 65_536,
+    ):
+        self.lane = lane
+        self.key = key
+        self.scheme = scheme
+        self.params = params
+        self.open_slot = first_open_slot
+        self.max_future_slots = max_future_slots
+        self.withhold = withhold
+        self.max_remembered = max_remembered
+        self.stats = LaneStats()
+        self._pending: dict[int, dict[tuple[bytes, int], LaneEntry]] = {}
+        self._sealed: dict[int, LaneBlock] = {}
+        self._seen: dict[tuple[bytes, int], int] = {}  # insertion-ordered, bounded
+
+    @property
+    def rejected(self) -> Counter[str]:
+        return self.stats.rejected
+
+    def _reject(self, reason: RejectReason) -> RejectReason:
+        self.stats.rejected[reason.value] += 1
+        return reason
+
+    def submit_bytes(self, data: bytes) -> RejectReason | None:
+        """Admit a submission received as bytes (a sender's message)."""
+        if len(data) > max_entry_bytes(self.params):
+            return self._reject(RejectReason.OVERSIZED)
+        try:
+            entry = decode_lane_entry(data, max_entry_bytes(self.params))
+        except LanePayloadError:
+            return self._reject(RejectReason.MALFORMED)
+        return self.submit(entry)
+
+    def submit(self, entry: LaneEntry) -> RejectReason | None:
+        """Verify and queue one bundle for its slot. Returns the rejection reason, if any."""
+        reason = check_entry_static(self.params, entry, self.lane)
+        if reason is not None:
+            return self._reject(reason)
+        slot = entry.ticket.ticket.slot
+        if slot < self.open_slot:  # rule: a ticket expires at the end of its slot
+            return self._reject(RejectReason.EXPIRED_TICKET)
+        if slot >= self.open_slot + self.max_future_slots:  # rule: bounded look-ahead
+            return self._reject(RejectReason.WRONG_SLOT)
+        key = entry_key(entry)
+        if key in self._seen:  # rule: each bundle's symbols are included at most once
+            return self._reject(RejectReason.DUPLICATE_SYMBOL)
+        pending = self._pending.get(slot, {})
+        if len(pending) >= self.params.max_entries_per_lane_block:
+            return self._reject(RejectReason.LANE_FULL)
+        reason = check_entry_crypto(self.scheme, entry)
+        if reason is not None:
+            return self._reject(reason)
+        self._pending.setdefault(slot, {})[key] = entry
+        self._seen[key] = slot
+        while len(self._seen) > self.max_remembered:
+            del self._seen[next(iter(self._seen))]
+        self.stats.accepted += 1
+        return None
+
+    def seal(self, slot: int) -> LaneBlock:
+        """The signed lane block for `slot` (built once; closes every slot up to it)."""
+        if slot in self._sealed:
+            return self._sealed[slot]
+        if slot < self.open_slot:
+            raise ValueError(
+                f"lane {self.lane}: slot {slot} is closed (open slot {self.open_slot})"
+            )
+        for stale in [s for s in self._pending if s < slot]:
+            self.stats.dropped_unsealed += len(self._pending.pop(stale))
+        pending = self._pending.pop(slot, {})
+        included = []
+        for key in sorted(pending):
+            entry = pending[key]
+            if self.withhold is not None and self.withhold.withholds(entry):
+                self.withhold.pool.add(self.lane, slot, entry)
+                self.stats.withheld += 1
+            else:
+                included.append(entry)
+        self.stats.included += len(included)
+        block = sign_lane_block(self.scheme, self.key, self.lane, slot, tuple(included))
+        self._sealed[slot] = block
+        while len(self._sealed) > MAX_SEALED_SLOTS:
+            del self._sealed[min(self._sealed)]
+        self.open_slot = slot + 1
+        return block
+
+    def on_finalized(self, slot: int) -> None:
+        """Forget sealed lane blocks up to a finalized slot."""
+        for old in [s for s in self._sealed if s <= slot]:
+            del self._sealed[old]
+
+
+def nonempty(blocks: Iterable[LaneBlock]) -> list[LaneBlock]:
+    return [block for block in blocks if block.entries]
