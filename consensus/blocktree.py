@@ -1,0 +1,217 @@
+"""The pending block tree above the finalized head, the QCs seen, and the commit rule.
+
+Every block here entered with a verified tip and a body whose id matches its header (the
+core checks before `add`). The tree is rooted at the finalized head; a block is *connected*
+when its parent chain reaches the root. A bounded window of finalized blocks is kept to serve
+block sync.
+
+Rule names:
+- C-TWO-CHAIN: a QC on Y with `qc.round == Y.qc.round + 1` commits Y's parent X and its
+  uncommitted ancestors (reference §3, `get_committable_id`).
+- C-RETRY: a commit whose blocks were missing is retried when they arrive (the QCs seen are
+  kept by the block they certify, `get_high_committable_qc`).
+- T-SEQ: a block's `seq_num` is its parent's plus one.
+- T-PRUNE: on commit, blocks at or below the new root's height and forks off it are dropped.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from consensus.messages import GENESIS_BLOCK_ID, BlockBody, BlockHeader, QuorumCertificate, Tip
+
+MAX_PENDING_BLOCKS = 4096
+MAX_FINALIZED_KEPT = 256
+MAX_PENDING_QCS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class TreeBlock:
+    block_id: bytes
+    tip: Tip
+    body: BlockBody
+
+    @property
+    def header(self) -> BlockHeader:
+        return self.tip.header
+
+    @property
+    def seq_num(self) -> int:
+        return self.tip.header.seq_num
+
+    @property
+    def block_round(self) -> int:
+        return self.tip.header.block_round
+
+    @property
+    def parent_id(self) -> bytes:
+        return self.tip.header.qc.block_id
+
+
+class BlockTree:
+    def __init__(
+        self,
+        root_id: bytes = GENESIS_BLOCK_ID,
+        root_seq: int = 0,
+        root_round: int = 0,
+        root_timestamp_ns: int = 0,
+    ):
+        self.root_id = root_id
+        self.root_seq = root_seq
+        self.root_round = root_round
+        self.root_timestamp_ns = root_timestamp_ns
+        self._pending: dict[bytes, TreeBlock] = {}
+        self._finalized: OrderedDict[bytes, TreeBlock] = OrderedDict()
+        self._qcs: dict[bytes, QuorumCertificate] = {}  # certified block id -> highest QC
+
+    # ------------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def get(self, block_id: bytes) -> TreeBlock | None:
+        block = self._pending.get(block_id)
+        return block if block is not None else self._finalized.get(block_id)
+
+    def is_pending(self, block_id: bytes) -> bool:
+        return block_id in self._pending
+
+    def is_finalized(self, block_id: bytes) -> bool:
+        return block_id == self.root_id or block_id in self._finalized
+
+    def is_full(self) -> bool:
+        return len(self._pending) >= MAX_PENDING_BLOCKS
+
+    def parent_seq_and_timestamp(self, parent_id: bytes) -> tuple[int, int] | None:
+        """Height and timestamp of a block a new block may extend: the root or a pending one."""
+        if parent_id == self.root_id:
+            return self.root_seq, self.root_timestamp_ns
+        parent = self._pending.get(parent_id)
+        if parent is None:
+            return None
+        return parent.seq_num, parent.header.timestamp_ns
+
+    def path_from_root(self, block_id: bytes) -> list[TreeBlock] | None:
+        """Pending blocks from just above the root up to `block_id`; None if not connected."""
+        if block_id == self.root_id:
+            return []
+        path: list[TreeBlock] = []
+        current = block_id
+        for _ in range(len(self._pending) + 1):  # bounded walk
+            if current == self.root_id:
+                path.reverse()
+                return path
+            block = self._pending.get(current)
+            if block is None:
+                return None
+            path.append(block)
+            current = block.parent_id
+        return None
+
+    def missing_ancestor(self, block_id: bytes) -> bytes | None:
+        """The first block on the way from `block_id` to the root that is not held (or None).
+
+        Returns None too when the chain ends below the root (a fork off finalized history).
+        """
+        current = block_id
+        for _ in range(len(self._pending) + 1):
+            if current == self.root_id or current in self._finalized:
+                return None
+            block = self._pending.get(current)
+            if block is None:
+                return current
+            if block.seq_num <= self.root_seq:
+                return None
+            current = block.parent_id
+        return None
+
+    def chain(self, block_id: bytes, count: int) -> list[TreeBlock]:
+        """Up to `count` held blocks starting at `block_id`, newest first (for block sync)."""
+        blocks: list[TreeBlock] = []
+        current = block_id
+        for _ in range(count):
+            block = self.get(current)
+            if block is None:
+                break
+            blocks.append(block)
+            current = block.parent_id
+        return blocks
+
+    def qcs_by_round_desc(self) -> list[QuorumCertificate]:
+        return sorted(self._qcs.values(), key=lambda qc: qc.round, reverse=True)
+
+    def committable(self, qc: QuorumCertificate, *, consecutive_only: bool = True):
+        """C-TWO-CHAIN: the pending blocks the QC commits, oldest first ([] if none yet).
+
+        `consecutive_only=False` is the TEST-ONLY mutation "commit_non_consecutive".
+        """
+        child = self._pending.get(qc.block_id)
+        if child is None:
+            return []
+        if consecutive_only and qc.round != child.header.qc.round + 1:
+            return []
+        path = self.path_from_root(child.parent_id)
+        return path or []
+
+    # ------------------------------------------------------------------ mutations
+
+    def add(self, block: TreeBlock) -> bool:
+        """Insert a verified block above the root. Returns whether it is new."""
+        if block.block_id in self._pending or self.is_finalized(block.block_id):
+            return False
+        if block.seq_num <= self.root_seq or self.is_full():
+            return False
+        self._pending[block.block_id] = block
+        return True
+
+    def add_qc(self, qc: QuorumCertificate) -> bool:
+        """Remember the highest QC per certified block (C-RETRY). Returns whether it is new."""
+        if qc.round <= self.root_round or self.is_finalized(qc.block_id):
+            return False
+        known = self._qcs.get(qc.block_id)
+        if known is not None and known.round >= qc.round:
+            return False
+        if known is None and len(self._qcs) >= MAX_PENDING_QCS:
+            return False
+        self._qcs[qc.block_id] = qc
+        return True
+
+    def commit(self, path: list[TreeBlock]) -> None:
+        """Make the last block of `path` (a connected path from the root) the new root."""
+        if not path:
+            return
+        assert path[0].parent_id == self.root_id, "commit path must start at the root"
+        for block in path:
+            self._finalized[block.block_id] = block
+            del self._pending[block.block_id]
+        while len(self._finalized) > MAX_FINALIZED_KEPT:
+            self._finalized.popitem(last=False)
+        head = path[-1]
+        self.root_id, self.root_seq = head.block_id, head.seq_num
+        self.root_round, self.root_timestamp_ns = head.block_round, head.header.timestamp_ns
+        self._prune()
+
+    def _prune(self) -> None:
+        """T-PRUNE."""
+        kept: dict[bytes, TreeBlock] = {}
+        dropped: set[bytes] = set()
+        for block in sorted(self._pending.values(), key=lambda b: b.seq_num):
+            parent = block.parent_id
+            if block.seq_num <= self.root_seq:
+                dropped.add(block.block_id)
+            elif block.seq_num == self.root_seq + 1:
+                if parent == self.root_id:
+                    kept[block.block_id] = block
+                else:
+                    dropped.add(block.block_id)
+            elif parent in dropped or self.is_finalized(parent):
+                dropped.add(block.block_id)
+            else:
+                kept[block.block_id] = block  # connected, or waiting for a missing parent
+        self._pending = kept
+        self._qcs = {
+            block_id: qc
+            for block_id, qc in self._qcs.items()
+            if qc.round > self.root_round and block_id not in dropped
+        }

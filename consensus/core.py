@@ -1,0 +1,1098 @@
+"""The MonadBFT consensus core: a pure state machine, `handle(event) -> list[Command]`.
+
+Normative mode "monadbft" follows monad-bft's fast-recovery protocol ([FR] in
+`shared/reference/monadbft.md`); "v1" and "vanilla" exist to compare against (see
+docs/protocol.md for the exact differences). Each handler validates its input completely
+before it changes anything: a rejected input returns at most `Trace('dropped', {reason})`
+and leaves the state as it was. Commands come out in execution order; `PersistSafety`
+always precedes the send it protects.
+
+Rule names used in comments here are defined in docs/protocol.md (and in safety.py,
+pacemaker.py, vote_state.py, blocktree.py for the rules those modules own).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from consensus import codec
+from consensus.blocktree import BlockTree, TreeBlock
+from consensus.certificates import (
+    PROTOCOLS,
+    InvalidMessage,
+    Signer,
+    Verifier,
+    build_nec,
+    build_tc,
+    extend_qc,
+    notip_from_tc,
+)
+from consensus.crypto import KeyPair, SignatureScheme
+from consensus.events import (
+    Broadcast,
+    Command,
+    CommitBlocks,
+    CommittedBlock,
+    EquivocationEvidence,
+    Event,
+    MarkVoted,
+    MessageReceived,
+    PayloadReady,
+    PersistBlock,
+    PersistSafety,
+    RecordEquivocation,
+    RequestPayload,
+    RevertVoted,
+    RoundEntered,
+    Send,
+    SetTimer,
+    Start,
+    TimerFired,
+    Trace,
+)
+from consensus.messages import (
+    GENESIS_BLOCK_ID,
+    GENESIS_QC,
+    MAX_PAYLOAD_BYTES,
+    MAX_SYNC_BLOCKS,
+    AdvanceRoundMessage,
+    BlockBody,
+    BlockHeader,
+    BlockSyncRequest,
+    BlockSyncResponse,
+    Message,
+    NoEndorsement,
+    NoEndorsementCertificate,
+    NoEndorsementMessage,
+    NoTipCertificate,
+    ProposalMessage,
+    QuorumCertificate,
+    RoundCertificate,
+    RoundRecoveryMessage,
+    SyncedBlock,
+    TimeoutCertificate,
+    TimeoutInfo,
+    TimeoutMessage,
+    Tip,
+    Vote,
+    VoteMessage,
+)
+from consensus.pacemaker import Pacemaker
+from consensus.safety import (
+    SafetyState,
+    after_no_endorse,
+    after_propose,
+    after_recovery_request,
+    after_timeout,
+    after_vote,
+    may_no_endorse,
+    vote_refusal,
+    without_stale_tip,
+)
+from consensus.validators import LeaderSchedule, ValidatorSet, decode_bitmap
+from consensus.vote_state import VoteState
+
+Protocol_ = Literal["monadbft", "v1", "vanilla"]
+
+# TEST ONLY: each switch is a deliberate one-rule break, used to prove that the netsim
+# property/Twins suites catch it. Never enable outside tests.
+TEST_MUTATIONS = frozenset(
+    {
+        "skip_high_tip_check",  # timeouts carry the high QC, never the high tip (breaks P5)
+        "double_vote",  # the vote guard ignores highest_vote / one proposal per round (P3)
+        "commit_non_consecutive",  # commit rule without the consecutive-round check (P1)
+        "skip_reproposal_rule",  # leaders never repropose, holders still sign NEs (P5/P8)
+    }
+)
+
+MAX_TRACKED_ROUNDS = 1024  # bound on per-round bookkeeping (proposals, tips, sync requests)
+MAX_FINALIZED_IDS = 65_536  # finalized ids kept for `finalized_chain()`
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    protocol: Protocol_ = "monadbft"
+    delta_ms: float = 100.0  # Δ; round timer = 3Δ + vote_pace + Δ unless set
+    vote_pace_ms: float = 0.0
+    round_timeout_ms: float | None = None
+    timeout_backoff: float = 1.0  # per consecutive TC round (1.0 = none, as monad-bft)
+    max_round_timeout_ms: float = 30_000.0
+    epoch: int = 1
+    test_mutations: frozenset[str] = frozenset()  # TEST ONLY, see TEST_MUTATIONS
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; choose one of {PROTOCOLS}")
+        unknown = set(self.test_mutations) - TEST_MUTATIONS
+        if unknown:
+            raise ValueError(f"unknown test mutations {sorted(unknown)}")
+        if self.delta_ms <= 0 or self.vote_pace_ms < 0:
+            raise ValueError("delta_ms must be positive and vote_pace_ms non-negative")
+        if self.round_timeout_ms is not None and self.round_timeout_ms <= 0:
+            raise ValueError("round_timeout_ms must be positive")
+
+    @property
+    def base_round_timeout_ms(self) -> float:
+        if self.round_timeout_ms is not None:
+            return self.round_timeout_ms
+        return 3 * self.delta_ms + self.vote_pace_ms + self.delta_ms
+
+
+class BlockValidator(Protocol):
+    """Pluggable application validity ("coherency"); must be pure and deterministic."""
+
+    def validate(self, header: BlockHeader, body: BlockBody) -> bool: ...
+
+
+class AcceptAllBlocks:
+    def validate(self, header: BlockHeader, body: BlockBody) -> bool:
+        return True
+
+
+@dataclass
+class RecoveredState:
+    """What a restarted node is built from: the last persisted safety state, the blocks
+    PersistBlock wrote, and its finalized head."""
+
+    safety: SafetyState
+    blocks: list[tuple[Tip, BlockBody]]
+    finalized_block_id: bytes
+    finalized_height: int
+
+
+@dataclass
+class _PendingProposal:
+    """A fresh proposal waiting for the driver's payload."""
+
+    round: int
+    parent_qc: QuorumCertificate
+    fresh_certificate: NoEndorsementCertificate | NoTipCertificate | None
+    last_round_tc: TimeoutCertificate | None
+    seq_num: int
+    parent_timestamp_ns: int
+
+
+@dataclass
+class _VotedEntry:
+    block_id: bytes
+    qc_round: int
+    block_round: int
+
+
+@dataclass
+class _RoundLocal:
+    """Bookkeeping that belongs to the current round only (reset on entering a round)."""
+
+    own_timeout: TimeoutMessage | None = None
+    pending_proposal: _PendingProposal | None = None
+    pending_vote: ProposalMessage | None = None  # deferred by vote pacing
+    awaiting_ancestors: ProposalMessage | None = None  # vote waits for block sync
+    no_endorsements: dict[NoEndorsement, dict[int, bytes]] = field(default_factory=dict)
+    ne_authors: set[int] = field(default_factory=set)
+    nec: NoEndorsementCertificate | None = None
+
+
+class _Dropped(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ConsensusCore:
+    """One validator's MonadBFT state machine. Not thread-safe; drive it from one place."""
+
+    def __init__(
+        self,
+        *,
+        config: CoreConfig,
+        validators: ValidatorSet,
+        schedule: LeaderSchedule,
+        index: int,
+        key: KeyPair,
+        scheme: SignatureScheme,
+        block_validator: BlockValidator | None = None,
+        recovered: RecoveredState | None = None,
+    ):
+        if not validators.contains(index):
+            raise ValueError(f"index {index} is not in the validator set")
+        if validators.public_key(index) != key.public:
+            raise ValueError(f"key does not match validator {index}'s public key")
+        self.config = config
+        self.validators = validators
+        self.schedule = schedule
+        self._index = index
+        self._protocol = config.protocol
+        self._mutations = config.test_mutations
+        self._signer = Signer(index, key, scheme)
+        self.verifier = Verifier(validators, schedule, scheme, config.protocol, config.epoch)
+        self._block_validator: BlockValidator = block_validator or AcceptAllBlocks()
+        self._votes = VoteState(validators, self._vote_signature_valid)
+        self._out: list[Command] = []
+        self._now_ns = 0
+        self._local = _RoundLocal()
+        self._handled_proposals: dict[int, bytes] = {}  # round -> first proposal's block id
+        self._tips_by_round: dict[int, Tip] = {}  # first verified tip per block round
+        self._evidence: dict[int, EquivocationEvidence] = {}
+        self._voted: dict[int, _VotedEntry] = {}  # seq_num -> speculatively final block
+        self._sync_requested: dict[bytes, int] = {}  # block id -> round requested in
+        self._last_vote_ns: int | None = None
+        self._finalized_ids: deque[bytes] = deque(maxlen=MAX_FINALIZED_IDS)
+        self._finalized_height = 0
+        self._started = False
+        if recovered is None:
+            self._safety = SafetyState()
+            self._tree = BlockTree()
+            self._high_qc: QuorumCertificate = GENESIS_QC
+        else:
+            self._restore(recovered)
+        self._pacemaker = Pacemaker(
+            validators,
+            base_timeout_ms=config.base_round_timeout_ms,
+            backoff=config.timeout_backoff,
+            max_timeout_ms=config.max_round_timeout_ms,
+            high_certificate=self._high_qc,
+        )
+
+    def _restore(self, recovered: RecoveredState) -> None:
+        """Rebuild from disk: the finalized head, the pending blocks, the highest QC known."""
+        by_id = {codec.block_id(tip.header): (tip, body) for tip, body in recovered.blocks}
+        root_id = recovered.finalized_block_id
+        if root_id == GENESIS_BLOCK_ID:
+            self._tree = BlockTree()
+        elif root_id in by_id:
+            header = by_id[root_id][0].header
+            if header.seq_num != recovered.finalized_height:
+                raise ValueError("recovered finalized height does not match its block")
+            self._tree = BlockTree(root_id, header.seq_num, header.block_round, header.timestamp_ns)
+        else:
+            raise ValueError("recovered state lacks its finalized block")
+        self._finalized_height = recovered.finalized_height
+        if root_id != GENESIS_BLOCK_ID:
+            self._finalized_ids.append(root_id)
+        self._safety = recovered.safety
+        high_qc = GENESIS_QC
+        for block_id, (tip, body) in sorted(by_id.items(), key=lambda kv: kv[1][0].header.seq_num):
+            if tip.header.qc.round > high_qc.round:
+                high_qc = tip.header.qc
+            if tip.header.seq_num > self._tree.root_seq:
+                self._tree.add(TreeBlock(block_id, tip, body))
+                self._record_tip(tip, emit=False)
+        self._high_qc = high_qc
+        self._safety = without_stale_tip(self._safety, high_qc.round, self._protocol)
+
+    # ------------------------------------------------------------------ read-only views
+
+    @property
+    def index(self) -> int:
+        return self._index
+
+    @property
+    def current_round(self) -> int:
+        return self._pacemaker.current_round
+
+    @property
+    def finalized_height(self) -> int:
+        return self._finalized_height
+
+    @property
+    def finalized_block_id(self) -> bytes:
+        return self._tree.root_id
+
+    @property
+    def high_qc(self) -> QuorumCertificate:
+        return self._high_qc
+
+    @property
+    def high_certificate(self) -> RoundCertificate:
+        return self._pacemaker.high_certificate
+
+    @property
+    def safety_state(self) -> SafetyState:
+        return self._safety
+
+    @property
+    def pending_blocks(self) -> int:
+        return len(self._tree)
+
+    @property
+    def vote_signatures_verified(self) -> int:
+        return self._votes.signatures_verified
+
+    def block(self, block_id: bytes) -> tuple[Tip, BlockBody] | None:
+        block = self._tree.get(block_id)
+        return None if block is None else (block.tip, block.body)
+
+    def finalized_chain(self) -> list[bytes]:
+        """Finalized block ids, oldest first (the most recent MAX_FINALIZED_IDS)."""
+        return list(self._finalized_ids)
+
+    def equivocations(self) -> list[EquivocationEvidence]:
+        return [self._evidence[r] for r in sorted(self._evidence)]
+
+    def leader(self, round: int) -> int:
+        return self.schedule.leader(round)
+
+    # ------------------------------------------------------------------ entry point
+
+    def handle(self, event: Event) -> list[Command]:
+        self._out = []
+        self._now_ns = event.now_ns
+        try:
+            if isinstance(event, MessageReceived):
+                self._on_message(event.sender, event.message)
+            elif isinstance(event, TimerFired):
+                self._on_timer(event)
+            elif isinstance(event, PayloadReady):
+                self._on_payload(event)
+            elif isinstance(event, Start):
+                self._on_start()
+            else:
+                raise _Dropped(f"unknown event {type(event).__name__}")
+        except _Dropped as dropped:
+            # Raised only before any mutation: the state is unchanged.
+            self._out = [Trace("dropped", {"reason": dropped.reason})]
+        out, self._out = self._out, []
+        return out
+
+    def _emit(self, command: Command) -> None:
+        self._out.append(command)
+
+    def _trace(self, name: str, **detail: object) -> None:
+        self._out.append(Trace(name, dict(detail)))
+
+    def _on_message(self, sender: int, message: Message) -> None:
+        if not self.validators.contains(sender):
+            raise _Dropped(f"sender {sender} is not a validator")
+        if not self._started:
+            raise _Dropped("core not started")
+        if isinstance(message, ProposalMessage):
+            self._on_proposal(sender, message)
+        elif isinstance(message, VoteMessage):
+            self._on_vote(sender, message)
+        elif isinstance(message, TimeoutMessage):
+            self._on_timeout(sender, message)
+        elif isinstance(message, AdvanceRoundMessage):
+            self._on_advance_round(sender, message)
+        elif isinstance(message, RoundRecoveryMessage):
+            self._on_round_recovery(sender, message)
+        elif isinstance(message, NoEndorsementMessage):
+            self._on_no_endorsement(sender, message)
+        elif isinstance(message, BlockSyncRequest):
+            self._on_sync_request(sender, message)
+        elif isinstance(message, BlockSyncResponse):
+            self._on_sync_response(sender, message)
+        else:
+            raise _Dropped(f"unknown message {type(message).__name__}")
+
+    def _verify(self, check, message: object) -> None:
+        """Run a stateless Verifier check; a failure drops the input (nothing mutated yet)."""
+        try:
+            check(message)
+        except InvalidMessage as exc:
+            raise _Dropped(str(exc)) from None
+
+    # ------------------------------------------------------------------ start and timers
+
+    def _on_start(self) -> None:
+        if self._started:
+            raise _Dropped("already started")
+        self._started = True
+        self._emit(RoundEntered(self.current_round, "start"))
+        self._arm_round_timer()
+        self._try_propose()
+
+    def _arm_round_timer(self) -> None:
+        """P-TIMER."""
+        self._emit(SetTimer("round", self.current_round, self._pacemaker.round_timeout_ms()))
+
+    def _on_timer(self, event: TimerFired) -> None:
+        if not self._started:
+            raise _Dropped("core not started")
+        if event.round != self.current_round:
+            raise _Dropped(f"stale {event.kind} timer for round {event.round}")
+        if event.kind == "round":
+            self._local_timeout()  # P-TIMER: time out (or re-broadcast) and re-arm
+        elif event.kind == "vote_pace":
+            pending = self._local.pending_vote
+            if pending is None:
+                raise _Dropped("no vote waiting for the vote pacing timer")
+            self._local.pending_vote = None
+            self._try_vote(pending, paced=True)
+        else:
+            raise _Dropped(f"unknown timer kind {event.kind!r}")
+
+    # ------------------------------------------------------------------ rounds and QCs
+
+    def _enter_round(self, via: Literal["qc", "tc"]) -> None:
+        """Bookkeeping after the pacemaker moved to a new round (P-ROUND)."""
+        self._local = _RoundLocal()
+        self._votes.prune_below(self.current_round)
+        self._emit(RoundEntered(self.current_round, via))
+        self._arm_round_timer()
+
+    def _process_qc(self, qc: QuorumCertificate, hint: int) -> None:
+        """process_qc (reference §4.6) on a verified QC.
+
+        Deviation: the bookkeeping (high QC, Voted, commit) runs for every QC above the
+        finalized round, not only for QCs >= the current round; only the round advance
+        requires `qc.round >= current_round`.
+        """
+        if qc.round <= self._tree.root_round:
+            return
+        if qc.round > self._high_qc.round:
+            self._high_qc = qc
+            self._safety = without_stale_tip(self._safety, qc.round, self._protocol)  # S-HIGH-TIP
+        if self._tree.add_qc(qc):
+            self._mark_voted(qc)
+            self._try_commit(qc)
+        if self._pacemaker.advance(qc):
+            self._enter_round("qc")
+        missing = self._tree.missing_ancestor(qc.block_id)
+        if missing is not None:
+            self._request_sync(
+                missing, hint if hint != self._index else self._qc_peer(qc), qc.round
+            )
+
+    def _qc_peer(self, qc: QuorumCertificate) -> int:
+        """A signer of the QC other than this node (it voted, so it held the block)."""
+        for signer in decode_bitmap(qc.signers, len(self.validators)):
+            if signer != self._index:
+                return signer
+        return self._index
+
+    def _process_tc(self, tc: TimeoutCertificate, hint: int) -> None:
+        """process_certificate(TC) on a verified TC."""
+        extend = tc.high_extend
+        if isinstance(extend, Tip):
+            self._record_tip(extend)
+        self._process_qc(extend_qc(extend), hint)
+        if self._pacemaker.advance(tc):
+            self._enter_round("tc")
+
+    def _mark_voted(self, qc: QuorumCertificate) -> None:
+        """Speculative finality (MarkVoted) for a connected certified block; a conflicting
+        Voted block at the same height is reverted (RevertVoted, with evidence if any)."""
+        block = self._tree.get(qc.block_id)
+        if block is None or not self._tree.is_pending(block.block_id):
+            return
+        if self._tree.path_from_root(block.block_id) is None:
+            return  # retried when the ancestors arrive (C-RETRY)
+        known = self._voted.get(block.seq_num)
+        if known is not None:
+            if known.block_id == block.block_id or known.qc_round > qc.round:
+                return
+            self._revert_voted(block.seq_num, known)
+        self._voted[block.seq_num] = _VotedEntry(block.block_id, qc.round, block.block_round)
+        self._emit(MarkVoted(block.block_id, block.seq_num, block.block_round))
+
+    def _revert_voted(self, seq_num: int, entry: _VotedEntry) -> None:
+        evidence = self._evidence.get(entry.block_round)
+        if evidence is None:
+            self._trace("revert_without_evidence", block_round=entry.block_round, seq_num=seq_num)
+        self._emit(RevertVoted(entry.block_id, seq_num, entry.block_round, evidence))
+
+    def _try_commit(self, qc: QuorumCertificate) -> None:
+        """C-TWO-CHAIN (the TEST-ONLY mutation "commit_non_consecutive" drops the check)."""
+        consecutive = "commit_non_consecutive" not in self._mutations
+        path = self._tree.committable(qc, consecutive_only=consecutive)
+        if path:
+            self._commit(path)
+
+    def _commit(self, path: list[TreeBlock]) -> None:
+        for block in path:
+            known = self._voted.get(block.seq_num)
+            if known is not None and known.block_id != block.block_id:
+                self._revert_voted(block.seq_num, known)
+        self._tree.commit(path)
+        self._finalized_height = self._tree.root_seq
+        self._finalized_ids.extend(block.block_id for block in path)
+        self._emit(CommitBlocks(tuple(CommittedBlock(b.block_id, b.header, b.body) for b in path)))
+        root_seq, root_round = self._tree.root_seq, self._tree.root_round
+        self._voted = {s: e for s, e in self._voted.items() if s > root_seq}
+        self._tips_by_round = {r: t for r, t in self._tips_by_round.items() if r > root_round}
+        self._evidence = {r: e for r, e in self._evidence.items() if r > root_round}
+        self._handled_proposals = {
+            r: b for r, b in self._handled_proposals.items() if r > root_round
+        }
+        self._sync_requested = {
+            b: r for b, r in self._sync_requested.items() if not self._tree.is_finalized(b)
+        }
+
+    def _retry_blocks_arrived(self) -> None:
+        """C-RETRY: Voted marks and commits whose blocks were missing."""
+        for qc in self._tree.qcs_by_round_desc():
+            self._mark_voted(qc)
+            self._try_commit(qc)
+
+    # ------------------------------------------------------------------ equivocation
+
+    def _record_tip(self, tip: Tip, *, emit: bool = True) -> bool:
+        """EQ: two different headers for one block round, both signed by that round's leader
+        (tips reach here only after verification, rule T1). Returns whether new evidence."""
+        block_round = tip.header.block_round
+        if block_round <= self._tree.root_round:
+            return False
+        first = self._tips_by_round.get(block_round)
+        if first is None:
+            if len(self._tips_by_round) < MAX_TRACKED_ROUNDS:
+                self._tips_by_round[block_round] = tip
+            return False
+        if first.header == tip.header or block_round in self._evidence:
+            return False
+        evidence = EquivocationEvidence(tip.header.author, block_round, first, tip)
+        self._evidence[block_round] = evidence
+        if emit:
+            self._emit(RecordEquivocation(evidence))
+            self._trace("equivocation", leader=tip.header.author, block_round=block_round)
+        return True
+
+    # ------------------------------------------------------------------ block tree entry
+
+    def _block_refusal(self, header: BlockHeader, body: BlockBody) -> str | None:
+        """Block validity that does not need the signature checks (done by the Verifier)."""
+        if header.author != self.leader(header.block_round):  # T1 (re-checked, cheap)
+            return "block author is not the leader of its round"
+        if header.body_id != codec.body_id(body):  # W1
+            return "block body does not match its header"
+        parent = self._tree.parent_seq_and_timestamp(header.parent_id)
+        if parent is not None:
+            parent_seq, parent_timestamp_ns = parent
+            if header.seq_num != parent_seq + 1:  # T-SEQ
+                return f"seq_num {header.seq_num} does not follow its parent's {parent_seq}"
+            if header.timestamp_ns < parent_timestamp_ns:  # T-TIME
+                return "timestamp earlier than its parent's"
+        elif self._tree.is_finalized(header.parent_id):
+            return "extends a finalized block other than the head"
+        if header.seq_num <= self._tree.root_seq:
+            return "at or below the finalized height"
+        if not self._block_validator.validate(header, body):  # B-APP (coherency)
+            return "rejected by the block validator"
+        return None
+
+    def _add_block(self, block_id: bytes, tip: Tip, body: BlockBody) -> bool:
+        """Insert a validated block; PersistBlock comes with it."""
+        if not self._tree.add(TreeBlock(block_id, tip, body)):
+            return False
+        self._emit(PersistBlock(tip, body, block_id))
+        self._sync_requested.pop(block_id, None)
+        return True
+
+    def _request_sync(self, block_id: bytes, hint: int, upto_round: int) -> None:
+        """Block sync for a missing block (once per block per round)."""
+        if self._tree.get(block_id) is not None or self._tree.is_finalized(block_id):
+            return
+        if self._sync_requested.get(block_id) == self.current_round:
+            return
+        if block_id not in self._sync_requested and len(self._sync_requested) >= MAX_TRACKED_ROUNDS:
+            return
+        self._sync_requested[block_id] = self.current_round
+        peer = hint if hint != self._index else (self._index + 1) % len(self.validators)
+        if peer == self._index:
+            return  # a single-validator network has nobody to ask
+        count = max(1, min(MAX_SYNC_BLOCKS, upto_round - self._tree.root_round))
+        self._emit(Send(peer, BlockSyncRequest(block_id=block_id, count=count)))
+        self._trace("sync_requested", block_id=block_id.hex(), peer=peer)
+
+    # ------------------------------------------------------------------ proposals
+
+    def _on_proposal(self, sender: int, message: ProposalMessage) -> None:
+        """handle_proposal_message (reference §4.5)."""
+        tip, header, body = message.tip, message.tip.header, message.body
+        tc = message.last_round_tc
+        if message.round <= self._tree.root_round:  # H1: nothing at or below the finalized round
+            raise _Dropped(f"proposal round {message.round} at or below the finalized round")
+        if message.author != self.leader(message.round):  # H3: author leads the round
+            raise _Dropped(f"proposal author {message.author} is not the leader")
+        block_id = codec.block_id(header)
+        handled = self._handled_proposals.get(message.round)
+        # H4: one proposal per round (TEST-ONLY "double_vote" lifts it); a second, different
+        # block for the round is verified only to keep it as equivocation evidence.
+        duplicate = handled is not None and "double_vote" not in self._mutations
+        if duplicate and handled == block_id:
+            raise _Dropped(f"already handled the proposal for round {message.round}")
+        self._verify(self.verifier.proposal_message, message)  # W1-W4 and signatures
+        if duplicate:
+            if self._record_tip(tip):
+                return  # evidence recorded; the proposal itself is not handled
+            raise _Dropped(f"already handled a proposal for round {message.round}")
+        round_after = max(
+            self.current_round, header.qc.round + 1, tc.round + 1 if tc is not None else 0
+        )
+        if message.round > round_after:  # H3: no proposals for future rounds
+            raise _Dropped(f"proposal for future round {message.round}")
+        refusal = self._block_refusal(header, body)  # H5: block validity
+        if refusal is not None:
+            raise _Dropped(refusal)
+        # ---- valid: mutate
+        self._handled_proposals[message.round] = block_id
+        if len(self._handled_proposals) > MAX_TRACKED_ROUNDS:
+            del self._handled_proposals[min(self._handled_proposals)]
+        self._record_tip(tip)
+        self._process_qc(header.qc, sender)  # H2
+        if tc is not None:
+            self._process_tc(tc, sender)
+        if self._add_block(block_id, tip, body):  # H6
+            self._retry_blocks_arrived()
+        if message.round == self.current_round:
+            self._try_vote(message, paced=False)
+        self._try_propose()
+
+    def _try_vote(self, message: ProposalMessage, *, paced: bool) -> None:
+        """try_vote: the vote guard, then persist, then send (monadbft: next and current
+        leader; v1/vanilla: next leader only)."""
+        if message.round != self.current_round:  # H6: vote only in the current round
+            return
+        block_id = codec.block_id(message.tip.header)
+        missing = self._tree.missing_ancestor(block_id)
+        if missing is not None or self._tree.get(block_id) is None:
+            # V-CONNECTED: vote only for a block whose chain to the finalized head is held.
+            self._local.awaiting_ancestors = message
+            if missing is not None:
+                self._request_sync(missing, message.author, message.round)
+            return
+        tc = message.last_round_tc
+        tc_tip_id = None
+        if tc is not None and isinstance(tc.high_extend, Tip):
+            tc_tip_id = codec.block_id(tc.high_extend.header)
+        refusal = vote_refusal(
+            self._safety,
+            message.round,
+            tc_tip_id,
+            allow_double_vote="double_vote" in self._mutations,
+        )
+        if refusal is not None:
+            self._trace("vote_refused", round=message.round, reason=refusal)
+            return
+        happy = message.round == message.tip.header.qc.round + 1
+        pace_ns = int(self.config.vote_pace_ms * 1e6)
+        if not paced and happy and pace_ns > 0 and self._last_vote_ns is not None:
+            ready_ns = self._last_vote_ns + pace_ns
+            if self._now_ns < ready_ns:  # VP: happy-path votes wait for the vote pacing timer
+                self._local.pending_vote = message
+                self._emit(SetTimer("vote_pace", message.round, (ready_ns - self._now_ns) / 1e6))
+                return
+        self._cast_vote(message, block_id)
+
+    def _cast_vote(self, message: ProposalMessage, block_id: bytes) -> None:
+        round = message.round
+        self._safety = after_vote(
+            self._safety, round, message.tip, block_id, self._high_qc.round, self._protocol
+        )
+        vote_message = self._signer.vote(Vote(block_id=block_id, round=round, epoch=self._epoch))
+        self._emit(PersistSafety(self._safety))  # persist before the vote leaves
+        destinations = [self.leader(round + 1)]
+        if self._protocol == "monadbft" and self.leader(round) not in destinations:
+            destinations.append(self.leader(round))  # FR: votes also to the current leader
+        for destination in destinations:
+            if destination != self._index:
+                self._emit(Send(destination, vote_message))
+        self._last_vote_ns = self._now_ns
+        self._local.awaiting_ancestors = None
+        self._trace("voted", round=round, block_id=block_id.hex())
+        if self._index in destinations:
+            self._pool_vote(vote_message, trusted=True, hint=self._index)
+
+    @property
+    def _epoch(self) -> int:
+        return self.config.epoch
+
+    # ------------------------------------------------------------------ votes
+
+    def _vote_signature_valid(self, message: VoteMessage) -> bool:
+        try:
+            self.verifier.vote_message(message)
+        except InvalidMessage:
+            return False
+        return True
+
+    def _on_vote(self, sender: int, message: VoteMessage) -> None:
+        """handle_vote_message: V-WINDOW, V-ONE-PER-SIGNER, V-LAZY, V-BAD-SIGNER."""
+        if sender != message.author:  # votes travel point-to-point from their author
+            raise _Dropped("vote not sent by its author")
+        if message.vote.epoch != self._epoch:
+            raise _Dropped(f"vote for epoch {message.vote.epoch}")
+        refusal = self._votes.refusal(message, self.current_round)
+        if refusal is not None:
+            raise _Dropped(refusal)
+        self._pool_vote(message, trusted=False, hint=sender)
+
+    def _pool_vote(self, message: VoteMessage, *, trusted: bool, hint: int) -> None:
+        if self._votes.refusal(message, self.current_round) is not None:
+            return
+        qc = self._votes.add(message, trusted=trusted)
+        if qc is not None:
+            self._on_qc_formed(qc, hint)
+
+    def _on_qc_formed(self, qc: QuorumCertificate, hint: int) -> None:
+        """A QC formed here: process it; monadbft: the round's leader broadcasts AdvanceRound."""
+        self._trace("qc_formed", round=qc.round, block_id=qc.block_id.hex())
+        fresh = qc.round >= self.current_round
+        self._process_qc(qc, hint)
+        if self._protocol == "monadbft" and fresh and self.leader(qc.round) == self._index:
+            self._emit(Broadcast(AdvanceRoundMessage(certificate=qc)))
+        self._try_propose()
+
+    # ------------------------------------------------------------------ timeouts
+
+    def _local_timeout(self) -> None:
+        """local_timeout_round (reference §4.2): persist, broadcast, re-arm."""
+        round = self.current_round
+        own = self._local.own_timeout
+        if own is not None:  # P-TIMER: re-broadcast the same timeout, re-arm
+            self._emit(Broadcast(own))
+            self._arm_round_timer()
+            return
+        extend = self._timeout_extend(round)
+        tip_id = codec.block_id(extend.header) if isinstance(extend, Tip) else None
+        self._safety, tip_vote = after_timeout(self._safety, round, tip_id)  # S-VOTE-ONCE
+        tip_vote = tip_vote and self._protocol == "monadbft"  # FR: tip votes in timeouts
+        base_qc = extend_qc(extend)
+        info = TimeoutInfo(
+            epoch=self._epoch,
+            round=round,
+            high_qc_round=base_qc.round,
+            high_tip_round=extend.header.block_round if isinstance(extend, Tip) else 0,
+        )
+        last = None if base_qc.round + 1 == round else self._pacemaker.high_certificate
+        message = self._signer.timeout(info, extend, last, tip_vote)
+        self._local.own_timeout = message
+        self._pacemaker.mark_timed_out()
+        self._local.pending_vote = None
+        self._emit(PersistSafety(self._safety))  # persist before the timeout leaves
+        self._emit(Broadcast(message))
+        self._arm_round_timer()
+        self._trace("local_timeout", round=round, tip_vote=tip_vote)
+        if tip_vote:
+            vote = Vote(block_id=tip_id, round=round, epoch=self._epoch)
+            self._pool_vote(
+                VoteMessage(vote, self._index, message.tip_vote_signature),
+                trusted=True,
+                hint=self._index,
+            )
+        if self.current_round == round:
+            self._collect_timeout(message)
+
+    def _timeout_extend(self, round: int) -> Tip | QuorumCertificate:
+        """HighExtend of a timeout: monadbft the high tip while newer than the high QC; v1 the
+        last voted tip; vanilla (and the TEST-ONLY "skip_high_tip_check") the high QC."""
+        tip = self._safety.high_tip
+        if (
+            tip is None
+            or self._protocol == "vanilla"
+            or "skip_high_tip_check" in self._mutations
+            or tip.header.block_round > round
+        ):
+            return self._high_qc
+        if self._protocol == "monadbft" and tip.header.block_round <= self._high_qc.round:
+            return self._high_qc
+        return tip
+
+    def _on_timeout(self, sender: int, message: TimeoutMessage) -> None:
+        """handle_timeout_message (reference §4.3)."""
+        info = message.info
+        if info.round < self.current_round:  # TO1: stale
+            raise _Dropped(f"timeout for past round {info.round}")
+        if info.round == self.current_round and self._pacemaker.has_timeout_from(message.author):
+            raise _Dropped(f"duplicate timeout from {message.author}")  # P-ONE-TIMEOUT
+        self._verify(self.verifier.timeout_message, message)
+        # ---- valid: mutate
+        extend = message.high_extend
+        if isinstance(extend, Tip):
+            self._record_tip(extend)
+        self._process_qc(extend_qc(extend), sender)  # TO2
+        if (
+            message.tip_vote_signature is not None
+            and self._protocol == "monadbft"
+            and isinstance(extend, Tip)
+        ):  # TO3: the tip vote is a vote (backup QC)
+            vote = Vote(block_id=codec.block_id(extend.header), round=info.round, epoch=info.epoch)
+            self._pool_vote(
+                VoteMessage(vote, message.author, message.tip_vote_signature),
+                trusted=True,  # verified with the timeout
+                hint=message.author,
+            )
+        last = message.last_round_certificate
+        if isinstance(last, TimeoutCertificate):  # TO4
+            if last.round == self.current_round:
+                if not self._pacemaker.timed_out_locally:
+                    self._local_timeout()  # helps others build the same TC
+                self._process_tc(last, sender)
+            elif last.round > self.current_round:
+                self._emit(Broadcast(AdvanceRoundMessage(certificate=last)))
+                self._process_tc(last, sender)
+        elif isinstance(last, QuorumCertificate):
+            self._process_qc(last, sender)
+        if info.round == self.current_round:  # TO5: pacemaker
+            self._collect_timeout(message)
+        self._try_propose()  # TO6
+
+    def _collect_timeout(self, message: TimeoutMessage) -> None:
+        """P-ONE-TIMEOUT, P-ECHO, P-TC."""
+        if not self._pacemaker.add_timeout(message):
+            return
+        round = self.current_round
+        if self._pacemaker.should_echo():
+            self._trace("timeout_echo", round=round)
+            self._local_timeout()  # adds our own timeout, which may complete the TC
+        if self.current_round == round and self._pacemaker.has_tc_quorum():
+            tc = build_tc(self._epoch, round, self._pacemaker.timeouts(), self.validators)
+            self._trace("tc_formed", round=round, high_extend=type(tc.high_extend).__name__)
+            self._process_tc(tc, self._index)
+            self._try_propose()
+
+    # ------------------------------------------------------------------ advance round
+
+    def _on_advance_round(self, sender: int, message: AdvanceRoundMessage) -> None:
+        certificate = message.certificate
+        if certificate.round < self.current_round:  # AR1: only certificates that move us
+            raise _Dropped(f"advance-round certificate for past round {certificate.round}")
+        self._verify(self.verifier.advance_round, message)
+        if isinstance(certificate, QuorumCertificate):
+            self._process_qc(certificate, sender)
+            leader = self.leader(self.current_round)
+            if leader not in (self._index, sender):  # AR2: forward a fresh QC to the leader
+                self._emit(Send(leader, message))
+        else:
+            self._process_tc(certificate, sender)
+        self._try_propose()
+
+    # ------------------------------------------------------------------ leader
+
+    def _try_propose(self) -> None:
+        """try_propose (reference §4.4), once per round."""
+        round = self.current_round
+        if self.leader(round) != self._index:
+            return
+        if round <= max(self._safety.highest_propose, self._safety.highest_vote):
+            return
+        if self._local.pending_proposal is not None:
+            return
+        certificate = self._pacemaker.high_certificate
+        if isinstance(certificate, QuorumCertificate):  # LP1: fresh on QC(r-1)
+            self._prepare_fresh(round, certificate, None, None)
+            return
+        tc = certificate
+        extend = tc.high_extend
+        if self._protocol == "vanilla":  # LP-V: fresh on the highest QC known
+            self._prepare_fresh(round, self._high_qc, None, tc)
+        elif isinstance(extend, QuorumCertificate):  # LP2: fresh with NoTip
+            self._prepare_fresh(round, extend, notip_from_tc(tc), tc)
+        else:
+            tip_id = codec.block_id(extend.header)
+            held = self._tree.get(tip_id)
+            nec = self._local.nec
+            if held is not None and "skip_reproposal_rule" not in self._mutations:
+                self._send_proposal(round, held.tip, held.body, tc)  # LP3: reproposal
+            elif nec is not None and nec.tip_qc_round == extend.header.qc.round:
+                self._prepare_fresh(round, extend.header.qc, nec, tc)  # LP5: fresh with NEC
+            else:  # LP4: fetch the block, ask once per round who lacks it
+                self._request_sync(tip_id, self._tip_holder(tc), round)
+                if self._safety.highest_recovery_request < round:
+                    self._safety = after_recovery_request(self._safety, round)
+                    recovery = self._signer.round_recovery(round, self._epoch, tc)
+                    self._emit(PersistSafety(self._safety))
+                    self._emit(Broadcast(recovery))
+                    self._trace("round_recovery", round=round, tip_id=tip_id.hex())
+                    self._on_round_recovery(self._index, recovery, own=True)  # never drops
+
+    def _tip_holder(self, tc: TimeoutCertificate) -> int:
+        """A validator that reported the TC's high tip (a sync peer likely to hold it)."""
+        extend = tc.high_extend
+        assert isinstance(extend, Tip)
+        for group in tc.tip_rounds:
+            if (group.high_qc_round, group.high_tip_round) == (
+                extend.header.qc.round,
+                extend.header.block_round,
+            ):
+                for signer in decode_bitmap(group.signers, len(self.validators)):
+                    if signer != self._index:
+                        return signer
+        return extend.header.author
+
+    def _prepare_fresh(
+        self,
+        round: int,
+        parent_qc: QuorumCertificate,
+        fresh_certificate: NoEndorsementCertificate | NoTipCertificate | None,
+        tc: TimeoutCertificate | None,
+    ) -> None:
+        parent = self._tree.parent_seq_and_timestamp(parent_qc.block_id)
+        if parent is None:  # the parent must be held to number the block; fetch it
+            self._request_sync(parent_qc.block_id, self._qc_peer(parent_qc), parent_qc.round)
+            return
+        seq_num, parent_timestamp_ns = parent[0] + 1, parent[1]
+        self._local.pending_proposal = _PendingProposal(
+            round, parent_qc, fresh_certificate, tc, seq_num, parent_timestamp_ns
+        )
+        self._emit(RequestPayload(round, seq_num, parent_qc.block_id))
+
+    def _on_payload(self, event: PayloadReady) -> None:
+        pending = self._local.pending_proposal
+        if not self._started:
+            raise _Dropped("core not started")
+        if pending is None or pending.round != event.round or event.round != self.current_round:
+            raise _Dropped(f"no proposal pending for round {event.round}")
+        if len(event.payload) > MAX_PAYLOAD_BYTES:
+            raise _Dropped("payload exceeds the block size limit")
+        body = BlockBody(payload=event.payload)
+        header = BlockHeader(
+            block_round=event.round,
+            epoch=self._epoch,
+            qc=pending.parent_qc,
+            author=self._index,
+            seq_num=pending.seq_num,
+            timestamp_ns=max(self._now_ns, pending.parent_timestamp_ns),
+            body_id=codec.body_id(body),
+        )
+        tip = self._signer.tip(header, pending.fresh_certificate)
+        self._send_proposal(event.round, tip, body, pending.last_round_tc)
+
+    def _send_proposal(
+        self, round: int, tip: Tip, body: BlockBody, tc: TimeoutCertificate | None
+    ) -> None:
+        self._safety = after_propose(self._safety, round)
+        message = self._signer.proposal(round, self._epoch, tip, body, tc)
+        self._local.pending_proposal = None
+        self._emit(PersistSafety(self._safety))  # persist before the proposal leaves
+        self._emit(Broadcast(message))
+        reproposal = tip.header.block_round != round
+        self._trace(
+            "reproposal" if reproposal else "proposal",
+            round=round,
+            block_round=tip.header.block_round,
+            block_id=codec.block_id(tip.header).hex(),
+            seq_num=tip.header.seq_num,
+            fresh_certificate=type(tip.fresh_certificate).__name__,
+        )
+        try:
+            self._on_proposal(self._index, message)  # our own copy: add and vote
+        except _Dropped as dropped:
+            self._trace("own_proposal_rejected", reason=dropped.reason)
+
+    # ------------------------------------------------------------------ round recovery, NE
+
+    def _on_round_recovery(
+        self, sender: int, message: RoundRecoveryMessage, *, own: bool = False
+    ) -> None:
+        """handle_round_recovery_message: holders stay silent, others send NE once (S-NE-ONCE)."""
+        if message.round < self.current_round:
+            raise _Dropped(f"round recovery for past round {message.round}")
+        if not own:
+            self._verify(self.verifier.round_recovery_message, message)
+        tc = message.tc
+        if max(self.current_round, tc.round + 1) != message.round:
+            raise _Dropped("round recovery is not for the round its TC leads to")
+        if not own:
+            self._process_tc(tc, sender)
+        extend = tc.high_extend
+        assert isinstance(extend, Tip)  # RR3, checked by the Verifier
+        tip_id = codec.block_id(extend.header)
+        held = self._tree.get(tip_id) is not None or self._tree.is_finalized(tip_id)
+        if held and "skip_reproposal_rule" not in self._mutations:
+            self._trace("round_recovery_held", round=message.round)  # served through sync
+            return
+        if not may_no_endorse(self._safety, message.round):  # S-NE-ONCE
+            return
+        self._safety = after_no_endorse(self._safety, message.round, tip_id)
+        ne = self._signer.no_endorsement(
+            NoEndorsement(
+                epoch=self._epoch, round=message.round, tip_qc_round=extend.header.qc.round
+            )
+        )
+        self._emit(PersistSafety(self._safety))  # persist before the NE leaves
+        leader = self.leader(message.round)
+        self._trace("no_endorsement", round=message.round, tip_id=tip_id.hex())
+        if leader == self._index:
+            self._collect_no_endorsement(ne)
+        else:
+            self._emit(Send(leader, ne))
+        if not own:
+            self._try_propose()
+
+    def _on_no_endorsement(self, sender: int, message: NoEndorsementMessage) -> None:
+        ne = message.no_endorsement
+        if sender != message.author:  # NEs travel point-to-point from their author
+            raise _Dropped("no-endorsement not sent by its author")
+        if self.leader(self.current_round) != self._index:
+            raise _Dropped("not the leader of the current round")
+        if ne.round != self.current_round or ne.epoch != self._epoch:  # NE1: current round only
+            raise _Dropped(f"no-endorsement for round {ne.round}")
+        if self._local.nec is not None or message.author in self._local.ne_authors:
+            raise _Dropped("no-endorsement not needed (duplicate or NEC formed)")
+        self._verify(self.verifier.no_endorsement_message, message)
+        self._collect_no_endorsement(message)
+        self._try_propose()
+
+    def _collect_no_endorsement(self, message: NoEndorsementMessage) -> None:
+        """NEC formation at the leader: quorum stake on the same (epoch, round, tip_qc_round)."""
+        if self._local.nec is not None or message.author in self._local.ne_authors:
+            return
+        self._local.ne_authors.add(message.author)
+        group = self._local.no_endorsements.setdefault(message.no_endorsement, {})
+        group[message.author] = message.signature
+        if self.validators.has_quorum(group):
+            self._local.nec = build_nec(message.no_endorsement, group, self.validators)
+            self._trace("nec_formed", round=message.no_endorsement.round)
+            self._try_propose()
+
+    # ------------------------------------------------------------------ block sync
+
+    def _on_sync_request(self, sender: int, message: BlockSyncRequest) -> None:
+        """Serve up to `count` held blocks, newest first (empty if the block is not held)."""
+        blocks = self._tree.chain(message.block_id, message.count)
+        response = BlockSyncResponse(
+            block_id=message.block_id,
+            blocks=tuple(SyncedBlock(tip=b.tip, body=b.body) for b in blocks),
+        )
+        if sender != self._index:
+            self._emit(Send(sender, response))
+
+    def _on_sync_response(self, sender: int, message: BlockSyncResponse) -> None:
+        """Validate the whole response (ids chain, tips verify, bodies match), then insert."""
+        if message.block_id not in self._sync_requested:
+            raise _Dropped("unsolicited block sync response")
+        if not message.blocks:
+            raise _Dropped(f"peer {sender} does not hold the requested block")
+        expected = message.block_id
+        previous: SyncedBlock | None = None
+        ids: list[bytes] = []
+        for synced in message.blocks:
+            block_id = codec.block_id(synced.tip.header)
+            if block_id != expected:  # SY1: ids chain from the requested block down
+                raise _Dropped("sync response blocks do not chain")
+            if synced.tip.header.body_id != codec.body_id(synced.body):  # SY2
+                raise _Dropped("sync response body does not match its header")
+            if (
+                previous is not None
+                and previous.tip.header.seq_num != synced.tip.header.seq_num + 1
+            ):
+                raise _Dropped("sync response heights do not chain")  # T-SEQ
+            self._verify(self.verifier.tip, synced.tip)  # SY3: every tip verifies
+            if not self._block_validator.validate(synced.tip.header, synced.body):
+                raise _Dropped("synced block rejected by the block validator")
+            ids.append(block_id)
+            expected = synced.tip.header.parent_id
+            previous = synced
+        oldest = message.blocks[-1].tip.header
+        parent = self._tree.parent_seq_and_timestamp(oldest.parent_id)
+        if parent is not None and parent[0] + 1 != oldest.seq_num:
+            raise _Dropped("sync response does not attach to its parent's height")
+        # ---- valid: mutate
+        self._sync_requested.pop(message.block_id, None)
+        added = False
+        for block_id, synced in reversed(list(zip(ids, message.blocks, strict=True))):
+            if synced.tip.header.seq_num <= self._tree.root_seq:
+                continue
+            self._record_tip(synced.tip)
+            added |= self._add_block(block_id, synced.tip, synced.body)
+        if parent is None and oldest.seq_num > self._tree.root_seq + 1:
+            self._request_sync(oldest.parent_id, sender, oldest.qc.round)
+        if added:
+            self._retry_blocks_arrived()
+        waiting = self._local.awaiting_ancestors
+        if waiting is not None and waiting.round == self.current_round:
+            self._local.awaiting_ancestors = None
+            self._try_vote(waiting, paced=False)
+        self._try_propose()
