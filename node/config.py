@@ -1,0 +1,442 @@
+"""Node configuration: one TOML file per validator plus one key file, both written by the launcher.
+
+`load_config(path)` reads and validates everything a node needs before it touches the
+network or the disk; any problem raises `ConfigError` whose text names the offending key
+(`consensus.delta_ms: must be > 0, got -1`). Paths inside the file are relative to the
+file's own directory, so a testnet directory can be moved as a whole.
+
+Layout of a config file (all sections required except `[test]`):
+
+    [node]        index, data_dir, key_file, log_level, log_file (optional)
+    [network]     transport ("tcp" | "libp2p"), listen_host, listen_port,
+                  rpc_host, rpc_port, admin_rpc (bool)
+    [consensus]   protocol, delta_ms, vote_pace_ms, round_timeout_ms (optional),
+                  timeout_backoff, max_round_timeout_ms, epoch, schedule, signature_scheme
+    [mempool]     max_txs, max_tx_bytes, max_block_txs, max_block_bytes
+    [[validators]] index, public_key (hex), stake, host, port
+    [test]        crash_after_persist_safety (int, 0 = off), log_votes (bool),
+                  byzantine (str, "" = honest)
+
+A key file is TOML with `public_key` and `secret_seed` (hex). It must match the public key
+of this node's `[[validators]]` entry.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from consensus.crypto import KeyPair
+
+TRANSPORTS = ("tcp", "libp2p")
+PROTOCOLS = ("monadbft", "v1", "vanilla")
+SCHEDULES = ("round-robin", "weighted")
+SCHEMES = ("ed25519", "trusted")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+BYZANTINE_BEHAVIOURS = ("", "silent", "double_vote", "malformed")
+MAX_VALIDATORS_IN_CONFIG = 1024
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the text starts with the key it is about."""
+
+
+@dataclass(frozen=True)
+class ValidatorEntry:
+    index: int
+    public_key: bytes
+    stake: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class NodeSection:
+    index: int
+    data_dir: Path
+    key_file: Path
+    log_level: str = "info"
+    log_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class NetworkSection:
+    transport: str = "tcp"
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 26600
+    rpc_host: str = "127.0.0.1"
+    rpc_port: int = 26700
+    admin_rpc: bool = False
+
+
+@dataclass(frozen=True)
+class ConsensusSection:
+    protocol: str = "monadbft"
+    delta_ms: float = 100.0
+    vote_pace_ms: float = 0.0
+    round_timeout_ms: float | None = None
+    timeout_backoff: float = 1.0
+    max_round_timeout_ms: float = 30_000.0
+    epoch: int = 1
+    schedule: str = "round-robin"
+    signature_scheme: str = "ed25519"
+
+
+@dataclass(frozen=True)
+class MempoolSection:
+    max_txs: int = 200_000
+    max_tx_bytes: int = 64 * 1024
+    max_block_txs: int = 5_000
+    max_block_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TestSection:
+    """Test-only hooks. Never set them on a real network."""
+
+    crash_after_persist_safety: int = 0  # exit(CRASH_EXIT_CODE) right after the N-th persist
+    log_votes: bool = False  # log every vote sent and received (for double-vote checks)
+    byzantine: str = ""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    path: Path
+    node: NodeSection
+    network: NetworkSection
+    consensus: ConsensusSection
+    mempool: MempoolSection
+    validators: tuple[ValidatorEntry, ...]
+    test: TestSection = field(default_factory=TestSection)
+
+    @property
+    def index(self) -> int:
+        return self.node.index
+
+    def peers(self) -> dict[int, ValidatorEntry]:
+        """Every validator but this node."""
+        return {v.index: v for v in self.validators if v.index != self.node.index}
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _require_table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    if value is None:
+        raise ConfigError(f"[{key}]: missing section")
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: must be a table")
+    return value
+
+
+def _check_unknown(table: Mapping[str, Any], section: str, allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{section}.{unknown[0]}: unknown key (allowed: {sorted(allowed)})")
+
+
+def _get(
+    table: Mapping[str, Any],
+    section: str,
+    key: str,
+    kind: type | tuple[type, ...],
+    default: Any = ...,
+) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{section}.{key}: missing")
+        return default
+    value = table[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # bool is an int subclass in Python; a TOML `true` is never a valid number here.
+    if isinstance(value, bool) and bool not in kinds:
+        raise ConfigError(f"{section}.{key}: expected {_kind_name(kinds)}, got a boolean")
+    if not isinstance(value, kinds):
+        raise ConfigError(f"{section}.{key}: expected {_kind_name(kinds)}, got {value!r}")
+    if float in kinds and isinstance(value, int):
+        value = float(value)
+    return value
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _positive(value: float, name: str, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name}: must be {bound}, got {value}")
+
+
+def _port(value: int, name: str) -> None:
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{name}: port must be in 1..65535, got {value}")
+
+
+def _host(value: str, name: str) -> None:
+    if not value or len(value) > 253:
+        raise ConfigError(f"{name}: empty or too long host")
+    try:
+        ipaddress.ip_address(value)
+        return
+    except ValueError:
+        pass
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
+    if not set(value) <= allowed:
+        raise ConfigError(f"{name}: {value!r} is neither an IP address nor a host name")
+
+
+def _choice(value: str, name: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {list(choices)}")
+
+
+def _hex(value: str, name: str, size: int) -> bytes:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ConfigError(f"{name}: not a hex string") from None
+    if len(raw) != size:
+        raise ConfigError(f"{name}: expected {size} bytes, got {len(raw)}")
+    return raw
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else (base / path)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
+    """Validate a parsed TOML document. Raises ConfigError naming the first bad key."""
+    base = path.parent
+    _check_unknown(
+        data, "config", {"node", "network", "consensus", "mempool", "validators", "test"}
+    )
+
+    t = _require_table(data, "node")
+    _check_unknown(t, "node", {"index", "data_dir", "key_file", "log_level", "log_file"})
+    index = _get(t, "node", "index", int)
+    log_file = _get(t, "node", "log_file", str, None)
+    node = NodeSection(
+        index=index,
+        data_dir=_resolve(base, _get(t, "node", "data_dir", str)),
+        key_file=_resolve(base, _get(t, "node", "key_file", str)),
+        log_level=_get(t, "node", "log_level", str, "info"),
+        log_file=_resolve(base, log_file) if log_file else None,
+    )
+    _choice(node.log_level, "node.log_level", LOG_LEVELS)
+
+    t = _require_table(data, "network")
+    _check_unknown(t, "network", {f.name for f in fields(NetworkSection)})
+    network = NetworkSection(
+        transport=_get(t, "network", "transport", str, "tcp"),
+        listen_host=_get(t, "network", "listen_host", str, "127.0.0.1"),
+        listen_port=_get(t, "network", "listen_port", int),
+        rpc_host=_get(t, "network", "rpc_host", str, "127.0.0.1"),
+        rpc_port=_get(t, "network", "rpc_port", int),
+        admin_rpc=_get(t, "network", "admin_rpc", bool, False),
+    )
+    _choice(network.transport, "network.transport", TRANSPORTS)
+    _host(network.listen_host, "network.listen_host")
+    _host(network.rpc_host, "network.rpc_host")
+    _port(network.listen_port, "network.listen_port")
+    _port(network.rpc_port, "network.rpc_port")
+
+    t = _require_table(data, "consensus")
+    _check_unknown(t, "consensus", {f.name for f in fields(ConsensusSection)})
+    consensus = ConsensusSection(
+        protocol=_get(t, "consensus", "protocol", str, "monadbft"),
+        delta_ms=_get(t, "consensus", "delta_ms", (int, float), 100.0),
+        vote_pace_ms=_get(t, "consensus", "vote_pace_ms", (int, float), 0.0),
+        round_timeout_ms=_get(t, "consensus", "round_timeout_ms", (int, float), None),
+        timeout_backoff=_get(t, "consensus", "timeout_backoff", (int, float), 1.0),
+        max_round_timeout_ms=_get(t, "consensus", "max_round_timeout_ms", (int, float), 30_000.0),
+        epoch=_get(t, "consensus", "epoch", int, 1),
+        schedule=_get(t, "consensus", "schedule", str, "round-robin"),
+        signature_scheme=_get(t, "consensus", "signature_scheme", str, "ed25519"),
+    )
+    _choice(consensus.protocol, "consensus.protocol", PROTOCOLS)
+    _choice(consensus.schedule, "consensus.schedule", SCHEDULES)
+    _choice(consensus.signature_scheme, "consensus.signature_scheme", SCHEMES)
+    _positive(consensus.delta_ms, "consensus.delta_ms")
+    _positive(consensus.vote_pace_ms, "consensus.vote_pace_ms", allow_zero=True)
+    if consensus.round_timeout_ms is not None:
+        _positive(consensus.round_timeout_ms, "consensus.round_timeout_ms")
+    if consensus.timeout_backoff < 1.0:
+        raise ConfigError(
+            f"consensus.timeout_backoff: must be >= 1.0, got {consensus.timeout_backoff}"
+        )
+    _positive(consensus.max_round_timeout_ms, "consensus.max_round_timeout_ms")
+    _positive(consensus.epoch, "consensus.epoch")
+
+    t = _require_table(data, "mempool")
+    _check_unknown(t, "mempool", {f.name for f in fields(MempoolSection)})
+    mempool = MempoolSection(
+        max_txs=_get(t, "mempool", "max_txs", int, MempoolSection.max_txs),
+        max_tx_bytes=_get(t, "mempool", "max_tx_bytes", int, MempoolSection.max_tx_bytes),
+        max_block_txs=_get(t, "mempool", "max_block_txs", int, MempoolSection.max_block_txs),
+        max_block_bytes=_get(t, "mempool", "max_block_bytes", int, MempoolSection.max_block_bytes),
+    )
+    for f in fields(MempoolSection):
+        _positive(getattr(mempool, f.name), f"mempool.{f.name}")
+    from consensus.messages import MAX_PAYLOAD_BYTES
+
+    # Rule: a block built from the mempool must fit the wire limit of a block body.
+    if mempool.max_block_bytes > MAX_PAYLOAD_BYTES - 64 * 1024:
+        raise ConfigError(
+            f"mempool.max_block_bytes: must be <= {MAX_PAYLOAD_BYTES - 64 * 1024}, "
+            f"got {mempool.max_block_bytes}"
+        )
+    if mempool.max_tx_bytes > mempool.max_block_bytes:
+        raise ConfigError("mempool.max_tx_bytes: larger than mempool.max_block_bytes")
+
+    raw_validators = data.get("validators")
+    if raw_validators is None:
+        raise ConfigError("[[validators]]: missing")
+    if not isinstance(raw_validators, list) or not raw_validators:
+        raise ConfigError("validators: must be a non-empty array of tables")
+    if len(raw_validators) > MAX_VALIDATORS_IN_CONFIG:
+        raise ConfigError(f"validators: at most {MAX_VALIDATORS_IN_CONFIG} entries")
+    validators: list[ValidatorEntry] = []
+    seen_keys: set[bytes] = set()
+    for position, entry in enumerate(raw_validators):
+        name = f"validators[{position}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{name}: must be a table")
+        _check_unknown(entry, name, {"index", "public_key", "stake", "host", "port"})
+        v = ValidatorEntry(
+            index=_get(entry, name, "index", int),
+            public_key=_hex(_get(entry, name, "public_key", str), f"{name}.public_key", 32),
+            stake=_get(entry, name, "stake", int, 1),
+            host=_get(entry, name, "host", str),
+            port=_get(entry, name, "port", int),
+        )
+        # Rule: validators are listed in index order 0..n-1 (the validator set's order).
+        if v.index != position:
+            raise ConfigError(f"{name}.index: expected {position}, got {v.index}")
+        _positive(v.stake, f"{name}.stake")
+        _host(v.host, f"{name}.host")
+        _port(v.port, f"{name}.port")
+        if v.public_key in seen_keys:
+            raise ConfigError(f"{name}.public_key: duplicate of an earlier validator")
+        seen_keys.add(v.public_key)
+        validators.append(v)
+    if not 0 <= node.index < len(validators):
+        raise ConfigError(
+            f"node.index: {node.index} is not a validator index (0..{len(validators) - 1})"
+        )
+
+    t = data.get("test", {})
+    if not isinstance(t, dict):
+        raise ConfigError("test: must be a table")
+    _check_unknown(t, "test", {f.name for f in fields(TestSection)})
+    test = TestSection(
+        crash_after_persist_safety=_get(t, "test", "crash_after_persist_safety", int, 0),
+        log_votes=_get(t, "test", "log_votes", bool, False),
+        byzantine=_get(t, "test", "byzantine", str, ""),
+    )
+    _positive(test.crash_after_persist_safety, "test.crash_after_persist_safety", allow_zero=True)
+    _choice(test.byzantine, "test.byzantine", BYZANTINE_BEHAVIOURS)
+
+    return NodeConfig(
+        path=path,
+        node=node,
+        network=network,
+        consensus=consensus,
+        mempool=mempool,
+        validators=tuple(validators),
+        test=test,
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> NodeConfig:
+    """Read and validate a config file (the key file is checked by `load_key`)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse_config(data, path.resolve())
+
+
+def load_key(config: NodeConfig) -> KeyPair:
+    """Read this node's key file and check it against its validator entry."""
+    path = config.node.key_file
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"node.key_file: {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"node.key_file: cannot read {path} ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"node.key_file: {path} is not valid TOML ({exc})") from None
+    seed = _hex(_get(data, "key_file", "secret_seed", str), "key_file.secret_seed", 32)
+    public = _hex(_get(data, "key_file", "public_key", str), "key_file.public_key", 32)
+    key = KeyPair.from_seed(seed)
+    # Rule: the key file's seed derives its public key, and that key is this validator's.
+    if key.public != public:
+        raise ConfigError("key_file.public_key: does not match secret_seed")
+    if key.public != config.validators[config.node.index].public_key:
+        raise ConfigError(
+            f"key_file.public_key: does not match validators[{config.node.index}].public_key"
+        )
+    return key
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        text = str(value)
+        escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def render_config(document: Mapping[str, Any]) -> str:
+    """TOML text of a config document (tables of scalars plus the validators array)."""
+    lines: list[str] = []
+    for section, table in document.items():
+        if isinstance(table, list):
+            for entry in table:
+                lines.append(f"[[{section}]]")
+                lines.extend(f"{k} = {_toml_value(v)}" for k, v in entry.items() if v is not None)
+                lines.append("")
+            continue
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_key_file(key: KeyPair) -> str:
+    return f'public_key = "{key.public.hex()}"\nsecret_seed = "{key.seed.hex()}"\n'
+
+
+def write_key_file(path: Path, key: KeyPair) -> None:
+    """Write a key file readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(render_key_file(key))

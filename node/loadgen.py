@@ -1,0 +1,177 @@
+"""Open-loop load generator of plain transactions over the node RPC.
+
+Every `tick_s` it creates the txs that the target rate owes since the start (so a slow tick
+is caught up on the next one, up to `max_batch_txs` per node and tick), and posts them as
+binary batches (`POST /tx`, application/octet-stream) to the nodes in turn, over one
+keep-alive connection per node with at most one request in flight per node. A batch whose
+node is down or busy is handed to the next live node; a batch no node takes is counted as
+`unsent`. It never blocks on the network for longer than the RPC timeout.
+
+A tx is `run_id (8 B) || sequence (8 B) || send time ns (8 B) || filler` of `tx_bytes`
+bytes, so txs are unique per run. The generator keeps the short ids (`storage.short_id`)
+of every accepted tx so that the launcher can check each one against the finalized chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from node.mempool import tx_id
+from node.rpc import HttpClient, encode_binary_txs
+from node.storage import short_id
+
+MIN_TX_BYTES = 24
+
+
+@dataclass
+class LoadStats:
+    offered: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    unsent: int = 0
+    errors: int = 0
+    requests: int = 0
+    started_s: float = 0.0
+    stopped_s: float = 0.0
+    accepted_ids: set[bytes] = field(default_factory=set)
+    per_node_accepted: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def elapsed_s(self) -> float:
+        end = self.stopped_s or time.monotonic()
+        return max(0.0, end - self.started_s)
+
+    def offered_rate(self) -> float:
+        return self.offered / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class LoadGenerator:
+    def __init__(
+        self,
+        targets: Sequence[tuple[int, str, int]],
+        rate_tps: float,
+        *,
+        tx_bytes: int = 512,
+        tick_s: float = 0.02,
+        max_batch_txs: int = 5000,
+        rpc_timeout_s: float = 2.0,
+        is_up: Callable[[int], bool] | None = None,
+    ):
+        if rate_tps <= 0:
+            raise ValueError(f"rate must be > 0 tx/s, got {rate_tps}")
+        if tx_bytes < MIN_TX_BYTES:
+            raise ValueError(f"tx_bytes must be >= {MIN_TX_BYTES}, got {tx_bytes}")
+        if not targets:
+            raise ValueError("the load generator needs at least one node")
+        self.targets = list(targets)
+        self.rate_tps = rate_tps
+        self.tx_bytes = tx_bytes
+        self.tick_s = tick_s
+        self.max_batch_txs = max_batch_txs
+        self.is_up = is_up or (lambda index: True)
+        self.stats = LoadStats()
+        self._run_id = os.urandom(8)
+        self._filler = bytes(tx_bytes - MIN_TX_BYTES)
+        self._seq = 0
+        self._clients = {i: HttpClient(host, port, rpc_timeout_s) for i, host, port in targets}
+        self._busy: set[int] = set()
+        self._down_until: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._next = 0
+
+    def make_tx(self) -> bytes:
+        self._seq += 1
+        return self._run_id + struct.pack(">QQ", self._seq, time.time_ns()) + self._filler
+
+    def _pick(self, now: float) -> int | None:
+        """Next live, idle node in round-robin order."""
+        for step in range(len(self.targets)):
+            index = self.targets[(self._next + step) % len(self.targets)][0]
+            if index in self._busy or self._down_until.get(index, 0.0) > now:
+                continue
+            if not self.is_up(index):
+                continue
+            self._next = (self._next + step + 1) % len(self.targets)
+            return index
+        return None
+
+    async def run(self, duration_s: float, stop: asyncio.Event | None = None) -> LoadStats:
+        """Offer load for `duration_s` seconds (or until `stop` is set)."""
+        stats = self.stats
+        stats.started_s = time.monotonic()
+        deadline = stats.started_s + duration_s
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= deadline or (stop is not None and stop.is_set()):
+                    break
+                owed = int((now - stats.started_s) * self.rate_tps) - stats.offered
+                live = max(1, len(self.targets) - len(self._busy))
+                budget = min(owed, self.max_batch_txs * live)
+                while budget > 0:
+                    node = self._pick(now)
+                    if node is None:
+                        break
+                    share = min(budget, self.max_batch_txs, max(1, owed // live))
+                    txs = [self.make_tx() for _ in range(share)]
+                    stats.offered += share
+                    budget -= share
+                    self._busy.add(node)
+                    task = asyncio.create_task(self._post(node, txs))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                await asyncio.sleep(self.tick_s)
+        finally:
+            stats.stopped_s = time.monotonic()
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=5.0)
+            for client in self._clients.values():
+                await client.close()
+        return stats
+
+    async def _post(self, node: int, txs: list[bytes], hops: int = 0) -> None:
+        stats = self.stats
+        try:
+            status, body = await self._clients[node].request(
+                "POST", "/tx", encode_binary_txs(txs), "application/octet-stream"
+            )
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
+            stats.errors += 1
+            self._down_until[node] = time.monotonic() + 0.5
+            self._busy.discard(node)
+            # Hand the batch to another node (bounded: each node at most once).
+            other = self._pick(time.monotonic()) if hops + 1 < len(self.targets) else None
+            if other is None:
+                stats.unsent += len(txs)
+                return
+            self._busy.add(other)
+            await self._post(other, txs, hops + 1)
+            return
+        finally:
+            self._busy.discard(node)
+        stats.requests += 1
+        result: dict[str, int] = {}
+        with contextlib.suppress(ValueError):
+            result = json.loads(body) if body else {}
+        accepted = int(result.get("accepted", 0)) + int(result.get("duplicate", 0))
+        if status == 200 and accepted == len(txs):
+            stats.accepted += len(txs)
+            stats.per_node_accepted[node] = stats.per_node_accepted.get(node, 0) + len(txs)
+            stats.accepted_ids.update(short_id(tx_id(tx)) for tx in txs)
+            return
+        if status == 200 and accepted:
+            # Partial acceptance (mempool full mid-batch): the txs were admitted in order.
+            taken = txs[:accepted]
+            stats.accepted += accepted
+            stats.rejected += len(txs) - accepted
+            stats.per_node_accepted[node] = stats.per_node_accepted.get(node, 0) + accepted
+            stats.accepted_ids.update(short_id(tx_id(tx)) for tx in taken)
+            return
+        stats.rejected += len(txs)

@@ -1,0 +1,337 @@
+"""Embedded SQLite storage (WAL mode) of one validator.
+
+Tables
+- `meta`         key/value: the encoded `SafetyState` under `safety`.
+- `blocks`       every block that entered the block tree (encoded Tip and BlockBody).
+- `certificates` QCs carried by stored blocks, keyed by (kind, round, block id).
+- `finalized`    the finalized chain: height -> block id, round, header time, local commit
+                 time, local "Voted" time, tx count and the 8-byte short ids of its txs.
+- `mempool`      transactions accepted over RPC and not yet finalized.
+- `lane_data`    opaque lane records (bundles, lane blocks) keyed by bytes.
+- `payloads`     decoded Sedna payloads by payload id.
+
+Durability. The connection runs `journal_mode=WAL, synchronous=NORMAL`: a committed
+transaction is in the OS page cache before `commit()` returns, so it survives the death of
+the process (SIGKILL) but not necessarily a power cut. The safety state is different: the
+vote it protects is about to leave the machine, so `save_safety` switches the connection to
+`synchronous=FULL` for that one transaction (the WAL is fsynced before `commit()` returns,
+which also makes every earlier write durable) and back to NORMAL afterwards.
+
+Every method runs on the caller's thread (the node's event loop) and is bounded by the size of
+its arguments or by an explicit `limit`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from consensus.codec import encode
+from consensus.messages import GENESIS_BLOCK_ID, BlockBody, Tip
+
+if TYPE_CHECKING:  # pragma: no cover
+    from consensus.core import RecoveredState
+
+    from consensus.safety import SafetyState
+
+SCHEMA_VERSION = 1
+SHORT_ID_BYTES = 8
+MAX_RANGE_ROWS = 1000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    block_id BLOB PRIMARY KEY, seq_num INTEGER NOT NULL, block_round INTEGER NOT NULL,
+    tip BLOB NOT NULL, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS blocks_by_seq ON blocks (seq_num);
+CREATE TABLE IF NOT EXISTS certificates (
+    kind TEXT NOT NULL, round INTEGER NOT NULL, block_id BLOB NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (kind, round, block_id));
+CREATE TABLE IF NOT EXISTS finalized (
+    height INTEGER PRIMARY KEY, block_id BLOB NOT NULL UNIQUE, block_round INTEGER NOT NULL,
+    timestamp_ns INTEGER NOT NULL, committed_ns INTEGER NOT NULL, voted_ns INTEGER,
+    n_tx INTEGER NOT NULL, txids BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS mempool (
+    txid BLOB PRIMARY KEY, tx BLOB NOT NULL, accepted_ns INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS lane_data (key BLOB PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS payloads (
+    payload_id BLOB PRIMARY KEY, data BLOB NOT NULL, decoded_ns INTEGER NOT NULL);
+"""
+
+
+class StorageError(RuntimeError):
+    """The database is unusable or contradicts itself (e.g. two blocks at one height)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizedRow:
+    height: int
+    block_id: bytes
+    block_round: int
+    timestamp_ns: int
+    committed_ns: int
+    voted_ns: int | None
+    n_tx: int
+    txids: bytes  # concatenated SHORT_ID_BYTES-byte tx id prefixes
+
+
+class Storage:
+    """One node's database. Open with `Storage(data_dir)`, close with `close()`."""
+
+    def __init__(self, data_dir: Path):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / "node.sqlite3"
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            version = self._meta(b"schema_version")
+            if version is None:
+                self._set_meta("schema_version", str(SCHEMA_VERSION).encode())
+            elif int(version) != SCHEMA_VERSION:
+                raise StorageError(f"{self.path}: schema version {int(version)} is not supported")
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{self.path}: {exc}") from None
+        self.safety_writes = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------------ meta
+
+    def _meta(self, key: bytes | str) -> bytes | None:
+        key = key.decode() if isinstance(key, bytes) else key
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _set_meta(self, key: str, value: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # ------------------------------------------------------------------ safety
+
+    def save_safety(self, state: SafetyState) -> None:
+        """Durably store the safety state (fsync of the WAL before returning)."""
+        self.save_safety_bytes(encode(state))
+
+    def save_safety_bytes(self, data: bytes) -> None:
+        db = self._db
+        db.execute("PRAGMA synchronous=FULL")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('safety', ?)", (data,))
+            db.execute("COMMIT")
+        finally:
+            db.execute("PRAGMA synchronous=NORMAL")
+        self.safety_writes += 1
+
+    def load_safety_bytes(self) -> bytes | None:
+        return self._meta("safety")
+
+    # ------------------------------------------------------------------ blocks
+
+    def put_block(self, block_id: bytes, tip: Tip, body: BlockBody) -> None:
+        """Store a block of the tree and the QC its header carries (idempotent)."""
+        header = tip.header
+        qc = header.qc
+        db = self._db
+        db.execute("BEGIN")
+        db.execute(
+            "INSERT OR IGNORE INTO blocks (block_id, seq_num, block_round, tip, body) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (block_id, header.seq_num, header.block_round, encode(tip), encode(body)),
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO certificates (kind, round, block_id, data) VALUES (?, ?, ?, ?)",
+            ("qc", qc.round, qc.block_id, encode(qc)),
+        )
+        db.execute("COMMIT")
+
+    def get_block(self, block_id: bytes) -> tuple[Tip, BlockBody] | None:
+        row = self._db.execute(
+            "SELECT tip, body FROM blocks WHERE block_id = ?", (block_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return _decode_block(row[0], row[1])
+
+    def block_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0])
+
+    def blocks_from_height(self, seq_num: int, limit: int) -> list[tuple[bytes, Tip, BlockBody]]:
+        """Blocks with seq_num >= `seq_num`, lowest first (at most `limit`)."""
+        rows = self._db.execute(
+            "SELECT block_id, tip, body FROM blocks WHERE seq_num >= ? "
+            "ORDER BY seq_num, block_round LIMIT ?",
+            (seq_num, limit),
+        ).fetchall()
+        return [(bytes(r[0]), *_decode_block(r[1], r[2])) for r in rows]
+
+    def certificate_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0])
+
+    # ------------------------------------------------------------------ finalized chain
+
+    def commit_blocks(self, rows: Sequence[FinalizedRow], finalized_txids: Iterable[bytes]) -> None:
+        """Append finalized blocks and drop their txs from the stored mempool, atomically.
+
+        Heights already stored with the same block id are skipped (a replay after restart);
+        a different block id at a stored height raises StorageError (divergence).
+        """
+        head_height, _ = self.finalized_head()
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
+                if row.height <= head_height:
+                    stored = db.execute(
+                        "SELECT block_id FROM finalized WHERE height = ?", (row.height,)
+                    ).fetchone()
+                    # Rule: the finalized chain never changes below its head.
+                    if stored is not None and bytes(stored[0]) != row.block_id:
+                        raise StorageError(
+                            f"finalized block at height {row.height} differs from the stored one"
+                        )
+                    continue
+                # Rule: finalized heights are consecutive.
+                if row.height != head_height + 1:
+                    raise StorageError(
+                        f"finalized height {row.height} does not follow head {head_height}"
+                    )
+                db.execute(
+                    "INSERT INTO finalized (height, block_id, block_round, timestamp_ns, "
+                    "committed_ns, voted_ns, n_tx, txids) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row.height,
+                        row.block_id,
+                        row.block_round,
+                        row.timestamp_ns,
+                        row.committed_ns,
+                        row.voted_ns,
+                        row.n_tx,
+                        row.txids,
+                    ),
+                )
+                head_height = row.height
+            db.executemany("DELETE FROM mempool WHERE txid = ?", ((t,) for t in finalized_txids))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def finalized_head(self) -> tuple[int, bytes]:
+        row = self._db.execute(
+            "SELECT height, block_id FROM finalized ORDER BY height DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return 0, GENESIS_BLOCK_ID
+        return int(row[0]), bytes(row[1])
+
+    def finalized_range(self, first: int, last: int) -> list[FinalizedRow]:
+        """Finalized rows with first <= height <= last, at most MAX_RANGE_ROWS of them."""
+        rows = self._db.execute(
+            "SELECT height, block_id, block_round, timestamp_ns, committed_ns, voted_ns, n_tx, "
+            "txids FROM finalized WHERE height BETWEEN ? AND ? ORDER BY height LIMIT ?",
+            (first, last, MAX_RANGE_ROWS),
+        ).fetchall()
+        return [
+            FinalizedRow(
+                height=int(r[0]),
+                block_id=bytes(r[1]),
+                block_round=int(r[2]),
+                timestamp_ns=int(r[3]),
+                committed_ns=int(r[4]),
+                voted_ns=None if r[5] is None else int(r[5]),
+                n_tx=int(r[6]),
+                txids=bytes(r[7]),
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ mempool
+
+    def mempool_add(self, entries: Sequence[tuple[bytes, bytes, int]]) -> None:
+        """Store accepted txs (txid, tx, accepted_ns) in one transaction."""
+        if not entries:
+            return
+        db = self._db
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT OR IGNORE INTO mempool (txid, tx, accepted_ns) VALUES (?, ?, ?)", entries
+        )
+        db.execute("COMMIT")
+
+    def mempool_load(self, limit: int) -> list[tuple[bytes, bytes, int]]:
+        rows = self._db.execute(
+            "SELECT txid, tx, accepted_ns FROM mempool ORDER BY accepted_ns LIMIT ?", (limit,)
+        ).fetchall()
+        return [(bytes(r[0]), bytes(r[1]), int(r[2])) for r in rows]
+
+    def mempool_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM mempool").fetchone()[0])
+
+    # ------------------------------------------------------------------ lanes and payloads
+
+    def put_lane_data(self, key: bytes, data: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO lane_data (key, data) VALUES (?, ?)", (key, data))
+
+    def get_lane_data(self, key: bytes) -> bytes | None:
+        row = self._db.execute("SELECT data FROM lane_data WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_payload(self, payload_id: bytes, data: bytes, decoded_ns: int) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO payloads (payload_id, data, decoded_ns) VALUES (?, ?, ?)",
+            (payload_id, data, decoded_ns),
+        )
+
+    def get_payload(self, payload_id: bytes) -> tuple[bytes, int] | None:
+        row = self._db.execute(
+            "SELECT data, decoded_ns FROM payloads WHERE payload_id = ?", (payload_id,)
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), int(row[1]))
+
+    # ------------------------------------------------------------------ recovery
+
+    def load_recovered(self, max_blocks: int = 100_000) -> RecoveredState | None:
+        """What a restarted core is built from, or None for a fresh node.
+
+        Blocks are those at or above the finalized height (the finalized head and every
+        block that may still extend it); older blocks stay on disk for sync and RPC.
+        """
+        from consensus.core import RecoveredState
+
+        from consensus.safety import SafetyState
+
+        data = self.load_safety_bytes()
+        if data is None:
+            return None
+        try:
+            safety = msgspec.msgpack.decode(data, type=SafetyState)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise StorageError(f"{self.path}: stored safety state is unreadable ({exc})") from None
+        height, block_id = self.finalized_head()
+        blocks = [(tip, body) for _, tip, body in self.blocks_from_height(height, max_blocks)]
+        return RecoveredState(
+            safety=safety, blocks=blocks, finalized_block_id=block_id, finalized_height=height
+        )
+
+
+def _decode_block(tip: bytes, body: bytes) -> tuple[Tip, BlockBody]:
+    try:
+        return (
+            msgspec.msgpack.decode(tip, type=Tip),
+            msgspec.msgpack.decode(body, type=BlockBody),
+        )
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise StorageError(f"stored block is unreadable ({exc})") from None
+
+
+def short_id(txid: bytes) -> bytes:
+    """The prefix of a tx id stored with finalized blocks (accounting, not identity)."""
+    return txid[:SHORT_ID_BYTES]

@@ -1,0 +1,1053 @@
+"""Local multi-process testnet: generate keys and configs, run node processes, perturb, measure.
+
+Directory layout written by `generate_network(root, ...)`:
+
+    root/network.json            manifest (node count, transport, layout, ports)
+    root/node<i>/config.toml     the node's config (paths relative to this file)
+    root/node<i>/key.toml        its Ed25519 key (mode 0600)
+    root/node<i>/data/           SQLite database
+    root/node<i>/node.log        structured JSON log; stdout.log holds anything else
+    root/node<i>/pid             pid of the running process (removed when it stops)
+
+Two layouts share all of this code: `local` (every node on 127.0.0.1, ports
+`p2p_base + i` and `rpc_base + i`) and `docker` (node i is the host `node<i>`, every node
+listens on 0.0.0.0:26656 with its RPC on 0.0.0.0:26657); `compose_document()` describes
+the docker-compose file that runs the docker layout from one image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from consensus.crypto import KeyPair
+from node.config import ConfigError, load_config, render_config, write_key_file
+
+MANIFEST = "network.json"
+LOCAL_P2P_BASE = 26600
+LOCAL_RPC_BASE = 26700
+DOCKER_P2P_PORT = 26656
+DOCKER_RPC_PORT = 26657
+DOCKER_ROOT = "/testnet"
+DOCKER_IMAGE = "sedna:latest"
+MAX_NODES = 64
+RECOVERY_LIMIT_S = 20.0
+STALL_LIMIT_S = 20.0
+DEFAULT_DOWNTIME_S = {"kill": 5.0, "pause": 10.0, "restart": 0.0, "disconnect": 10.0}
+
+
+class TestnetError(RuntimeError):
+    """A testnet operation that cannot proceed; the text says why."""
+
+    __test__ = False  # not a pytest test class
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    index: int
+    host: str  # how peers reach it
+    listen_host: str
+    p2p_port: int
+    rpc_host: str  # where the RPC listens
+    rpc_port: int
+    rpc_public_host: str  # how a client on this machine reaches the RPC
+
+    @property
+    def name(self) -> str:
+        return f"node{self.index}"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def find_port_bases(nodes: int, p2p_base: int | None = None) -> tuple[int, int]:
+    """Port bases with `nodes` free consecutive ports each (bounded search, 40 tries)."""
+    start = p2p_base if p2p_base is not None else LOCAL_P2P_BASE
+    for attempt in range(40):
+        base = start + attempt * 2 * max(100, nodes)
+        rpc = base + max(100, nodes)
+        ports = [base + i for i in range(nodes)] + [rpc + i for i in range(nodes)]
+        if all(0 < p < 65536 for p in ports) and all(_port_free(p) for p in ports):
+            return base, rpc
+        if p2p_base is not None:
+            raise TestnetError(f"ports {base}..{base + nodes - 1} or {rpc}.. are in use")
+    raise TestnetError("no free port range found for the testnet")
+
+
+def plan_nodes(nodes: int, layout: str, p2p_base: int = 0, rpc_base: int = 0) -> list[NodePlan]:
+    if layout == "docker":
+        return [
+            NodePlan(
+                i, f"node{i}", "0.0.0.0", DOCKER_P2P_PORT, "0.0.0.0", DOCKER_RPC_PORT, "127.0.0.1"
+            )
+            for i in range(nodes)
+        ]
+    if layout == "local":
+        return [
+            NodePlan(
+                i, "127.0.0.1", "127.0.0.1", p2p_base + i, "127.0.0.1", rpc_base + i, "127.0.0.1"
+            )
+            for i in range(nodes)
+        ]
+    raise TestnetError(f"unknown layout {layout!r}; choose 'local' or 'docker'")
+
+
+def config_document(
+    plan: NodePlan,
+    plans: Sequence[NodePlan],
+    keys: Sequence[KeyPair],
+    *,
+    transport: str,
+    consensus: Mapping[str, Any],
+    test: Mapping[str, Any],
+    admin_rpc: bool,
+) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "node": {
+            "index": plan.index,
+            "data_dir": "data",
+            "key_file": "key.toml",
+            "log_level": "info",
+            "log_file": "node.log",
+        },
+        "network": {
+            "transport": transport,
+            "listen_host": plan.listen_host,
+            "listen_port": plan.p2p_port,
+            "rpc_host": plan.rpc_host,
+            "rpc_port": plan.rpc_port,
+            "admin_rpc": admin_rpc,
+        },
+        "consensus": {"protocol": "monadbft", "delta_ms": 100.0, **consensus},
+        "mempool": {"max_txs": 200_000, "max_block_txs": 5_000},
+        "validators": [
+            {
+                "index": p.index,
+                "public_key": keys[p.index].public.hex(),
+                "stake": 1,
+                "host": p.host,
+                "port": p.p2p_port,
+            }
+            for p in plans
+        ],
+    }
+    if test:
+        document["test"] = dict(test)
+    return document
+
+
+def generate_network(
+    root: Path,
+    nodes: int,
+    *,
+    transport: str = "tcp",
+    layout: str = "local",
+    p2p_base: int | None = None,
+    consensus: Mapping[str, Any] | None = None,
+    node_test: Mapping[int, Mapping[str, Any]] | None = None,
+    admin_rpc: bool | None = None,
+    keys: Sequence[KeyPair] | None = None,
+) -> dict[str, Any]:
+    """Write keys, configs and the manifest for a fresh network; returns the manifest.
+
+    The admin RPC (transport isolation, used by `disconnect` perturbations) is on by
+    default only in the local layout, whose RPC listens on loopback.
+    """
+    if admin_rpc is None:
+        admin_rpc = layout == "local"
+    if not 1 <= nodes <= MAX_NODES:
+        raise TestnetError(f"--nodes must be in 1..{MAX_NODES}, got {nodes}")
+    if transport not in ("tcp", "libp2p"):
+        raise TestnetError(f"unknown transport {transport!r}; choose 'tcp' or 'libp2p'")
+    if (root / MANIFEST).exists():
+        raise TestnetError(f"{root} already holds a network ({MANIFEST}); remove it first")
+    if layout == "local":
+        p2p, rpc = find_port_bases(nodes, p2p_base)
+    else:
+        p2p, rpc = DOCKER_P2P_PORT, DOCKER_RPC_PORT
+    plans = plan_nodes(nodes, layout, p2p, rpc)
+    if keys is None:
+        keys = [KeyPair.from_seed(os.urandom(32)) for _ in range(nodes)]
+    if len(keys) != nodes:
+        raise TestnetError(f"{len(keys)} keys for {nodes} nodes")
+    node_test = node_test or {}
+    root.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for plan in plans:
+        node_dir = root / plan.name
+        (node_dir / "data").mkdir(parents=True, exist_ok=True)
+        write_key_file(node_dir / "key.toml", keys[plan.index])
+        document = config_document(
+            plan,
+            plans,
+            keys,
+            transport=transport,
+            consensus=consensus or {},
+            test=node_test.get(plan.index, {}),
+            admin_rpc=admin_rpc,
+        )
+        (node_dir / "config.toml").write_text(render_config(document))
+        entries.append(
+            {
+                "index": plan.index,
+                "name": plan.name,
+                "config": f"{plan.name}/config.toml",
+                "host": plan.host,
+                "p2p_port": plan.p2p_port,
+                "rpc_host": plan.rpc_public_host,
+                "rpc_port": plan.rpc_port,
+            }
+        )
+    manifest = {
+        "version": 1,
+        "nodes": nodes,
+        "transport": transport,
+        "layout": layout,
+        "created_s": round(time.time(), 3),
+        "members": entries,
+    }
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    for plan in plans:  # every generated config must load: same validation as the node
+        try:
+            load_config(root / plan.name / "config.toml")
+        except ConfigError as exc:  # pragma: no cover - a launcher bug
+            raise TestnetError(f"generated config of {plan.name} is invalid: {exc}") from None
+    return manifest
+
+
+# --------------------------------------------------------------------------- docker compose
+
+
+def compose_document(nodes: int = 4, transport: str = "tcp") -> dict[str, Any]:
+    """The docker-compose file for the docker layout (validated against generated configs)."""
+    volume = f"testnet:{DOCKER_ROOT}"
+    services: dict[str, Any] = {
+        "init": {
+            "build": ".",
+            "image": DOCKER_IMAGE,
+            "command": [
+                "testnet",
+                "init",
+                "--nodes",
+                str(nodes),
+                "--layout",
+                "docker",
+                "--transport",
+                transport,
+                "--dir",
+                DOCKER_ROOT,
+                "--if-missing",
+            ],
+            "volumes": [volume],
+        }
+    }
+    for plan in plan_nodes(nodes, "docker"):
+        services[plan.name] = {
+            "image": DOCKER_IMAGE,
+            "hostname": plan.name,
+            "command": ["node", "run", "--config", f"{DOCKER_ROOT}/{plan.name}/config.toml"],
+            "volumes": [volume],
+            "ports": [f"{LOCAL_RPC_BASE + plan.index}:{plan.rpc_port}"],
+            "depends_on": {"init": {"condition": "service_completed_successfully"}},
+            "stop_signal": "SIGTERM",
+            "restart": "unless-stopped",
+        }
+    return {"services": services, "volumes": {"testnet": {}}}
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(str(value))
+
+
+def render_yaml(value: Any, indent: int = 0) -> str:
+    """Block-style YAML for dicts of dicts/lists/scalars (enough for a compose file)."""
+    pad = "  " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict) and item:
+                lines.append(f"{pad}{key}:")
+                lines.append(render_yaml(item, indent + 1))
+            elif isinstance(item, dict):
+                lines.append(f"{pad}{key}: {{}}")
+            elif isinstance(item, list):
+                lines.append(f"{pad}{key}:")
+                lines.extend(f"{pad}  - {_yaml_scalar(v)}" for v in item)
+            else:
+                lines.append(f"{pad}{key}: {_yaml_scalar(item)}")
+    else:
+        raise TypeError("render_yaml renders mappings only")
+    return "\n".join(lines)
+
+
+COMPOSE_HEADER = (
+    "# Generated by node.testnet.compose_document(); a test checks it against the launcher.\n"
+    "# Run: docker compose up --build   (4 validators, RPC on localhost:26700..26703)\n"
+)
+
+
+def render_compose(nodes: int = 4, transport: str = "tcp") -> str:
+    return COMPOSE_HEADER + render_yaml(compose_document(nodes, transport)) + "\n"
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Member:
+    index: int
+    name: str
+    config: Path
+    rpc_host: str
+    rpc_port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dir(self) -> Path:
+        return self.config.parent
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "pid"
+
+
+class Testnet:
+    """Start, stop and signal the node processes of a generated network directory."""
+
+    __test__ = False
+
+    def __init__(self, root: Path):
+        self.root = root
+        try:
+            self.manifest = json.loads((root / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise TestnetError(f"{root} holds no network (no {MANIFEST}); run `up` first") from None
+        except (OSError, ValueError) as exc:
+            raise TestnetError(f"{root / MANIFEST} is unreadable: {exc}") from None
+        self.members = [
+            Member(
+                index=m["index"],
+                name=m["name"],
+                config=root / m["config"],
+                rpc_host=m["rpc_host"],
+                rpc_port=m["rpc_port"],
+            )
+            for m in self.manifest["members"]
+        ]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    # ---------------------------------------------------------------- pid bookkeeping
+
+    def pid(self, index: int) -> int | None:
+        member = self.members[index]
+        if member.process is not None:
+            return member.process.pid if member.process.poll() is None else None
+        try:
+            pid = int(member.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _is_node_process(pid, member.config) else None
+
+    def is_running(self, index: int) -> bool:
+        return self.pid(index) is not None
+
+    def running(self) -> list[int]:
+        return [m.index for m in self.members if self.is_running(m.index)]
+
+    def start(self, index: int, *, detach: bool = False) -> int:
+        member = self.members[index]
+        if self.is_running(index):
+            raise TestnetError(f"{member.name} is already running")
+        stdout = open(member.dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "node.cli", "node", "run", "--config", str(member.config)],
+                stdout=stdout,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        finally:
+            stdout.close()
+        member.process = None if detach else process
+        member.pid_file.write_text(f"{process.pid}\n")
+        return process.pid
+
+    def start_all(self, *, detach: bool = False) -> None:
+        for member in self.members:
+            if not self.is_running(member.index):
+                self.start(member.index, detach=detach)
+
+    def send_signal(self, index: int, signum: int) -> bool:
+        pid = self.pid(index)
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+            return True
+        return False
+
+    def wait_exit(self, index: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.is_running(index):
+                return True
+            time.sleep(0.02)
+        return not self.is_running(index)
+
+    def kill(self, index: int) -> None:
+        self.send_signal(index, signal.SIGKILL)
+        self.wait_exit(index, 5.0)
+        self._forget(index)
+
+    def stop(self, index: int, timeout_s: float = 10.0) -> None:
+        """Graceful stop (SIGCONT first in case it is paused, then SIGTERM, then SIGKILL)."""
+        self.send_signal(index, signal.SIGCONT)
+        if self.send_signal(index, signal.SIGTERM) and not self.wait_exit(index, timeout_s):
+            self.send_signal(index, signal.SIGKILL)
+            self.wait_exit(index, 5.0)
+        self._forget(index)
+
+    def stop_all(self, timeout_s: float = 10.0) -> list[int]:
+        stopped = self.running()
+        for index in stopped:
+            self.send_signal(index, signal.SIGCONT)
+            self.send_signal(index, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for index in stopped:
+            if not self.wait_exit(index, max(0.1, deadline - time.monotonic())):
+                self.send_signal(index, signal.SIGKILL)
+                self.wait_exit(index, 5.0)
+            self._forget(index)
+        return stopped
+
+    def _forget(self, index: int) -> None:
+        member = self.members[index]
+        if member.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                member.process.wait(timeout=1.0)
+            member.process = None
+        with contextlib.suppress(FileNotFoundError):
+            member.pid_file.unlink()
+
+    # ---------------------------------------------------------------- RPC
+
+    async def rpc_json(self, index: int, path: str, timeout_s: float = 2.0) -> Any | None:
+        """GET a JSON endpoint of node `index`; None when it does not answer in time."""
+        from node.rpc import HttpClient, HttpError
+
+        member = self.members[index]
+        client = HttpClient(member.rpc_host, member.rpc_port, timeout_s)
+        try:
+            return await client.get_json(path)
+        except (OSError, TimeoutError, HttpError, ValueError, asyncio.IncompleteReadError):
+            return None
+        finally:
+            await client.close()
+
+    async def statuses(self, timeout_s: float = 1.0) -> list[dict[str, Any] | None]:
+        return list(
+            await asyncio.gather(
+                *(self.rpc_json(m.index, "/status", timeout_s) for m in self.members)
+            )
+        )
+
+    async def set_isolated(self, index: int, isolated: bool) -> bool:
+        from node.rpc import HttpClient
+
+        member = self.members[index]
+        client = HttpClient(member.rpc_host, member.rpc_port, 2.0)
+        try:
+            status, _ = await client.post_json("/admin/isolate", {"isolated": isolated})
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
+            return False
+        finally:
+            await client.close()
+        return status == 200
+
+    async def wait_ready(self, timeout_s: float, indices: Sequence[int] | None = None) -> bool:
+        """True once every node answers /status and is connected to all its peers."""
+        indices = list(indices) if indices is not None else [m.index for m in self.members]
+        want_peers = len(self.members) - 1
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            statuses = await self.statuses(timeout_s=1.0)
+            if all(
+                statuses[i] is not None and len(statuses[i]["peers"]) >= want_peers  # type: ignore[index]
+                for i in indices
+            ):
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    def log_paths(self, index: int) -> list[Path]:
+        member = self.members[index]
+        return [member.dir / "node.log", member.dir / "stdout.log"]
+
+
+def _is_node_process(pid: int, config: Path) -> bool:
+    """True when `pid` is alive and is a node started with `config` (guards pid reuse)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\x00")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: trust the pid file
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False  # a zombie has exited
+    return str(config).encode() in cmdline
+
+
+# --------------------------------------------------------------------------- perturbations
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    spec: str
+    action: str
+    node: int
+    seconds: float
+    at_s: float
+
+
+def parse_perturbation(spec: str, nodes: int) -> Perturbation:
+    """Parse `ACTION:NODE[:SECONDS]@AT`; raises ValueError with a one-line reason."""
+    text = spec.strip()
+    head, sep, at_text = text.partition("@")
+    if not sep:
+        raise ValueError(f"perturbation {spec!r}: missing '@AT' (e.g. kill:1@5)")
+    parts = head.split(":")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"perturbation {spec!r}: expected ACTION:NODE[:SECONDS]@AT")
+    action = parts[0]
+    if action not in DEFAULT_DOWNTIME_S:
+        raise ValueError(
+            f"perturbation {spec!r}: unknown action {action!r} "
+            f"(choose {', '.join(DEFAULT_DOWNTIME_S)})"
+        )
+    try:
+        node = int(parts[1])
+    except ValueError:
+        raise ValueError(f"perturbation {spec!r}: node {parts[1]!r} is not an integer") from None
+    if not 0 <= node < nodes:
+        raise ValueError(f"perturbation {spec!r}: node {node} not in 0..{nodes - 1}")
+    try:
+        seconds = float(parts[2]) if len(parts) == 3 else DEFAULT_DOWNTIME_S[action]
+        at_s = float(at_text)
+    except ValueError:
+        raise ValueError(f"perturbation {spec!r}: SECONDS and AT must be numbers") from None
+    if not (math.isfinite(seconds) and math.isfinite(at_s)) or seconds < 0 or at_s < 0:
+        raise ValueError(f"perturbation {spec!r}: SECONDS and AT must be finite and >= 0")
+    return Perturbation(spec=text, action=action, node=node, seconds=seconds, at_s=at_s)
+
+
+BYZANTINE_KINDS = ("silent", "double_vote", "malformed")
+
+
+def parse_byzantine(spec: str, nodes: int) -> tuple[int, str]:
+    """Parse `BEHAVIOUR:NODE` (silent, double_vote, malformed)."""
+    kind, sep, node_text = spec.strip().partition(":")
+    if not sep:
+        raise ValueError(f"byzantine {spec!r}: expected BEHAVIOUR:NODE (e.g. silent:3)")
+    if kind not in BYZANTINE_KINDS:
+        raise ValueError(
+            f"byzantine {spec!r}: unknown behaviour (choose {', '.join(BYZANTINE_KINDS)})"
+        )
+    try:
+        node = int(node_text)
+    except ValueError:
+        raise ValueError(f"byzantine {spec!r}: node {node_text!r} is not an integer") from None
+    if not 0 <= node < nodes:
+        raise ValueError(f"byzantine {spec!r}: node {node} not in 0..{nodes - 1}")
+    return node, kind
+
+
+# --------------------------------------------------------------------------- bounded run
+
+
+@dataclass
+class RunOptions:
+    nodes: int = 4
+    duration_s: float = 20.0
+    rate_tps: float = 1000.0
+    transport: str = "tcp"
+    dir: Path | None = None
+    perturbations: list[Perturbation] = field(default_factory=list)
+    byzantine: dict[int, str] = field(default_factory=dict)
+    no_restart: bool = False
+    tx_bytes: int = 512
+    drain_s: float = 10.0
+    ready_timeout_s: float = 30.0
+    consensus: dict[str, Any] = field(default_factory=dict)
+    node_test: dict[int, dict[str, Any]] = field(default_factory=dict)
+    keep: bool = False
+
+
+@dataclass
+class Progress:
+    elapsed_s: float
+    duration_s: float
+    phase: str
+    max_height: int
+    tps: float
+    offered: int
+    accepted: int
+    down: list[int]
+
+
+@dataclass
+class _PerturbationRecord:
+    perturbation: Perturbation
+    started_s: float | None = None
+    ended_s: float | None = None
+    target_height: int | None = None
+    recovery_s: float | None = None
+    error: str | None = None
+    done: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        p = self.perturbation
+        return {
+            "spec": p.spec,
+            "action": p.action,
+            "node": p.node,
+            "seconds": p.seconds,
+            "at_s": p.at_s,
+            "applied_s": None if self.started_s is None else round(self.started_s, 3),
+            "ended_s": None if self.ended_s is None else round(self.ended_s, 3),
+            "target_height": self.target_height,
+            "recovered": self.recovery_s is not None,
+            "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 3),
+            "error": self.error,
+        }
+
+
+class TestnetRun:
+    """One bounded `testnet run`: start, load, perturb, drain, collect, stop."""
+
+    __test__ = False
+
+    def __init__(self, options: RunOptions, progress: Callable[[Progress], None] | None = None):
+        self.options = options
+        self.progress = progress or (lambda p: None)
+        self.net: Testnet | None = None
+        self.heights: dict[int, int] = {}
+        self.last_status: dict[int, dict[str, Any]] = {}
+        self.unavailable: set[int] = set()  # killed, stopped, paused or isolated right now
+        self.dead: set[int] = set()  # killed and never restarted
+        self.load_started_s = 0.0
+        self.max_height_series: list[tuple[float, int]] = []
+        self.records: list[_PerturbationRecord] = []
+        self.warnings: list[str] = []
+        self.failures: list[str] = []
+        self.phase = "starting"
+
+    def _now(self) -> float:
+        return time.monotonic() - self.load_started_s
+
+    async def execute(self) -> dict[str, Any]:
+        o = self.options
+        temp = o.dir is None
+        root = Path(o.dir) if o.dir is not None else Path(_mkdtemp())
+        node_test = {i: dict(t) for i, t in o.node_test.items()}
+        for index, kind in o.byzantine.items():
+            node_test.setdefault(index, {})["byzantine"] = kind
+        generate_network(
+            root, o.nodes, transport=o.transport, consensus=o.consensus, node_test=node_test
+        )
+        self.net = net = Testnet(root)
+        summary: dict[str, Any] = {}
+        try:
+            net.start_all()
+            self.phase = "waiting for peers"
+            if not await net.wait_ready(o.ready_timeout_s):
+                statuses = await net.statuses()
+                missing = [i for i, s in enumerate(statuses) if s is None]
+                raise TestnetError(
+                    f"network not ready after {o.ready_timeout_s:.0f} s "
+                    f"(no RPC from nodes {missing}); logs in {root}"
+                )
+            summary = await self._measure()
+        finally:
+            net.stop_all()
+            summary["dir"] = str(root) if (o.keep or not temp or self.failures) else None
+            if temp and not o.keep and not self.failures:
+                shutil.rmtree(root, ignore_errors=True)
+        return summary
+
+    async def _measure(self) -> dict[str, Any]:
+        from node.loadgen import LoadGenerator
+
+        o = self.options
+        net = self.net
+        assert net is not None
+        targets = [(m.index, m.rpc_host, m.rpc_port) for m in net.members]
+        loadgen = LoadGenerator(
+            targets,
+            o.rate_tps,
+            tx_bytes=o.tx_bytes,
+            is_up=lambda i: i not in self.unavailable and i not in o.byzantine,
+        )
+        self.load_started_s = time.monotonic()
+        load_start_ns = time.time_ns()
+        start_heights = await self._sample()
+        stop_sampling = asyncio.Event()
+        sampler = asyncio.create_task(self._sampler(stop_sampling, loadgen))
+        perturbers = [asyncio.create_task(self._perturb(p)) for p in o.perturbations]
+        self.phase = "load"
+        await loadgen.run(o.duration_s)
+        load_end_ns = time.time_ns()
+        end_max_height = max(self.heights.values(), default=0)
+        self.phase = "drain"
+        await self._drain(loadgen, perturbers, end_max_height)
+        stop_sampling.set()
+        await sampler
+        for task in perturbers:
+            task.cancel()
+        self.phase = "collect"
+        return await self._summarize(loadgen, start_heights, load_start_ns, load_end_ns)
+
+    async def _sample(self) -> dict[int, int]:
+        assert self.net is not None
+        statuses = await self.net.statuses(timeout_s=0.8)
+        for index, status in enumerate(statuses):
+            if status is not None:
+                self.heights[index] = int(status["height"])
+                self.last_status[index] = status
+        if self.heights:
+            self.max_height_series.append((self._now(), max(self.heights.values())))
+        return dict(self.heights)
+
+    async def _sampler(self, stop: asyncio.Event, loadgen: Any) -> None:
+        while not stop.is_set():
+            await self._sample()
+            tps = sum(
+                float(s.get("tps", 0.0))
+                for i, s in self.last_status.items()
+                if i == _max_key(self.heights)
+            )
+            self.progress(
+                Progress(
+                    elapsed_s=self._now(),
+                    duration_s=self.options.duration_s,
+                    phase=self.phase,
+                    max_height=max(self.heights.values(), default=0),
+                    tps=tps,
+                    offered=loadgen.stats.offered,
+                    accepted=loadgen.stats.accepted,
+                    down=sorted(self.unavailable),
+                )
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.25)
+
+    async def _perturb(self, p: Perturbation) -> None:
+        record = _PerturbationRecord(p)
+        self.records.append(record)
+        net = self.net
+        assert net is not None
+        await asyncio.sleep(max(0.0, p.at_s - self._now()))
+        record.started_s = self._now()
+        loop = asyncio.get_running_loop()
+        self.unavailable.add(p.node)
+        try:
+            if p.action == "kill":
+                await loop.run_in_executor(None, net.kill, p.node)
+                if self.options.no_restart:
+                    self.dead.add(p.node)
+                    record.done = True
+                    record.error = "not restarted (--no-restart)"
+                    return
+                await asyncio.sleep(p.seconds)
+                net.start(p.node)
+            elif p.action == "restart":
+                await loop.run_in_executor(None, net.stop, p.node)
+                await asyncio.sleep(p.seconds)
+                net.start(p.node)
+            elif p.action == "pause":
+                net.send_signal(p.node, signal.SIGSTOP)
+                await asyncio.sleep(p.seconds)
+                net.send_signal(p.node, signal.SIGCONT)
+            elif p.action == "disconnect":
+                if not await net.set_isolated(p.node, True):
+                    record.error = "admin RPC did not isolate the node"
+                await asyncio.sleep(p.seconds)
+                if not await net.set_isolated(p.node, False):
+                    record.error = "admin RPC did not reconnect the node"
+            record.ended_s = self._now()
+            others = [h for i, h in self.heights.items() if i != p.node and i not in self.dead]
+            record.target_height = max(others, default=0)
+            deadline = time.monotonic() + RECOVERY_LIMIT_S
+            while time.monotonic() < deadline:
+                status = await net.rpc_json(p.node, "/status", timeout_s=0.5)
+                if status is not None and int(status["height"]) >= record.target_height:
+                    record.recovery_s = self._now() - record.ended_s
+                    break
+                await asyncio.sleep(0.1)
+            self.unavailable.discard(p.node)
+        finally:
+            record.done = True
+
+    async def _drain(self, loadgen: Any, perturbers: list[asyncio.Task[None]], target: int) -> None:
+        """Wait (bounded) for perturbations to finish, mempools to empty, laggards to catch up."""
+        deadline = time.monotonic() + self.options.drain_s
+        pending = [t for t in perturbers if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=max(RECOVERY_LIMIT_S + 30.0, self.options.drain_s))
+            deadline = max(deadline, time.monotonic() + 2.0)
+        assert self.net is not None
+        while time.monotonic() < deadline:
+            stats = await asyncio.gather(
+                *(self.net.rpc_json(i, "/stats", 1.0) for i in range(len(self.net)))
+            )
+            live = [s for i, s in enumerate(stats) if i not in self.dead]
+            if all(s is not None for s in live):
+                pending_txs = sum(int(s["mempool_txs"]) for s in live)  # type: ignore[index]
+                caught_up = all(int(s["height"]) >= target for s in live)  # type: ignore[index]
+                if pending_txs == 0 and caught_up:
+                    return
+            await asyncio.sleep(0.25)
+
+    async def _chain(self, index: int, height: int, with_txids: bool) -> list[dict[str, Any]]:
+        assert self.net is not None
+        blocks: list[dict[str, Any]] = []
+        first = 1
+        while first <= height:
+            last = min(height, first + 999)
+            query = f"/blocks?from={first}&to={last}" + ("&txids=1" if with_txids else "")
+            data = await self.net.rpc_json(index, query, timeout_s=10.0)
+            if data is None:
+                return self._chain_from_disk(index, height, with_txids)
+            page = data["blocks"]
+            if not page:
+                break
+            blocks.extend(page)
+            first = page[-1]["height"] + 1
+        return blocks
+
+    def _chain_from_disk(self, index: int, height: int, with_txids: bool) -> list[dict[str, Any]]:
+        """Read a stopped node's finalized chain straight from its database."""
+        from node.storage import Storage
+
+        assert self.net is not None
+        storage = Storage(self.net.members[index].dir / "data")
+        try:
+            blocks = []
+            first = 1
+            while first <= height:
+                rows = storage.finalized_range(first, height)
+                if not rows:
+                    break
+                blocks.extend(
+                    {
+                        "height": r.height,
+                        "block_id": r.block_id.hex(),
+                        "timestamp_ns": r.timestamp_ns,
+                        "committed_ns": r.committed_ns,
+                        "n_tx": r.n_tx,
+                        "txids": r.txids.hex(),
+                    }
+                    for r in rows
+                )
+                first = rows[-1].height + 1
+            return blocks
+        finally:
+            storage.close()
+
+    async def _summarize(
+        self, loadgen: Any, start_heights: dict[int, int], load_start_ns: int, load_end_ns: int
+    ) -> dict[str, Any]:
+        from node.metrics import LatencyHistogram
+        from node.storage import SHORT_ID_BYTES, Storage
+
+        o = self.options
+        net = self.net
+        assert net is not None
+        stats = await asyncio.gather(*(net.rpc_json(i, "/stats", 5.0) for i in range(len(net))))
+        heights: dict[int, int] = {}
+        finality = LatencyHistogram()
+        speculative = LatencyHistogram()
+        for index, node_stats in enumerate(stats):
+            if node_stats is None:
+                storage = Storage(net.members[index].dir / "data")
+                heights[index] = storage.finalized_head()[0]
+                storage.close()
+                continue
+            heights[index] = int(node_stats["height"])
+            finality.merge(LatencyHistogram.from_dict(node_stats["finality_ms"]))
+            speculative.merge(LatencyHistogram.from_dict(node_stats["speculative_ms"]))
+        reference = max(heights, key=lambda i: (heights[i], -i))
+        chains = {i: await self._chain(i, heights[i], with_txids=(i == reference)) for i in heights}
+        ref_chain = chains[reference]
+        ref_ids = [b["block_id"] for b in ref_chain]
+        agreement = all(
+            [b["block_id"] for b in chain] == ref_ids[: len(chain)] for chain in chains.values()
+        )
+        # Transactions: accepted by the generator and found in the finalized chain.
+        accepted_ids: set[bytes] = loadgen.stats.accepted_ids
+        committed_ids: set[bytes] = set()
+        in_window = 0
+        for block in ref_chain:
+            raw = bytes.fromhex(block.get("txids", ""))
+            ids = {raw[k : k + SHORT_ID_BYTES] for k in range(0, len(raw), SHORT_ID_BYTES)}
+            ours = ids & accepted_ids
+            fresh = ours - committed_ids
+            committed_ids |= ours
+            if load_start_ns <= block["committed_ns"] <= load_end_ns:
+                in_window += len(fresh)
+        committed = len(committed_ids)
+        lost = len(accepted_ids - committed_ids)
+        elapsed_s = max(1e-9, (load_end_ns - load_start_ns) / 1e9)
+        # Block intervals: header timestamps of consecutive finalized blocks in the window.
+        stamps = [
+            b["timestamp_ns"]
+            for b in ref_chain
+            if load_start_ns <= b["timestamp_ns"] <= load_end_ns
+        ]
+        intervals = [(b - a) / 1e6 for a, b in itertools.pairwise(stamps)]
+        interval_stats = _describe(intervals)
+        progress = max(heights.values()) > max(start_heights.values(), default=0)
+        stall = _longest_stall(self.max_height_series)
+
+        load = loadgen.stats
+        offered_rate = load.offered / elapsed_s
+        if load.offered < 0.9 * o.rate_tps * o.duration_s:
+            self.warnings.append(
+                f"load generator missed its target: offered {offered_rate:.0f} tx/s "
+                f"of {o.rate_tps:.0f} tx/s"
+            )
+        if load.accepted < load.offered:
+            self.warnings.append(
+                f"{load.offered - load.accepted} of {load.offered} offered txs were not accepted "
+                f"(rejected {load.rejected}, unsent {load.unsent})"
+            )
+        if not agreement:
+            self.failures.append("DIVERGENCE: finalized chains are not prefixes of one another")
+        if not progress:
+            self.failures.append("NO PROGRESS: the finalized height did not advance")
+        elif stall > STALL_LIMIT_S:
+            self.failures.append(f"STALL: no new finalized block for {stall:.1f} s")
+        if committed == 0:
+            self.failures.append("NOTHING MEASURED: no accepted tx was finalized")
+        for record in self.records:
+            if record.recovery_s is None and record.perturbation.node not in self.dead:
+                self.failures.append(
+                    f"perturbation {record.perturbation.spec}: node {record.perturbation.node} "
+                    f"did not reach height {record.target_height} within {RECOVERY_LIMIT_S:.0f} s"
+                )
+        if lost and not self.dead:
+            self.warnings.append(f"{lost} accepted txs were never finalized")
+        live = [i for i in heights if i not in self.dead]
+        laggards = [i for i in live if heights[i] < heights[reference] - 10]
+        if laggards:
+            self.warnings.append(f"nodes {laggards} lag the network height at the end")
+
+        def pct(h: LatencyHistogram, q: float) -> float | None:
+            value = h.quantile(q)
+            return None if value is None else round(value, 2)
+
+        return {
+            "nodes": o.nodes,
+            "transport": o.transport,
+            "duration_s": o.duration_s,
+            "rate_tps": o.rate_tps,
+            "tx_bytes": o.tx_bytes,
+            "offered_tx": load.offered,
+            "accepted_tx": load.accepted,
+            "committed_tx": committed,
+            "lost_tx": lost,
+            "tps": round(in_window / elapsed_s, 1),
+            "offered_tps": round(offered_rate, 1),
+            "finality_ms": {"p50": pct(finality, 0.5), "p99": pct(finality, 0.99)},
+            "speculative_ms": {"p50": pct(speculative, 0.5), "p99": pct(speculative, 0.99)},
+            "block_interval_ms": interval_stats,
+            "blocks_in_window": len(stamps),
+            "heights": {str(i): heights[i] for i in sorted(heights)},
+            "agreement": agreement,
+            "progress": progress,
+            "longest_stall_s": round(stall, 3),
+            "tcs": sum(int(s["tcs"]) for s in stats if s is not None),
+            "dropped": _sum_dicts([s["dropped"] for s in stats if s is not None]),
+            "perturbations": [r.as_dict() for r in self.records],
+            "byzantine": {str(i): k for i, k in sorted(o.byzantine.items())},
+            "warnings": self.warnings,
+            "failures": self.failures,
+            "ok": not self.failures,
+        }
+
+
+def _mkdtemp() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="sedna-testnet-")
+
+
+def _max_key(values: Mapping[int, int]) -> int | None:
+    return max(values, key=lambda i: values[i]) if values else None
+
+
+def _describe(values: Sequence[float]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / len(values)
+    return {
+        "mean": round(mean, 2),
+        "std": round(math.sqrt(var), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+    }
+
+
+def _longest_stall(series: Sequence[tuple[float, int]]) -> float:
+    """Longest time the network's max finalized height stayed the same."""
+    longest = 0.0
+    since_t, since_h = series[0] if series else (0.0, 0)
+    for t, h in series:
+        if h > since_h:
+            since_t, since_h = t, h
+        longest = max(longest, t - since_t)
+    return longest
+
+
+def _sum_dicts(dicts: Sequence[Mapping[str, float]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0) + int(v)
+    return total

@@ -1,0 +1,165 @@
+"""Launcher pieces without processes: specs, generated configs, the compose file, CLI input."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from node.cli import main
+from node.config import load_config, load_key
+from node.testnet import (
+    DOCKER_P2P_PORT,
+    DOCKER_ROOT,
+    DOCKER_RPC_PORT,
+    LOCAL_RPC_BASE,
+    TestnetError,
+    _longest_stall,
+    compose_document,
+    find_port_bases,
+    generate_network,
+    parse_byzantine,
+    parse_perturbation,
+    render_compose,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("kill:1@5", ("kill", 1, 5.0, 5.0)),
+        ("kill:1:2.5@5", ("kill", 1, 2.5, 5.0)),
+        ("pause:2:10@5", ("pause", 2, 10.0, 5.0)),
+        ("restart:1@8", ("restart", 1, 0.0, 8.0)),
+        ("disconnect:3:10@5", ("disconnect", 3, 10.0, 5.0)),
+    ],
+)
+def test_perturbation_specs(spec: str, expected: tuple) -> None:
+    p = parse_perturbation(spec, nodes=4)
+    assert (p.action, p.node, p.seconds, p.at_s) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("kill:1", "missing '@AT'"),
+        ("explode:1@5", "unknown action"),
+        ("kill:4@5", "not in 0..3"),
+        ("kill:x@5", "not an integer"),
+        ("pause:1:ten@5", "must be numbers"),
+        ("pause:1:-1@5", ">= 0"),
+        ("kill:1:2:3@5", "expected ACTION"),
+        ("kill:1@nan", "finite"),
+    ],
+)
+def test_bad_perturbation_specs(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_perturbation(spec, nodes=4)
+
+
+def test_byzantine_specs() -> None:
+    assert parse_byzantine("silent:3", 4) == (3, "silent")
+    for bad in ("silent", "evil:1", "silent:9", "silent:x"):
+        with pytest.raises(ValueError):
+            parse_byzantine(bad, 4)
+
+
+def test_generated_network_loads_with_the_node_validation(tmp_path: Path) -> None:
+    manifest = generate_network(tmp_path / "net", 4, node_test={2: {"log_votes": True}})
+    assert manifest["nodes"] == 4 and len(manifest["members"]) == 4
+    configs = [load_config(tmp_path / "net" / m["config"]) for m in manifest["members"]]
+    ports = {c.network.listen_port for c in configs} | {c.network.rpc_port for c in configs}
+    assert len(ports) == 8  # every port distinct
+    for config in configs:
+        assert load_key(config).public == config.validators[config.index].public_key
+        assert [v.port for v in config.validators] == [c.network.listen_port for c in configs]
+    assert configs[2].test.log_votes and not configs[1].test.log_votes
+    assert configs[0].network.admin_rpc  # local layout: loopback admin RPC for `disconnect`
+    with pytest.raises(TestnetError, match="already holds"):
+        generate_network(tmp_path / "net", 4)
+    with pytest.raises(TestnetError, match="--nodes"):
+        generate_network(tmp_path / "other", 0)
+
+
+def test_port_search_skips_ports_in_use() -> None:
+    p2p, _rpc = find_port_bases(2)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", p2p))
+        busy.listen()
+        with pytest.raises(TestnetError, match="in use"):
+            find_port_bases(2, p2p_base=p2p)
+        moved, _ = find_port_bases(2)
+        assert moved != p2p
+
+
+def test_compose_file_is_what_the_launcher_generates(tmp_path: Path) -> None:
+    """docker-compose.yml == render_compose(4), and it matches the docker-layout configs."""
+    assert (ROOT / "docker-compose.yml").read_text() == render_compose(4)
+    document = compose_document(4)
+    services = document["services"]
+    # The init service runs the launcher itself, with the layout the nodes expect.
+    init = services["init"]["command"]
+    assert init[:2] == ["testnet", "init"] and init[init.index("--layout") + 1] == "docker"
+    assert init[init.index("--dir") + 1] == DOCKER_ROOT
+    nodes = int(init[init.index("--nodes") + 1])
+    # Generate exactly what init would generate, and check every validator service against it.
+    manifest = generate_network(tmp_path, nodes, layout="docker")
+    validator_services = {k: v for k, v in services.items() if k != "init"}
+    assert sorted(validator_services) == sorted(m["name"] for m in manifest["members"])
+    for member in manifest["members"]:
+        service = validator_services[member["name"]]
+        config_arg = service["command"][service["command"].index("--config") + 1]
+        assert config_arg == f"{DOCKER_ROOT}/{member['config']}"
+        config = load_config(tmp_path / member["config"])
+        assert service["hostname"] == member["name"]
+        assert service["image"] == services["init"]["image"]
+        assert f"testnet:{DOCKER_ROOT}" in service["volumes"]
+        assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
+        # peers reach each validator by its service name on the transport port
+        for validator in config.validators:
+            assert validator.host in validator_services and validator.port == DOCKER_P2P_PORT
+        assert config.network.listen_host == "0.0.0.0"
+        assert config.network.listen_port == DOCKER_P2P_PORT
+        host_port, container_port = service["ports"][0].split(":")
+        assert int(container_port) == config.network.rpc_port == DOCKER_RPC_PORT
+        assert int(host_port) == LOCAL_RPC_BASE + member["index"]
+        assert not config.network.admin_rpc  # the admin RPC is not exposed from containers
+    assert "build" in services["init"]
+    assert (ROOT / "Dockerfile").read_text().count('ENTRYPOINT ["sedna"]') == 1
+
+
+def test_longest_stall() -> None:
+    assert _longest_stall([]) == 0.0
+    assert _longest_stall([(0.0, 1), (1.0, 2), (5.0, 2), (6.0, 3)]) == 4.0
+
+
+def test_cli_bad_input_exits_2_and_creates_nothing(tmp_path: Path, capsys) -> None:
+    target = tmp_path / "net"
+    for argv in (
+        ["testnet", "run", "--nodes", "0", "--dir", str(target)],
+        ["testnet", "run", "--duration", "-1", "--dir", str(target)],
+        ["testnet", "run", "--rate", "nan", "--dir", str(target)],
+        ["testnet", "run", "--perturb", "kill:9@1", "--dir", str(target)],
+        ["testnet", "run", "--byzantine", "evil:1", "--dir", str(target)],
+        ["testnet", "status", "--dir", str(target)],
+        ["testnet", "down", "--dir", str(target)],
+        ["testnet", "logs", "--dir", str(target)],
+    ):
+        assert main(argv) == 2, argv
+        assert not target.exists()
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert all(line.startswith("sedna testnet:") for line in errors)
+
+
+def test_init_writes_a_docker_network_once(tmp_path: Path) -> None:
+    args = ["testnet", "init", "--nodes", "4", "--layout", "docker", "--dir", str(tmp_path)]
+    assert main(args) == 0
+    first = (tmp_path / "network.json").read_text()
+    assert main([*args, "--if-missing"]) == 0
+    assert (tmp_path / "network.json").read_text() == first  # keys were not regenerated
+    assert main(args) == 2
+    assert json.loads(first)["layout"] == "docker"
