@@ -1,0 +1,1 @@
+"""PIVOT-K incentive analysis and cartel Monte Carlo (docs/mechanism.md)."""

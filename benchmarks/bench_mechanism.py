@@ -1,0 +1,104 @@
+"""Mechanism toolkit benchmarks: prints medians of several runs (no pass/fail).
+
+    .venv/bin/python benchmarks/bench_mechanism.py [--skip-report] [--repeats 5]
+
+Targets (issue 6): exact delay probability for t*·m up to 10^6 in <= 50 ms; Monte Carlo
+>= 10^7 bundle-slot trials per second; `sedna mech report` with default grids <= 60 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mechanism import delay, montecarlo  # noqa: E402
+from mechanism.params import SednaParams  # noqa: E402
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up (imports, caches)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--skip-report", action="store_true")
+    args = ap.parse_args()
+    r = args.repeats
+
+    print("exact delay probability, t*·m = 10^6 (median ms, target <= 50)")
+    # κ = 999_500, m = 1000: t* = 1000, Δ = 500, n = 10^6; β near each model's critical value.
+    cases = {
+        "binomial       m=1000 t*=1000      ": SednaParams(999_500, 1000, 0.0005),
+        "binomial       m=10^6 t*=1         ": SednaParams(999_000, 1_000_000, 0.001),
+        "hypergeometric m=1000 t*=1000 N=4000": SednaParams(999_500, 1000, 0.0005, lanes=4000),
+        "hypergeometric m=10^4 t*=100 N=10^5": SednaParams(
+            995_000, 10_000, 0.004, q=0.999, lanes=100_000
+        ),
+        "fixed lane set m=1000 t*=1000      ": SednaParams(
+            999_500, 1000, 0.0005, addressing="fixed"
+        ),
+        "all lanes      m=N=1000 t*=1000    ": SednaParams(
+            999_500, 1000, 0.0, q=0.9995, lanes=1000
+        ),
+        "ratchet        m=1000 t*=1000      ": SednaParams(999_500, 1000, 0.33, ratchet=True),
+    }
+    for name, p in cases.items():
+        ms = median_ms(lambda p=p: delay.p_delay(p), r)
+        print(f"  {name}  n={p.n:>8}  P={delay.p_delay(p):.4g}  {ms:8.2f} ms")
+    rng = np.random.default_rng(0)
+    per_lane = np.tile(rng.uniform(0.0, 0.001, size=1000), 1000)
+    ms = median_ms(lambda: delay.p_delay_heterogeneous(per_lane, 999_500), r)
+    print(f"  Poisson-binomial 1000 lanes x 1000 slots      n= 1000000  {ms:8.2f} ms")
+    distinct = rng.uniform(0.0, 0.001, size=1_000_000)
+    ms = median_ms(lambda: delay.p_delay_heterogeneous(distinct, 999_500), max(1, r // 2))
+    print(f"  Poisson-binomial 10^6 distinct r_i            n= 1000000  {ms:8.2f} ms")
+
+    print("Monte Carlo throughput (bundle-slot trials per second, target >= 1e7)")
+    mc_cases = {
+        "binomial fresh m=16 t*=4  ": SednaParams(56, 16, 0.1, q=0.95),
+        "hypergeometric m=16 N=100 ": SednaParams(56, 16, 0.1, q=0.95, lanes=100),
+        "ratchet binomial m=16     ": SednaParams(56, 16, 0.1, q=0.95, ratchet=True),
+        "ratchet hypergeom m=64    ": SednaParams(232, 64, 0.1, lanes=400, ratchet=True),
+    }
+    trials = 1_000_000
+    for name, p in mc_cases.items():
+        ms = median_ms(lambda p=p: montecarlo.simulate(p, trials=trials, seed=1), max(1, r // 2))
+        rate = trials * p.n / (ms / 1e3)
+        print(f"  {name} trials={trials}  {ms:8.1f} ms  {rate:.3g} bundle-slots/s")
+
+    if not args.skip_report:
+        print("sedna mech report, default grids (seconds, target <= 60)")
+        times = []
+        for _ in range(max(1, min(r, 3))):
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-m", "mechanism.cli", "report", "--out", tmp],
+                    check=True,
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                )
+                times.append(time.perf_counter() - t0)
+        print(f"  median {statistics.median(times):.1f} s over {len(times)} runs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""Vectorized, seeded Monte Carlo of slots, lanes, honest inclusion and cartel strategies.
+
+docs/mechanism.md §12. Trials run in parallel as numpy arrays; the only Python loop is over
+slots (at most t* + max_lag). Each slot draws the cartel's holdings per trial (binomial or
+hypergeometric), the honest misses (binomial), applies the strategy, finalizes, and, under
+the ratchet, excludes the lanes that did not redeem and replaces them by never-addressed
+lanes. One `numpy.random.Generator(PCG64(seed))` drives everything, so a seed fixes the
+result bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mechanism.delay import withheld_by_strategy
+from mechanism.params import STRATEGIES, SednaParams, Strategy
+
+__all__ = ["STRATEGIES", "MCResult", "Strategy", "binomial_ci", "simulate"]
+
+CI_METHODS = ("wilson", "clopper-pearson")
+_CHUNK_TRIALS = 1 << 19  # memory bound: a few arrays of this many int64 per chunk
+MAX_TRIALS = 10**9
+MAX_LAG = 64
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+
+
+def binomial_ci(
+    successes: int, trials: int, level: float = 0.99, method: str = "wilson"
+) -> Interval:
+    """Two-sided confidence interval for a binomial proportion (Wilson or Clopper-Pearson)."""
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials, trials >= 1 ({successes}/{trials})")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    from scipy import stats
+
+    alpha = 1.0 - level
+    if method == "clopper-pearson":
+        lo = 0.0 if successes == 0 else stats.beta.ppf(alpha / 2, successes, trials - successes + 1)
+        hi = (
+            1.0
+            if successes == trials
+            else stats.beta.ppf(1 - alpha / 2, successes + 1, trials - successes)
+        )
+        return Interval(float(lo), float(hi))
+    if method != "wilson":
+        raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    p = successes / trials
+    denom = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == trials else min(1.0, centre + half)
+    return Interval(lo, hi)
+
+
+@dataclass(frozen=True)
+class MCResult:
+    """Counts and estimates; lag_counts[ℓ] = trials with T_chain − t* = ℓ (last: > max_lag)."""
+
+    trials: int
+    seed: int
+    strategy: str
+    delays: int
+    p_delay_mc: float
+    ci_low: float
+    ci_high: float
+    races: int
+    p_race_mc: float
+    race_ci_low: float
+    race_ci_high: float
+    lag_counts: tuple[int, ...]
+    lead_counts: tuple[int, ...]
+    t_chain_min: int
+    mean_withheld: float
+    mean_pivotal_withheld_order: float
+    mean_pivotal_withheld_random: float
+    bundle_slots: int
+    ci_method: str = "wilson"
+    level: float = 0.99
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class _Lanes:
+    """Per-trial lane state: who holds the bundles addressed in each slot."""
+
+    def __init__(self, params: SednaParams, rng: np.random.Generator, size: int) -> None:
+        self.p = params
+        self.rng = rng
+        self.size = size
+        self.c = params.cartel_lanes or 0
+        if params.ratchet:
+            self.fresh = np.full(size, params.m, dtype=np.int64)
+            self.kept_cartel = np.zeros(size, dtype=np.int64)
+            self.kept_honest = np.zeros(size, dtype=np.int64)
+            if params.lanes is not None:
+                self.pool = np.full(size, params.lanes, dtype=np.int64)
+                self.pool_cartel = np.full(size, self.c, dtype=np.int64)
+        elif params.addressing == "fixed":
+            self.fixed_x = self._draw(np.full(size, params.m, dtype=np.int64))
+
+    def _draw(self, draws: np.ndarray) -> np.ndarray:
+        """Cartel lanes among `draws` lanes drawn from the whole population."""
+        p = self.p
+        if p.lanes is None:
+            return self.rng.binomial(draws, p.beta)
+        return self.rng.hypergeometric(self.c, p.lanes - self.c, draws)
+
+    def address(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cartel holdings X, honest addressed, unfilled positions) for this slot."""
+        p = self.p
+        zero = np.zeros(self.size, dtype=np.int64)
+        if not p.ratchet:
+            if p.addressing == "fixed":
+                x = self.fixed_x
+            else:
+                x = self._draw(np.full(self.size, p.m, dtype=np.int64))
+            return x, p.m - x, zero
+        if p.lanes is None:
+            drawn = self.fresh
+            new_cartel = self.rng.binomial(drawn, p.beta)
+        else:
+            drawn = np.minimum(self.fresh, self.pool)
+            new_cartel = self.rng.hypergeometric(
+                self.pool_cartel, self.pool - self.pool_cartel, drawn
+            )
+            self.pool = self.pool - drawn
+            self.pool_cartel = self.pool_cartel - new_cartel
+        x = new_cartel + self.kept_cartel
+        honest = drawn - new_cartel + self.kept_honest
+        return x, honest, self.fresh - drawn
+
+    def settle(
+        self,
+        x: np.ndarray,
+        withheld: np.ndarray,
+        honest: np.ndarray,
+        misses: np.ndarray,
+        unfilled: np.ndarray,
+    ) -> None:
+        """Ratchet: exclude every lane that did not redeem; keep the others."""
+        if not self.p.ratchet:
+            return
+        self.fresh = withheld + misses + unfilled
+        self.kept_cartel = x - withheld
+        self.kept_honest = honest - misses
+
+
+def simulate(
+    params: SednaParams,
+    strategy: Strategy | None = None,
+    trials: int = 100_000,
+    seed: int = 0,
+    max_lag: int = 0,
+    level: float = 0.99,
+    ci_method: str = "wilson",
+    adversarial_order: bool = False,
+) -> MCResult:
+    """Simulate `trials` transactions for t* + max_lag slots; estimate P(D) and P(race).
+
+    adversarial_order: the cartel's lanes come last in the canonical order ≺ of slot t*
+    (worst case for the designer); otherwise lane positions in ≺ are uniformly random.
+    """
+    strategy = strategy or Strategy()
+    if not 1 <= trials <= MAX_TRIALS:
+        raise ValueError(f"trials must be in 1..{MAX_TRIALS}, got {trials}")
+    if not 0 <= max_lag <= MAX_LAG:
+        raise ValueError(f"max_lag must be in 0..{MAX_LAG}, got {max_lag}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    t_star = params.t_star
+    horizon = t_star + max_lag
+    delays = races = 0
+    lag_counts = np.zeros(max_lag + 2, dtype=np.int64)
+    lead_counts = np.zeros(max_lag + 2, dtype=np.int64)
+    t_chain_min = horizon + 1
+    sum_withheld = sum_piv_order = sum_piv_random = 0.0
+    done = 0
+    while done < trials:  # bounded: ceil(trials / chunk) rounds
+        size = min(_CHUNK_TRIALS, trials - done)
+        chunk = _simulate_chunk(params, strategy, rng, size, horizon, adversarial_order)
+        done += size
+        delays += int(np.count_nonzero(chunk["t_chain"] > t_star))
+        races += int(np.count_nonzero(chunk["race"]))
+        lag = np.minimum(chunk["t_chain"] - t_star, max_lag + 1)
+        lag_counts += np.bincount(lag, minlength=max_lag + 2)[: max_lag + 2]
+        lead = np.clip(chunk["t_chain"] - chunk["t_cart"], 0, max_lag + 1)
+        lead_counts += np.bincount(lead, minlength=max_lag + 2)[: max_lag + 2]
+        t_chain_min = min(t_chain_min, int(chunk["t_chain"].min()))
+        sum_withheld += float(chunk["withheld"].sum())
+        sum_piv_order += float(chunk["piv_order"].sum())
+        sum_piv_random += float(chunk["piv_random"].sum())
+    ci = binomial_ci(delays, trials, level, ci_method)
+    race_ci = binomial_ci(races, trials, level, ci_method)
+    return MCResult(
+        trials=trials,
+        seed=seed,
+        strategy=strategy.kind,
+        delays=delays,
+        p_delay_mc=delays / trials,
+        ci_low=ci.low,
+        ci_high=ci.high,
+        races=races,
+        p_race_mc=races / trials,
+        race_ci_low=race_ci.low,
+        race_ci_high=race_ci.high,
+        lag_counts=tuple(int(v) for v in lag_counts),
+        lead_counts=tuple(int(v) for v in lead_counts),
+        t_chain_min=t_chain_min,
+        mean_withheld=sum_withheld / trials,
+        mean_pivotal_withheld_order=sum_piv_order / trials,
+        mean_pivotal_withheld_random=sum_piv_random / trials,
+        bundle_slots=trials * params.m * horizon,
+        ci_method=ci_method,
+        level=level,
+    )
+
+
+def _simulate_chunk(
+    params: SednaParams,
+    strategy: Strategy,
+    rng: np.random.Generator,
+    size: int,
+    horizon: int,
+    adversarial_order: bool,
+) -> dict[str, np.ndarray]:
+    kappa, t_star, q = params.kappa, params.t_star, params.q
+    lanes = _Lanes(params, rng, size)
+    finalized = np.zeros(size, dtype=np.int64)
+    pooled = np.zeros(size, dtype=np.int64)
+    never = horizon + 1
+    t_chain = np.full(size, never, dtype=np.int64)
+    t_cart = np.full(size, never, dtype=np.int64)
+    race = np.zeros(size, dtype=bool)
+    withheld_h = np.zeros(size, dtype=np.int64)
+    piv_order = np.zeros(size, dtype=np.int64)
+    piv_random = np.zeros(size, dtype=np.int64)
+    for slot in range(1, horizon + 1):  # bounded by t* + max_lag
+        x, honest, unfilled = lanes.address()
+        w = withheld_by_strategy(strategy, x, slot, params)
+        misses = rng.binomial(honest, 1.0 - q) if q < 1.0 else np.zeros_like(honest)
+        included = honest - misses + x - w
+        if slot == t_star:
+            # Race: the cartel decodes inside slot t* from the public past, its pool and
+            # its current holdings, before the chain finalizes the slot.
+            race = (finalized + pooled + x >= kappa) & (finalized < kappa)
+            # Pivot accounting against the counterfactual in which nothing was withheld.
+            cf_before = finalized + withheld_h
+            cf_slot = included + w
+            k = np.clip(kappa - cf_before, 0, cf_slot)
+            piv_random += rng.hypergeometric(w, cf_slot - w, k)
+            if strategy.kind == "pivot-order":
+                # The cartel's bundles among the last cf_slot − k (non-pivotal) positions.
+                if adversarial_order:
+                    late = np.minimum(x, cf_slot - k)
+                else:
+                    late = rng.hypergeometric(x, cf_slot - x, cf_slot - k)
+                piv_order += w - np.minimum(w, late)
+            else:
+                piv_order += rng.hypergeometric(w, cf_slot - w, k)
+        elif slot < t_star:
+            piv_order += w
+            piv_random += w
+        if slot <= t_star:
+            withheld_h += w
+        finalized += included
+        pooled += w
+        t_chain = np.where((t_chain == never) & (finalized >= kappa), slot, t_chain)
+        t_cart = np.where((t_cart == never) & (finalized + pooled >= kappa), slot, t_cart)
+        lanes.settle(x, w, honest, misses, unfilled)
+    return {
+        "t_chain": t_chain,
+        "t_cart": t_cart,
+        "race": race,
+        "withheld": withheld_h,
+        "piv_order": piv_order,
+        "piv_random": piv_random,
+    }
+
+
+def simulate_heterogeneous(
+    miss_probs: np.ndarray, kappa: int, trials: int, seed: int, level: float = 0.99
+) -> tuple[float, Interval]:
+    """P(fewer than κ of the bundles are finalized), bundle i missed w.p. r_i."""
+    r = np.asarray(miss_probs, dtype=float)
+    if r.ndim != 1 or len(r) == 0:
+        raise ValueError("miss_probs must be a non-empty 1-D array")
+    if not 1 <= trials <= MAX_TRIALS:
+        raise ValueError(f"trials must be in 1..{MAX_TRIALS}, got {trials}")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    a = len(r) - kappa + 1
+    rows = max(1, 4_000_000 // len(r))
+    hits = done = 0
+    while done < trials:  # bounded by trials / rows rounds
+        size = min(rows, trials - done)
+        missed = (rng.random((size, len(r))) < r).sum(axis=1)
+        hits += int(np.count_nonzero(missed >= a))
+        done += size
+    return hits / trials, binomial_ci(hits, trials, level)
+
+
+def simulate_fixed_withholding(
+    params: SednaParams, withheld: int, trials: int, seed: int, level: float = 0.99
+) -> tuple[float, Interval]:
+    """P(D) when exactly `withheld` bundles (the earliest-addressed) are withheld, rest honest."""
+    if not 0 <= withheld <= params.n:
+        raise ValueError(f"withheld must be in 0..{params.n}, got {withheld}")
+    if not 1 <= trials <= MAX_TRIALS:
+        raise ValueError(f"trials must be in 1..{MAX_TRIALS}, got {trials}")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    missing = np.full(trials, withheld, dtype=np.int64)
+    left = withheld
+    for _ in range(params.t_star):  # one draw per slot
+        in_slot = min(left, params.m)
+        left -= in_slot
+        missing += rng.binomial(params.m - in_slot, 1.0 - params.q, size=trials)
+    hits = int(np.count_nonzero(missing >= params.slack + 1))
+    return hits / trials, binomial_ci(hits, trials, level)
