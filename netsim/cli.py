@@ -1,0 +1,116 @@
+"""`sedna sim`: run scenarios and sweep seeds (Twins arrangements are not implemented yet).
+
+Exit status: 0 no invariant violated, 1 a violation (or a failed run), 2 bad input.
+Data goes to stdout (`--json` for machine-readable reports), messages to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EXAMPLES = """examples:
+  sedna sim run netsim/scenarios/s1_crashed_successor.toml --json
+  sedna sim run netsim/scenarios/s1_crashed_successor.toml --protocol vanilla
+  sedna sim sweep netsim/scenarios/sweep_faults.toml --seeds 200 --randomize --json
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    sim = subparsers.add_parser(
+        "sim",
+        help="deterministic simulation: scenarios and seed sweeps",
+        description="Deterministic simulation of MonadBFT (and the v1/vanilla modes).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = sim.add_subparsers(dest="sim_command", metavar="COMMAND")
+    sim.set_defaults(func=lambda args: (sim.print_help(sys.stderr), 2)[1])
+
+    run = commands.add_parser("run", help="run one scenario file")
+    run.add_argument("scenario", help="scenario TOML file")
+    run.add_argument("--seed", type=int, help="override the scenario's seed")
+    run.add_argument("--protocol", choices=("monadbft", "v1", "vanilla"), help="override protocol")
+    run.add_argument("--json", action="store_true", help="print the JSON report")
+    run.set_defaults(func=_run)
+
+    sweep = commands.add_parser("sweep", help="run one scenario over many seeds")
+    sweep.add_argument("scenario", help="scenario TOML file")
+    sweep.add_argument("--seeds", type=int, required=True, help="number of seeds (from the file's)")
+    sweep.add_argument(
+        "--protocol", choices=("monadbft", "v1", "vanilla"), help="override protocol"
+    )
+    sweep.add_argument(
+        "--randomize",
+        action="store_true",
+        help="draw a fresh fault plan per seed (crash/restart, partition, loss, one Byzantine)",
+    )
+    sweep.add_argument("--json", action="store_true", help="print the JSON summary")
+    sweep.set_defaults(func=_sweep)
+
+
+def _load(path: str) -> Any:
+    from netsim.scenario import ScenarioError, load_scenario
+
+    try:
+        return load_scenario(path)
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from netsim.runner import run_scenario
+
+    scenario = _load(args.scenario)
+    if scenario is None:
+        return 2
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        print("error: --seed must be in [0, 2^63)", file=sys.stderr)
+        return 2
+    report = run_scenario(scenario, seed=args.seed, protocol=args.protocol).report()
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        _print_summary(report)
+    return 1 if report["violations"] else 0
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    heights = sorted(report["finalized"].values())
+    print(
+        f"{report['scenario']} protocol={report['protocol']} seed={report['seed']}: "
+        f"finalized {heights[0]}..{heights[-1]} in {report['sim_time_ms']:.0f} ms simulated, "
+        f"rounds {report['rounds']}, TCs {report['tcs']}, reproposals {report['reproposals']}, "
+        f"NECs {report['necs']}, tail forks {report['tail_forks']}, "
+        f"reverts {report['speculative_reverts']}, equivocations {report['equivocations']}, "
+        f"liveness {report['liveness']}"
+    )
+    for violation in report["violations"]:
+        print(f"VIOLATION {violation}")
+    print(f"trace {report['trace_hash']}")
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    if not 1 <= args.seeds <= 10_000_000:
+        print("error: --seeds must be in [1, 10000000]", file=sys.stderr)
+        return 2
+    scenario = _load(args.scenario)
+    if scenario is None:
+        return 2
+    from netsim.sweep import sweep
+
+    summary = sweep(scenario, args.seeds, args.protocol, randomize=args.randomize)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print(
+            f"{summary['scenario']} protocol={summary['protocol']}: {summary['runs']} seeds, "
+            f"{len(summary['failed_seeds'])} with violations, finalized min "
+            f"{summary['finalized_min']} median {summary['finalized_median']}"
+        )
+        for violation in summary["violations"]:
+            print(f"VIOLATION {violation}")
+    return 1 if summary["failed_seeds"] else 0

@@ -1,0 +1,498 @@
+"""Always-on protocol checkers (reference §5) and the run's protocol statistics.
+
+`ProtocolChecker` is an engine `Observer`: it sees every command every instance executes
+(in particular every message sent) and keeps a global log of signed facts: votes, tips
+(signed headers), QCs/TCs/NECs found anywhere inside sent messages, NEs, commits, Voted
+marks and reverts. "Honest" means an identity with no Byzantine behaviour (a Twins pair is
+Byzantine by construction). Checks:
+
+- P1 agreement: no two honest instances finalize different blocks at one height, and each
+  finalized ledger is parent-linked.
+- P2 commit monotonicity: an instance finalizes heights 1, 2, 3, ... with no gap, repeat or
+  regression (a restart resumes from its disk).
+- P3 one QC per round: every valid QC of a round certifies the same block; and, the reason
+  it holds, no honest identity signs two different votes (plain or tip vote) in one round.
+- P4 vote/NE exclusion: after an honest NE(r) against tip T, its round-r votes are for
+  proposals whose TC high tip is T, or a tip vote for a round-r tip.
+- P5 no tail-fork (monadbft and v1 only; vanilla is expected to tail-fork and only
+  counts them): a fresh block of an honest leader voted by >= f+1 honest stake is never
+  replaced at its height (checked whenever an honest node finalizes that height).
+- P6 accountable speculative finality (monadbft and v1; vanilla only counts reverts): an honest `RevertVoted` carries valid equivocation
+  evidence (two distinct headers of that round, both signed by its leader); and no honest
+  node finalizes B' at the height of a block an honest node marked Voted unless such a pair
+  exists in the log.
+- Commit rule (C-TWO-CHAIN): every block an honest node finalizes as the head of a commit
+  has a child Y in the log and a valid QC on Y of round Y.qc.round + 1.
+- Liveness after the last fault: while honest live stake is a quorum, some honest node
+  finalizes a new block within `liveness_ms` of the last fault (inconclusive, not a
+  violation, if the run ends earlier).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from consensus import codec
+from consensus.crypto import Domain, SignatureScheme
+from consensus.events import (
+    Broadcast,
+    CommitBlocks,
+    MarkVoted,
+    PersistSafety,
+    RecordEquivocation,
+    RevertVoted,
+    RoundEntered,
+    Send,
+    Trace,
+)
+from consensus.messages import (
+    NoEndorsementCertificate,
+    NoEndorsementMessage,
+    NoTipCertificate,
+    ProposalMessage,
+    QuorumCertificate,
+    TimeoutCertificate,
+    TimeoutMessage,
+    Tip,
+    VoteMessage,
+)
+from consensus.validators import LeaderSchedule, ValidatorSet
+from netsim.engine import Observer, Simulator
+
+MAX_VIOLATIONS = 200
+MAX_CACHED_CERTIFICATES = 50_000
+_CERT_TYPES = (
+    QuorumCertificate,
+    TimeoutCertificate,
+    NoEndorsementCertificate,
+    NoTipCertificate,
+    Tip,
+)
+
+
+def certificates_in(value: Any, depth: int = 0) -> Iterable[Any]:
+    """Every QC, TC, NEC, NoTip certificate and Tip nested anywhere inside a message."""
+    if depth > 12:  # messages nest at most ~6 deep (proposal > TC > tip > header > QC)
+        return
+    if isinstance(value, _CERT_TYPES):
+        yield value
+    if isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            child = getattr(value, name)
+            if isinstance(child, msgspec.Struct | tuple):
+                yield from certificates_in(child, depth + 1)
+    elif isinstance(value, tuple):
+        for child in value:
+            if isinstance(child, msgspec.Struct | tuple):
+                yield from certificates_in(child, depth + 1)
+
+
+@dataclass
+class CheckerContext:
+    protocol: str
+    validators: ValidatorSet
+    schedule: LeaderSchedule
+    scheme: SignatureScheme
+    byzantine: frozenset[int]  # identities
+    verify: Callable[[Any], bool]  # stateless validity of a QC/TC/NEC (Verifier, cached)
+    liveness_ms: float
+    quiet_after_ms: float = 0.0  # end of the last planned fault (partitions, pauses, ...)
+
+
+@dataclass
+class Stats:
+    tcs: set[int] = field(default_factory=set)
+    necs: set[int] = field(default_factory=set)  # rounds with an NEC
+    reproposals: set[tuple[int, bytes]] = field(default_factory=set)
+    timed_out_rounds: set[int] = field(default_factory=set)
+    equivocations: set[tuple[int, int]] = field(default_factory=set)
+    speculative_reverts: int = 0
+    max_round: int = 0
+    qc_rounds: set[int] = field(default_factory=set)
+
+
+class ProtocolChecker(Observer):
+    def __init__(self, context: CheckerContext):
+        self.ctx = context
+        self.violations: list[str] = []
+        self.violation_count = 0
+        self.stats = Stats()
+        n = len(context.validators)
+        self._honest_ids = frozenset(range(n)) - context.byzantine
+        self._f_plus_one = context.validators.honest_stake
+        # global log
+        self._qc_by_round: dict[int, bytes] = {}
+        self._vote_by_signer: dict[tuple[int, int], bytes] = {}
+        self._honest_voters: dict[bytes, set[int]] = {}
+        self._headers: dict[tuple[int, int], dict[bytes, Tip]] = {}  # (author, round) -> id -> tip
+        self._signed_ok: dict[bytes, bool] = {}
+        self._fresh_honest: dict[bytes, Tip] = {}  # fresh proposals of honest leaders
+        self._proposal_tc_tip: dict[tuple[int, bytes], set[bytes | None]] = {}
+        self._ne_by_signer: dict[tuple[int, int], bytes] = {}
+        self._safety: dict[int, Any] = {}
+        self._commits: dict[int, list[tuple[int, bytes]]] = {}
+        self._finalized: dict[int, bytes] = {}  # height -> block id (first honest commit)
+        self._finalized_parent: dict[int, bytes] = {}
+        self._voted: dict[int, tuple[bytes, int]] = {}  # seq -> (block id, block round)
+        self._honest_commit_times_ms: list[float] = []
+        self._verified: dict[int, tuple[Any, bool]] = {}
+        self._children: dict[bytes, set[tuple[bytes, int]]] = {}  # parent -> (child, qc round)
+        self._qc_rounds_of: dict[bytes, set[int]] = {}  # block id -> rounds of valid QCs on it
+        self._commit_heads: list[tuple[int, bytes]] = []  # (instance, highest block committed)
+        self.liveness: str = "not-checked"
+
+    # ------------------------------------------------------------------ helpers
+
+    def violation(self, text: str) -> None:
+        self.violation_count += 1
+        if len(self.violations) < MAX_VIOLATIONS and text not in self.violations:
+            self.violations.append(text)
+
+    def _honest_instance(self, sim: Simulator, node: int) -> bool:
+        return sim.hosts[node].identity in self._honest_ids
+
+    def _valid(self, certificate: Any) -> bool:
+        """Stateless validity, cached by object (the same certificate object travels in many
+        messages); the cache is bounded and holds the object so its id stays unique."""
+        entry = self._verified.get(id(certificate))
+        if entry is not None and entry[0] is certificate:
+            return entry[1]
+        if len(self._verified) >= MAX_CACHED_CERTIFICATES:
+            self._verified.clear()
+        valid = self.ctx.verify(certificate)
+        self._verified[id(certificate)] = (certificate, valid)
+        return valid
+
+    def _leader_signed(self, tip: Tip) -> bool:
+        """The tip's header is signed by leader(block_round) (what equivocation proofs need)."""
+        header = tip.header
+        block_id = codec.block_id(header)
+        cached = self._signed_ok.get(block_id + tip.signature)
+        if cached is None:
+            author = header.author
+            cached = (
+                self.ctx.validators.contains(author)
+                and author == self.ctx.schedule.leader(header.block_round)
+                and self.ctx.scheme.verify(
+                    self.ctx.validators.public_key(author),
+                    Domain.TIP,
+                    codec.tip_signing_bytes(header),
+                    tip.signature,
+                )
+            )
+            self._signed_ok[block_id + tip.signature] = cached
+        return cached
+
+    def _equivocated(self, leader: int, block_round: int) -> bool:
+        return len(self._headers.get((leader, block_round), {})) >= 2
+
+    # ------------------------------------------------------------------ observer hooks
+
+    def on_command(self, sim: Simulator, node: int, command: Any) -> None:
+        kind = type(command)
+        honest = self._honest_instance(sim, node)
+        identity = sim.hosts[node].identity
+        if kind is Send or kind is Broadcast:
+            self._message(sim, identity, honest, command.message)
+        elif not honest:
+            return
+        elif kind is PersistSafety:
+            self._safety[node] = command.state
+        elif kind is CommitBlocks:
+            self._commit(sim, node, command)
+        elif kind is MarkVoted:
+            self._voted.setdefault(command.seq_num, (command.block_id, command.block_round))
+        elif kind is RevertVoted:
+            self._revert(node, command)
+        elif kind is RecordEquivocation:
+            evidence = command.evidence
+            for tip in (evidence.first, evidence.second):
+                self._note_tip(tip)
+        elif kind is RoundEntered:
+            self.stats.max_round = max(self.stats.max_round, command.round)
+        elif kind is Trace:
+            self._trace(command)
+
+    def _trace(self, command: Trace) -> None:
+        detail = command.detail
+        round_ = detail.get("round")
+        if not isinstance(round_, int):
+            return
+        if command.name == "qc_formed" and isinstance(detail.get("block_id"), str):
+            self._qc(round_, bytes.fromhex(detail["block_id"]))
+        elif command.name == "tc_formed":
+            self.stats.tcs.add(round_)
+        elif command.name == "nec_formed":
+            self.stats.necs.add(round_)
+
+    def _note_tip(self, tip: Tip) -> None:
+        header = tip.header
+        slot = (header.author, header.block_round)
+        block_id = codec.block_id(header)
+        self._children.setdefault(header.qc.block_id, set()).add((block_id, header.qc.round))
+        known = self._headers.setdefault(slot, {})
+        if block_id in known or not self._leader_signed(tip):
+            return
+        known[block_id] = tip
+        if len(known) >= 2:
+            self.stats.equivocations.add(slot)
+
+    def _message(self, sim: Simulator, identity: int, honest: bool, message: Any) -> None:
+        for certificate in certificates_in(message):
+            ctype = type(certificate)
+            if ctype is Tip:
+                self._note_tip(certificate)
+            elif ctype is QuorumCertificate:
+                if certificate.round > 0 and self._valid(certificate):
+                    self._qc(certificate.round, certificate.block_id)
+            elif ctype is TimeoutCertificate:
+                if self._valid(certificate):
+                    self.stats.tcs.add(certificate.round)
+            elif ctype is NoEndorsementCertificate and self._valid(certificate):
+                self.stats.necs.add(certificate.round)
+        mtype = type(message)
+        if mtype is ProposalMessage:
+            self._proposal(identity, honest, message)
+        elif not honest:
+            return
+        elif mtype is VoteMessage:
+            self._vote(identity, message.vote.round, message.vote.block_id, tip_vote=False)
+        elif mtype is TimeoutMessage:
+            self.stats.timed_out_rounds.add(message.info.round)
+            if message.tip_vote_signature is not None and isinstance(message.high_extend, Tip):
+                block_id = codec.block_id(message.high_extend.header)
+                self._vote(
+                    identity,
+                    message.info.round,
+                    block_id,
+                    tip_vote=True,
+                    tip_round=message.high_extend.block_round,
+                )
+        elif mtype is NoEndorsementMessage:
+            self._no_endorsement(sim, identity, message)
+
+    def _qc(self, round_: int, block_id: bytes) -> None:
+        self.stats.qc_rounds.add(round_)
+        self._qc_rounds_of.setdefault(block_id, set()).add(round_)
+        first = self._qc_by_round.setdefault(round_, block_id)
+        if first != block_id:
+            # P3: two valid QCs of one round certify different blocks.
+            self.violation(
+                f"P3 one QC per round: round {round_} has QCs on {first.hex()[:12]} "
+                f"and {block_id.hex()[:12]}"
+            )
+
+    def _proposal(self, identity: int, honest: bool, message: ProposalMessage) -> None:
+        tip = message.tip
+        block_id = codec.block_id(tip.header)
+        tc = message.last_round_tc
+        tc_tip = None
+        if tc is not None and isinstance(tc.high_extend, Tip):
+            tc_tip = codec.block_id(tc.high_extend.header)
+        self._proposal_tc_tip.setdefault((message.round, block_id), set()).add(tc_tip)
+        if not honest:
+            return
+        if tip.block_round < message.round:
+            self.stats.reproposals.add((message.round, block_id))
+        elif tip.block_round == message.round and tip.header.author == identity:
+            self._fresh_honest.setdefault(block_id, tip)
+
+    def _vote(
+        self, identity: int, round_: int, block_id: bytes, *, tip_vote: bool, tip_round: int = 0
+    ) -> None:
+        previous = self._vote_by_signer.setdefault((identity, round_), block_id)
+        if previous != block_id:
+            # P3 (cause): an honest validator signs at most one vote per round.
+            self.violation(
+                f"P3 double vote: honest validator {identity} voted {previous.hex()[:12]} and "
+                f"{block_id.hex()[:12]} in round {round_}"
+            )
+        self._honest_voters.setdefault(block_id, set()).add(identity)
+        ne_tip = self._ne_by_signer.get((identity, round_))
+        if ne_tip is not None:
+            self._check_vote_after_ne(identity, round_, block_id, ne_tip, tip_vote, tip_round)
+
+    def _check_vote_after_ne(
+        self,
+        identity: int,
+        round_: int,
+        block_id: bytes,
+        ne_tip: bytes,
+        tip_vote: bool,
+        tip_round: int,
+    ) -> None:
+        if tip_vote:
+            ok = tip_round == round_
+        else:
+            ok = ne_tip in self._proposal_tc_tip.get((round_, block_id), set())
+        if not ok:
+            # P4: after NE(r) against T, vote in r only for proposals whose TC high tip is T.
+            self.violation(
+                f"P4 vote/NE exclusion: validator {identity} sent NE({round_}) against "
+                f"{ne_tip.hex()[:12]} and voted {block_id.hex()[:12]} in round {round_}"
+            )
+
+    def _no_endorsement(self, sim: Simulator, identity: int, message: NoEndorsementMessage) -> None:
+        round_ = message.no_endorsement.round
+        tip_id = b""
+        for node in sim.instances_of.get(identity, ()):
+            state = self._safety.get(node)
+            if state is not None and getattr(state, "highest_no_endorse_round", None) == round_:
+                tip_id = getattr(state, "highest_no_endorse_tip_id", b"")
+        self._ne_by_signer[(identity, round_)] = tip_id
+        voted = self._vote_by_signer.get((identity, round_))
+        if voted is not None:
+            tip_vote = False  # plain votes are recorded with the proposal they answered
+            self._check_vote_after_ne(identity, round_, voted, tip_id, tip_vote, 0)
+
+    def _commit(self, sim: Simulator, node: int, command: CommitBlocks) -> None:
+        history = self._commits.setdefault(node, [])
+        for block in command.blocks:
+            height = block.header.seq_num
+            last = history[-1][0] if history else 0
+            if height != last + 1:
+                # P2: finalized heights are contiguous and never regress.
+                self.violation(
+                    f"P2 commit monotonicity: instance {node} finalized height {height} "
+                    f"after height {last}"
+                )
+            history.append((height, block.block_id))
+            parent = block.header.qc.block_id
+            if len(history) >= 2 and history[-2][0] == height - 1 and history[-2][1] != parent:
+                # P1 corollary: a finalized ledger is parent-linked.
+                self.violation(
+                    f"P1 chain: instance {node} finalized {block.block_id.hex()[:12]} at "
+                    f"height {height} whose parent is not its height-{height - 1} block"
+                )
+            first = self._finalized.setdefault(height, block.block_id)
+            if first != block.block_id:
+                # P1: honest nodes never finalize different blocks at one height.
+                self.violation(
+                    f"P1 agreement: height {height} finalized as {first.hex()[:12]} and as "
+                    f"{block.block_id.hex()[:12]} (instance {node})"
+                )
+            self._check_tail_fork_at(height, block.block_id)
+            self._check_voted_kept(height, block.block_id)
+        if command.blocks:
+            self._commit_heads.append((node, command.blocks[-1].block_id))
+        self._honest_commit_times_ms.append(sim.now_ms)
+
+    def _check_commit_rule(self) -> None:
+        """C-TWO-CHAIN: a commit of X needs a child Y of X and a QC on Y from round
+        Y.qc.round + 1 (checked at the end: the QC may be formed by the committer itself)."""
+        for node, head in self._commit_heads:
+            justified = any(
+                qc_round + 1 in self._qc_rounds_of.get(child, ())
+                for child, qc_round in self._children.get(head, ())
+            )
+            if not justified:
+                # C-TWO-CHAIN: commit only with a consecutive-round two-chain.
+                self.violation(
+                    f"commit rule: instance {node} finalized {head.hex()[:12]} without a "
+                    "consecutive-round QC on a child"
+                )
+
+    def _check_voted_kept(self, height: int, block_id: bytes) -> None:
+        if self.ctx.protocol == "vanilla":
+            return
+        voted = self._voted.get(height)
+        if voted is None or voted[0] == block_id:
+            return
+        leader = self.ctx.schedule.leader(voted[1])
+        if not self._equivocated(leader, voted[1]):
+            # P6: a Voted block is only replaced when its round's leader equivocated.
+            self.violation(
+                f"P6 speculative finality: {voted[0].hex()[:12]} (round {voted[1]}) was "
+                f"Voted but {block_id.hex()[:12]} finalized at height {height} without "
+                f"equivocation by leader {leader}"
+            )
+
+    def _revert(self, node: int, command: RevertVoted) -> None:
+        self.stats.speculative_reverts += 1
+        if self.ctx.protocol == "vanilla":
+            return  # vanilla HotStuff promises nothing about QC'd-but-uncommitted blocks
+        evidence = command.evidence
+        leader = self.ctx.schedule.leader(command.block_round)
+        ok = (
+            evidence is not None
+            and evidence.block_round == command.block_round
+            and evidence.first.header.block_round == command.block_round
+            and evidence.second.header.block_round == command.block_round
+            and codec.block_id(evidence.first.header) != codec.block_id(evidence.second.header)
+            and self._leader_signed(evidence.first)
+            and self._leader_signed(evidence.second)
+            and evidence.first.header.author == leader
+        )
+        if not ok:
+            # P6: a speculative revert needs equivocation evidence by leader(r).
+            self.violation(
+                f"P6 revert without equivocation evidence: instance {node} reverted "
+                f"{command.block_id.hex()[:12]} of round {command.block_round}"
+            )
+
+    def _tail_forked(self, block_id: bytes, tip: Tip) -> bool:
+        voters = self._honest_voters.get(block_id, set())
+        if self.ctx.validators.stake_of(voters) < self._f_plus_one:
+            return False
+        header = tip.header
+        if self._equivocated(header.author, header.block_round):
+            return False
+        final = self._finalized.get(header.seq_num)
+        return final is not None and final != block_id
+
+    def _check_tail_fork_at(self, height: int, block_id: bytes) -> None:
+        if self.ctx.protocol == "vanilla":
+            return
+        for other_id, tip in self._fresh_honest.items():
+            if (
+                tip.header.seq_num == height
+                and other_id != block_id
+                and self._tail_forked(other_id, tip)
+            ):
+                # P5: an honest leader's block voted by >= f+1 honest stake is never replaced.
+                self.violation(
+                    f"P5 tail fork: block {other_id.hex()[:12]} of honest leader "
+                    f"{tip.header.author} (round {tip.block_round}) had f+1 honest votes but "
+                    f"{block_id.hex()[:12]} was finalized at height {height}"
+                )
+
+    def tail_forks(self) -> list[bytes]:
+        return [b for b, tip in self._fresh_honest.items() if self._tail_forked(b, tip)]
+
+    def on_finish(self, sim: Simulator) -> None:
+        self._check_commit_rule()
+        # P5 at the end, for blocks whose height was finalized before they were proposed.
+        if self.ctx.protocol != "vanilla":
+            for block_id in self.tail_forks():
+                tip = self._fresh_honest[block_id]
+                self.violation(
+                    f"P5 tail fork: block {block_id.hex()[:12]} of honest leader "
+                    f"{tip.header.author} (round {tip.block_round}) had f+1 honest votes but "
+                    f"is not finalized at height {tip.header.seq_num}"
+                )
+        self._check_liveness(sim)
+
+    def _check_liveness(self, sim: Simulator) -> None:
+        quiet_ms = max(sim.last_fault_ms, self.ctx.quiet_after_ms)
+        live_honest = {
+            host.identity for host in sim.hosts if host.up and host.identity in self._honest_ids
+        }
+        if not self.ctx.validators.has_quorum(live_honest):
+            self.liveness = "not-expected"
+            return
+        after = [t for t in self._honest_commit_times_ms if t > quiet_ms]
+        deadline_ms = quiet_ms + self.ctx.liveness_ms
+        if after and after[0] <= deadline_ms:
+            self.liveness = "ok"
+        elif sim.now_ms < deadline_ms:
+            self.liveness = "inconclusive"
+        else:
+            self.liveness = "violated"
+            self.violation(
+                f"liveness: no honest finalization within {self.ctx.liveness_ms:g} ms after "
+                f"the last fault at {quiet_ms:g} ms"
+            )

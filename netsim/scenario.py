@@ -1,0 +1,476 @@
+"""Scenario files: the TOML contract of `sedna sim run` (issue 3), parsed strictly.
+
+Contract keys (names fixed; other tools rely on them):
+
+    protocol = "monadbft"          # "monadbft" | "v1" | "vanilla"
+    validators = 4                 # equal stake unless `stake = [...]` is given
+    stake = [1, 1, 1, 1]           # optional
+    seed = 1
+    until_ms = 20000               # simulated-time bound
+    until_blocks = 50              # optional: stop once every honest live node finalized this many
+    [network]
+    latency_ms = [1, 20]           # uniform range, or one number (constant)
+    loss = 0.0
+    delta_ms = 100
+    [[partition]]  groups = [[0, 1], [2, 3]], from_ms, to_ms
+    [[crash]]      node, at_ms, restart_ms (optional)
+    [[byzantine]]  node, behaviour, rounds (optional)
+
+Documented extras (all optional):
+
+    description = "..."            # free text
+    scheme = "trusted"             # "trusted" (cheap, default) | "ed25519" (real signatures)
+    schedule = "round-robin"       # | "weighted"
+    payload_bytes = 16             # block payload size drawn from the workload stream
+    tie_break = "fifo"             # | "random": seeded permutation of same-instant events
+    liveness_ms = 10000            # bound on time from the last fault to the next finalization
+    [core]         vote_pace_ms, round_timeout_ms, timeout_backoff, max_round_timeout_ms
+    [network]      latency_model ("constant"|"uniform"|"pareto"|"lognormal"; pareto/lognormal
+                   read latency_ms = [scale-or-median, cap]), latency_shape, duplicate,
+                   reorder, reorder_ms
+    [[link]]       src, dst, message (wire tag), from_ms, to_ms, loss, latency_ms, extra_delay_ms
+    [[crash]]      at_round (instead of at_ms: dies while entering that round),
+                   restart_after_ms (relative restart, the only one allowed with at_round)
+    [[pause]]      node, from_ms, to_ms
+    [[clock]]      node, offset_ms
+    [[byzantine]]  targets = [..] (which peers a behaviour singles out, see netsim.byzantine);
+                   several entries for one node stack their behaviours
+
+Unknown keys are errors. `[lanes]` is reserved for the Sedna lanes simulation and is
+rejected until that lands. Every error names the key and why (`ScenarioError`).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from consensus.messages import MAX_VALIDATORS, MESSAGE_TYPES
+from netsim.byzantine import BEHAVIOURS
+from netsim.faults import ClockOffset, Crash, Fault, Pause
+from netsim.network import (
+    LATENCY_KINDS,
+    Latency,
+    LinkRule,
+    NetworkConfig,
+    Partition,
+)
+
+PROTOCOLS = ("monadbft", "v1", "vanilla")
+SCHEMES = ("trusted", "ed25519")
+SCHEDULES = ("round-robin", "weighted")
+MESSAGE_TAGS = tuple(t.__struct_config__.tag for t in MESSAGE_TYPES)
+MAX_UNTIL_MS = 1e9  # ~11.6 simulated days
+RESERVED_SECTIONS = {
+    "lanes": "[lanes] is reserved for the Sedna lanes simulation, which this simulator "
+    "does not support yet"
+}
+
+
+class ScenarioError(ValueError):
+    """A scenario is invalid; the message names the key and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ByzantineSpec:
+    node: int
+    behaviour: str
+    rounds: frozenset[int] | None = None  # None: every round
+    targets: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    validators: int
+    protocol: str = "monadbft"
+    stake: tuple[int, ...] | None = None
+    seed: int = 1
+    until_ms: float = 20_000.0
+    until_blocks: int | None = None
+    description: str = ""
+    scheme: str = "trusted"
+    schedule: str = "round-robin"
+    payload_bytes: int = 16
+    tie_break: str = "fifo"
+    liveness_ms: float | None = None
+    delta_ms: float = 100.0
+    vote_pace_ms: float = 0.0
+    round_timeout_ms: float | None = None
+    timeout_backoff: float = 1.0
+    max_round_timeout_ms: float = 30_000.0
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    faults: tuple[Fault, ...] = ()
+    byzantine: tuple[ByzantineSpec, ...] = ()
+    source: str = "<memory>"
+
+    @property
+    def stakes(self) -> tuple[int, ...]:
+        return self.stake if self.stake is not None else (1,) * self.validators
+
+    @property
+    def byzantine_nodes(self) -> frozenset[int]:
+        return frozenset(spec.node for spec in self.byzantine)
+
+    @property
+    def crashed_nodes(self) -> frozenset[int]:
+        return frozenset(f.node for f in self.faults if isinstance(f, Crash))
+
+    def with_(self, **changes: Any) -> Scenario:
+        return replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+class _Table:
+    """Typed, strict reader of one TOML table; `done()` rejects keys nobody read."""
+
+    def __init__(self, data: Any, path: str):
+        if not isinstance(data, dict):
+            raise ScenarioError(f"{path or 'scenario'}: expected a table, got {_kind(data)}")
+        self.data = data
+        self.path = path
+        self.read: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str) -> Any:
+        self.read.add(name)
+        return self.data.get(name)
+
+    def get(
+        self,
+        name: str,
+        convert: Callable[[Any, str], Any],
+        default: Any = None,
+        required: bool = False,
+    ) -> Any:
+        self.read.add(name)
+        if name not in self.data:
+            if required:
+                raise ScenarioError(f"{self.key(name)}: required key is missing")
+            return default
+        return convert(self.data[name], self.key(name))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.read)
+        if unknown:
+            raise ScenarioError(f"{self.key(unknown[0])}: unknown key")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a table", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _number(low: float = -math.inf, high: float = math.inf, *, low_open: bool = False):
+    def convert(value: Any, key: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ScenarioError(f"{key}: expected a number, got {_kind(value)}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ScenarioError(f"{key}: must be finite, got {value}")
+        if value < low or (low_open and value == low) or value > high:
+            bound = f"> {low}" if low_open else f">= {low}"
+            raise ScenarioError(f"{key}: must be {bound} and <= {high}, got {value:g}")
+        return value
+
+    return convert
+
+
+def _integer(low: int = -(2**63), high: int = 2**63 - 1):
+    def convert(value: Any, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ScenarioError(f"{key}: expected an integer, got {_kind(value)}")
+        if not low <= value <= high:
+            raise ScenarioError(f"{key}: must be in [{low}, {high}], got {value}")
+        return value
+
+    return convert
+
+
+def _choice(options: tuple[str, ...]):
+    def convert(value: Any, key: str) -> str:
+        if not isinstance(value, str):
+            raise ScenarioError(f"{key}: expected a string, got {_kind(value)}")
+        if value not in options:
+            raise ScenarioError(f"{key}: unknown value {value!r}; choose one of {list(options)}")
+        return value
+
+    return convert
+
+
+def _string(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ScenarioError(f"{key}: expected a string, got {_kind(value)}")
+    return value
+
+
+def _int_list(low: int, high: int, *, unique: bool = True, max_len: int = MAX_VALIDATORS):
+    def convert(value: Any, key: str) -> tuple[int, ...]:
+        if not isinstance(value, list):
+            raise ScenarioError(f"{key}: expected an array of integers, got {_kind(value)}")
+        if len(value) > max_len:
+            raise ScenarioError(f"{key}: at most {max_len} entries, got {len(value)}")
+        items = tuple(_integer(low, high)(item, f"{key}[{i}]") for i, item in enumerate(value))
+        if unique and len(set(items)) != len(items):
+            raise ScenarioError(f"{key}: entries must be distinct, got {list(items)}")
+        return items
+
+    return convert
+
+
+def _latency(table: _Table) -> Latency:
+    raw = table.raw("latency_ms")
+    key = table.key("latency_ms")
+    model = table.get("latency_model", _choice(LATENCY_KINDS))
+    shape = table.get("latency_shape", _number(0, 100, low_open=True), default=1.5)
+    if raw is None:
+        low = high = 1.0
+    elif isinstance(raw, list):
+        if len(raw) != 2:
+            raise ScenarioError(f"{key}: expected one number or [lo, hi], got {len(raw)} entries")
+        low = _number(0, 1e7)(raw[0], f"{key}[0]")
+        high = _number(0, 1e7)(raw[1], f"{key}[1]")
+        if high < low:
+            raise ScenarioError(f"{key}: needs lo <= hi, got [{low:g}, {high:g}]")
+    else:
+        low = high = _number(0, 1e7)(raw, key)
+    if model is None:
+        model = "uniform" if low != high else "constant"
+    if model in ("pareto", "lognormal") and not isinstance(raw, list):
+        raise ScenarioError(f"{key}: latency_model {model!r} needs [scale, cap]")
+    if model in ("pareto",) and low <= 0:
+        raise ScenarioError(f"{key}: a pareto scale must be > 0")
+    return Latency(model, low, high, shape)
+
+
+def _network(data: Any) -> tuple[NetworkConfig, float]:
+    table = _Table(data if data is not None else {}, "network")
+    latency = _latency(table)
+    probability = _number(0.0, 1.0)
+    config = NetworkConfig(
+        latency=latency,
+        loss=table.get("loss", probability, default=0.0),
+        duplicate=table.get("duplicate", probability, default=0.0),
+        reorder=table.get("reorder", probability, default=0.0),
+        reorder_ms=table.get("reorder_ms", _number(0, 1e7), default=0.0),
+    )
+    delta_ms = table.get("delta_ms", _number(0, 1e7, low_open=True), default=100.0)
+    if config.reorder > 0 and config.reorder_ms == 0:
+        raise ScenarioError("network.reorder_ms: must be > 0 when network.reorder > 0")
+    table.done()
+    return config, delta_ms
+
+
+def _array_of_tables(data: dict, name: str) -> list[_Table]:
+    value = data.get(name, [])
+    if not isinstance(value, list):
+        raise ScenarioError(f"{name}: expected an array of tables ([[{name}]]), got {_kind(value)}")
+    return [_Table(item, f"{name}[{i}]") for i, item in enumerate(value)]
+
+
+def _time(high: float = MAX_UNTIL_MS):
+    return _number(0.0, high)
+
+
+def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
+    """Validate a decoded TOML document into a `Scenario`. Raises `ScenarioError`."""
+    for section, why in RESERVED_SECTIONS.items():
+        if section in data:
+            raise ScenarioError(f"{section}: {why}")
+    top = _Table(data, "")
+    n = top.get("validators", _integer(1, MAX_VALIDATORS), required=True)
+    node = _integer(0, n - 1)
+    protocol = top.get("protocol", _choice(PROTOCOLS), default="monadbft")
+    stake = top.get("stake", _int_list(1, 2**40, unique=False))
+    if stake is not None and len(stake) != n:
+        raise ScenarioError(f"stake: has {len(stake)} entries but validators = {n}")
+    seed = top.get("seed", _integer(0, 2**63 - 1), default=1)
+    until_ms = top.get("until_ms", _number(0, MAX_UNTIL_MS, low_open=True), default=20_000.0)
+    until_blocks = top.get("until_blocks", _integer(1, 10**9))
+    description = top.get("description", _string, default="")
+    scheme = top.get("scheme", _choice(SCHEMES), default="trusted")
+    schedule = top.get("schedule", _choice(SCHEDULES), default="round-robin")
+    payload_bytes = top.get("payload_bytes", _integer(0, 1 << 20), default=16)
+    tie_break = top.get("tie_break", _choice(("fifo", "random")), default="fifo")
+    liveness_ms = top.get("liveness_ms", _number(0, MAX_UNTIL_MS, low_open=True))
+
+    network, delta_ms = _network(top.raw("network"))
+
+    core = _Table(top.raw("core") or {}, "core")
+    vote_pace_ms = core.get("vote_pace_ms", _number(0, 1e7), default=0.0)
+    round_timeout_ms = core.get("round_timeout_ms", _number(0, 1e7, low_open=True))
+    timeout_backoff = core.get("timeout_backoff", _number(1.0, 10.0), default=1.0)
+    max_round_timeout_ms = core.get(
+        "max_round_timeout_ms", _number(0, 1e8, low_open=True), default=30_000.0
+    )
+    core.done()
+
+    partitions: list[Partition] = []
+    for table in _array_of_tables(data, "partition"):
+        top.read.add("partition")
+        groups_raw = table.get("groups", _groups_reader(n), required=True)
+        from_ms = table.get("from_ms", _time(), default=0.0)
+        to_ms = table.get("to_ms", _time(), default=MAX_UNTIL_MS)
+        if to_ms <= from_ms:
+            raise ScenarioError(f"{table.key('to_ms')}: must be later than from_ms ({from_ms:g})")
+        table.done()
+        partitions.append(Partition(tuple(frozenset(g) for g in groups_raw), from_ms, to_ms))
+
+    links: list[LinkRule] = []
+    for table in _array_of_tables(data, "link"):
+        top.read.add("link")
+        link_latency = None
+        if table.has("latency_ms"):
+            sub = _Table({"latency_ms": table.raw("latency_ms")}, table.path)
+            link_latency = _latency(sub)
+        from_ms = table.get("from_ms", _time(), default=0.0)
+        to_ms = table.get("to_ms", _time(), default=math.inf)
+        if to_ms <= from_ms:
+            raise ScenarioError(f"{table.key('to_ms')}: must be later than from_ms ({from_ms:g})")
+        links.append(
+            LinkRule(
+                src=table.get("src", node),
+                dst=table.get("dst", node),
+                message=table.get("message", _choice(MESSAGE_TAGS)),
+                from_ms=from_ms,
+                to_ms=to_ms,
+                loss=table.get("loss", _number(0.0, 1.0)),
+                latency=link_latency,
+                extra_delay_ms=table.get("extra_delay_ms", _number(0, 1e7), default=0.0),
+            )
+        )
+        table.done()
+    network = replace(network, partitions=tuple(partitions), links=tuple(links))
+
+    faults: list[Fault] = []
+    for table in _array_of_tables(data, "crash"):
+        top.read.add("crash")
+        crash_node = table.get("node", node, required=True)
+        at_ms = table.get("at_ms", _time())
+        at_round = table.get("at_round", _integer(1, 2**40))
+        restart_ms = table.get("restart_ms", _time())
+        restart_after_ms = table.get("restart_after_ms", _number(0, MAX_UNTIL_MS, low_open=True))
+        table.done()
+        try:
+            faults.append(Crash(crash_node, at_ms, at_round, restart_ms, restart_after_ms))
+        except ValueError as exc:
+            raise ScenarioError(f"{table.path}: {exc}") from None
+    for table in _array_of_tables(data, "pause"):
+        top.read.add("pause")
+        pause_node = table.get("node", node, required=True)
+        from_ms = table.get("from_ms", _time(), required=True)
+        to_ms = table.get("to_ms", _time(), required=True)
+        table.done()
+        if to_ms <= from_ms:
+            raise ScenarioError(f"{table.key('to_ms')}: must be later than from_ms ({from_ms:g})")
+        faults.append(Pause(pause_node, from_ms, to_ms))
+    for table in _array_of_tables(data, "clock"):
+        top.read.add("clock")
+        clock_node = table.get("node", node, required=True)
+        offset_ms = table.get("offset_ms", _number(-1e9, 1e9), required=True)
+        table.done()
+        faults.append(ClockOffset(clock_node, offset_ms))
+
+    byzantine: list[ByzantineSpec] = []
+    for table in _array_of_tables(data, "byzantine"):
+        top.read.add("byzantine")
+        byz_node = table.get("node", node, required=True)
+        behaviour = table.get("behaviour", _choice(tuple(BEHAVIOURS)), required=True)
+        rounds = table.get("rounds", _int_list(1, 2**40))
+        targets = table.get("targets", _int_list(0, n - 1))
+        table.done()
+        if rounds is not None and not rounds:
+            raise ScenarioError(
+                f"{table.key('rounds')}: must not be empty (omit it for all rounds)"
+            )
+        if targets is not None and byz_node in targets:
+            raise ScenarioError(f"{table.key('targets')}: must not contain the node itself")
+        byzantine.append(
+            ByzantineSpec(byz_node, behaviour, frozenset(rounds) if rounds else None, targets)
+        )
+    pairs = [(spec.node, spec.behaviour) for spec in byzantine]
+    if len(set(pairs)) != len(pairs):
+        duplicate = next(x for x in pairs if pairs.count(x) > 1)
+        raise ScenarioError(
+            f"byzantine: node {duplicate[0]} lists behaviour {duplicate[1]!r} twice"
+        )
+    nodes = [spec.node for spec in byzantine]
+    stakes = stake if stake is not None else (1,) * n
+    byz_stake = sum(stakes[i] for i in set(nodes))
+    if byz_stake > 0 and 3 * byz_stake >= sum(stakes):
+        raise ScenarioError(
+            f"byzantine: Byzantine stake {byz_stake} of {sum(stakes)} is not below one third; "
+            "the protocol promises nothing then"
+        )
+    for name in ("partition", "link", "crash", "pause", "clock", "byzantine", "network", "core"):
+        top.read.add(name)
+    top.done()
+    return Scenario(
+        validators=n,
+        protocol=protocol,
+        stake=stake,
+        seed=seed,
+        until_ms=until_ms,
+        until_blocks=until_blocks,
+        description=description,
+        scheme=scheme,
+        schedule=schedule,
+        payload_bytes=payload_bytes,
+        tie_break=tie_break,
+        liveness_ms=liveness_ms,
+        delta_ms=delta_ms,
+        vote_pace_ms=vote_pace_ms,
+        round_timeout_ms=round_timeout_ms,
+        timeout_backoff=timeout_backoff,
+        max_round_timeout_ms=max_round_timeout_ms,
+        network=network,
+        faults=tuple(faults),
+        byzantine=tuple(byzantine),
+        source=source,
+    )
+
+
+def _groups_reader(n: int):
+    def convert(value: Any, key: str) -> tuple[tuple[int, ...], ...]:
+        if not isinstance(value, list) or not value:
+            raise ScenarioError(f"{key}: expected a non-empty array of node arrays")
+        groups = tuple(_int_list(0, n - 1)(group, f"{key}[{i}]") for i, group in enumerate(value))
+        seen: set[int] = set()
+        for group in groups:
+            both = seen & set(group)
+            if both:
+                raise ScenarioError(f"{key}: node {min(both)} is in two groups")
+            seen |= set(group)
+        return groups
+
+    return convert
+
+
+def parse_scenario_text(text: str, source: str = "<memory>") -> Scenario:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{source}: not valid TOML: {exc}") from None
+    return parse_scenario(data, source)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{path}: not UTF-8 text") from None
+    return parse_scenario_text(text, str(path))
