@@ -27,7 +27,9 @@ class AontError(ValueError):
 
 
 def _mask(ciphertext: bytes | memoryview) -> bytes:
-    return hashlib.sha256(_DOMAIN + bytes(ciphertext)).digest()
+    h = hashlib.sha256(_DOMAIN)
+    h.update(ciphertext)  # hashed in place: no copy of the payload-sized ciphertext
+    return h.digest()
 
 
 def _chacha(key: bytes, data: bytes | memoryview) -> bytes:
@@ -42,9 +44,14 @@ def package_transform(payload: bytes, key: bytes, transformed_len: int) -> bytes
     body_len = transformed_len - AONT_KEY_BYTES
     if body_len < len(payload):
         raise ValueError(f"transformed length {transformed_len} too small for {len(payload)} B")
-    ciphertext = _chacha(key, payload + bytes(body_len - len(payload)))
-    masked_key = bytes(a ^ b for a, b in zip(key, _mask(ciphertext), strict=True))
-    return ciphertext + masked_key
+    cipher = Cipher(algorithms.ChaCha20(key, _NONCE), mode=None).encryptor()
+    out = bytearray(transformed_len)  # one buffer, no copies: ciphertext ‖ masked key
+    view = memoryview(out)
+    cipher.update_into(payload, view[: len(payload)])
+    cipher.update_into(bytes(body_len - len(payload)), view[len(payload) : body_len])
+    mask = _mask(view[:body_len])
+    out[body_len:] = bytes(a ^ b for a, b in zip(key, mask, strict=True))
+    return bytes(out)
 
 
 def invert_package_transform(transformed: bytes, payload_len: int) -> bytes:

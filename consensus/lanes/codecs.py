@@ -13,6 +13,11 @@ Decoding is deterministic: symbols are consumed in increasing repair index and t
 result is fixed by the lowest-indexed symbols that determine x'. With inconsistent
 symbols (a cheating sender) the result is garbage, which the caller catches by
 re-encoding and comparing commitments.
+
+`repair_packets` is the stream as *tagged symbols*: `position(4, big-endian) ‖ symbol`,
+position = K + i (for RaptorQ exactly its packet, SBN 0 ‖ 24-bit ESI). The Merkle leaves
+are defined over tagged symbols (`merkle.py`), so a whole capped stream is hashed straight
+from the backend's output, with no per-symbol copy or view.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Protocol
 import raptorq
 import reedsolo
 
+from consensus.lanes.merkle import TAG_BYTES, symbol_tag
 from consensus.lanes.params import RS_MAX_CODEWORD, LaneParamsError
 
 _RS_PRIMITIVE_POLY = 0x11D
@@ -33,6 +39,10 @@ class PayloadCodec(Protocol):
 
     def repair_stream(self, data: bytes, symbol_size: int, repair_count: int) -> list[bytes]:
         """Repair symbols 0..repair_count−1 of `data` (len(data) a multiple of symbol_size)."""
+        ...
+
+    def repair_packets(self, data: bytes, symbol_size: int, repair_count: int) -> list[bytes]:
+        """The same symbols, each prefixed with `symbol_tag(K + i)` (4 bytes)."""
         ...
 
     def decode(
@@ -47,7 +57,7 @@ class RaptorQCodec:
 
     codec_id = "raptorq"
 
-    def repair_stream(self, data: bytes, symbol_size: int, repair_count: int) -> list[bytes]:
+    def repair_packets(self, data: bytes, symbol_size: int, repair_count: int) -> list[bytes]:
         source = len(data) // symbol_size
         encoder = raptorq.Encoder.with_defaults(data, symbol_size)
         packets = encoder.get_encoded_packets(repair_count)
@@ -59,7 +69,11 @@ class RaptorQCodec:
             or int.from_bytes(packets[-1][1:4], "big") != source + repair_count - 1
         ):
             raise LaneParamsError(f"raptorq split {len(data)} B into more than one source block")
-        return [packet[4:] for packet in packets[source:]]
+        # a packet is SBN 0 ‖ ESI(3) ‖ symbol == symbol_tag(ESI) ‖ symbol; drop ESI < K
+        return packets[source:]
+
+    def repair_stream(self, data: bytes, symbol_size: int, repair_count: int) -> list[bytes]:
+        return [p[TAG_BYTES:] for p in self.repair_packets(data, symbol_size, repair_count)]
 
     def decode(
         self, data_len: int, symbol_size: int, repair_count: int, symbols: Mapping[int, bytes]
@@ -71,7 +85,7 @@ class RaptorQCodec:
         for index in sorted(symbols):
             if not 0 <= index < repair_count:
                 continue
-            packet = b"\x00" + (source + index).to_bytes(3, "big") + symbols[index]
+            packet = symbol_tag(source + index) + symbols[index]  # SBN 0 ‖ ESI ‖ symbol
             result = decoder.decode(packet)
             if result is not None:
                 return bytes(result)
@@ -112,6 +126,11 @@ class ReedSolomonCodec:
             for index in range(repair_count):
                 parity[index][column] = codeword[source + index]
         return [bytes(symbol) for symbol in parity]
+
+    def repair_packets(self, data: bytes, symbol_size: int, repair_count: int) -> list[bytes]:
+        source = len(data) // symbol_size
+        stream = self.repair_stream(data, symbol_size, repair_count)
+        return [symbol_tag(source + i) + symbol for i, symbol in enumerate(stream)]
 
     def decode(
         self, data_len: int, symbol_size: int, repair_count: int, symbols: Mapping[int, bytes]

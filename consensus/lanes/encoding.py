@@ -5,8 +5,11 @@ Pipeline: payload → package transform (aont) → repair stream of cap·s_b sym
 `PayloadCommitment`.
 
 Cost of the cap (documented in docs/lanes.md): the sender encodes and hashes the whole
-capped stream once (cap·s_b·T = cap_factor·κ·s_b·T bytes, about cap_factor × the
-payload); every node re-encodes it once at decode time to check the commitment.
+capped stream once (cap·s_b·T bytes, cap = cap_factor·κ + cap_extra_bundles: about 2×
+the payload for large payloads by default); every node re-encodes and re-hashes it once
+per payload, at decode time, to check the commitment. Both hash the codec's output as it
+comes (tagged symbols, no per-symbol copies); the sender materialises a `Bundle` (symbol
+bytes + Merkle path) only when one is asked for, so it copies only the bundles it sends.
 
 Why re-encode at decode: a Merkle root alone does not prove that the committed symbols
 are a codeword of *one* payload. A decoded x' is accepted only if re-encoding it
@@ -20,39 +23,87 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 from consensus.lanes.aont import AontError, invert_package_transform, package_transform
 from consensus.lanes.codecs import codec_by_id
-from consensus.lanes.merkle import MerkleTree, bundle_leaf, verify_proof
+from consensus.lanes.merkle import (
+    MAX_POSITION,
+    TAG_BYTES,
+    MerkleTree,
+    bundle_leaf,
+    bundle_leaves,
+    merkle_root,
+    verify_proof,
+)
 from consensus.lanes.params import LaneParams, LaneParamsError, PayloadLayout, layout_for
 from consensus.lanes.wire import Bundle, PayloadCommitment, commitment_id
 
 
 @dataclass(frozen=True, slots=True)
 class EncodedPayload:
-    """A payload ready to send: its commitment and every bundle of the capped stream."""
+    """A payload ready to send: its commitment and every bundle of the capped stream.
+
+    `bundles[i]` is bundle i (any `Sequence[Bundle]`; `encode_payload` gives a lazy one).
+    """
 
     commitment: PayloadCommitment
     commitment_id: bytes
     layout: PayloadLayout
-    bundles: tuple[Bundle, ...]
+    bundles: Sequence[Bundle]
 
 
-def _bundle_symbols(layout: PayloadLayout, stream: Sequence[bytes]) -> list[tuple[bytes, ...]]:
-    s_b = layout.symbols_per_bundle
-    return [tuple(stream[b * s_b : (b + 1) * s_b]) for b in range(layout.cap_bundles)]
+class BundleStream(Sequence[Bundle]):
+    """The capped stream's bundles, built on access from the encoder's output and the tree.
+
+    Holds the stream once (the codec's tagged symbols) and the tree levels; a `Bundle`
+    (symbol bytes + its Merkle path) is made only when indexed, so a sender that stops
+    after a few bundles never copies the rest.
+    """
+
+    __slots__ = ("_commitment", "_s_b", "_tagged", "_tree")
+
+    def __init__(
+        self,
+        commitment: PayloadCommitment,
+        tagged_symbols: Sequence[bytes],
+        symbols_per_bundle: int,
+        tree: MerkleTree,
+    ):
+        if len(tagged_symbols) != tree.leaf_count * symbols_per_bundle:
+            raise ValueError("stream length does not match the tree")
+        self._commitment = commitment
+        self._tagged = tagged_symbols
+        self._s_b = symbols_per_bundle
+        self._tree = tree
+
+    def __len__(self) -> int:
+        return self._tree.leaf_count
+
+    def _bundle(self, index: int) -> Bundle:
+        start = index * self._s_b
+        symbols = tuple(t[TAG_BYTES:] for t in self._tagged[start : start + self._s_b])
+        return Bundle(self._commitment, index, symbols, self._tree.proof(index))
+
+    @overload
+    def __getitem__(self, index: int) -> Bundle: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Bundle, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Bundle | tuple[Bundle, ...]:
+        if isinstance(index, slice):
+            return tuple(self._bundle(i) for i in range(*index.indices(len(self))))
+        count = len(self)
+        if not -count <= index < count:
+            raise IndexError(f"bundle {index} outside [0, {count})")
+        return self._bundle(index % count)
 
 
-def _commit(
-    layout: PayloadLayout, codec_id: str, transformed: bytes
-) -> tuple[list[tuple[bytes, ...]], MerkleTree]:
-    stream = codec_by_id(codec_id).repair_stream(
+def _stream(layout: PayloadLayout, codec_id: str, transformed: bytes) -> list[bytes]:
+    return codec_by_id(codec_id).repair_packets(
         transformed, layout.symbol_size_bytes, layout.repair_symbols
     )
-    groups = _bundle_symbols(layout, stream)
-    tree = MerkleTree([bundle_leaf(i, symbols) for i, symbols in enumerate(groups)])
-    return groups, tree
 
 
 def encode_payload(
@@ -61,7 +112,8 @@ def encode_payload(
     """Encode and commit. `aont_key`: 32 fresh secret bytes from the caller; `sender`: its key."""
     layout = layout_for(params, len(payload))
     transformed = package_transform(payload, aont_key, layout.transformed_len)
-    groups, tree = _commit(layout, params.codec_id, transformed)
+    stream = _stream(layout, params.codec_id, transformed)
+    tree = MerkleTree(bundle_leaves(stream, layout.symbols_per_bundle))
     commitment = PayloadCommitment(
         codec_id=params.codec_id,  # type: ignore[arg-type]
         sender=sender,
@@ -74,10 +126,7 @@ def encode_payload(
         cap_bundles=layout.cap_bundles,
         merkle_root=tree.root,
     )
-    bundles = tuple(
-        Bundle(commitment=commitment, bundle_index=i, symbols=symbols, proof=tree.proof(i))
-        for i, symbols in enumerate(groups)
-    )
+    bundles = BundleStream(commitment, stream, layout.symbols_per_bundle, tree)
     return EncodedPayload(commitment, commitment_id(commitment), layout, bundles)
 
 
@@ -114,7 +163,12 @@ def bundle_shape_ok(layout: PayloadLayout, bundle: Bundle) -> bool:
 def bundle_proof_ok(bundle: Bundle) -> bool:
     """Every symbol of the bundle is committed at its stream position (no decoding)."""
     commitment = bundle.commitment
-    leaf = bundle_leaf(bundle.bundle_index, bundle.symbols)
+    s_b = commitment.symbols_per_bundle
+    first_position = commitment.source_symbols + bundle.bundle_index * s_b
+    # rule: every symbol position fits the 24-bit code position (else no such symbol exists)
+    if first_position + len(bundle.symbols) - 1 > MAX_POSITION:
+        return False
+    leaf = bundle_leaf(bundle.bundle_index, bundle.symbols, first_position)
     return verify_proof(
         commitment.merkle_root, commitment.cap_bundles, bundle.bundle_index, leaf, bundle.proof
     )
@@ -151,9 +205,10 @@ def decode_payload(
     )
     if transformed is None:
         return DecodeResult("undecodable")
-    _, tree = _commit(layout, commitment.codec_id, transformed)
+    stream = _stream(layout, commitment.codec_id, transformed)
+    root = merkle_root(bundle_leaves(stream, s_b))
     # rule: the decoded payload re-encodes to exactly the committed stream
-    if tree.root != commitment.merkle_root:
+    if root != commitment.merkle_root:
         return DecodeResult("commitment_mismatch")
     try:
         payload = invert_package_transform(transformed, layout.payload_len)

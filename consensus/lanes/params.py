@@ -9,13 +9,18 @@ symbols. With a decode margin of `h` symbols:
     K_min = ceil((L + 32) / T)              # 32 = the AONT key block
     κ     = ceil((K_min + h) / s_b)         # bundles needed to decode
     K     = κ·s_b − h                       # pad x' so that κ bundles hold exactly K + h symbols
-    cap   = cap_factor · κ                  # bundles in the committed (Merkle) stream
+    cap   = cap_factor · κ + cap_extra      # bundles in the committed (Merkle) stream
 
 Padding K up to κ·s_b − h (inside the encryption, so the padding is ciphertext) makes
 κ−1 bundles hold `K + h − s_b < K` symbols whenever `h < s_b`: below κ bundles a
 receiver always has fewer equations than unknowns, so decoding is impossible, not just
 unlikely. At κ bundles RaptorQ decodes with failure probability about 1e-2, 1e-4, 1e-6
 for h = 0, 1, 2 (RFC 6330); Reed-Solomon is MDS and needs h = 0.
+
+The cap has a proportional and an absolute part because a sender's losses do: bundles
+withheld by a cartel grow with κ (≈ β/(1−β)·κ without the ratchet), bundles sent while
+the sender waits for finality do not (≈ m per slot of lag). Defaults 2·κ + 24: see
+docs/lanes.md ("Why a cap, and its cost") for the bound and the simulation behind it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ RS_MAX_CODEWORD = 255  # GF(2^8) Reed-Solomon codeword length
 MAX_SYMBOL_BYTES = 16 * 1024
 MAX_SYMBOLS_PER_BUNDLE = 256
 MAX_CAP_FACTOR = 64
+MAX_CAP_EXTRA_BUNDLES = 4096
+DEFAULT_CAP_FACTOR = 2
+DEFAULT_CAP_EXTRA_BUNDLES = 24  # ≈ m·(finality lag + 1) for m = 8 bundles per slot, lag 2
 MAX_SEARCH_SYMBOLS_PER_BUNDLE = 64
 PER_SYMBOL_COST_BYTES = 32  # params_for_kappa's price of one more symbol (its hash)
 
@@ -44,7 +52,7 @@ class LaneParams:
     """Chain-wide lane parameters; every node must use the same values.
 
     `decode_margin_symbols` (h) is the RaptorQ decode-overhead margin: κ bundles carry
-    K + h symbols. `cap_factor` bounds the committed symbol stream to `cap_factor·κ`
+    K + h symbols. The committed symbol stream has `cap_factor·κ + cap_extra_bundles`
     bundles (the sender cannot send more fresh bundles than that for one payload).
     """
 
@@ -52,9 +60,10 @@ class LaneParams:
     symbol_size_bytes: int = 1024
     symbols_per_bundle: int = 8
     decode_margin_symbols: int = 2
-    cap_factor: int = 4
+    cap_factor: int = DEFAULT_CAP_FACTOR
     max_payload_bytes: int = 1024 * 1024
     max_entries_per_lane_block: int = 256
+    cap_extra_bundles: int = DEFAULT_CAP_EXTRA_BUNDLES
 
     def __post_init__(self) -> None:
         if self.codec_id not in CODEC_IDS:
@@ -70,6 +79,8 @@ class LaneParams:
             raise LaneParamsError("decode_margin_symbols must be in [0, symbols_per_bundle)")
         if not 1 <= self.cap_factor <= MAX_CAP_FACTOR:
             raise LaneParamsError(f"cap_factor must be in [1, {MAX_CAP_FACTOR}]")
+        if not 0 <= self.cap_extra_bundles <= MAX_CAP_EXTRA_BUNDLES:
+            raise LaneParamsError(f"cap_extra_bundles must be in [0, {MAX_CAP_EXTRA_BUNDLES}]")
         if not 0 <= self.max_payload_bytes <= 8 * 1024 * 1024:
             raise LaneParamsError("max_payload_bytes must be in [0, 8 MiB]")
         if not 1 <= self.max_entries_per_lane_block <= 4096:
@@ -122,7 +133,7 @@ def layout_for(params: LaneParams, payload_len: int) -> PayloadLayout:
     k_min = _ceil_div(payload_len + AONT_KEY_BYTES, t)
     kappa = _ceil_div(k_min + h, s_b)
     k = kappa * s_b - h
-    cap = params.cap_factor * kappa
+    cap = params.cap_factor * kappa + params.cap_extra_bundles
     total = k + cap * s_b
     if params.codec_id == "raptorq":
         if k > RAPTORQ_MAX_SOURCE_SYMBOLS or total - 1 > RAPTORQ_MAX_ESI:
@@ -130,7 +141,8 @@ def layout_for(params: LaneParams, payload_len: int) -> PayloadLayout:
     elif total > RS_MAX_CODEWORD:
         raise LaneParamsError(
             f"K={k} plus {cap * s_b} repair symbols exceeds the Reed-Solomon codeword of "
-            f"{RS_MAX_CODEWORD}; use larger symbols, fewer bundles or a smaller cap_factor"
+            f"{RS_MAX_CODEWORD}; use larger symbols, fewer bundles, a smaller cap_factor or "
+            "cap_extra_bundles"
         )
     return PayloadLayout(
         payload_len=payload_len,
@@ -149,7 +161,8 @@ def params_for_kappa(
     *,
     codec_id: str = "raptorq",
     decode_margin_symbols: int = 2,
-    cap_factor: int = 4,
+    cap_factor: int = DEFAULT_CAP_FACTOR,
+    cap_extra_bundles: int = DEFAULT_CAP_EXTRA_BUNDLES,
     max_payload_bytes: int | None = None,
 ) -> LaneParams:
     """Smallest-footprint params giving exactly `kappa` bundles for a `payload_bytes` payload.
@@ -188,6 +201,7 @@ def params_for_kappa(
         decode_margin_symbols=h,
         cap_factor=cap_factor,
         max_payload_bytes=limit,
+        cap_extra_bundles=cap_extra_bundles,
     )
     if layout_for(params, payload_bytes).kappa != kappa:  # the search's own invariant
         raise LaneParamsError(f"internal: search did not reach kappa={kappa}")

@@ -12,8 +12,13 @@ from consensus.lanes.tickets import make_ticket, sign_ticket
 from consensus.lanes.wire import Bundle, LaneEntry, PayloadCommitment, commitment_id
 
 SMALL = LaneParams(symbol_size_bytes=64, symbols_per_bundle=4, decode_margin_symbols=2)
-RS_SMALL = LaneParams(
-    codec_id="rs", symbol_size_bytes=8, symbols_per_bundle=4, decode_margin_symbols=0, cap_factor=2
+RS_SMALL = LaneParams(  # the oracle: a short fixed-rate stream keeps pure-Python RS fast
+    codec_id="rs",
+    symbol_size_bytes=8,
+    symbols_per_bundle=4,
+    decode_margin_symbols=0,
+    cap_factor=2,
+    cap_extra_bundles=0,
 )
 
 
@@ -66,7 +71,9 @@ def forged_payload(
                     for j in range(layout.symbols_per_bundle)
                 )
             )
-    tree = MerkleTree([bundle_leaf(i, g) for i, g in enumerate(groups)])
+    s_b = layout.symbols_per_bundle
+    k = layout.source_symbols
+    tree = MerkleTree([bundle_leaf(i, g, k + i * s_b) for i, g in enumerate(groups)])
     commitment = PayloadCommitment(
         codec_id=params.codec_id,  # type: ignore[arg-type]
         sender=sender,

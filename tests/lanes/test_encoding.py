@@ -54,7 +54,7 @@ def test_layout_formula_and_privacy_margin(payload_len: int, t: int, s_b: int, h
     # κ bundles carry K + h symbols; κ−1 bundles carry fewer than K
     assert layout.kappa * s_b == layout.source_symbols + h
     assert (layout.kappa - 1) * s_b < layout.source_symbols
-    assert layout.cap_bundles == params.cap_factor * layout.kappa
+    assert layout.cap_bundles == params.cap_factor * layout.kappa + params.cap_extra_bundles
 
 
 @settings(max_examples=60, deadline=None)
@@ -122,7 +122,7 @@ def test_package_transform_round_trip_and_canonical_padding() -> None:
 @given(leaves=st.integers(1, 70), index=st.integers(0, 69))
 def test_merkle_proofs(leaves: int, index: int) -> None:
     index %= leaves
-    hashes = [bundle_leaf(i, (bytes([i]) * 8,)) for i in range(leaves)]
+    hashes = [bundle_leaf(i, (bytes([i]) * 8,), i) for i in range(leaves)]
     tree = MerkleTree(hashes)
     proof = tree.proof(index)
     assert len(proof) == tree_depth(leaves)
@@ -130,7 +130,7 @@ def test_merkle_proofs(leaves: int, index: int) -> None:
     other = (index + 1) % leaves
     if other != index:
         assert not verify_proof(tree.root, leaves, other, hashes[index], proof)
-    assert not verify_proof(tree.root, leaves, index, bundle_leaf(999, (b"x",)), proof)
+    assert not verify_proof(tree.root, leaves, index, bundle_leaf(999, (b"x",), 999), proof)
     assert not verify_proof(tree.root, leaves, index, hashes[index], (*proof, bytes(32)))
     assert not verify_proof(tree.root, leaves, leaves, hashes[index], proof)
 
