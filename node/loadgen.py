@@ -1,4 +1,4 @@
-"""Open-loop load generator of plain transactions over the node RPC.
+"""Open-loop load generators over the node RPC: plain transactions and Sedna payloads.
 
 Every `tick_s` it creates the txs that the target rate owes since the start (so a slow tick
 is caught up on the next one, up to `max_batch_txs` per node and tick), and posts them as
@@ -10,6 +10,8 @@ node is down or busy is handed to the next live node; a batch no node takes is c
 A tx is `run_id (8 B) || sequence (8 B) || send time ns (8 B) || filler` of `tx_bytes`
 bytes, so txs are unique per run. The generator keeps the short ids (`storage.short_id`)
 of every accepted tx so that the launcher can check each one against the finalized chain.
+
+`SednaLoadGenerator` offers Sedna payloads alongside, through `node.sedna_client`.
 """
 
 from __future__ import annotations
@@ -17,17 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from consensus.lanes.encoding import EncodedPayload
 from node.mempool import tx_id
 from node.rpc import HttpClient, encode_binary_txs
+from node.sedna_client import SednaClient, SednaPolicy
 from node.storage import short_id
 
 MIN_TX_BYTES = 24
+MAX_PREPARED_PAYLOADS = 200_000
 
 
 @dataclass
@@ -175,3 +182,102 @@ class LoadGenerator:
             stats.accepted_ids.update(short_id(tx_id(tx)) for tx in taken)
             return
         stats.rejected += len(txs)
+
+
+class SednaLoadGenerator:
+    """Open-loop Sedna payloads at `rate_pps` through a `SednaClient` (one sender key).
+
+    A payload is `run_id (8 B) || sequence (8 B) || send time ns (8 B) || filler` of
+    `payload_bytes` bytes. Every tick it submits what the rate owes since the start (at
+    most `max_batch` per tick) and steps the client (plan, send, poll, re-send). At most
+    `window_s × rate` payloads are in flight; beyond that the generator counts payloads as
+    `refused` instead of piling them into an overloaded network (it reports the overload
+    rather than deepening it).
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[tuple[int, str, int]],
+        rate_pps: float,
+        *,
+        payload_bytes: int = 512,
+        tick_s: float = 0.02,
+        max_batch: int = 2000,
+        policy: SednaPolicy | None = None,
+        rpc_timeout_s: float = 2.0,
+        is_up: Callable[[int], bool] | None = None,
+        window_s: float = 2.0,
+    ):
+        from node.lanes_node import NODE_LANE_PARAMS
+
+        if rate_pps <= 0:
+            raise ValueError(f"Sedna rate must be > 0 payloads/s, got {rate_pps}")
+        if not MIN_TX_BYTES <= payload_bytes <= NODE_LANE_PARAMS.max_payload_bytes:
+            raise ValueError(
+                f"Sedna payload bytes must be in {MIN_TX_BYTES}..{NODE_LANE_PARAMS.max_payload_bytes}"
+            )
+        self.rate_pps = rate_pps
+        self.payload_bytes = payload_bytes
+        self.tick_s = tick_s
+        self.max_batch = max_batch
+        self.client = SednaClient(
+            targets,
+            policy=policy,
+            rpc_timeout_s=rpc_timeout_s,
+            is_up=is_up,
+            max_active=max(100, math.ceil(rate_pps * window_s)),
+        )
+        self._run_id = os.urandom(8)
+        self._filler = bytes(payload_bytes - MIN_TX_BYTES)
+        self._seq = 0
+        self._prepared: deque[EncodedPayload] = deque()
+        self.started_s = 0.0
+        self.stopped_s = 0.0
+
+    def make_payload(self) -> bytes:
+        self._seq += 1
+        return self._run_id + struct.pack(">QQ", self._seq, time.time_ns()) + self._filler
+
+    @property
+    def offered(self) -> int:
+        return self.client.stats.offered
+
+    def prepare(self, count: int) -> float:
+        """Encode `count` payloads ahead of the load (benchmarks: keeps the sender's encoding
+        out of the measured window). Returns the seconds it took."""
+        started = time.perf_counter()
+        for _ in range(min(count, MAX_PREPARED_PAYLOADS)):  # bound: at most the cap
+            self._prepared.append(self.client.encode(self.make_payload()))
+        return time.perf_counter() - started
+
+    async def run(self, duration_s: float, stop: asyncio.Event | None = None) -> None:
+        """Offer payloads for `duration_s` seconds (or until `stop` is set)."""
+        self.started_s = time.monotonic()
+        deadline = self.started_s + duration_s
+        attempted = 0
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= deadline or (stop is not None and stop.is_set()):
+                    break
+                owed = int((now - self.started_s) * self.rate_pps) - attempted
+                for _ in range(min(owed, self.max_batch)):
+                    attempted += 1
+                    if self._prepared:
+                        self.client.submit_encoded(self._prepared.popleft())
+                    else:
+                        self.client.submit(self.make_payload())
+                await self.client.step()
+                await asyncio.sleep(self.tick_s)
+        finally:
+            self.stopped_s = time.monotonic()
+
+    async def settle(self, timeout_s: float) -> None:
+        """Keep stepping (re-sends, decisions) until nothing is undecided or time is up."""
+        deadline = time.monotonic() + timeout_s
+        while self.client.undecided() and time.monotonic() < deadline:
+            await self.client.step()
+            await asyncio.sleep(self.tick_s)
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -7,9 +7,9 @@ load generator's txs are synthetic); a real deployment would check a sender sign
 
 Payload format (the `BlockBody.payload` of a block): the lanes' `BlockPayload`
 (`consensus.lanes.wire`: a version byte, then plain transactions and lane blocks; the
-empty payload is b""). The node builds payloads with plain transactions only; blocks from
-other proposers may carry lane blocks, which `NodeBlockValidator` checks with the lanes'
-`LanePayloadValidator`.
+empty payload is b""). The leader adds lane blocks to the txs `select` returns
+(`node/lanes_node.py`); `PlainPayloadValidator` checks the tx limits and, given the lanes'
+`LanePayloadValidator`, every lane rule.
 
 Accepted transactions are written to storage before `submit` returns, so a node killed
 right after acknowledging a tx proposes it after its restart. A tx leaves the mempool when a
@@ -187,8 +187,8 @@ class Mempool:
         self.accepted_total += len(fresh)
         return result
 
-    def build_payload(self, exclude: set[bytes] | frozenset[bytes]) -> tuple[bytes, list[bytes]]:
-        """Payload of the oldest pending txs not in `exclude`, within the block limits."""
+    def select(self, exclude: set[bytes] | frozenset[bytes]) -> tuple[list[bytes], list[bytes]]:
+        """(txs, ids): the oldest pending txs not in `exclude`, within the block limits."""
         chosen: list[bytes] = []
         ids: list[bytes] = []
         size = 0
@@ -204,6 +204,11 @@ class Mempool:
             chosen.append(entry.tx)
             ids.append(txid)
             size += len(entry.tx) + 5
+        return chosen, ids
+
+    def build_payload(self, exclude: set[bytes] | frozenset[bytes]) -> tuple[bytes, list[bytes]]:
+        """Payload of `select(exclude)` with no lane blocks."""
+        chosen, ids = self.select(exclude)
         return encode_plain_payload(chosen), ids
 
     def mark_voted(self, txids: Iterable[bytes]) -> list[int]:

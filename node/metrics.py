@@ -129,6 +129,25 @@ class Histogram(_Metric):
         return lines
 
 
+class Info(_Metric):
+    """One current label set with value 1 (e.g. a hash); `set` replaces the previous one."""
+
+    kind = "gauge"
+
+    def __init__(self, name: str, help_text: str, labelnames: Sequence[str]):
+        super().__init__(name, help_text, labelnames)
+        self.current: tuple[str, ...] | None = None
+
+    def set(self, **labels: object) -> None:
+        self.current = self._key(labels)
+
+    def render(self) -> list[str]:
+        lines = self.header()
+        if self.current is not None:
+            lines.append(f"{self.name}{_labels(self.labelnames, self.current)} 1")
+        return lines
+
+
 class Registry:
     def __init__(self) -> None:
         self._metrics: dict[str, _Metric] = {}
@@ -147,6 +166,11 @@ class Registry:
     def gauge(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> Gauge:
         metric = self._add(Gauge(name, help_text, labelnames))
         assert isinstance(metric, Gauge)
+        return metric
+
+    def info(self, name: str, help_text: str, labelnames: Sequence[str]) -> Info:
+        metric = self._add(Info(name, help_text, labelnames))
+        assert isinstance(metric, Info)
         return metric
 
     def histogram(self, name: str, help_text: str, buckets: Sequence[float]) -> Histogram:
@@ -311,6 +335,39 @@ class NodeMetrics:
         self.reverts = r.counter("sedna_voted_reverts_total", "Voted blocks reverted")
         self.safety_writes = r.counter("sedna_safety_writes_total", "Durable safety-state writes")
         self.event_queue = r.gauge("sedna_event_queue_depth", "Events waiting for the core")
+        # Sedna lanes
+        self.bundles_accepted = r.counter(
+            "sedna_bundles_accepted_total", "Bundles admitted by this node's lane"
+        )
+        self.bundles_rejected = r.gauge(
+            "sedna_bundles_rejected_total", "Bundles refused by this node's lane", ("reason",)
+        )
+        self.lane_frames = r.counter(
+            "sedna_lane_frames_total", "Lane blocks relayed to this node, by result", ("result",)
+        )
+        self.lane_blocks = r.gauge(
+            "sedna_lane_blocks_total",
+            "Lane blocks: sealed, relayed, received, proposed, omitted",
+            ("event",),
+        )
+        self.lane_open_slot = r.gauge("sedna_lane_open_slot", "First slot this lane still fills")
+        self.payloads_decided = r.counter(
+            "sedna_payloads_decided_total", "Sedna payloads decided by the tracker", ("status",)
+        )
+        self.tickets_redeemed = r.counter(
+            "sedna_tickets_redeemed_total", "Tickets redeemed in finalized lane blocks"
+        )
+        self.tracker_height = r.gauge(
+            "sedna_lane_tracker_height", "Last finalized height fed to the decode tracker"
+        )
+        self.execution_order = r.info(
+            "sedna_execution_order_info",
+            "Execution-order hash after the tracker height",
+            ("height", "hash"),
+        )
+        self.replay_mismatch = r.counter(
+            "sedna_lane_replay_mismatch_total", "Replayed heights whose hash differed from disk"
+        )
         self.finality = LatencyHistogram()
         self.speculative = LatencyHistogram()
 

@@ -8,7 +8,21 @@ Endpoints
                         nothing was accepted because the mempool is full, 400 for bad input.
 - `GET /status`         height, round, peers, mempool, rates.
 - `GET /blocks?from=A&to=B[&txids=1]`  finalized blocks A..B (at most 1000 per call).
-- `GET /payload/<HEX>`  state of a tx id or a Sedna payload id.
+- `POST /bundle`        Sedna bundles (lane entry + signed ticket) for this node's lane.
+                        `application/octet-stream`: records of 4-byte big-endian length +
+                        msgpack `LaneEntry` (the same framing as /tx); or JSON
+                        `{"bundle": BASE64}` / `{"bundles": [BASE64, ...]}`. 200 with
+                        `accepted`, `rejected` (reason -> count), per-bundle `results`
+                        (null or the reason) and the lane's `open_slot` when at least one
+                        bundle was accepted, 400 (same body) when none was; bodies above
+                        MAX_BUNDLE_REQUEST_BYTES are refused with 413 and counted as
+                        `oversized`.
+- `GET /payload/<HEX>`  state of a tx id or a Sedna payload id (submitted / pending with
+                        finalized bundles / decoded / rejected / expired, height, position).
+- `GET /executions?from=A&to=B[&data=1]`  payloads the decode tracker decided at heights
+                        A..B in execution order (at most 20,000; `next` says where to go on).
+- `GET /lanes[?at=H]`   lane and tracker state; with `at`, the stored execution-order hash
+                        after height H.
 - `GET /stats`          mergeable latency histograms and counters (used by `sedna testnet`).
 - `GET /metrics`        Prometheus text format.
 - `GET /health`         200 "ok".
@@ -22,6 +36,8 @@ connection are served in order (HTTP/1.1 keep-alive; no pipelining guarantees be
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import struct
@@ -32,6 +48,8 @@ from urllib.parse import parse_qs, urlsplit
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_TXS_PER_REQUEST = 100_000
+MAX_BUNDLES_PER_REQUEST = 4096
+MAX_BUNDLE_REQUEST_BYTES = 8 * 1024 * 1024
 
 _REASONS = {
     200: "OK",
@@ -55,6 +73,10 @@ class RpcBackend(Protocol):
     def rpc_status(self) -> dict[str, Any]: ...
     def rpc_blocks(self, first: int, last: int, with_txids: bool) -> list[dict[str, Any]]: ...
     def rpc_payload(self, ident: bytes) -> dict[str, Any] | None: ...
+    def rpc_bundles(self, records: list[bytes]) -> dict[str, Any]: ...
+    def rpc_bundle_refused(self, reason: str) -> None: ...
+    def rpc_executions(self, first: int, last: int, with_data: bool) -> dict[str, Any]: ...
+    def rpc_lanes(self, at_height: int | None) -> dict[str, Any]: ...
     def rpc_stats(self) -> dict[str, Any]: ...
     def rpc_metrics(self) -> str: ...
     def rpc_set_isolated(self, isolated: bool) -> None: ...
@@ -120,6 +142,15 @@ def _parse_hex(value: Any, what: str) -> bytes:
         raise HttpError(400, f"{what} is not valid hex") from None
 
 
+def _parse_base64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise HttpError(400, f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error):
+        raise HttpError(400, f"{what} is not valid base64") from None
+
+
 def _int_param(query: dict[str, list[str]], name: str, default: int | None = None) -> int:
     values = query.get(name)
     if not values:
@@ -144,6 +175,7 @@ class RpcServer:
         *,
         admin_enabled: bool = False,
         max_body_bytes: int = 32 * 1024 * 1024,
+        max_bundle_request_bytes: int = MAX_BUNDLE_REQUEST_BYTES,
         max_connections: int = 256,
         idle_timeout_s: float = 60.0,
     ):
@@ -152,6 +184,7 @@ class RpcServer:
         self.port = port
         self.admin_enabled = admin_enabled
         self.max_body_bytes = max_body_bytes
+        self.max_bundle_request_bytes = max_bundle_request_bytes
         self.max_connections = max_connections
         self.idle_timeout_s = idle_timeout_s
         self._server: asyncio.AbstractServer | None = None
@@ -160,6 +193,9 @@ class RpcServer:
         self.errors = 0
         self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[Response] | Response]] = {
             ("POST", "/tx"): self._submit,
+            ("POST", "/bundle"): self._bundle,
+            ("GET", "/executions"): self._executions,
+            ("GET", "/lanes"): self._lanes,
             ("GET", "/status"): lambda r: json_response(self.backend.rpc_status()),
             ("GET", "/blocks"): self._blocks,
             ("GET", "/stats"): lambda r: json_response(self.backend.rpc_stats()),
@@ -270,9 +306,14 @@ class RpcServer:
                 raise HttpError(400, "Content-Length is not an integer") from None
             if length < 0:
                 raise HttpError(400, "negative Content-Length")
-            # Rule: request bodies are bounded.
-            if length > self.max_body_bytes:
-                raise HttpError(413, f"body of {length} bytes exceeds {self.max_body_bytes}")
+            # Rule: request bodies are bounded (bundle requests more tightly).
+            limit = self.max_body_bytes
+            if method == "POST" and urlsplit(target).path == "/bundle":
+                limit = min(limit, self.max_bundle_request_bytes)
+                if length > limit:
+                    self.backend.rpc_bundle_refused("oversized")
+            if length > limit:
+                raise HttpError(413, f"body of {length} bytes exceeds {limit}")
             body = await asyncio.wait_for(reader.readexactly(length), timeout=self.idle_timeout_s)
         elif method == "POST":
             raise HttpError(411, "POST needs a Content-Length")
@@ -366,6 +407,43 @@ class RpcServer:
         if state is None:
             raise HttpError(404, "unknown payload or tx id")
         return json_response(state)
+
+    def _bundle(self, request: Request) -> Response:
+        content_type = request.headers.get("content-type", "application/json")
+        if content_type.startswith("application/octet-stream"):
+            records = parse_binary_txs(request.body, MAX_BUNDLES_PER_REQUEST)
+        elif content_type.startswith("application/json"):
+            try:
+                data = json.loads(request.body)
+            except (ValueError, UnicodeDecodeError):
+                raise HttpError(400, "body is not valid JSON") from None
+            if isinstance(data, dict) and "bundle" in data:
+                values = [data["bundle"]]
+            elif isinstance(data, dict) and isinstance(data.get("bundles"), list):
+                values = data["bundles"]
+            else:
+                raise HttpError(400, 'expected {"bundle": BASE64} or {"bundles": [BASE64, ...]}')
+            if len(values) > MAX_BUNDLES_PER_REQUEST:
+                raise HttpError(400, f"more than {MAX_BUNDLES_PER_REQUEST} bundles in one request")
+            records = [_parse_base64(v, "bundle") for v in values]
+        else:
+            raise HttpError(400, f"unsupported Content-Type {content_type!r}")
+        if not records:
+            raise HttpError(400, "no bundles in the request")
+        result = self.backend.rpc_bundles(records)
+        return json_response(result, 200 if result.get("accepted", 0) else 400)
+
+    def _executions(self, request: Request) -> Response:
+        first = _int_param(request.query, "from", 1)
+        last = _int_param(request.query, "to", first + 999)
+        if last < first:
+            raise HttpError(400, "'to' is below 'from'")
+        with_data = request.query.get("data", ["0"])[0] in ("1", "true")
+        return json_response(self.backend.rpc_executions(first, last, with_data))
+
+    def _lanes(self, request: Request) -> Response:
+        at = _int_param(request.query, "at", -1)
+        return json_response(self.backend.rpc_lanes(None if at < 0 else at))
 
     def _isolate(self, request: Request) -> Response:
         if not self.admin_enabled:

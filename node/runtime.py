@@ -5,7 +5,14 @@ Event sources, all on the event-loop thread:
 - `MessageReceived` for every frame the transport hands over (decoded with
   `codec.decode_message`; malformed frames are dropped and counted by reason);
 - `TimerFired` from `loop.call_later` timers on the real clock (one pending timer per kind);
-- `PayloadReady` from the mempool, answering the core's `RequestPayload`.
+- `PayloadReady` from the mempool and the lanes, answering the core's `RequestPayload`.
+
+Sedna lanes (`node/lanes_node.py`): bundles arrive over RPC; a vote for height s is
+preceded by this lane's sealed lane block for slot s + 2, sent to that height's predicted
+leader; lane frames from peers are verified in the transport callback; the leader adds
+the lane blocks it holds to its payload. A separate task feeds finalized blocks, in height
+order, to the decode tracker and stores its decisions (`_track_lanes`); it lags the
+commit path by at most a few blocks and replays the finalized chain after a restart.
 
 Events wait in two bounded queues: `internal` (timers, payloads, self-addressed messages:
 at most a few per round, never dropped) and `inbox` (network messages: dropped with reason
@@ -56,9 +63,13 @@ from consensus.events import (
     TimerFired,
     Trace,
 )
+from consensus.lanes.payload import build_block_payload
+from consensus.lanes.wire import LanePayloadError
 from consensus.messages import (
     GENESIS_BLOCK_ID,
+    MAX_PAYLOAD_BYTES,
     BlockBody,
+    BlockHeader,
     BlockSyncRequest,
     BlockSyncResponse,
     Message,
@@ -68,11 +79,24 @@ from consensus.messages import (
 )
 from consensus.validators import ValidatorSet, schedule_by_name
 from node.config import NodeConfig
+from node.lanes_node import (
+    PAYLOAD_BYTES_RESERVE,
+    NodeBlockValidator,
+    NodeLanes,
+    is_lane_frame,
+)
 from node.logs import get_logger, log
 from node.mempool import Mempool, PayloadError, PlainPayloadValidator, decode_plain_payload, tx_id
 from node.metrics import NodeMetrics
 from node.rpc import RpcServer
-from node.storage import FinalizedRow, Storage, short_id
+from node.storage import (
+    MAX_EVENT_ROWS,
+    FinalizedRow,
+    LaneEventRow,
+    LaneHeightRow,
+    Storage,
+    short_id,
+)
 
 CRASH_EXIT_CODE = 75
 MAX_INBOX_EVENTS = 20_000
@@ -82,6 +106,8 @@ MAX_BLOCK_META = 4_096
 MAX_RECENT_FINAL_TXIDS = 400_000
 TPS_WINDOW_S = 10.0
 MAX_SYNC_RESPONSE_BYTES = 8 * 1024 * 1024
+MAX_LANE_BACKLOG = 1024  # finalized bodies kept in memory for the tracker (else read back)
+LANE_BATCH_BLOCKS = 64
 
 
 def _drop_reason(error: DecodeError) -> str:
@@ -133,10 +159,23 @@ class NodeRuntime:
         self.schedule = schedule_by_name(config.consensus.schedule, self.validators)
         self.scheme = scheme_by_name(config.consensus.signature_scheme)
         m = config.mempool
-        self.block_validator = PlainPayloadValidator(
-            m.max_block_txs, m.max_tx_bytes, m.max_block_bytes
-        )
         self.storage = Storage(config.node.data_dir)
+        # A restarted lane never re-seals a slot it may have sealed before: sealing runs
+        # at most SEAL_AHEAD_SLOTS past a voted block, and voted blocks are stored first.
+        self.lanes = NodeLanes(
+            index=self.index,
+            key=key,
+            scheme=self.scheme,
+            validators=self.validators,
+            schedule=self.schedule,
+            first_open_slot=self.storage.max_block_seq() + 3,
+        )
+        self.block_validator = NodeBlockValidator(
+            PlainPayloadValidator(
+                m.max_block_txs, m.max_tx_bytes, m.max_block_bytes, lanes=self.lanes.validator
+            ),
+            self.lanes,
+        )
         self.mempool = Mempool(
             max_txs=m.max_txs,
             max_tx_bytes=m.max_tx_bytes,
@@ -169,6 +208,11 @@ class NodeRuntime:
         )
         self.recovered = recovered is not None
         self.finalized_height, self.finalized_id = self.storage.finalized_head()
+        self.lanes.finalized_height = self.finalized_height
+        self._lane_stored_height = self.storage.lane_height()
+        self._lane_backlog: dict[int, tuple[BlockHeader, BlockBody]] = {}
+        self._lane_wake = asyncio.Event()
+        self.lane_error: str | None = None
 
         from node.transport import PeerAddress, create_transport
 
@@ -246,7 +290,10 @@ class NodeRuntime:
             mempool=len(self.mempool),
         )
         self._internal.append(Start(now_ns=time.time_ns()))
-        tasks = [asyncio.create_task(self._drive(), name="drive")]
+        tasks = [
+            asyncio.create_task(self._drive(), name="drive"),
+            asyncio.create_task(self._track_lanes(), name="lanes"),
+        ]
         if self._byzantine == "malformed":
             tasks.append(asyncio.create_task(self._spray_malformed(), name="malformed"))
         try:
@@ -262,6 +309,7 @@ class NodeRuntime:
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
+        self._lane_wake.set()
 
     async def _shutdown(self) -> None:
         for handle in self._timers.values():
@@ -276,6 +324,10 @@ class NodeRuntime:
 
     def _on_frame(self, peer: int, frame: bytes) -> None:
         """Transport callback: decode, then queue (bounded) for the core."""
+        if is_lane_frame(frame):  # a relayed lane block: verified here, never reaches the core
+            reason = self.lanes.on_lane_frame(peer, frame)
+            self.metrics.lane_frames.inc(result=reason or "held")
+            return
         try:
             message = decode_message(frame)
         except DecodeError as exc:
@@ -378,6 +430,8 @@ class NodeRuntime:
         if self._byzantine == "silent":
             return
         name = type(command.message).__name__
+        if isinstance(command.message, VoteMessage):
+            self._relay_lane_block(command.message)
         if command.to == self.index:
             self._push_internal(
                 MessageReceived(now_ns=time.time_ns(), sender=self.index, message=command.message)
@@ -390,6 +444,16 @@ class NodeRuntime:
                 self._log_vote("vote_sent", command.to, command.message)
             if self._byzantine == "double_vote":
                 self._send_conflicting_vote(command.to, command.message)
+
+    def _relay_lane_block(self, message: VoteMessage) -> None:
+        """Before a vote leaves: this lane's block for slot (voted height + 2) to the
+        leaders that may propose it (same connection, so it arrives before the vote)."""
+        meta = self._block_meta.get(message.vote.block_id)
+        if meta is None:
+            return
+        for peer, frame in self.lanes.on_vote(meta.seq_num, message.vote.round):
+            self.transport.send(peer, frame)
+            self.metrics.sent.inc(peer=peer, type="LaneBlock")
 
     def _do_broadcast(self, command: Broadcast) -> None:
         if self._byzantine == "silent":
@@ -490,12 +554,29 @@ class NodeRuntime:
 
     def _do_request_payload(self, command: RequestPayload) -> None:
         exclude = self._pending_ancestor_txids(command.parent_id)
-        payload, ids = self.mempool.build_payload(exclude)
+        txs, ids = self.mempool.select(exclude)
+        tx_bytes = sum(len(tx) + 5 for tx in txs)
+        budget = MAX_PAYLOAD_BYTES - tx_bytes - PAYLOAD_BYTES_RESERVE
+        lane_blocks = self.lanes.lane_blocks_for(command.seq_num, budget)
+        try:
+            payload = build_block_payload(txs, lane_blocks)
+        except LanePayloadError as exc:  # over the body limit after all: propose txs only
+            log(self.log, "lane_payload_too_large", logging.WARNING, error=str(exc))
+            lane_blocks = []
+            payload = build_block_payload(txs, ())
+        self.lanes.note_built(command.seq_num, BlockBody(payload))
         self._push_internal(
             PayloadReady(now_ns=time.time_ns(), round=command.round, payload=payload)
         )
         if self.log.isEnabledFor(logging.DEBUG):
-            log(self.log, "payload_built", logging.DEBUG, round=command.round, txs=len(ids))
+            log(
+                self.log,
+                "payload_built",
+                logging.DEBUG,
+                round=command.round,
+                txs=len(ids),
+                lane_blocks=len(lane_blocks),
+            )
 
     def _do_commit(self, command: CommitBlocks) -> None:
         now_ns = time.time_ns()
@@ -521,6 +602,13 @@ class NodeRuntime:
             for txid in txids:
                 self._recent_final[txid] = header.seq_num
         self.storage.commit_blocks(rows, all_txids)
+        for committed in command.blocks:
+            height = committed.header.seq_num
+            self.lanes.on_finalized(height)
+            # Bound: beyond MAX_LANE_BACKLOG the tracker reads the bodies back from storage.
+            if len(self._lane_backlog) < MAX_LANE_BACKLOG and height > self.lanes.tracker_height:
+                self._lane_backlog[height] = (committed.header, committed.body)
+        self._lane_wake.set()
         accept_times = self.mempool.on_finalized(all_txids)
         self.metrics.observe_finality((now_ns - t) / 1e6 for t in accept_times)
         if rows:
@@ -533,6 +621,86 @@ class NodeRuntime:
         while len(self._recent_final) > MAX_RECENT_FINAL_TXIDS:
             del self._recent_final[next(iter(self._recent_final))]
         self._prune_block_meta()
+
+    # ------------------------------------------------------------------ decode tracker
+
+    async def _track_lanes(self) -> None:
+        """Feed finalized blocks to the decode tracker in height order and store results.
+
+        One block per step, yielding in between, so decoding interleaves with consensus.
+        Heights at or below the stored lane height are a replay (after a restart): their
+        execution-order hash must equal the stored one, and nothing is stored again.
+        """
+        while not self._stopping.is_set():
+            if self.lane_error is not None or self.lanes.tracker_height >= self.finalized_height:
+                self._lane_wake.clear()
+                await self._lane_wake.wait()
+                continue
+            first = self.lanes.tracker_height + 1
+            item = self._lane_backlog.pop(first, None)
+            blocks = (
+                [item]
+                if item is not None
+                else [(t.header, b) for t, b in self.storage.finalized_blocks(first, 1)]
+            )
+            if not blocks:  # pragma: no cover - the finalized table has every height
+                self._fail_lanes(f"finalized block {first} missing from storage")
+                continue
+            for header, body in blocks:
+                self._track_block(header, body)
+            await asyncio.sleep(0)
+
+    def _track_block(self, header: BlockHeader, body: BlockBody) -> None:
+        try:
+            outcome, n_txs = self.lanes.track(header, body)
+        except (ValueError, LanePayloadError) as exc:
+            self._fail_lanes(f"height {header.seq_num}: {exc}")
+            return
+        now_ns = time.time_ns()
+        height = outcome.height
+        counts = {"executed": 0, "rejected": 0, "expired": 0}
+        events: list[LaneEventRow] = []
+        for event in outcome.payloads:
+            counts[event.status] += 1
+            self.metrics.payloads_decided.inc(status=event.status)
+            events.append(
+                LaneEventRow(
+                    payload_id=event.commitment_id,
+                    status=event.status,
+                    height=height,
+                    position=event.position + n_txs if event.status == "executed" else -1,
+                    decided_ns=now_ns,
+                    kappa=event.kappa,
+                    finalized_bundles=event.finalized_bundles,
+                    first_slot=event.first_slot,
+                    data=event.payload,
+                )
+            )
+        self.metrics.tickets_redeemed.inc(len(outcome.redemptions))
+        self.metrics.tracker_height.set(height)
+        self.metrics.execution_order.set(height=height, hash=outcome.execution_order_hash.hex())
+        if height <= self._lane_stored_height:  # replay: must reproduce the stored hash
+            stored = self.storage.lane_hash_at(height)
+            if stored is not None and stored != outcome.execution_order_hash:
+                self.metrics.replay_mismatch.inc()
+                self._fail_lanes(f"replayed execution-order hash differs at height {height}")
+            return
+        row = LaneHeightRow(
+            height=height,
+            exec_hash=outcome.execution_order_hash,
+            executed=counts["executed"],
+            rejected=counts["rejected"],
+            expired=counts["expired"],
+            redeemed=len(outcome.redemptions),
+        )
+        self.storage.lane_record([row], events)
+        self._lane_stored_height = height
+
+    def _fail_lanes(self, error: str) -> None:
+        """Stop tracking (the consensus node keeps running); /status shows the error."""
+        self.lane_error = error
+        self.metrics.dropped.inc(reason="lane_tracker_error")
+        log(self.log, "lane_tracker_error", logging.ERROR, error=error)
 
     def _do_mark_voted(self, command: MarkVoted) -> None:
         now_ns = time.time_ns()
@@ -652,6 +820,11 @@ class NodeRuntime:
             "recovered": self.recovered,
             "isolated": self.isolated,
             "pid": os.getpid(),
+            "lane_open_slot": self.lanes.open_slot,
+            "lane_tracker_height": self.lanes.tracker_height,
+            "execution_order_hash": self.lanes.tracker.execution_order_hash.hex(),
+            "payloads_decoded": self.lanes.tracker.counts["executed"],
+            "lane_error": self.lane_error,
         }
 
     def rpc_blocks(self, first: int, last: int, with_txids: bool) -> list[dict[str, Any]]:
@@ -672,22 +845,119 @@ class NodeRuntime:
         return blocks
 
     def rpc_payload(self, ident: bytes) -> dict[str, Any] | None:
+        """A tx id (pending / finalized) or a Sedna payload id (its lane and tracker state)."""
         if ident in self.mempool:
             return {"kind": "tx", "id": ident.hex(), "state": "pending"}
         height = self._recent_final.get(ident)
         if height is not None:
             return {"kind": "tx", "id": ident.hex(), "state": "finalized", "height": height}
-        stored = self.storage.get_payload(ident)
-        if stored is not None:
-            data, decoded_ns = stored
+        return self._sedna_payload(ident)
+
+    def _sedna_payload(self, cid: bytes) -> dict[str, Any] | None:
+        base: dict[str, Any] = {
+            "kind": "sedna",
+            "id": cid.hex(),
+            "tracker_height": self.lanes.tracker_height,
+            "lane_accepted_bundles": self.lanes.accepted_bundles(cid),
+        }
+        row = self.storage.lane_event(cid)
+        if row is not None:
+            state = "decoded" if row.status == "executed" else row.status
             return {
-                "kind": "sedna",
-                "id": ident.hex(),
-                "state": "decoded",
-                "decoded_ns": decoded_ns,
-                "size_bytes": len(data),
+                **base,
+                "state": state,
+                "height": row.height,
+                "position": row.position if row.status == "executed" else None,
+                "decided_ns": row.decided_ns,
+                "kappa": row.kappa,
+                "finalized_bundles": row.finalized_bundles,
+                "first_slot": row.first_slot,
+                "size_bytes": None if row.data is None else len(row.data),
             }
+        status, finalized = self.lanes.payload_status(cid)
+        if status == "pending":
+            return {
+                **base,
+                "state": "pending",
+                "finalized_bundles": len(finalized),
+                "finalized_indices": finalized,
+            }
+        if base["lane_accepted_bundles"]:
+            return {**base, "state": "submitted", "finalized_bundles": 0}
         return None
+
+    def rpc_bundles(self, records: list[bytes]) -> dict[str, Any]:
+        """Admit bundles (encoded lane entries) to this node's lane."""
+        results = self.lanes.submit(records)
+        accepted = sum(1 for r in results if r is None)
+        rejected: dict[str, int] = {}
+        for reason in results:
+            if reason is not None:
+                rejected[reason] = rejected.get(reason, 0) + 1
+        self.metrics.bundles_accepted.inc(accepted)
+        return {
+            "lane": self.index,
+            "accepted": accepted,
+            "rejected": rejected,
+            "results": results,
+            "open_slot": self.lanes.open_slot,
+            "finalized_height": self.finalized_height,
+        }
+
+    def rpc_bundle_refused(self, reason: str) -> None:
+        """The HTTP layer refused a /bundle request before decoding it (e.g. oversized)."""
+        from consensus.lanes.proposer import RejectReason
+
+        self.lanes.count_rejection(RejectReason(reason))
+
+    def rpc_executions(self, first: int, last: int, with_data: bool) -> dict[str, Any]:
+        """Decided payloads of heights first..last (capped), in execution order."""
+        last = min(last, self.lanes.tracker_height)
+        rows = self.storage.lane_events(first, last, with_data=with_data) if first <= last else []
+        next_height = last + 1
+        if len(rows) >= MAX_EVENT_ROWS:  # truncated: end before the last (partial) height
+            cut = rows[-1].height
+            if cut > first:
+                rows = [r for r in rows if r.height < cut]
+            next_height = cut if cut > first else cut + 1
+        events = []
+        for r in rows:
+            event: dict[str, Any] = {
+                "id": r.payload_id.hex(),
+                "status": r.status,
+                "height": r.height,
+                "position": r.position,
+                "decided_ns": r.decided_ns,
+            }
+            if with_data and r.data is not None:
+                event["data"] = r.data.hex()
+            events.append(event)
+        return {
+            "tracker_height": self.lanes.tracker_height,
+            "open_slot": self.lanes.open_slot,
+            "next": next_height,
+            "events": events,
+        }
+
+    def rpc_lanes(self, at_height: int | None) -> dict[str, Any]:
+        """Lane and tracker state; with `at_height`, the stored execution-order hash there."""
+        tracker = self.lanes.tracker
+        data: dict[str, Any] = {
+            "lane": self.index,
+            "open_slot": self.lanes.open_slot,
+            "tracker_height": self.lanes.tracker_height,
+            "execution_order_hash": tracker.execution_order_hash.hex(),
+            "decided": dict(tracker.counts),
+            "tickets_redeemed": tracker.redeemed,
+            "bundles_rejected": dict(self.lanes.proposer.rejected),
+            "held_lane_blocks": {str(k): v for k, v in self.lanes.held_slots().items()},
+            "error": self.lane_error,
+        }
+        if at_height is not None:
+            stored = self.storage.lane_hash_at(at_height)
+            data["at_height"] = at_height
+            data["hash_at_height"] = None if stored is None else stored.hex()
+        return data
 
     def rpc_stats(self) -> dict[str, Any]:
         dropped = {key[0]: value for key, value in self.metrics.dropped.items()}
@@ -708,6 +978,36 @@ class NodeRuntime:
             "dropped": dropped,
             "core_dropped": core_dropped,
             "transport": self.transport.stats(),
+            "lanes": self._lane_stats(),
+        }
+
+    def _lane_stats(self) -> dict[str, Any]:
+        c = self.lanes.counters
+        proposer = self.lanes.proposer.stats
+        return {
+            "open_slot": self.lanes.open_slot,
+            "tracker_height": self.lanes.tracker_height,
+            "execution_order_hash": self.lanes.tracker.execution_order_hash.hex(),
+            "decided": dict(self.lanes.tracker.counts),
+            "tickets_redeemed": self.lanes.tracker.redeemed,
+            "bundles_accepted": c.bundles_accepted,
+            "bundles_rejected": dict(self.lanes.proposer.rejected),
+            "bundles_included": proposer.included,
+            "bundles_dropped_unsealed": proposer.dropped_unsealed,
+            "lane_blocks": self._lane_block_counts(),
+            "lane_frames_refused": dict(self.lanes.refused),
+            "error": self.lane_error,
+        }
+
+    def _lane_block_counts(self) -> dict[str, int]:
+        c = self.lanes.counters
+        return {
+            "sealed": c.lane_blocks_sealed,
+            "relayed": c.lane_blocks_relayed,
+            "received": c.lane_blocks_received,
+            "proposed": c.lane_blocks_proposed,
+            "omitted": c.lane_blocks_omitted,
+            "backup_used": c.backup_lane_blocks_used,
         }
 
     def rpc_metrics(self) -> str:
@@ -721,6 +1021,11 @@ class NodeRuntime:
         self.metrics.peers_connected.set(len(self.transport.connected_peers()))
         self.metrics.mempool_size.set(len(self.mempool))
         self.metrics.event_queue.set(len(self._inbox))
+        for reason, count in self.lanes.proposer.rejected.items():
+            self.metrics.bundles_rejected.set(count, reason=reason)
+        for event, count in self._lane_block_counts().items():
+            self.metrics.lane_blocks.set(count, event=event)
+        self.metrics.lane_open_slot.set(self.lanes.open_slot)
         return self.metrics.registry.render()
 
     def rpc_set_isolated(self, isolated: bool) -> None:
@@ -771,5 +1076,17 @@ def run_node(config: NodeConfig, key: KeyPair) -> int:
             return 1
         return 0
 
+    profile_dir = os.environ.get("SEDNA_PROFILE_DIR")  # benchmark aid: cProfile this node
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            with asyncio.Runner(loop_factory=new_event_loop) as runner:
+                return runner.run(main())
+        finally:
+            profiler.disable()
+            profiler.dump_stats(os.path.join(profile_dir, f"node{config.index}.prof"))
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(main())

@@ -8,7 +8,13 @@ Tables
                  time, local "Voted" time, tx count and the 8-byte short ids of its txs.
 - `mempool`      transactions accepted over RPC and not yet finalized.
 - `lane_data`    opaque lane records (bundles, lane blocks) keyed by bytes.
-- `payloads`     decoded Sedna payloads by payload id.
+- `lane_events`  Sedna payloads decided by the decode tracker: status (executed, rejected,
+                 expired), decision height, execution position (-1 unless executed),
+                 local decision time, κ, finalized bundles and the decoded bytes.
+- `lane_heights` per finalized height the tracker processed: the execution-order hash
+                 after that height and the counts decided in it. Its highest row is the
+                 tracker's durable height; a restarted node replays the finalized chain
+                 through a fresh tracker and checks each replayed hash against this table.
 
 Durability. The connection runs `journal_mode=WAL, synchronous=NORMAL`: a committed
 transaction is in the OS page cache before `commit()` returns, so it survives the death of
@@ -36,12 +42,12 @@ from consensus.messages import GENESIS_BLOCK_ID, BlockBody, Tip
 
 if TYPE_CHECKING:  # pragma: no cover
     from consensus.core import RecoveredState
-
     from consensus.safety import SafetyState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added lane_events / lane_heights (a v1 database is migrated)
 SHORT_ID_BYTES = 8
 MAX_RANGE_ROWS = 1000
+MAX_EVENT_ROWS = 20_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -59,8 +65,14 @@ CREATE TABLE IF NOT EXISTS finalized (
 CREATE TABLE IF NOT EXISTS mempool (
     txid BLOB PRIMARY KEY, tx BLOB NOT NULL, accepted_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS lane_data (key BLOB PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS payloads (
-    payload_id BLOB PRIMARY KEY, data BLOB NOT NULL, decoded_ns INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS lane_events (
+    payload_id BLOB PRIMARY KEY, status TEXT NOT NULL, height INTEGER NOT NULL,
+    position INTEGER NOT NULL, decided_ns INTEGER NOT NULL, kappa INTEGER NOT NULL,
+    finalized_bundles INTEGER NOT NULL, first_slot INTEGER NOT NULL, data BLOB);
+CREATE INDEX IF NOT EXISTS lane_events_by_height ON lane_events (height, position);
+CREATE TABLE IF NOT EXISTS lane_heights (
+    height INTEGER PRIMARY KEY, exec_hash BLOB NOT NULL, executed INTEGER NOT NULL,
+    rejected INTEGER NOT NULL, expired INTEGER NOT NULL, redeemed INTEGER NOT NULL);
 """
 
 
@@ -80,6 +92,43 @@ class FinalizedRow:
     txids: bytes  # concatenated SHORT_ID_BYTES-byte tx id prefixes
 
 
+@dataclass(frozen=True, slots=True)
+class LaneHeightRow:
+    height: int
+    exec_hash: bytes  # execution-order hash after this height
+    executed: int
+    rejected: int
+    expired: int
+    redeemed: int  # tickets redeemed in this height's lane blocks
+
+
+@dataclass(frozen=True, slots=True)
+class LaneEventRow:
+    payload_id: bytes  # commitment id
+    status: str  # "executed" | "rejected" | "expired"
+    height: int
+    position: int  # execution index in the block (-1 unless executed)
+    decided_ns: int  # local wall clock when this node's tracker decided it
+    kappa: int
+    finalized_bundles: int
+    first_slot: int
+    data: bytes | None  # decoded payload (executed only; None when not requested)
+
+
+_EVENT_COLUMNS = (
+    "payload_id, status, height, position, decided_ns, kappa, finalized_bundles, first_slot, data"
+)
+
+
+def _event_row(r: Sequence[object]) -> LaneEventRow:
+    return LaneEventRow(
+        bytes(r[0]),  # type: ignore[arg-type]
+        str(r[1]),
+        *(int(v) for v in r[2:8]),  # type: ignore[call-overload]
+        None if r[8] is None else bytes(r[8]),  # type: ignore[arg-type]
+    )
+
+
 class Storage:
     """One node's database. Open with `Storage(data_dir)`, close with `close()`."""
 
@@ -92,7 +141,7 @@ class Storage:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             version = self._meta(b"schema_version")
-            if version is None:
+            if version is None or int(version) == 1:  # v1 -> v2 only added tables
                 self._set_meta("schema_version", str(SCHEMA_VERSION).encode())
             elif int(version) != SCHEMA_VERSION:
                 raise StorageError(f"{self.path}: schema version {int(version)} is not supported")
@@ -284,17 +333,107 @@ class Storage:
         row = self._db.execute("SELECT data FROM lane_data WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def put_payload(self, payload_id: bytes, data: bytes, decoded_ns: int) -> None:
-        self._db.execute(
-            "INSERT OR IGNORE INTO payloads (payload_id, data, decoded_ns) VALUES (?, ?, ?)",
-            (payload_id, data, decoded_ns),
-        )
+    def finalized_blocks(self, first: int, limit: int) -> list[tuple[Tip, BlockBody]]:
+        """Finalized blocks from height `first` upwards, in height order (at most `limit`)."""
+        rows = self._db.execute(
+            "SELECT b.tip, b.body FROM finalized f JOIN blocks b ON b.block_id = f.block_id "
+            "WHERE f.height >= ? ORDER BY f.height LIMIT ?",
+            (first, limit),
+        ).fetchall()
+        return [_decode_block(r[0], r[1]) for r in rows]
 
-    def get_payload(self, payload_id: bytes) -> tuple[bytes, int] | None:
+    def max_block_seq(self) -> int:
+        """Highest height of any stored block (finalized or not); 0 when there is none."""
+        row = self._db.execute("SELECT MAX(seq_num) FROM blocks").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    def lane_record(self, heights: Sequence[LaneHeightRow], events: Sequence[LaneEventRow]) -> None:
+        """Store the tracker's result for consecutive heights, atomically.
+
+        Heights at or below the stored lane height are skipped (a replay after restart), and
+        an event whose payload is already stored is ignored: a payload is recorded (and so
+        executed) at most once.
+        """
+        if not heights:
+            return
+        head = self.lane_height()
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for row in heights:
+                if row.height <= head:
+                    continue
+                # Rule: tracker heights are recorded consecutively.
+                if head and row.height != head + 1:
+                    raise StorageError(f"lane height {row.height} does not follow {head}")
+                db.execute(
+                    "INSERT INTO lane_heights (height, exec_hash, executed, rejected, expired, "
+                    "redeemed) VALUES (?, ?, ?, ?, ?, ?)",
+                    (row.height, row.exec_hash, row.executed, row.rejected, row.expired,
+                     row.redeemed),
+                )  # fmt: skip
+                head = row.height
+            db.executemany(
+                "INSERT OR IGNORE INTO lane_events (payload_id, status, height, position, "
+                "decided_ns, kappa, finalized_bundles, first_slot, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (e.payload_id, e.status, e.height, e.position, e.decided_ns, e.kappa,
+                     e.finalized_bundles, e.first_slot, e.data)
+                    for e in events
+                ),
+            )  # fmt: skip
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def lane_height(self) -> int:
+        """Highest height the decode tracker's results are stored for (0: none)."""
+        row = self._db.execute("SELECT MAX(height) FROM lane_heights").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    def lane_heights(self, first: int, last: int) -> list[LaneHeightRow]:
+        rows = self._db.execute(
+            "SELECT height, exec_hash, executed, rejected, expired, redeemed FROM lane_heights "
+            "WHERE height BETWEEN ? AND ? ORDER BY height LIMIT ?",
+            (first, last, MAX_RANGE_ROWS),
+        ).fetchall()
+        return [LaneHeightRow(int(r[0]), bytes(r[1]), *(int(v) for v in r[2:])) for r in rows]
+
+    def lane_hash_at(self, height: int) -> bytes | None:
         row = self._db.execute(
-            "SELECT data, decoded_ns FROM payloads WHERE payload_id = ?", (payload_id,)
+            "SELECT exec_hash FROM lane_heights WHERE height = ?", (height,)
         ).fetchone()
-        return None if row is None else (bytes(row[0]), int(row[1]))
+        return None if row is None else bytes(row[0])
+
+    def lane_event(self, payload_id: bytes) -> LaneEventRow | None:
+        row = self._db.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM lane_events WHERE payload_id = ?", (payload_id,)
+        ).fetchone()
+        return None if row is None else _event_row(row)
+
+    def lane_events(
+        self, first: int, last: int, limit: int = MAX_EVENT_ROWS, with_data: bool = False
+    ) -> list[LaneEventRow]:
+        """Decided payloads with first <= height <= last in execution order (height,
+        position; non-executed ones after the executed of their height), at most `limit`."""
+        columns = _EVENT_COLUMNS if with_data else _EVENT_COLUMNS.replace("data", "NULL")
+        rows = self._db.execute(
+            f"SELECT {columns} FROM lane_events WHERE height BETWEEN ? AND ? "
+            "ORDER BY height, position < 0, position, payload_id LIMIT ?",
+            (first, last, min(limit, MAX_EVENT_ROWS)),
+        ).fetchall()
+        return [_event_row(r) for r in rows]
+
+    def lane_event_count(self, status: str | None = None) -> int:
+        if status is None:
+            row = self._db.execute("SELECT COUNT(*) FROM lane_events").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM lane_events WHERE status = ?", (status,)
+            ).fetchone()
+        return int(row[0])
 
     # ------------------------------------------------------------------ recovery
 
@@ -305,7 +444,6 @@ class Storage:
         block that may still extend it); older blocks stay on disk for sync and RPC.
         """
         from consensus.core import RecoveredState
-
         from consensus.safety import SafetyState
 
         data = self.load_safety_bytes()

@@ -47,6 +47,7 @@ DOCKER_IMAGE = "sedna:latest"
 MAX_NODES = 64
 RECOVERY_LIMIT_S = 20.0
 STALL_LIMIT_S = 20.0
+SEDNA_WARMUP_S = 2.0
 DEFAULT_DOWNTIME_S = {"kill": 5.0, "pause": 10.0, "restart": 0.0, "disconnect": 10.0}
 
 
@@ -616,6 +617,10 @@ class RunOptions:
     consensus: dict[str, Any] = field(default_factory=dict)
     node_test: dict[int, dict[str, Any]] = field(default_factory=dict)
     keep: bool = False
+    sedna_rate_pps: float = 20.0  # Sedna payloads/s offered alongside the plain txs (0: none)
+    sedna_bytes: int = 512
+    sedna_policy: str = "fresh"
+    sedna_preencode: bool = False  # encode the run's payloads before the load starts
 
 
 @dataclass
@@ -628,6 +633,8 @@ class Progress:
     offered: int
     accepted: int
     down: list[int]
+    sedna_offered: int = 0
+    sedna_decoded: int = 0
 
 
 @dataclass
@@ -676,6 +683,7 @@ class TestnetRun:
         self.warnings: list[str] = []
         self.failures: list[str] = []
         self.phase = "starting"
+        self.preencode_s: float | None = None
 
     def _now(self) -> float:
         return time.monotonic() - self.load_started_s
@@ -711,36 +719,214 @@ class TestnetRun:
         return summary
 
     async def _measure(self) -> dict[str, Any]:
-        from node.loadgen import LoadGenerator
+        from node.loadgen import LoadGenerator, LoadStats, SednaLoadGenerator
+        from node.sedna_client import SednaPolicy
 
         o = self.options
         net = self.net
         assert net is not None
         targets = [(m.index, m.rpc_host, m.rpc_port) for m in net.members]
-        loadgen = LoadGenerator(
-            targets,
-            o.rate_tps,
-            tx_bytes=o.tx_bytes,
-            is_up=lambda i: i not in self.unavailable and i not in o.byzantine,
+
+        def is_up(index: int) -> bool:
+            return index not in self.unavailable and index not in o.byzantine
+
+        loadgen: Any = (
+            LoadGenerator(targets, o.rate_tps, tx_bytes=o.tx_bytes, is_up=is_up)
+            if o.rate_tps > 0
+            else _NoLoad(LoadStats())
         )
+        sedna = (
+            SednaLoadGenerator(
+                targets,
+                o.sedna_rate_pps,
+                payload_bytes=o.sedna_bytes,
+                policy=SednaPolicy(lanes=o.sedna_policy),
+                is_up=is_up,
+            )
+            if o.sedna_rate_pps > 0
+            else None
+        )
+        if sedna is not None and o.sedna_preencode:
+            self.phase = "encoding"
+            self.preencode_s = sedna.prepare(math.ceil(o.sedna_rate_pps * o.duration_s) + 10)
         self.load_started_s = time.monotonic()
         load_start_ns = time.time_ns()
         start_heights = await self._sample()
         stop_sampling = asyncio.Event()
-        sampler = asyncio.create_task(self._sampler(stop_sampling, loadgen))
+        sampler = asyncio.create_task(self._sampler(stop_sampling, loadgen, sedna))
         perturbers = [asyncio.create_task(self._perturb(p)) for p in o.perturbations]
         self.phase = "load"
-        await loadgen.run(o.duration_s)
-        load_end_ns = time.time_ns()
-        end_max_height = max(self.heights.values(), default=0)
-        self.phase = "drain"
-        await self._drain(loadgen, perturbers, end_max_height)
-        stop_sampling.set()
-        await sampler
-        for task in perturbers:
-            task.cancel()
-        self.phase = "collect"
-        return await self._summarize(loadgen, start_heights, load_start_ns, load_end_ns)
+        try:
+            await asyncio.gather(
+                loadgen.run(o.duration_s), sedna.run(o.duration_s) if sedna else _nothing()
+            )
+            load_end_ns = time.time_ns()
+            end_max_height = max(self.heights.values(), default=0)
+            self.phase = "drain"
+            await asyncio.gather(
+                self._drain(loadgen, perturbers, end_max_height),
+                sedna.settle(max(o.drain_s, 1.0)) if sedna else _nothing(),
+            )
+            stop_sampling.set()
+            await sampler
+            for task in perturbers:
+                task.cancel()
+            self.phase = "collect"
+            summary = await self._summarize(loadgen, start_heights, load_start_ns, load_end_ns)
+            summary.update(await self._sedna_summary(sedna, load_start_ns, load_end_ns))
+        finally:
+            if sedna is not None:
+                await sedna.close()
+        summary["ok"] = not self.failures
+        return summary
+
+    async def _sedna_summary(
+        self, sedna: Any, load_start_ns: int, load_end_ns: int
+    ) -> dict[str, Any]:
+        """Sedna keys: offered, decoded per node, decode latency, execution-order agreement."""
+        from node.metrics import LatencyHistogram
+
+        assert self.net is not None
+        nodes = range(len(self.net))
+        lanes = await asyncio.gather(*(self.net.rpc_json(i, "/lanes", 5.0) for i in nodes))
+        tracker: dict[int, int] = {}
+        for index, info in enumerate(lanes):
+            if info is not None:
+                tracker[index] = int(info["tracker_height"])
+                if info.get("error"):
+                    self.failures.append(
+                        f"LANES: node {index} decode tracker failed: {info['error']}"
+                    )
+            else:
+                tracker[index] = self._disk(index, lambda s: s.lane_height())
+        common = min(tracker.values(), default=0)
+        hashes: dict[int, str | None] = {}
+        for index in nodes:
+            info = await self.net.rpc_json(index, f"/lanes?at={common}", 5.0) if common else None
+            if info is not None:
+                hashes[index] = info.get("hash_at_height")
+            elif common:
+                raw = self._disk(index, lambda s, h=common: s.lane_hash_at(h))
+                hashes[index] = None if raw is None else raw.hex()
+        agreement = len({h for h in hashes.values()}) <= 1 and all(
+            h is not None for h in hashes.values()
+        )
+        if not agreement:
+            self.failures.append(
+                f"DIVERGENCE: execution-order hashes differ at height {common}: {hashes}"
+            )
+        rejected: dict[str, int] = {}
+        stats = await asyncio.gather(*(self.net.rpc_json(i, "/stats", 5.0) for i in nodes))
+        for node_stats in stats:
+            if node_stats is not None:
+                for reason, count in node_stats["lanes"]["bundles_rejected"].items():
+                    rejected[reason] = rejected.get(reason, 0) + int(count)
+        result: dict[str, Any] = {
+            "sedna_rate_pps": self.options.sedna_rate_pps,
+            "sedna_bytes": self.options.sedna_bytes,
+            "execution_order_agreement": agreement,
+            "execution_order_height": common,
+            "execution_order_hash": hashes.get(0) if hashes else None,
+            "lane_tracker_heights": {str(i): tracker[i] for i in sorted(tracker)},
+            "bundles_rejected": dict(sorted(rejected.items())),
+        }
+        if sedna is None:
+            result.update(
+                sedna_offered=0, sedna_decoded={}, sedna_decode_ms={"p50": None, "p99": None}
+            )
+            return result
+        client = sedna.client
+        sent = {cid: p.first_send_ns for cid, p in client.payloads.items() if p.first_send_ns}
+        decoded: dict[str, int] = {}
+        in_window: dict[str, int] = {}
+        latency = LatencyHistogram()
+        # Throughput is measured in steady state: the first quarter of the load (at most
+        # SEDNA_WARMUP_S) is left out, while the first payloads are still on their way.
+        warmup_ns = int(min(SEDNA_WARMUP_S, self.options.duration_s / 4) * 1e9)
+        window_start_ns = load_start_ns + warmup_ns
+        for index in nodes:
+            events = await self._executions(index, tracker[index])
+            ours = [e for e in events if e[0] in sent and e[1] == "executed"]
+            decoded[str(index)] = len(ours)
+            in_window[str(index)] = sum(1 for e in ours if window_start_ns <= e[2] <= load_end_ns)
+            latency.observe_many((e[2] - sent[e[0]]) / 1e6 for e in ours)
+        elapsed_s = max(1e-9, (load_end_ns - load_start_ns) / 1e9)
+        window_s = max(1e-9, (load_end_ns - window_start_ns) / 1e9)
+        c = client.stats
+        offered = c.offered
+        everywhere = min(decoded.values(), default=0)
+        if offered and everywhere == 0:
+            self.failures.append("NOTHING MEASURED: no Sedna payload was decoded on every node")
+        elif offered and everywhere < offered:
+            self.warnings.append(
+                f"{offered - everywhere} of {offered} Sedna payloads not decoded on every node"
+            )
+        if c.refused_full:
+            self.warnings.append(
+                f"{c.refused_full} Sedna payloads not offered: {client.max_active} were "
+                "already in flight (the network is slower than the offered rate)"
+            )
+        if sedna.offered < 0.9 * self.options.sedna_rate_pps * self.options.duration_s:
+            self.warnings.append(
+                f"Sedna load missed its target: offered {sedna.offered / elapsed_s:.0f} "
+                f"payloads/s of {self.options.sedna_rate_pps:g}"
+            )
+
+        def pct(q: float) -> float | None:
+            value = latency.quantile(q)
+            return None if value is None else round(value, 2)
+
+        result.update(
+            sedna_offered=offered,
+            sedna_decoded=decoded,
+            sedna_pps={n: round(v / window_s, 1) for n, v in in_window.items()},
+            sedna_decode_ms={"p50": pct(0.5), "p99": pct(0.99)},
+            sedna_preencode_s=None if self.preencode_s is None else round(self.preencode_s, 2),
+            sedna_client={
+                "bundles_sent": c.bundles_sent,
+                "bundles_accepted": c.bundles_accepted,
+                "bundle_bytes": c.bundles_bytes,
+                "resends": c.resends,
+                "refused_window_full": c.refused_full,
+                "ratchet_exclusions": c.ratchet_exclusions,
+                "undeliverable": c.undeliverable,
+                "rejected": dict(sorted(c.rejected.items())),
+                "decided": dict(sorted(c.decided.items())),
+                "undecided": client.undecided(),
+            },
+        )
+        return result
+
+    def _disk(self, index: int, read: Callable[[Any], Any]) -> Any:
+        """Read a stopped node's database."""
+        from node.storage import Storage
+
+        assert self.net is not None
+        storage = Storage(self.net.members[index].dir / "data")
+        try:
+            return read(storage)
+        finally:
+            storage.close()
+
+    async def _executions(self, index: int, height: int) -> list[tuple[bytes, str, int]]:
+        """(payload id, status, decided_ns) of every payload node `index` decided."""
+        assert self.net is not None
+        events: list[tuple[bytes, str, int]] = []
+        first = 1
+        for _ in range(100_000):  # bound: each page advances `first`
+            if first > height:
+                break
+            data = await self.net.rpc_json(index, f"/executions?from={first}&to={height}", 10.0)
+            if data is None:
+                rows = self._disk(index, lambda s, f=first: s.lane_events(f, height))
+                return events + [(r.payload_id, r.status, r.decided_ns) for r in rows]
+            events.extend(
+                (bytes.fromhex(e["id"]), e["status"], int(e["decided_ns"])) for e in data["events"]
+            )
+            if int(data["next"]) <= first:
+                break
+            first = int(data["next"])
+        return events
 
     async def _sample(self) -> dict[int, int]:
         assert self.net is not None
@@ -753,7 +939,7 @@ class TestnetRun:
             self.max_height_series.append((self._now(), max(self.heights.values())))
         return dict(self.heights)
 
-    async def _sampler(self, stop: asyncio.Event, loadgen: Any) -> None:
+    async def _sampler(self, stop: asyncio.Event, loadgen: Any, sedna: Any = None) -> None:
         while not stop.is_set():
             await self._sample()
             tps = sum(
@@ -771,6 +957,8 @@ class TestnetRun:
                     offered=loadgen.stats.offered,
                     accepted=loadgen.stats.accepted,
                     down=sorted(self.unavailable),
+                    sedna_offered=0 if sedna is None else sedna.offered,
+                    sedna_decoded=0 if sedna is None else sedna.client.stats.decided["decoded"],
                 )
             )
             with contextlib.suppress(TimeoutError):
@@ -962,7 +1150,7 @@ class TestnetRun:
             self.failures.append("NO PROGRESS: the finalized height did not advance")
         elif stall > STALL_LIMIT_S:
             self.failures.append(f"STALL: no new finalized block for {stall:.1f} s")
-        if committed == 0:
+        if committed == 0 and o.rate_tps > 0:
             self.failures.append("NOTHING MEASURED: no accepted tx was finalized")
         for record in self.records:
             if record.recovery_s is None and record.perturbation.node not in self.dead:
@@ -1009,6 +1197,23 @@ class TestnetRun:
             "failures": self.failures,
             "ok": not self.failures,
         }
+
+
+@dataclass
+class _NoLoad:
+    """Stands in for the plain load generator when `rate_tps` is 0."""
+
+    stats: Any
+
+    async def run(self, duration_s: float) -> Any:
+        self.stats.started_s = time.monotonic()
+        await asyncio.sleep(duration_s)
+        self.stats.stopped_s = time.monotonic()
+        return self.stats
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _mkdtemp() -> str:

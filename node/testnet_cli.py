@@ -14,6 +14,7 @@ DEFAULT_DIR = Path(".sedna-testnet")
 
 EXAMPLES = """examples:
   sedna testnet run --nodes 4 --duration 20 --rate 2000
+  sedna testnet run --nodes 4 --duration 20 --rate 500 --sedna-rate 200 --sedna-bytes 2048
   sedna testnet run --nodes 4 --duration 30 --rate 1000 --perturb kill:1@5 --perturb pause:2:5@15
   sedna testnet run --nodes 4 --duration 20 --rate 500 --transport libp2p --json
   sedna testnet up --nodes 4 && sedna testnet status && sedna testnet down
@@ -26,8 +27,8 @@ RUN_EXAMPLES = """perturbations (ACTION:NODE[:SECONDS]@AT, AT in seconds from th
   disconnect:3:10@5 isolate node 3's transport for 10 s at 5 s
 byzantine behaviours (BEHAVIOUR:NODE): silent, double_vote, malformed
 
-exit codes: 0 ok, 1 divergence / no progress / a node did not recover / nothing measured,
-            2 bad input
+exit codes: 0 ok, 1 divergence (finalized chains or Sedna execution orders) / no progress /
+            a node did not recover / nothing measured, 2 bad input
 """
 
 
@@ -63,7 +64,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--nodes", type=int, default=4)
     run.add_argument("--duration", type=float, default=20.0, metavar="S", help="load seconds")
-    run.add_argument("--rate", type=float, default=1000.0, metavar="R", help="offered tx/s")
+    run.add_argument(
+        "--rate", type=float, default=1000.0, metavar="R", help="offered plain tx/s (0: none)"
+    )
+    run.add_argument(
+        "--sedna-rate",
+        type=float,
+        default=20.0,
+        metavar="R",
+        help="offered Sedna payloads/s alongside (default 20; 0: none)",
+    )
+    run.add_argument(
+        "--sedna-bytes", type=int, default=512, metavar="B", help="Sedna payload size (512)"
+    )
+    run.add_argument(
+        "--sedna-policy",
+        choices=("fresh", "fixed", "all"),
+        default="fresh",
+        help="lanes a sender addresses per slot (default fresh)",
+    )
     run.add_argument(
         "--dir",
         type=Path,
@@ -154,10 +173,19 @@ def _run(args: argparse.Namespace) -> int:
     if not 1 <= args.nodes <= 64:
         _err(f"--nodes must be in 1..64, got {args.nodes}")
         return 2
-    for name, value in (("--duration", args.duration), ("--rate", args.rate)):
-        if not math.isfinite(value) or value <= 0:
-            _err(f"{name} must be a positive number, got {value}")
+    if not math.isfinite(args.duration) or args.duration <= 0:
+        _err(f"--duration must be a positive number, got {args.duration}")
+        return 2
+    for name, value in (("--rate", args.rate), ("--sedna-rate", args.sedna_rate)):
+        if not math.isfinite(value) or value < 0:
+            _err(f"{name} must be a number >= 0, got {value}")
             return 2
+    if args.rate == 0 and args.sedna_rate == 0:
+        _err("--rate and --sedna-rate are both 0: nothing to offer")
+        return 2
+    if not 24 <= args.sedna_bytes <= 64 * 1024:
+        _err(f"--sedna-bytes must be in 24..65536, got {args.sedna_bytes}")
+        return 2
     if args.tx_bytes < 24 or args.tx_bytes > 64 * 1024:
         _err(f"--tx-bytes must be in 24..65536, got {args.tx_bytes}")
         return 2
@@ -195,11 +223,14 @@ def _run(args: argparse.Namespace) -> int:
         drain_s=args.drain,
         consensus=consensus,
         keep=args.keep,
+        sedna_rate_pps=args.sedna_rate,
+        sedna_bytes=args.sedna_bytes,
+        sedna_policy=args.sedna_policy,
     )
     bar = ProgressBar(sys.stderr)
     print(
         f"starting {args.nodes} validators ({args.transport}), load {args.rate:g} tx/s "
-        f"for {args.duration:g} s ...",
+        f"and {args.sedna_rate:g} Sedna payloads/s for {args.duration:g} s ...",
         file=sys.stderr,
     )
     try:
@@ -238,6 +269,8 @@ class ProgressBar:
         filled = int(fraction * self.WIDTH)
         bar = "#" * filled + "-" * (self.WIDTH - filled)
         down = f"  down {p.down}" if p.down else ""
+        if p.sedna_offered:
+            down = f"  sedna {p.sedna_decoded}/{p.sedna_offered}" + down
         text = (
             f"[{bar}] {min(p.elapsed_s, p.duration_s):5.1f}/{p.duration_s:g}s {p.phase:<5} "
             f"height {p.max_height:>6}  tps {p.tps:>7.0f}  offered {p.offered:>8}{down}"
@@ -284,6 +317,23 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  agreement         {'yes' if s['agreement'] else 'NO (diverged)'}",
         f"  timeouts (TCs)    {s['tcs']}   longest stall {s['longest_stall_s']:.1f} s",
     ]
+    if s.get("sedna_offered"):
+        dec = s["sedna_decode_ms"]
+        decoded = "  ".join(f"node{i}={n}" for i, n in s["sedna_decoded"].items())
+        lines += [
+            f"  sedna offered     {_fmt(s['sedna_offered'])} payloads "
+            f"({s['sedna_bytes']} B, {s['sedna_rate_pps']:g}/s)",
+            f"  sedna decoded     {decoded}",
+            f"  sedna decode      p50 {_fmt(dec['p50'], ' ms')}   p99 {_fmt(dec['p99'], ' ms')}",
+            "  execution order   "
+            + ("agree" if s["execution_order_agreement"] else "DIVERGED")
+            + f" at height {s['execution_order_height']}",
+        ]
+        if s["bundles_rejected"]:
+            lines.append(
+                "  bundles rejected  "
+                + "  ".join(f"{k}={v}" for k, v in s["bundles_rejected"].items())
+            )
     for p in s["perturbations"]:
         recovery = (
             f"recovered in {p['recovery_s']:.2f} s"

@@ -66,6 +66,8 @@ def test_build_payload_respects_limits_order_and_exclusions() -> None:
     _, ids = small.build_payload(set())
     assert len(ids) == 2  # 2 * (10 + 5) <= 40 < 3 * 15
     assert _pool().build_payload(set()) == (b"", [])
+    txs_only, ids = pool.select(set())
+    assert txs_only == txs[:3] and ids == [tx_id(t) for t in txs[:3]]
 
 
 def test_mark_voted_reports_each_tx_once() -> None:

@@ -32,6 +32,18 @@ def test_render_counters_gauges_and_histograms() -> None:
     assert text.endswith("\n")
 
 
+def test_info_metric_keeps_only_the_current_label_set() -> None:
+    registry = Registry()
+    info = registry.info("x_hash_info", "hash", ("height", "hash"))
+    assert registry.render().splitlines()[-1] == "# TYPE x_hash_info gauge"  # nothing yet
+    info.set(height=1, hash="aa")
+    info.set(height=2, hash="bb")
+    text = registry.render()
+    assert 'x_hash_info{height="2",hash="bb"} 1' in text and '"aa"' not in text
+    with pytest.raises(ValueError, match="labels"):
+        info.set(height=3)
+
+
 def test_metric_misuse_is_refused() -> None:
     registry = Registry()
     counter = registry.counter("c", "c", ("peer",))
@@ -59,6 +71,11 @@ def test_node_metrics_render_every_required_family() -> None:
         "sedna_messages_dropped_total",
         "sedna_peer_bytes_received",
         "sedna_peer_bytes_sent",
+        "sedna_bundles_accepted_total",
+        "sedna_bundles_rejected_total",
+        "sedna_payloads_decided_total",
+        "sedna_lane_tracker_height",
+        "sedna_execution_order_info",
     ):
         assert f"# TYPE {name.removesuffix('_bucket')}" in text
     assert "sedna_commit_latency_seconds_count 2" in text

@@ -13,7 +13,7 @@ import pytest
 from consensus.core import RecoveredState
 from consensus.messages import GENESIS_BLOCK_ID
 from consensus.safety import SafetyState
-from node.storage import FinalizedRow, Storage, StorageError
+from node.storage import FinalizedRow, LaneEventRow, LaneHeightRow, Storage, StorageError
 from tests.node.helpers import fake_qc, make_block
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,11 +129,76 @@ def test_not_a_database_is_a_storage_error(tmp_path: Path) -> None:
         Storage(tmp_path)
 
 
-def test_payloads_and_lane_data(tmp_path: Path) -> None:
+def _event(pid: bytes, height: int, position: int, status: str = "executed") -> LaneEventRow:
+    data = b"payload-" + pid if status == "executed" else None
+    return LaneEventRow(pid, status, height, position, 1000 + height, 2, 2, height, data)
+
+
+def _lane_row(height: int, tag: bytes = b"h") -> LaneHeightRow:
+    return LaneHeightRow(height, tag * 32, 1, 0, 0, 2)
+
+
+def test_lane_records_are_consecutive_idempotent_and_never_executed_twice(tmp_path: Path) -> None:
     storage = Storage(tmp_path)
-    storage.put_payload(b"p" * 32, b"decoded", 123)
-    assert storage.get_payload(b"p" * 32) == (b"decoded", 123)
-    assert storage.get_payload(b"q" * 32) is None
+    assert storage.lane_height() == 0
+    storage.lane_record([_lane_row(1), _lane_row(2)], [_event(b"a" * 32, 2, 5)])
+    assert storage.lane_height() == 2
+    # A replay of stored heights changes nothing, and a payload is recorded at most once.
+    storage.lane_record([_lane_row(2, b"x")], [_event(b"a" * 32, 2, 9)])
+    assert storage.lane_hash_at(2) == b"h" * 32
+    assert storage.lane_event(b"a" * 32) == _event(b"a" * 32, 2, 5)
+    # Rule: heights are recorded consecutively; a gap rolls the whole batch back.
+    with pytest.raises(StorageError, match="does not follow"):
+        storage.lane_record([_lane_row(3), _lane_row(5)], [_event(b"b" * 32, 3, 0)])
+    assert storage.lane_height() == 2 and storage.lane_event(b"b" * 32) is None
+    storage.lane_record(
+        [_lane_row(3)],
+        [_event(b"d" * 32, 3, -1, "rejected"), _event(b"c" * 32, 3, 1), _event(b"b" * 32, 3, 0)],
+    )
+    events = storage.lane_events(1, 3)
+    # execution order: by height, then position; decided-but-not-executed after them
+    assert [(e.payload_id[:1], e.position) for e in events] == [
+        (b"a", 5), (b"b", 0), (b"c", 1), (b"d", -1)
+    ]  # fmt: skip
+    assert all(e.data is None for e in events)  # bytes only on request
+    assert storage.lane_events(3, 3, with_data=True)[0].data == b"payload-" + b"b" * 32
+    assert storage.lane_event_count() == 4 and storage.lane_event_count("rejected") == 1
+    assert [r.height for r in storage.lane_heights(1, 10)] == [1, 2, 3]
+    storage.close()
+
+
+def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "node.sqlite3")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (b"1",))
+    db.commit()
+    db.close()
+    storage = Storage(tmp_path)
+    assert storage._meta("schema_version") == b"2"
+    assert storage.lane_height() == 0
+    storage.close()
+    db = sqlite3.connect(tmp_path / "node.sqlite3")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (b"7",))
+    db.commit()
+    db.close()
+    with pytest.raises(StorageError, match="schema version 7"):
+        Storage(tmp_path)
+
+
+def test_lane_data_and_finalized_blocks(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
     storage.put_lane_data(b"lane/1", b"bundle")
     assert storage.get_lane_data(b"lane/1") == b"bundle"
     assert storage.get_lane_data(b"lane/2") is None
+    id1, tip1, body1 = make_block(round=1, seq_num=1, payload=b"\x01x")
+    id2, tip2, body2 = make_block(fake_qc(id1, 1), round=2, seq_num=2)
+    storage.put_block(id1, tip1, body1)
+    storage.put_block(id2, tip2, body2)
+    assert storage.max_block_seq() == 2
+    assert storage.finalized_blocks(1, 10) == []  # stored but not finalized
+    storage.commit_blocks([_row(1, id1), _row(2, id2)], [])
+    assert storage.finalized_blocks(1, 10) == [(tip1, body1), (tip2, body2)]
+    assert storage.finalized_blocks(2, 1) == [(tip2, body2)]
+    storage.close()

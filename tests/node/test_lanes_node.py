@@ -1,0 +1,460 @@
+"""Sedna lanes in the node: admission, lane-block relay, POST /bundle, decode tracking,
+tracker persistence across a restart, and an end-to-end testnet run with Sedna load."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from consensus.crypto import ED25519, derive_keys
+from consensus.lanes.encoding import encode_payload
+from consensus.lanes.payload import build_block_payload
+from consensus.lanes.proposer import max_entry_bytes
+from consensus.lanes.tickets import make_ticket, sign_ticket
+from consensus.lanes.wire import LaneEntry, SignedTicket, encode_lane_entry
+from consensus.messages import BlockBody
+from consensus.validators import ValidatorSet, schedule_by_name
+from node.config import load_config, load_key
+from node.lanes_node import (
+    LANE_FRAME_TAG,
+    MAX_HELD_SLOTS,
+    NODE_LANE_PARAMS,
+    SEAL_AHEAD_SLOTS,
+    NodeBlockValidator,
+    NodeLanes,
+    stand_in_header,
+)
+from node.mempool import PlainPayloadValidator
+from node.rpc import HttpClient, encode_binary_txs
+from node.runtime import NodeRuntime
+from node.sedna_client import SednaClient, SednaPolicy
+from node.testnet import generate_network
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = derive_keys(4, b"tests/lanes-node")
+SENDER = derive_keys(1, b"tests/lanes-node/sender")[0]
+VALIDATORS = ValidatorSet.from_keys([k.public for k in KEYS])
+SCHEDULE = schedule_by_name("round-robin", VALIDATORS)
+
+
+def _lanes() -> list[NodeLanes]:
+    return [
+        NodeLanes(index=i, key=k, scheme=ED25519, validators=VALIDATORS, schedule=SCHEDULE)
+        for i, k in enumerate(KEYS)
+    ]
+
+
+def _encoded(size: int = 512, seed: int = 0):
+    payload = bytes((seed + i) % 251 for i in range(size))
+    return encode_payload(NODE_LANE_PARAMS, payload, bytes([seed]) * 32, SENDER.public)
+
+
+def _entry(encoded, lane: int, slot: int, bundle: int) -> LaneEntry:
+    ticket = make_ticket(encoded.commitment_id, lane, slot, bundle, 1)
+    return LaneEntry(encoded.bundles[bundle], sign_ticket(ED25519, SENDER, ticket))
+
+
+def _data(encoded, lane: int, slot: int, bundle: int) -> bytes:
+    return encode_lane_entry(_entry(encoded, lane, slot, bundle))
+
+
+# --------------------------------------------------------------------------- NodeLanes
+
+
+def test_admission_counts_every_rejection_reason() -> None:
+    lane = _lanes()[0]
+    enc = _encoded()
+    lane.on_finalized(2)  # slots up to 2 are closed
+    slot = lane.open_slot
+    assert slot == 3
+    forged = _entry(enc, 0, slot, 3)
+    forged = LaneEntry(forged.bundle, SignedTicket(forged.ticket.ticket, bytes(64)))
+    records = [
+        _data(enc, 0, slot, 0),  # accepted
+        _data(enc, 0, slot, 0),  # the same bundle again
+        _data(enc, 1, slot, 1),  # addressed to lane 1
+        _data(enc, 0, slot - 1, 2),  # a closed slot
+        _data(enc, 0, slot + 16, 4),  # beyond the look-ahead window
+        encode_lane_entry(forged),
+        b"\x93junk",
+        os.urandom(max_entry_bytes(NODE_LANE_PARAMS) + 1),
+    ]
+    results = lane.submit(records)
+    assert results == [
+        None,
+        "duplicate_symbol",
+        "wrong_lane",
+        "expired_ticket",
+        "wrong_slot",
+        "bad_ticket_signature",
+        "malformed",
+        "oversized",
+    ]
+    expected = {r: results.count(r) for r in results if r is not None}
+    assert dict(lane.proposer.rejected) == expected
+    assert lane.counters.bundles_accepted == 1
+    assert lane.accepted_bundles(enc.commitment_id) == 1
+
+
+def test_lane_block_is_relayed_to_the_leader_two_heights_ahead_and_verified() -> None:
+    lanes = _lanes()
+    enc = _encoded()
+    voted_seq, vote_round = 5, 9
+    slot = voted_seq + SEAL_AHEAD_SLOTS
+    leader = SCHEDULE.leader(vote_round + SEAL_AHEAD_SLOTS)
+    backup = SCHEDULE.leader(vote_round + SEAL_AHEAD_SLOTS + 1)
+    sender = next(i for i in range(4) if i not in (leader, backup))
+    assert lanes[sender].submit([_data(enc, sender, slot, 0)]) == [None]
+    relays = lanes[sender].on_vote(voted_seq, vote_round)
+    assert [peer for peer, _ in relays] == [leader, backup]
+    (_, frame), (_, backup_frame) = relays
+    assert frame[:3] == bytes([LANE_FRAME_TAG, 1, 0]) and backup_frame[2] == 1
+    assert lanes[sender].on_vote(voted_seq, vote_round) == []  # one relay per (slot, leader)
+    assert lanes[sender].submit([_data(enc, sender, slot, 1)]) == ["expired_ticket"]  # sealed
+    target = lanes[leader]
+    third = backup
+    tampered = frame[:-1] + bytes([frame[-1] ^ 1])  # lane block signature broken
+    assert target.on_lane_frame(third, frame) == "not_own_lane"
+    assert target.on_lane_frame(sender, bytes([LANE_FRAME_TAG, 9, 0]) + frame[3:]) == "bad_version"
+    assert target.on_lane_frame(sender, bytes([LANE_FRAME_TAG, 1, 7]) + frame[3:]) == "bad_version"
+    assert target.on_lane_frame(sender, frame[:20]) == "malformed"
+    assert target.on_lane_frame(sender, tampered) == "invalid"  # primary: verified on arrival
+    assert target.on_lane_frame(sender, frame) is None
+    assert target.on_lane_frame(sender, frame) == "duplicate"
+    assert target.held_slots() == {slot: [sender]} and target.held_verified(slot) == {sender: True}
+    assert dict(target.refused) == {
+        "not_own_lane": 1,
+        "bad_version": 2,
+        "malformed": 1,
+        "invalid": 1,
+        "duplicate": 1,
+    }
+    # The leader proposes its own lane (sealed now) and the held one, sorted by lane.
+    assert target.submit([_data(enc, leader, slot, 2)]) == [None]
+    blocks = target.lane_blocks_for(slot, budget_bytes=1 << 20)
+    assert [b.lane for b in blocks] == sorted([leader, sender])
+    assert all(b.slot == slot for b in blocks)
+    # A finalized slot drops held blocks.
+    target.on_finalized(slot)
+    assert target.held_slots() == {}
+
+
+def test_backup_copies_are_verified_only_when_used() -> None:
+    lanes = _lanes()
+    enc = _encoded()
+    voted_seq, vote_round = 5, 9
+    slot = voted_seq + SEAL_AHEAD_SLOTS
+    leader = SCHEDULE.leader(vote_round + SEAL_AHEAD_SLOTS)
+    backup = SCHEDULE.leader(vote_round + SEAL_AHEAD_SLOTS + 1)
+    good, bad = (i for i in range(4) if i not in (leader, backup))
+    lanes[good].submit([_data(enc, good, slot, 0)])
+    lanes[bad].submit([_data(enc, bad, slot, 1)])
+    good_frame = dict(lanes[good].on_vote(voted_seq, vote_round))[backup]
+    bad_frame = dict(lanes[bad].on_vote(voted_seq, vote_round))[backup]
+    bad_frame = bad_frame[:-1] + bytes([bad_frame[-1] ^ 1])
+    target = lanes[backup]
+    assert target.on_lane_frame(good, good_frame) is None
+    assert target.on_lane_frame(bad, bad_frame) is None  # held unverified
+    assert target.held_verified(slot) == {good: False, bad: False}
+    # round + 2 timed out: the backup proposes the slot and verifies the copies first
+    blocks = target.lane_blocks_for(slot, budget_bytes=1 << 20)
+    assert sorted(b.lane for b in blocks) == [good]
+    assert target.refused["invalid"] == 1 and target.counters.backup_lane_blocks_used == 1
+
+
+def test_slot_window_and_budget_of_held_lane_blocks() -> None:
+    lanes = _lanes()
+    enc = _encoded()
+    leader = SCHEDULE.leader(3 + SEAL_AHEAD_SLOTS)
+    sender = next(i for i in range(4) if i not in (leader, SCHEDULE.leader(6)))
+    lanes[leader].on_finalized(40)  # the leader is ahead: slot 3 + 2 is already final
+    lanes[sender].submit([_data(enc, sender, 5, 0)])
+    relay = dict(lanes[sender].on_vote(3, 3))
+    assert lanes[leader].on_lane_frame(sender, relay[leader]) == "slot_out_of_window"
+    fresh = _lanes()
+    fresh[sender].submit([_data(enc, sender, 5, 1)])
+    relay = dict(fresh[sender].on_vote(3, 3))
+    assert fresh[leader].on_lane_frame(sender, relay[leader]) is None
+    far = _lanes()
+    far[sender].on_finalized(MAX_HELD_SLOTS + 10)
+    far[sender].submit([_data(enc, sender, MAX_HELD_SLOTS + 13, 2)])
+    relay = dict(far[sender].on_vote(MAX_HELD_SLOTS + 11, 3))
+    # the leader has finalized nothing: that slot is beyond its window
+    assert far[leader].on_lane_frame(sender, relay[leader]) == "slot_out_of_window"
+    assert fresh[leader].lane_blocks_for(5, budget_bytes=100) == []  # does not fit
+    assert fresh[leader].counters.lane_blocks_omitted == 1
+
+
+def test_block_validator_trusts_only_bodies_built_here_for_that_height() -> None:
+    lanes = _lanes()
+    enc = _encoded()
+    lane = lanes[0]
+    slot = lane.open_slot + 1
+    lane.submit([_data(enc, 0, slot, 0)])
+    blocks = lane.lane_blocks_for(slot, 1 << 20)
+    body = BlockBody(build_block_payload([b"tx"], blocks))
+    plain = PlainPayloadValidator(10, 100, 10_000, lanes=lane.validator)
+    validator = NodeBlockValidator(plain, lane)
+    lane.note_built(slot, body)
+    assert validator.validate(stand_in_header(slot, 0, body), body)
+    # the same bytes at another height are checked in full, and a lane block belongs to its slot
+    assert not validator.validate(stand_in_header(slot + 1, 0, body), body)
+    other = NodeBlockValidator(
+        PlainPayloadValidator(10, 100, 10_000, lanes=lanes[1].validator), lanes[1]
+    )
+    assert other.validate(stand_in_header(slot, 0, body), body)  # full check passes
+    tampered = BlockBody(body.payload[:-1] + bytes([body.payload[-1] ^ 1]))
+    assert not other.validate(stand_in_header(slot, 0, tampered), tampered)
+
+
+def test_tracker_executes_a_payload_once_its_bundles_are_final() -> None:
+    lanes = _lanes()
+    enc = _encoded(size=900)
+    assert enc.layout.kappa == 3
+    tracker = lanes[0]
+    assert tracker.payload_status(enc.commitment_id) == ("unknown", [])
+    # slot 1 carries bundles 0 and 1 (lanes 1, 2), slot 2 bundle 2 (lane 3): decoded at 2
+    plan = {1: [(1, 0), (2, 1)], 2: [(3, 2)]}
+    for slot, addressed in plan.items():
+        for lane, bundle in addressed:
+            assert lanes[lane].submit([_data(enc, lane, slot, bundle)]) == [None]
+        blocks = [b for lane in lanes for b in lane.lane_blocks_for(slot, 1 << 20)]
+        body = BlockBody(build_block_payload([b"t%d" % slot], blocks))
+        outcome, n_txs = tracker.track(stand_in_header(slot, 0, body), body)
+        assert n_txs == 1 and len(outcome.redemptions) == len(addressed)
+        if slot == 1:
+            assert outcome.payloads == ()
+            assert tracker.payload_status(enc.commitment_id) == ("pending", [0, 1])
+    (event,) = outcome.payloads
+    assert event.status == "executed" and event.position == 0  # the node adds n_txs
+    assert event.payload == bytes(i % 251 for i in range(900))
+    assert tracker.tracker_height == 2
+    assert tracker.payload_status(enc.commitment_id) == ("executed", [])
+
+
+# --------------------------------------------------------------------------- POST /bundle
+
+
+def _net(root: Path, nodes: int = 4) -> list:
+    manifest = generate_network(root, nodes, consensus={"delta_ms": 50.0})
+    return [load_config(root / m["config"]) for m in manifest["members"]]
+
+
+def test_bundle_endpoint_admits_good_bundles_and_counts_junk(tmp_path: Path) -> None:
+    """One node of four (no quorum, so its lane's open slot stays put) behind its real RPC."""
+
+    async def scenario() -> None:
+        config = _net(tmp_path)[0]
+        node = NodeRuntime(config, load_key(config))
+        node.rpc.max_bundle_request_bytes = 64 * 1024
+        task = asyncio.create_task(node.run())
+        try:
+            for _ in range(100):
+                if node.rpc.port:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+            client = HttpClient("127.0.0.1", node.rpc.port)
+            enc = _encoded(size=700)
+            slot = node.lanes.open_slot
+            good = base64.b64encode(_data(enc, 0, slot, 0)).decode()
+            status, body = await client.post_json("/bundle", {"bundle": good})
+            assert status == 200 and body["accepted"] == 1 and body["results"] == [None]
+            assert body["lane"] == 0 and body["open_slot"] == slot
+            status, body = await client.post_json("/bundle", {"bundles": [good]})
+            assert status == 400 and body["rejected"] == {"duplicate_symbol": 1}
+            junk = encode_binary_txs(
+                [
+                    b"\x92junk",
+                    _data(enc, 1, slot, 1),
+                    os.urandom(max_entry_bytes(NODE_LANE_PARAMS) + 1),
+                ]
+            )
+            status, raw = await client.request("POST", "/bundle", junk, "application/octet-stream")
+            answer = json.loads(raw)
+            assert status == 400 and answer["accepted"] == 0
+            assert answer["results"] == ["malformed", "wrong_lane", "oversized"]
+            # A request body above the bundle limit is refused before it is read.
+            status, raw = await client.request(
+                "POST", "/bundle", bytes(64 * 1024 + 1), "application/octet-stream"
+            )
+            assert status == 413
+            for bad, error in (
+                ({"bundle": "***"}, "base64"),
+                ({"bundle": 7}, "base64"),
+                ({"nothing": 1}, "expected"),
+                ({"bundles": []}, "no bundles"),
+            ):
+                status, body = await client.post_json("/bundle", bad)
+                assert status == 400 and error in body["error"]
+            status, raw = await client.request("POST", "/bundle", b"x", "text/plain")
+            assert status == 400
+            state = await client.get_json(f"/payload/{enc.commitment_id.hex()}")
+            assert state["state"] == "submitted" and state["lane_accepted_bundles"] == 1
+            lanes = await client.get_json("/lanes")
+            assert lanes["bundles_rejected"] == {
+                "duplicate_symbol": 1,
+                "malformed": 1,
+                "wrong_lane": 1,
+                "oversized": 2,
+            }
+            metrics = (await client.request("GET", "/metrics"))[1].decode()
+            assert 'sedna_bundles_rejected_total{reason="oversized"} 2' in metrics
+            assert "sedna_bundles_accepted_total 1" in metrics
+            await client.close()
+        finally:
+            node.stop()
+            await task
+
+    asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------- tracker persistence
+
+
+async def _until(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return bool(predicate())
+
+
+async def _send(client: SednaClient, payloads: list[bytes], timeout_s: float) -> list[bytes]:
+    ids = [client.submit(p) for p in payloads]
+    deadline = time.monotonic() + timeout_s
+    while client.undecided() and time.monotonic() < deadline:
+        await client.step()
+        await asyncio.sleep(0.02)
+    assert client.undecided() == 0, client.stats
+    return [i for i in ids if i is not None]
+
+
+def test_decoded_payloads_survive_a_restart_without_double_execution(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        configs = _net(tmp_path)
+        nodes = [NodeRuntime(c, load_key(c)) for c in configs]
+        tasks = [asyncio.create_task(n.run()) for n in nodes]
+        restarted: NodeRuntime | None = None
+        try:
+            assert await _until(lambda: min(n.finalized_height for n in nodes) >= 3, 20)
+            targets = [(n.index, "127.0.0.1", n.rpc.port) for n in nodes]
+            client = SednaClient(targets, policy=SednaPolicy(extra_bundles=1))
+            for n in nodes:  # plain txs alongside: payloads execute after a block's txs
+                n.rpc_submit([b"plain-%d-%d" % (n.index, i) for i in range(40)])
+            first = await _send(client, [b"first-%d" % i + bytes(300) for i in range(12)], 30)
+            assert client.stats.decided["decoded"] == 12
+            assert await _until(
+                lambda: all(n.lanes.tracker.counts["executed"] >= 12 for n in nodes), 20
+            )
+            victim = nodes[1]
+            before = victim.storage.lane_events(1, 10**9, with_data=True)
+            stored_height = victim.storage.lane_height()
+            assert {e.payload_id for e in before} == set(first)
+            victim.stop()
+            await tasks[1]
+            restarted = NodeRuntime(victim.config, load_key(victim.config))
+            assert restarted.lanes.tracker_height == 0  # rebuilt by replaying the chain
+            tasks[1] = asyncio.create_task(restarted.run())
+            nodes[1] = restarted
+            assert await _until(lambda: restarted.lanes.tracker_height >= stored_height, 30)
+            after = restarted.storage.lane_events(1, 10**9, with_data=True)
+            assert after[: len(before)] == before  # same rows, same decided_ns: not re-executed
+            assert restarted.metrics.replay_mismatch.total() == 0 and restarted.lane_error is None
+            assert restarted.lanes.tracker.counts["executed"] >= 12
+            # the restarted node keeps decoding new payloads, in the same order as the others
+            client.targets[1] = ("127.0.0.1", restarted.rpc.port)
+            second = await _send(client, [b"second-%d" % i + bytes(300) for i in range(6)], 30)
+            assert len(second) == 6
+            assert await _until(
+                lambda: all(n.lanes.tracker.counts["executed"] >= 18 for n in nodes), 20
+            )
+            common = min(n.storage.lane_height() for n in nodes)
+            hashes = {n.storage.lane_hash_at(common) for n in nodes}
+            assert len(hashes) == 1 and None not in hashes
+            events = restarted.storage.lane_events(1, 10**9)
+            ids = [e.payload_id for e in events]
+            assert len(ids) == len(set(ids)) == restarted.storage.lane_event_count()
+            # positions: right after the block's plain txs, consecutive, in commitment-id order
+            by_height: dict[int, list] = {}
+            for e in events:
+                by_height.setdefault(e.height, []).append(e)
+            assert any(r.n_tx for r in restarted.storage.finalized_range(1, 10**9))
+            for height, group in by_height.items():
+                (row,) = restarted.storage.finalized_range(height, height)
+                assert [e.position for e in group] == list(range(row.n_tx, row.n_tx + len(group)))
+                assert [e.payload_id for e in group] == sorted(e.payload_id for e in group)
+            await client.close()
+        finally:
+            for n in nodes:
+                n.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+def test_a_lane_that_never_relays_is_ratcheted_out_and_payloads_still_decode(
+    tmp_path: Path,
+) -> None:
+    """Node 3 is silent (accepts bundles over RPC, never votes or relays): its bundles are
+    never finalized, the sender re-sends the missing ones and excludes lane 3."""
+
+    async def scenario() -> None:
+        manifest = generate_network(
+            tmp_path, 4, consensus={"delta_ms": 50.0}, node_test={3: {"byzantine": "silent"}}
+        )
+        configs = [load_config(tmp_path / m["config"]) for m in manifest["members"]]
+        nodes = [NodeRuntime(c, load_key(c)) for c in configs]
+        tasks = [asyncio.create_task(n.run()) for n in nodes]
+        try:
+            assert await _until(lambda: min(n.finalized_height for n in nodes[:3]) >= 3, 20)
+            targets = [(n.index, "127.0.0.1", n.rpc.port) for n in nodes]
+            client = SednaClient(targets, policy=SednaPolicy(lanes="fresh"))
+            ids = await _send(client, [b"ratchet-%d" % i + bytes(200) for i in range(20)], 40)
+            assert client.stats.decided["decoded"] == 20
+            assert client.stats.resends > 0 and client.stats.ratchet_exclusions > 0
+            # the silent lane held unredeemed tickets, so some payload excluded it
+            assert any(3 in client.payloads[cid].excluded for cid in ids)
+            assert nodes[3].lanes.counters.bundles_accepted > 0
+            assert nodes[3].lanes.counters.lane_blocks_relayed == 0
+            await client.close()
+        finally:
+            for n in nodes:
+                n.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.e2e
+def test_testnet_run_decodes_sedna_payloads_on_every_node_through_a_kill() -> None:
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "node.cli", "testnet", "run", "--nodes", "4",
+            "--duration", "6", "--rate", "200", "--sedna-rate", "40",
+            "--perturb", "kill:2:1@2", "--json",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=150,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    s = json.loads(result.stdout)
+    assert s["ok"] and s["agreement"] and s["execution_order_agreement"]
+    offered = s["sedna_offered"]
+    assert offered >= 150
+    assert s["sedna_decoded"] == {str(i): offered for i in range(4)}  # every node, every payload
+    assert 0 < s["sedna_decode_ms"]["p50"] <= s["sedna_decode_ms"]["p99"]
+    assert s["execution_order_height"] > 0 and len(s["execution_order_hash"]) == 64
+    assert s["perturbations"][0]["recovered"]
+    assert s["committed_tx"] == s["accepted_tx"] > 0
