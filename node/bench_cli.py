@@ -121,8 +121,25 @@ def _run_core(args) -> int:
 
 
 # name -> (help, add_arguments(parser), run(args) -> exit code)
+def _testnet_arguments(parser: argparse.ArgumentParser) -> None:
+    from node.bench_testnet import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_testnet(args) -> int:
+    from node.bench_testnet import run
+
+    return run(args)
+
+
 BENCHMARKS: dict[str, tuple[str, Callable, Callable]] = {
     "core": ("rounds finalized per second in the in-process harness", _core_arguments, _run_core),
+    "testnet": (
+        "4-validator testnet saturation throughput and finality latency (tcp, libp2p, Sedna)",
+        _testnet_arguments,
+        _run_testnet,
+    ),
 }
 
 

@@ -1,0 +1,333 @@
+"""Testnet benchmark: saturation throughput and finality latency of 4 local validators.
+
+Plain sweep: for each transport, offer increasing plain-tx loads (512 B txs, no Sedna
+load) to a fresh 4-node network on loopback for `--duration` seconds, `--repeats` times
+per rate, and report the median finalized tx/s and finality p50/p99 per rate. The
+saturation point is the highest offered rate whose median finalized throughput stays
+>= 95 % of the offered rate (CometBFT's method: raise the offered rate until committed
+falls below offered).
+
+Sedna sweep (`--sedna-rates`): the same for Sedna payloads (`--sedna-bytes`, default
+512 B, plain load `--sedna-plain-rate`, default 0). The throughput of a point is the
+number of payloads decoded *on every node* during the load window per second (the
+minimum over the nodes), and its latency is first bundle sent -> decoded, over every
+(payload, node) pair. Payloads are encoded before the window (`sedna_preencode`) so the
+sender's encoding does not compete with the nodes inside it; the nodes, the sender's
+ticket signing and HTTP, and the launcher still share the machine.
+
+    sedna bench testnet --transports tcp --rates 1000,4000,8000
+    sedna bench testnet --transports tcp --rates "" \
+        --sedna-rates 50,100,200,400,800,1200 --duration 10 --repeats 3
+    sedna bench testnet --json > results.json
+
+`benchmarks/bench_testnet.py` runs the same benchmark as a script.
+Numbers depend on the machine (2 cores here: the 4 nodes, the load generator and the
+runner share them); compare runs on one machine only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+from typing import Any
+
+DEFAULT_RATES = (1000, 2000, 4000, 6000, 8000, 10000)
+SATURATION_FRACTION = 0.95
+
+
+def _one_run(transport: str, rate: float, duration_s: float, tx_bytes: int) -> dict[str, Any]:
+    from node.testnet import RunOptions, TestnetRun
+
+    options = RunOptions(
+        nodes=4,
+        duration_s=duration_s,
+        rate_tps=rate,
+        transport=transport,
+        tx_bytes=tx_bytes,
+        sedna_rate_pps=0.0,
+    )
+    return asyncio.run(TestnetRun(options).execute())
+
+
+def _sedna_run(
+    transport: str, rate: float, duration_s: float, payload_bytes: int, plain_rate: float
+) -> dict[str, Any]:
+    from node.testnet import RunOptions, TestnetRun
+
+    options = RunOptions(
+        nodes=4,
+        duration_s=duration_s,
+        rate_tps=plain_rate,
+        transport=transport,
+        sedna_rate_pps=rate,
+        sedna_bytes=payload_bytes,
+        sedna_preencode=True,
+    )
+    return asyncio.run(TestnetRun(options).execute())
+
+
+def sedna_cost_model(payload_bytes: int, nodes: int = 4, samples: int = 300) -> dict[str, Any]:
+    """CPU cost of one Sedna payload in the 4-node testnet, stage by stage (single thread,
+    median of 5 passes over `samples` payloads), and the ceiling it implies on 2 cores.
+
+    Stages per payload: the sender encodes once and signs κ tickets; κ bundles are admitted
+    by their lanes (decode + static rules + ticket signature + Merkle proof); every node
+    verifies every bundle once more inside lane blocks (relayed lane blocks at the leader,
+    proposals at the others; the same `check_entry_crypto`); every node decodes the
+    payload and re-checks it against its commitment. Consensus, HTTP, SQLite and Python
+    glue come on top, so the measured ceiling is lower than this one.
+    """
+    import os
+    import time
+
+    from consensus.crypto import ED25519, KeyPair
+    from consensus.lanes.encoding import decode_payload, encode_payload
+    from consensus.lanes.proposer import check_entry_crypto, check_entry_static
+    from consensus.lanes.tickets import make_ticket, sign_ticket
+    from consensus.lanes.wire import LaneEntry, decode_lane_entry, encode_lane_entry
+    from node.lanes_node import NODE_LANE_PARAMS
+
+    params = NODE_LANE_PARAMS
+    key = KeyPair.from_seed(os.urandom(32))
+    payloads = [os.urandom(payload_bytes) for _ in range(samples)]
+
+    def timed(fn: Any) -> float:
+        runs = []
+        for _ in range(5):
+            start = time.perf_counter()
+            fn()
+            runs.append((time.perf_counter() - start) / samples * 1e6)
+        return statistics.median(runs)
+
+    encoded: list[Any] = []
+    encode_us = timed(
+        lambda: encoded.__setitem__(
+            slice(None),
+            [encode_payload(params, p, os.urandom(32), key.public) for p in payloads],
+        )
+    )
+    kappa = encoded[0].layout.kappa
+    entries: list[bytes] = []
+
+    def sign() -> None:
+        entries[:] = [
+            encode_lane_entry(
+                LaneEntry(
+                    e.bundles[0],
+                    sign_ticket(ED25519, key, make_ticket(e.commitment_id, 0, 9, 0, 1)),
+                )
+            )
+            for e in encoded
+        ]
+
+    sign_us = timed(sign)
+
+    def admit() -> None:
+        for data in entries:
+            entry = decode_lane_entry(data, 1 << 20)
+            assert check_entry_static(params, entry, 0) is None
+            assert check_entry_crypto(ED25519, entry) is None
+
+    admit_us = timed(admit)
+    decoded = [
+        (e.layout, e.commitment, {i: e.bundles[i].symbols for i in range(kappa)}) for e in encoded
+    ]
+    decode_us = timed(lambda: [decode_payload(*d) for d in decoded])
+    per_payload_us = (
+        encode_us
+        + kappa * sign_us
+        + kappa * admit_us
+        + nodes * kappa * admit_us
+        + nodes * decode_us
+    )
+    return {
+        "payload_bytes": payload_bytes,
+        "kappa": kappa,
+        "encode_us": round(encode_us, 1),
+        "sign_ticket_us": round(sign_us, 1),
+        "verify_bundle_us": round(admit_us, 1),
+        "decode_us": round(decode_us, 1),
+        "cpu_us_per_payload": round(per_payload_us, 1),
+        "ceiling_pps_on_2_cores": round(2e6 / per_payload_us, 1),
+        "ceiling_without_sender_pps": round(
+            2e6 / (per_payload_us - encode_us - kappa * sign_us), 1
+        ),
+    }
+
+
+def bench_sedna(
+    transports: list[str],
+    rates: list[float],
+    duration_s: float,
+    repeats: int,
+    payload_bytes: int,
+    plain_rate: float,
+) -> dict[str, Any]:
+    """Sedna saturation sweep: payloads/s decoded on every node, per offered rate."""
+    results: dict[str, Any] = {"payload_bytes": payload_bytes, "plain_rate_tps": plain_rate}
+    for transport in transports:
+        points = []
+        saturation = None
+        for rate in rates:
+            runs = [
+                _sedna_run(transport, rate, duration_s, payload_bytes, plain_rate)
+                for _ in range(repeats)
+            ]
+            point = {
+                "offered_pps": rate,
+                "decoded_every_node_pps": _median(
+                    [min(r["sedna_pps"].values(), default=0.0) for r in runs]
+                ),
+                "decode_p50_ms": _median([r["sedna_decode_ms"]["p50"] for r in runs]),
+                "decode_p99_ms": _median([r["sedna_decode_ms"]["p99"] for r in runs]),
+                "undecided": max(
+                    r["sedna_offered"] - min(r["sedna_decoded"].values(), default=0) for r in runs
+                ),
+                "resends": _median([r["sedna_client"]["resends"] for r in runs]),
+                "block_interval_ms": _median([r["block_interval_ms"]["mean"] for r in runs]),
+                "execution_order_agreement": all(r["execution_order_agreement"] for r in runs),
+                "all_ok": all(r["ok"] for r in runs),
+            }
+            points.append(point)
+            print(f"{transport:>6} sedna offered {rate:>6.0f}/s -> {point}", file=sys.stderr)
+            decoded = point["decoded_every_node_pps"] or 0.0
+            if decoded >= SATURATION_FRACTION * rate and point["all_ok"]:
+                saturation = point
+            else:
+                break  # decoded fell below offered: saturated
+        results[transport] = {"points": points, "saturation": saturation}
+    return results
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 2) if present else None
+
+
+def bench(
+    transports: list[str], rates: list[float], duration_s: float, repeats: int, tx_bytes: int
+) -> dict[str, Any]:
+    results: dict[str, Any] = {"duration_s": duration_s, "repeats": repeats, "tx_bytes": tx_bytes}
+    for transport in transports:
+        points = []
+        saturation = None
+        for rate in rates:
+            runs = [_one_run(transport, rate, duration_s, tx_bytes) for _ in range(repeats)]
+            point = {
+                "offered_tps": rate,
+                "finalized_tps": _median([r["tps"] for r in runs]),
+                "finality_p50_ms": _median([r["finality_ms"]["p50"] for r in runs]),
+                "finality_p99_ms": _median([r["finality_ms"]["p99"] for r in runs]),
+                "speculative_p50_ms": _median([r["speculative_ms"]["p50"] for r in runs]),
+                "lost_tx": max(r["lost_tx"] for r in runs),
+                "all_ok": all(r["ok"] for r in runs),
+            }
+            points.append(point)
+            print(f"{transport:>6} offered {rate:>8.0f} -> {point}", file=sys.stderr)
+            tps = point["finalized_tps"] or 0.0
+            if tps >= SATURATION_FRACTION * rate and point["all_ok"]:
+                saturation = point
+            else:
+                break  # committed fell below offered: saturated
+        results[transport] = {"points": points, "saturation": saturation}
+    return results
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transports", default="tcp,libp2p", help="comma list (tcp,libp2p)")
+    parser.add_argument(
+        "--rates", default=",".join(str(r) for r in DEFAULT_RATES), help="offered tx/s, comma list"
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per rate (median)")
+    parser.add_argument("--tx-bytes", type=int, default=512)
+    parser.add_argument(
+        "--sedna-rates", default="", help="offered Sedna payloads/s, comma list (empty: skip)"
+    )
+    parser.add_argument("--sedna-bytes", type=int, default=512)
+    parser.add_argument(
+        "--sedna-cost", action="store_true", help="print the per-stage CPU cost model of a payload"
+    )
+    parser.add_argument(
+        "--sedna-plain-rate", type=float, default=0.0, help="plain tx/s alongside (default 0)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        transports = [t for t in args.transports.split(",") if t]
+        rates = sorted(float(r) for r in args.rates.split(",") if r)
+        sedna_rates = sorted(float(r) for r in args.sedna_rates.split(",") if r)
+    except ValueError:
+        print("bench testnet: --rates and --sedna-rates must be numbers", file=sys.stderr)
+        return 2
+    if (
+        not (rates or sedna_rates or args.sedna_cost)
+        or any(r <= 0 for r in rates + sedna_rates)
+        or args.repeats < 1
+        or args.duration <= 0
+        or args.sedna_plain_rate < 0
+    ):
+        print("bench testnet: rates, --repeats and --duration must be positive", file=sys.stderr)
+        return 2
+    if not 24 <= args.sedna_bytes <= 64 * 1024:
+        print("bench testnet: --sedna-bytes must be in 24..65536", file=sys.stderr)
+        return 2
+    if any(t not in ("tcp", "libp2p") for t in transports):
+        print("bench testnet: transports are tcp and libp2p", file=sys.stderr)
+        return 2
+    results: dict[str, Any] = {}
+    if args.sedna_cost:
+        results["sedna_cost"] = sedna_cost_model(args.sedna_bytes)
+        print(json.dumps(results["sedna_cost"]), file=sys.stderr)
+    if rates:
+        results.update(bench(transports, rates, args.duration, args.repeats, args.tx_bytes))
+    if sedna_rates:
+        results["sedna"] = bench_sedna(
+            transports,
+            sedna_rates,
+            args.duration,
+            args.repeats,
+            args.sedna_bytes,
+            args.sedna_plain_rate,
+        )
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    if "sedna" in results:
+        for transport in transports:
+            print(f"{transport} sedna ({args.sedna_bytes} B payloads):")
+            for p in results["sedna"][transport]["points"]:
+                print(
+                    f"  offered {p['offered_pps']:>6.0f}/s  decoded on every node "
+                    f"{p['decoded_every_node_pps']}/s  decode p50 {p['decode_p50_ms']} ms  "
+                    f"p99 {p['decode_p99_ms']} ms"
+                )
+            sat = results["sedna"][transport]["saturation"]
+            best = sat["decoded_every_node_pps"] if sat else "below the lowest rate"
+            print(f"  saturation: {best} payloads/s decoded on every node")
+    if rates:
+        for transport in transports:
+            print(f"{transport}:")
+            for p in results[transport]["points"]:
+                print(
+                    f"  offered {p['offered_tps']:>8.0f} tx/s  finalized {p['finalized_tps']:>8} tx/s"
+                    f"  finality p50 {p['finality_p50_ms']} ms  p99 {p['finality_p99_ms']} ms"
+                )
+            sat = results[transport]["saturation"]
+            print(f"  saturation: {sat['finalized_tps'] if sat else 'below the lowest rate'} tx/s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
