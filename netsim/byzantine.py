@@ -26,6 +26,11 @@ Behaviours (`BEHAVIOURS`):
 - ne_spam: sends a signed NoEndorsement {round, tip_qc_round = its high QC round} for its
   current and next round to those rounds' leaders on every event it handles (at most 2
   per event), whatever it holds.
+- withhold_bundles (needs `[lanes]`): a lane-layer behaviour, implemented by
+  `netsim.lanes` (a `LaneProposer` with a withholding policy): the node omits the bundles
+  addressed to its lane (only those of `target_senders`, when given) and pools them with
+  the other `withhold_bundles` nodes (one cartel, one `CartelPool`). Its consensus
+  messages are untouched: `ByzantineMachine` passes every command through.
 
 Several behaviours may be stacked on one node (several `[[byzantine]]` entries): each
 wraps the previous one, in file order.
@@ -71,7 +76,10 @@ BEHAVIOURS: dict[str, str] = {
     "invalid_signatures": "corrupts every signature it sends",
     "stale_spam": "floods replays of old messages and far-future votes/timeouts",
     "ne_spam": "sends no-endorsements for every round, whatever it holds",
+    "withhold_bundles": "as a lane proposer, omits and pools bundles addressed to it ([lanes])",
 }
+# Behaviours that live in the lane layer (netsim.lanes), not in the consensus messages.
+LANE_BEHAVIOURS = frozenset({"withhold_bundles"})
 MAX_REPLAY_BUFFER = 256
 MAX_SPAM_PER_EVENT = 4
 FUTURE_ROUND_OFFSET = 1000

@@ -27,7 +27,7 @@ from consensus.messages import (
     TimeoutCertificate,
 )
 from consensus.validators import ValidatorSet, schedule_by_name
-from netsim.byzantine import ByzantineMachine
+from netsim.byzantine import LANE_BEHAVIOURS, ByzantineMachine
 from netsim.engine import Disk, Observer, RunResult, Simulator, derive_rng
 from netsim.faults import Crash, Pause
 from netsim.invariants import CheckerContext, ProtocolChecker
@@ -97,7 +97,19 @@ def recovered_state(disk: Disk) -> Any:
     )
 
 
-def make_factory(world: World, byzantine_rng_seed: int):
+def make_lanes(world: World) -> Any:
+    """The run's `netsim.lanes.LaneSim` when the scenario has `[lanes]`, else None."""
+    if world.scenario.lanes is None:
+        return None
+    from netsim.lanes import LaneSim
+
+    return LaneSim(
+        world.scenario, keys=world.keys, validators=world.validators, scheme=world.scheme
+    )
+
+
+def make_factory(world: World, byzantine_rng_seed: int, lanes: Any = None):
+    """Builds each node's machine: core, Byzantine wrappers, then (with lanes) `LaneMachine`."""
     from consensus.core import ConsensusCore
 
     specs: dict[int, list[Any]] = {}
@@ -113,9 +125,12 @@ def make_factory(world: World, byzantine_rng_seed: int):
             index=identity,
             key=world.keys[identity],
             scheme=world.scheme,
+            block_validator=lanes.validator() if lanes is not None else None,
             recovered=recovered_state(disk) if has_state and disk is not None else None,
         )
         for layer, spec in enumerate(specs.get(identity, ())):
+            if spec.behaviour in LANE_BEHAVIOURS:
+                continue  # lives in the lane proposer (netsim.lanes), not in messages
             machine = ByzantineMachine(
                 inner=machine,
                 behaviour=spec.behaviour,
@@ -127,6 +142,8 @@ def make_factory(world: World, byzantine_rng_seed: int):
                 rounds=spec.rounds,
                 targets=spec.targets,
             )
+        if lanes is not None:
+            machine = lanes.wrap(index, machine, disk if has_state else None)
         return machine
 
     return factory
@@ -195,18 +212,25 @@ class Run:
     sim: Simulator
     checker: ProtocolChecker
     result: RunResult
+    lanes: Any = None  # netsim.lanes.LaneSim when the scenario has [lanes]
+
+    @property
+    def violations(self) -> list[str]:
+        extra = self.lanes.checker.violations if self.lanes is not None else []
+        return [*self.checker.violations, *extra]
 
     def report(self) -> dict[str, Any]:
         checker, stats, sim = self.checker, self.checker.stats, self.sim
-        return {
+        lane_count = self.lanes.checker.violation_count if self.lanes is not None else 0
+        report = {
             "scenario": self.scenario.source,
             "protocol": self.scenario.protocol,
             "seed": self.sim.seed,
             "validators": self.scenario.validators,
             "byzantine": sorted(self.scenario.byzantine_nodes),
             "agreement": not any(v.startswith("P1") for v in checker.violations),
-            "violations": list(checker.violations),
-            "violation_count": checker.violation_count,
+            "violations": self.violations,
+            "violation_count": checker.violation_count + lane_count,
             "finalized": {str(h.index): h.disk.finalized_height for h in sim.hosts},
             "tcs": len(stats.tcs),
             "tc_rounds": sorted(stats.tcs),
@@ -226,6 +250,9 @@ class Run:
             "stop_reason": self.result.stop_reason,
             "trace_hash": self.result.trace_hash,
         }
+        if self.lanes is not None:
+            report.update(self.lanes.report())
+        return report
 
 
 def run_scenario(
@@ -256,15 +283,19 @@ def run_scenario(
         )
     )
     progress = Progress(honest, scenario.until_blocks)
+    lanes = make_lanes(world)
+    lane_observers = [lanes] if lanes is not None else []
     sim = Simulator(
-        factory=make_factory(world, scenario.seed),
+        factory=make_factory(world, scenario.seed, lanes),
         network=Network(scenario.network),
         seed=scenario.seed,
         identities=scenario.validators,
         faults=scenario.faults,
-        observers=[checker, progress, *extra_observers],
+        observers=[checker, progress, *lane_observers, *extra_observers],
         payload_bytes=scenario.payload_bytes,
         tie_break=scenario.tie_break,  # type: ignore[arg-type]
     )
+    if lanes is not None:
+        lanes.attach(sim)
     result = sim.run(scenario.until_ms, stop=lambda _sim: progress.done)
-    return Run(scenario, sim, checker, result)
+    return Run(scenario, sim, checker, result, lanes)

@@ -36,8 +36,31 @@ Documented extras (all optional):
     [[byzantine]]  targets = [..] (which peers a behaviour singles out, see netsim.byzantine);
                    several entries for one node stack their behaviours
 
-Unknown keys are errors. `[lanes]` is reserved for the Sedna lanes simulation and is
-rejected until that lands. Every error names the key and why (`ScenarioError`).
+Sedna lanes (issue 4; `netsim.lanes`, docs/netsim.md "Lanes"):
+
+    [lanes]
+    payloads = 20                  # payloads each sender submits over the run
+    payload_bytes = 2048
+    kappa = 8                      # bundles to decode (symbol/bundle sizes: params_for_kappa)
+    bundles_per_slot = 4           # m
+    policy = "fresh"               # "all" | "fresh" | "fixed"
+    ratchet = false
+    # documented extras:
+    senders = 1                    # sender entities (workload stream)
+    interval_slots = 1             # a sender starts a new payload every this many slots
+    first_slot = 4                 # slot (height) of each sender's first payload
+    lookahead_slots = 4            # senders address heights up to finalized head + this
+    sending = "until_decoded"      # | "one_shot": no feedback, only the first one_shot_slots
+    one_shot_slots = 1             # slots a one_shot payload addresses (from its first slot)
+    loss = 0.0                     # probability a submission is lost on its way to the lane
+    codec = "raptorq"              # | "rs"
+    cap_factor = 4                 # committed stream = cap_factor * kappa bundles
+    decode_margin_symbols = 2      # RaptorQ margin h
+    corrupt_senders = []           # senders whose symbols do not match their commitment
+    [[byzantine]]  behaviour = "withhold_bundles" (needs [lanes]), target_senders = [..]
+                   (withhold only those senders' payloads; default all)
+
+Unknown keys are errors. Every error names the key and why (`ScenarioError`).
 """
 
 from __future__ import annotations
@@ -65,10 +88,10 @@ SCHEMES = ("trusted", "ed25519")
 SCHEDULES = ("round-robin", "weighted")
 MESSAGE_TAGS = tuple(t.__struct_config__.tag for t in MESSAGE_TYPES)
 MAX_UNTIL_MS = 1e9  # ~11.6 simulated days
-RESERVED_SECTIONS = {
-    "lanes": "[lanes] is reserved for the Sedna lanes simulation, which this simulator "
-    "does not support yet"
-}
+LANE_POLICIES = ("all", "fresh", "fixed")
+LANE_SENDING = ("until_decoded", "one_shot")
+LANE_CODECS = ("raptorq", "rs")
+MAX_LOOKAHEAD_SLOTS = 7  # below the lane proposer's window of 8 future slots
 
 
 class ScenarioError(ValueError):
@@ -81,6 +104,42 @@ class ByzantineSpec:
     behaviour: str
     rounds: frozenset[int] | None = None  # None: every round
     targets: tuple[int, ...] | None = None
+    target_senders: tuple[int, ...] | None = None  # withhold_bundles: None = every sender
+
+
+@dataclass(frozen=True, slots=True)
+class LanesConfig:
+    """The `[lanes]` table: Sedna senders and lanes inside the run (netsim.lanes)."""
+
+    payloads: int = 20
+    payload_bytes: int = 2048
+    kappa: int = 8
+    bundles_per_slot: int = 4
+    policy: str = "fresh"
+    ratchet: bool = False
+    senders: int = 1
+    interval_slots: int = 1
+    first_slot: int = 4
+    lookahead_slots: int = 4
+    sending: str = "until_decoded"
+    one_shot_slots: int = 1
+    loss: float = 0.0
+    codec: str = "raptorq"
+    cap_factor: int = 4
+    decode_margin_symbols: int = 2
+    corrupt_senders: tuple[int, ...] = ()
+
+    def lane_params(self) -> Any:
+        """The chain-wide `LaneParams` giving exactly `kappa` bundles for `payload_bytes`."""
+        from consensus.lanes.params import params_for_kappa
+
+        return params_for_kappa(
+            self.payload_bytes,
+            self.kappa,
+            codec_id=self.codec,
+            decode_margin_symbols=self.decode_margin_symbols,
+            cap_factor=self.cap_factor,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +164,7 @@ class Scenario:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     faults: tuple[Fault, ...] = ()
     byzantine: tuple[ByzantineSpec, ...] = ()
+    lanes: LanesConfig | None = None
     source: str = "<memory>"
 
     @property
@@ -285,9 +345,6 @@ def _time(high: float = MAX_UNTIL_MS):
 
 def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
     """Validate a decoded TOML document into a `Scenario`. Raises `ScenarioError`."""
-    for section, why in RESERVED_SECTIONS.items():
-        if section in data:
-            raise ScenarioError(f"{section}: {why}")
     top = _Table(data, "")
     n = top.get("validators", _integer(1, MAX_VALIDATORS), required=True)
     node = _integer(0, n - 1)
@@ -382,6 +439,8 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         table.done()
         faults.append(ClockOffset(clock_node, offset_ms))
 
+    lanes = _lanes(top.raw("lanes"), n) if top.has("lanes") else None
+
     byzantine: list[ByzantineSpec] = []
     for table in _array_of_tables(data, "byzantine"):
         top.read.add("byzantine")
@@ -389,6 +448,20 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         behaviour = table.get("behaviour", _choice(tuple(BEHAVIOURS)), required=True)
         rounds = table.get("rounds", _int_list(1, 2**40))
         targets = table.get("targets", _int_list(0, n - 1))
+        target_senders = None
+        if behaviour == "withhold_bundles":
+            if lanes is None:
+                raise ScenarioError(f"{table.key('behaviour')}: 'withhold_bundles' needs [lanes]")
+            if rounds is not None or targets is not None:
+                bad = "rounds" if rounds is not None else "targets"
+                raise ScenarioError(
+                    f"{table.key(bad)}: not used by 'withhold_bundles' (use target_senders)"
+                )
+            target_senders = table.get("target_senders", _int_list(0, lanes.senders - 1))
+            if target_senders is not None and not target_senders:
+                raise ScenarioError(
+                    f"{table.key('target_senders')}: must not be empty (omit it for all senders)"
+                )
         table.done()
         if rounds is not None and not rounds:
             raise ScenarioError(
@@ -397,7 +470,13 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         if targets is not None and byz_node in targets:
             raise ScenarioError(f"{table.key('targets')}: must not contain the node itself")
         byzantine.append(
-            ByzantineSpec(byz_node, behaviour, frozenset(rounds) if rounds else None, targets)
+            ByzantineSpec(
+                byz_node,
+                behaviour,
+                frozenset(rounds) if rounds else None,
+                targets,
+                target_senders,
+            )
         )
     pairs = [(spec.node, spec.behaviour) for spec in byzantine]
     if len(set(pairs)) != len(pairs):
@@ -413,7 +492,18 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
             f"byzantine: Byzantine stake {byz_stake} of {sum(stakes)} is not below one third; "
             "the protocol promises nothing then"
         )
-    for name in ("partition", "link", "crash", "pause", "clock", "byzantine", "network", "core"):
+    names = (
+        "partition",
+        "link",
+        "crash",
+        "pause",
+        "clock",
+        "byzantine",
+        "network",
+        "core",
+        "lanes",
+    )
+    for name in names:
         top.read.add(name)
     top.done()
     return Scenario(
@@ -437,8 +527,54 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         network=network,
         faults=tuple(faults),
         byzantine=tuple(byzantine),
+        lanes=lanes,
         source=source,
     )
+
+
+def _boolean(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ScenarioError(f"{key}: expected a boolean, got {_kind(value)}")
+    return value
+
+
+def _lanes(data: Any, validators: int) -> LanesConfig:
+    """The `[lanes]` table; the (payload_bytes, kappa) pair must have a lane layout."""
+    from consensus.lanes.params import LaneParamsError
+
+    table = _Table(data, "lanes")
+    senders = table.get("senders", _integer(1, 256), default=1)
+    config = LanesConfig(
+        payloads=table.get("payloads", _integer(0, 10_000), default=20),
+        payload_bytes=table.get("payload_bytes", _integer(0, 1 << 20), default=2048),
+        kappa=table.get("kappa", _integer(1, 4096), default=8),
+        bundles_per_slot=table.get("bundles_per_slot", _integer(1, validators), default=4),
+        policy=table.get("policy", _choice(LANE_POLICIES), default="fresh"),
+        ratchet=table.get("ratchet", _boolean, default=False),
+        senders=senders,
+        interval_slots=table.get("interval_slots", _integer(1, 10_000), default=1),
+        first_slot=table.get("first_slot", _integer(1, 10**9), default=4),
+        lookahead_slots=table.get("lookahead_slots", _integer(1, MAX_LOOKAHEAD_SLOTS), default=4),
+        sending=table.get("sending", _choice(LANE_SENDING), default="until_decoded"),
+        one_shot_slots=table.get("one_shot_slots", _integer(1, 1000), default=1),
+        loss=table.get("loss", _number(0.0, 1.0), default=0.0),
+        codec=table.get("codec", _choice(LANE_CODECS), default="raptorq"),
+        cap_factor=table.get("cap_factor", _integer(1, 64), default=4),
+        decode_margin_symbols=table.get("decode_margin_symbols", _integer(0, 63), default=2),
+        corrupt_senders=table.get("corrupt_senders", _int_list(0, senders - 1), default=()),
+    )
+    table.done()
+    # rule: one bundle per lane per slot, so m <= N (also when m is the default)
+    if config.policy != "all" and config.bundles_per_slot > validators:
+        raise ScenarioError(
+            f"lanes.bundles_per_slot: {config.bundles_per_slot} is more than the "
+            f"{validators} lanes (validators)"
+        )
+    try:
+        config.lane_params()
+    except LaneParamsError as exc:
+        raise ScenarioError(f"lanes.kappa: {exc}") from None
+    return config
 
 
 def _groups_reader(n: int):

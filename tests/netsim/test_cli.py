@@ -57,7 +57,7 @@ def test_run_with_a_violation_exits_1(tmp_path: Path, capsys: pytest.CaptureFixt
     [
         ("validators = 4\nfoo = 1\n", "foo: unknown key"),
         ("validators = 4\n[network]\nlatency_ms = [9, 1]\n", "network.latency_ms"),
-        ("validators = 4\n[lanes]\nx = 1\n", "lanes:"),
+        ("validators = 4\n[lanes]\nx = 1\n", "lanes.x: unknown key"),
     ],
 )
 def test_bad_scenario_exits_2_naming_the_key(

@@ -134,7 +134,7 @@ def test_minimal_scenario_takes_defaults() -> None:
         ("", "validators: required key is missing"),
         ("validators = 4\ncolour = 1", "colour: unknown key"),
         ("validators = 4\n[network]\njitter = 1", "network.jitter: unknown key"),
-        ("validators = 4\n[lanes]\nk = 1", "lanes: [lanes] is reserved"),
+        ("validators = 4\n[lanes]\nk = 1", "lanes.k: unknown key"),
         ("validators = 0", "validators: must be in [1, 1024]"),
         ("validators = 'four'", "validators: expected an integer, got a string"),
         ("validators = true", "validators: expected an integer, got a boolean"),

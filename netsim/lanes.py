@@ -1,0 +1,499 @@
+"""Sedna lanes inside netsim: senders, lane proposers, lane payloads and decode trackers.
+
+Built from a scenario's `[lanes]` table (`netsim.scenario.LanesConfig`) on top of the
+pure lane layer (`consensus.lanes`, docs/lanes.md). One `LaneSim` per run:
+
+- **Params.** `params_for_kappa(payload_bytes, kappa)` gives the chain-wide `LaneParams`
+  (symbol size T, bundle size s_b); every node uses the same.
+- **Validators.** Every validator i is lane i: a `LaneProposer` (per life of the node;
+  `withhold_bundles` nodes get a withholding policy sharing one `CartelPool`), a
+  `LanePayloadValidator` as its core's `block_validator`, and a `DecodeTracker` fed every
+  block its `CommitBlocks` command finalizes. A restarted node rebuilds its tracker by
+  replaying its simulated disk (finalized ids and persisted bodies); its lane proposer
+  starts empty (pending bundles lived in memory).
+- **Senders** are workload entities, not validators: all their draws (payload bytes, AONT
+  key, lane-draw seed, delivery latency and loss) come from the *workload* stream. One
+  `consensus.lanes.Sender` per payload (the ratchet and lane draws are per payload).
+  Senders follow the finalized chain: whenever an honest node is the first to finalize
+  height F, its tracker outcome is fed to every undecided payload (redemptions, ratchet,
+  decided), and heights up to F + `lookahead_slots` are planned. Sending policy:
+  `until_decoded` (fresh bundles every slot until decided or the stream cap) or
+  `one_shot` (only the payload's first `one_shot_slots` slots, whatever the feedback).
+- **Bundles travel privately** sender -> lane as simulated messages (`LaneSubmission`,
+  the encoded `LaneEntry` bytes), delivered to the lane's node after a latency drawn
+  from the scenario's global latency model and lost with probability `[lanes] loss`.
+  Senders are outside the validator network: partitions and link rules do not apply to
+  them; a crashed lane loses them, a paused one receives them when it resumes.
+- **Lane blocks reach the block in full.** The driver answers a core's
+  `RequestPayload(seq_num=h)` itself (the engine's random payload is not used): it
+  collects `seal(h)` from every lane the leader can reach at that instant (up, not
+  paused, not partitioned from the leader) and proposes
+  `build_block_payload([tx], lane_blocks)`, `tx` being `payload_bytes` workload bytes
+  (none when 0). The lane -> leader hop takes zero simulated time (deviation: it is not
+  a separate message). A lane that sees height h finalized without having sealed it
+  seals it then (closing the slot).
+- **Invariant.** `ExecutionOrderChecker`: honest nodes that processed height h have the
+  same `execution_order_hash` after h (violations are reported as `LANES ...`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from consensus.crypto import KeyPair, SignatureScheme, derive_keys
+from consensus.events import CommitBlocks, MessageReceived, PayloadReady, RequestPayload, Trace
+from consensus.lanes.encoding import EncodedPayload, encode_payload
+from consensus.lanes.merkle import MerkleTree, bundle_leaf
+from consensus.lanes.params import LaneParams, PayloadLayout, layout_for
+from consensus.lanes.payload import LanePayloadValidator, build_block_payload
+from consensus.lanes.proposer import CartelPool, LaneProposer, WithholdPolicy
+from consensus.lanes.sender import AddressPolicy, OutgoingPayload, Sender, SenderConfig
+from consensus.lanes.tracker import BlockOutcome, DecodeTracker
+from consensus.lanes.wire import Bundle, LaneBlock, LaneEntry, commitment_id, encode_lane_entry
+from consensus.validators import ValidatorSet
+from netsim.engine import Disk, Observer, Simulator
+from netsim.scenario import Scenario
+
+SENDER_KEY_SEED = b"sedna-netsim/senders"
+MAX_CHECKED_HEIGHTS = 4096  # heights the execution-order checker remembers
+MAX_VIOLATIONS = 200
+MAX_CHAINED_PROPOSALS = 64  # RequestPayloads answered within one handled event
+
+
+class LaneSubmission(msgspec.Struct, frozen=True, tag="lane_submission"):
+    """A sender's bundle (an encoded `LaneEntry`) on its private way to lane `lane`."""
+
+    sender: int
+    lane: int
+    data: bytes
+
+
+@dataclass
+class SenderWithholdPolicy(WithholdPolicy):
+    """Withhold bundles of the given senders' payloads only (None: every payload)."""
+
+    senders: frozenset[bytes] | None = None
+
+    def withholds(self, entry: LaneEntry) -> bool:
+        return self.senders is None or entry.bundle.commitment.sender in self.senders
+
+
+@dataclass
+class PayloadRecord:
+    """One payload of one sender, as the senders and the chain view see it."""
+
+    label: str  # "s{sender}/p{seq}"
+    sender: int
+    seq: int
+    first_slot: int
+    corrupt: bool
+    cid: bytes = b""
+    outgoing: Sender | None = None
+    status: str = "scheduled"  # scheduled | pending | executed | rejected | expired
+    decided_height: int | None = None
+    bundles_sent: int = 0
+    bundles_lost: int = 0
+    wire_bytes: int = 0  # encoded LaneEntry bytes (symbols, proof, commitment, ticket)
+    symbol_bytes: int = 0  # s_b * T per bundle
+
+
+@dataclass
+class LaneNode:
+    """One life of one node's lane state."""
+
+    proposer: LaneProposer
+    tracker: DecodeTracker
+    broken: str | None = None  # the tracker lost the chain (a finalized body not on disk)
+
+
+class ExecutionOrderChecker:
+    """Flags honest nodes whose execution-order hash differs after the same height."""
+
+    def __init__(self) -> None:
+        self._first: OrderedDict[int, tuple[int, bytes]] = OrderedDict()
+        self.violations: list[str] = []
+        self.violation_count = 0
+        self.compared = 0
+
+    def record(self, node: int, height: int, digest: bytes) -> None:
+        first = self._first.get(height)
+        if first is None:
+            self._first[height] = (node, digest)
+            while len(self._first) > MAX_CHECKED_HEIGHTS:
+                self._first.popitem(last=False)
+            return
+        self.compared += 1
+        if first[1] != digest:  # rule: the same finalized chain executes identically
+            self.violation_count += 1
+            text = (
+                f"LANES execution order diverged at height {height}: node {node} "
+                f"{digest.hex()[:16]} != node {first[0]} {first[1].hex()[:16]}"
+            )
+            if len(self.violations) < MAX_VIOLATIONS:
+                self.violations.append(text)
+
+
+def forged_encoding(
+    params: LaneParams, payload: bytes, aont_key: bytes, sender: bytes, junk: bytes
+) -> EncodedPayload:
+    """A lying sender: the first half of the committed stream is the honest encoding of
+    `payload`, the rest are symbols derived from `junk`. Every bundle has a valid Merkle
+    proof, so lanes admit it; decoding then fails the commitment check."""
+    honest = encode_payload(params, payload, aont_key, sender)
+    layout = honest.layout
+    groups: list[tuple[bytes, ...]] = []
+    for b in range(layout.cap_bundles):
+        if b < layout.cap_bundles // 2:
+            groups.append(tuple(honest.bundles[b].symbols))
+        else:
+            groups.append(
+                tuple(
+                    _expand(junk + b.to_bytes(4, "big") + j.to_bytes(2, "big"), layout)
+                    for j in range(layout.symbols_per_bundle)
+                )
+            )
+    s_b, k = layout.symbols_per_bundle, layout.source_symbols
+    tree = MerkleTree([bundle_leaf(i, g, k + i * s_b) for i, g in enumerate(groups)])
+    commitment = msgspec.structs.replace(honest.commitment, merkle_root=tree.root)
+    bundles = tuple(Bundle(commitment, i, g, tree.proof(i)) for i, g in enumerate(groups))
+    return EncodedPayload(commitment, commitment_id(commitment), layout, bundles)
+
+
+def _expand(seed: bytes, layout: PayloadLayout) -> bytes:
+    out = bytearray()
+    counter = 0
+    while len(out) < layout.symbol_size_bytes:  # bounded: T / 32 iterations
+        out += hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
+        counter += 1
+    return bytes(out[: layout.symbol_size_bytes])
+
+
+class LaneMachine:
+    """Outermost wrapper of a node's machine: routes submissions, answers RequestPayload."""
+
+    def __init__(self, inner: Any, lanes: LaneSim, index: int):
+        self.inner = inner
+        self.lanes = lanes
+        self.index = index
+
+    def handle(self, event: Any) -> list[Any]:
+        if type(event) is MessageReceived and type(event.message) is LaneSubmission:
+            self.lanes.on_submission(self.index, event.message)
+            return []  # lane traffic never reaches the consensus core
+        return self._answer_payloads(self.inner.handle(event), event.now_ns)
+
+    def _answer_payloads(self, commands: list[Any], now_ns: int) -> list[Any]:
+        """Replace each RequestPayload by a lane payload, handed back at the same instant."""
+        out: list[Any] = []
+        batches = deque([commands])
+        answered = 0
+        while batches:
+            for command in batches.popleft():
+                if type(command) is not RequestPayload or answered >= MAX_CHAINED_PROPOSALS:
+                    out.append(command)
+                    continue
+                answered += 1
+                payload, detail = self.lanes.build_payload(self.index, command)
+                out.append(Trace("lanes_payload", detail))
+                batches.append(self.inner.handle(PayloadReady(now_ns, command.round, payload)))
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+class LaneSim(Observer):
+    """All lane state of one run; an engine observer for `CommitBlocks`."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        keys: list[KeyPair],
+        validators: ValidatorSet,
+        scheme: SignatureScheme,
+    ):
+        config = scenario.lanes
+        if config is None:
+            raise ValueError("the scenario has no [lanes] table")
+        self.config = config
+        self.scenario = scenario
+        self.params = config.lane_params()
+        self.layout = layout_for(self.params, config.payload_bytes)
+        self.kappa = self.layout.kappa
+        self.n = scenario.validators
+        self.m = self.n if config.policy == "all" else config.bundles_per_slot
+        self.t_star = -(-self.kappa // self.m)
+        self.slack = self.t_star * self.m - self.kappa
+        self.keys = keys
+        self.validators = validators
+        self.scheme = scheme
+        self.honest = frozenset(range(self.n)) - scenario.byzantine_nodes
+        self.sender_keys = derive_keys(config.senders, SENDER_KEY_SEED)
+        self.pool = CartelPool()
+        self.withhold: dict[int, WithholdPolicy] = {}
+        for spec in scenario.byzantine:
+            if spec.behaviour == "withhold_bundles":
+                targets = None
+                if spec.target_senders is not None:
+                    targets = frozenset(self.sender_keys[i].public for i in spec.target_senders)
+                self.withhold[spec.node] = SenderWithholdPolicy(self.pool, None, targets)
+        self.nodes: dict[int, LaneNode] = {}
+        self.retired_rejections: Counter[str] = Counter()
+        self.retired_included = 0
+        self.checker = ExecutionOrderChecker()
+        self.records: list[PayloadRecord] = []
+        self._starting: dict[int, list[PayloadRecord]] = {}
+        corrupt = set(config.corrupt_senders)
+        for seq in range(config.payloads):
+            for sender in range(config.senders):
+                first = config.first_slot + seq * config.interval_slots
+                record = PayloadRecord(f"s{sender}/p{seq}", sender, seq, first, sender in corrupt)
+                self.records.append(record)
+                self._starting.setdefault(first, []).append(record)
+        self.by_cid: dict[bytes, PayloadRecord] = {}
+        self.active: list[PayloadRecord] = []
+        self.head = 0  # the senders' view: highest height some honest node finalized
+        self.planned = 0  # highest slot the senders have planned
+        self.tickets_redeemed = 0
+        self.sim: Simulator | None = None
+
+    # ------------------------------------------------------------------ wiring
+
+    def attach(self, sim: Simulator) -> None:
+        """Bind the simulator and plan the first slots (time 0)."""
+        self.sim = sim
+        self._plan()
+
+    def validator(self) -> LanePayloadValidator:
+        return LanePayloadValidator(self.validators, self.params, self.scheme)
+
+    def wrap(self, index: int, machine: Any, disk: Disk | None) -> LaneMachine:
+        """A new life of node `index`: fresh lane proposer, tracker rebuilt from `disk`."""
+        old = self.nodes.get(index)
+        if old is not None:
+            self.retired_rejections.update(old.proposer.rejected)
+            self.retired_included += old.proposer.stats.included
+        first_open = disk.finalized_height + 1 if disk is not None else 1
+        proposer = LaneProposer(
+            lane=index,
+            key=self.keys[index],
+            scheme=self.scheme,
+            params=self.params,
+            first_open_slot=first_open,
+            withhold=self.withhold.get(index),
+        )
+        node = LaneNode(proposer, DecodeTracker(self.params))
+        self.nodes[index] = node
+        if disk is not None:
+            for height, block_id in disk.finalized:
+                stored = disk.blocks.get(block_id)
+                if stored is None:
+                    node.broken = f"finalized block at height {height} is not on disk"
+                    break
+                self._finalize(index, node, stored[0].header, stored[1])
+        return LaneMachine(machine, self, index)
+
+    # ------------------------------------------------------------------ lanes
+
+    def on_submission(self, index: int, message: LaneSubmission) -> None:
+        node = self.nodes.get(index)
+        if node is not None:
+            node.proposer.submit_bytes(message.data)  # rejections are counted by reason
+
+    @staticmethod
+    def _seal(node: LaneNode, slot: int) -> LaneBlock | None:
+        try:
+            return node.proposer.seal(slot)
+        except ValueError:
+            return None  # slot closed without a lane block (a lower height proposed again)
+
+    def build_payload(self, leader: int, request: RequestPayload) -> tuple[bytes, dict]:
+        """The leader's block payload for height `request.seq_num`."""
+        sim = self.sim
+        assert sim is not None, "attach() the simulator first"
+        slot = request.seq_num
+        blocks: list[LaneBlock] = []
+        for lane in range(self.n):
+            node = self.nodes.get(lane)
+            host = sim.hosts[lane]
+            if node is None or not host.up or host.machine is None:
+                continue
+            if lane != leader and (
+                host.paused or sim.network.partitioned(leader, lane, sim.now_ms)
+            ):
+                continue  # the leader cannot reach this lane now
+            block = self._seal(node, slot)
+            if block is not None and block.entries:
+                blocks.append(block)
+        size = self.scenario.payload_bytes
+        transactions = [sim.rng("workload").randbytes(size)] if size > 0 else []
+        payload = build_block_payload(transactions, blocks)
+        detail = {
+            "seq_num": slot,
+            "round": request.round,
+            "lane_blocks": len(blocks),
+            "entries": sum(len(b.entries) for b in blocks),
+            "bytes": len(payload),
+        }
+        return payload, detail
+
+    # ------------------------------------------------------------------ finality
+
+    def on_command(self, sim: Simulator, node: int, command: Any) -> None:
+        if type(command) is not CommitBlocks:
+            return
+        lane_node = self.nodes.get(node)
+        if lane_node is None:
+            return
+        for block in command.blocks:
+            self._finalize(node, lane_node, block.header, block.body)
+        self._plan()
+
+    def _finalize(self, index: int, node: LaneNode, header: Any, body: Any) -> None:
+        if node.broken is not None:
+            return
+        tracker = node.tracker
+        height = header.seq_num
+        expected = (tracker.height or 0) + 1
+        if height < expected:
+            return  # already processed in this life
+        if height != expected:
+            node.broken = f"finalized height {height} after {expected - 1}"
+            return
+        outcome = tracker.on_finalized(header, body)
+        proposer = node.proposer
+        if height >= proposer.open_slot:
+            self._seal(node, height)  # closes the slot nobody asked this lane for
+        proposer.on_finalized(height)
+        if index in self.honest:
+            self.checker.record(index, height, outcome.execution_order_hash)
+            self._advance_chain(outcome)
+
+    def _advance_chain(self, outcome: BlockOutcome) -> None:
+        """The senders learn height `head + 1` from the first honest node finalizing it."""
+        if outcome.height != self.head + 1:
+            return
+        self.head = outcome.height
+        self.tickets_redeemed += len(outcome.redemptions)
+        for event in outcome.payloads:
+            record = self.by_cid.get(event.commitment_id)
+            if record is not None and record.status == "pending":
+                record.status = event.status
+                record.decided_height = event.height
+        for record in self.active:
+            assert record.outgoing is not None
+            record.outgoing.on_outcome(outcome)
+        self.active = [r for r in self.active if r.status == "pending"]
+
+    # ------------------------------------------------------------------ senders
+
+    def _plan(self) -> None:
+        """Plan every slot up to head + lookahead (each slot once, in order)."""
+        limit = self.head + self.config.lookahead_slots
+        while self.planned < limit:  # bounded: the head moved by finitely many heights
+            slot = self.planned + 1
+            for record in self._starting.pop(slot, ()):
+                self._start(record, slot)
+            for record in self.active:
+                if self.config.sending == "one_shot" and not (
+                    record.first_slot <= slot < record.first_slot + self.config.one_shot_slots
+                ):
+                    continue  # one-shot: no sending after its budget of slots
+                assert record.outgoing is not None
+                for submission in record.outgoing.plan_slot(slot):
+                    self._deliver(record, submission.lane, submission.entry)
+            self.planned = slot
+
+    def _start(self, record: PayloadRecord, slot: int) -> None:
+        assert self.sim is not None
+        rng = self.sim.rng("workload")
+        payload = rng.randbytes(self.config.payload_bytes)
+        aont_key = rng.randbytes(32)
+        config = SenderConfig(
+            lanes=self.n,
+            bundles_per_slot=self.m,
+            policy=AddressPolicy(self.config.policy),
+            ratchet=self.config.ratchet,
+            seed=rng.randbytes(16),
+        )
+        key = self.sender_keys[record.sender]
+        sender = Sender(key, self.scheme, self.params, config)
+        if record.corrupt:
+            encoded = forged_encoding(self.params, payload, aont_key, key.public, rng.randbytes(16))
+            sender.payloads[encoded.commitment_id] = OutgoingPayload(encoded, slot)
+            cid = encoded.commitment_id
+        else:
+            cid = sender.submit(payload, aont_key, slot)
+        record.cid, record.outgoing, record.status = cid, sender, "pending"
+        self.by_cid[cid] = record
+        self.active.append(record)
+
+    def _deliver(self, record: PayloadRecord, lane: int, entry: LaneEntry) -> None:
+        assert self.sim is not None
+        data = encode_lane_entry(entry)
+        record.bundles_sent += 1
+        record.wire_bytes += len(data)
+        record.symbol_bytes += self.layout.bundle_bytes
+        rng = self.sim.rng("workload")
+        if self.config.loss > 0 and rng.random() < self.config.loss:
+            record.bundles_lost += 1
+            return
+        delay_ms = self.scenario.network.latency.sample_ms(rng)
+        self.sim.inject(lane, lane, LaneSubmission(record.sender, lane, data), delay_ms)
+
+    # ------------------------------------------------------------------ report
+
+    def rejections(self) -> Counter[str]:
+        total = Counter(self.retired_rejections)
+        for node in self.nodes.values():
+            total.update(node.proposer.rejected)
+        return total
+
+    def decode_slot_delay(self, record: PayloadRecord) -> int | None:
+        """Slots past the honest horizon first_slot + t* − 1 until executed (None: never)."""
+        if record.status != "executed" or record.decided_height is None:
+            return None
+        return record.decided_height - (record.first_slot + self.t_star - 1)
+
+    def report(self) -> dict[str, Any]:
+        started = [r for r in self.records if r.status != "scheduled"]
+        nodes = sorted(self.nodes)
+        rejected = self.rejections()
+        return {
+            "payloads_submitted": len(started),
+            "payloads_decoded": {str(i): self.nodes[i].tracker.counts["executed"] for i in nodes},
+            "execution_order_hash": {
+                str(i): self.nodes[i].tracker.execution_order_hash.hex() for i in nodes
+            },
+            "decode_slot_delay": {r.label: self.decode_slot_delay(r) for r in started},
+            "tickets_redeemed": self.tickets_redeemed,
+            "bundles_rejected": {k: rejected[k] for k in sorted(rejected)},
+            "lanes": {
+                "kappa": self.kappa,
+                "bundles_per_slot": self.m,
+                "t_star": self.t_star,
+                "slack": self.slack,
+                "symbol_size_bytes": self.params.symbol_size_bytes,
+                "symbols_per_bundle": self.params.symbols_per_bundle,
+                "chain_height": self.head,
+                "execution_height": {str(i): self.nodes[i].tracker.height or 0 for i in nodes},
+                "payload_status": {r.label: r.status for r in started},
+                "bundles_sent": sum(r.bundles_sent for r in started),
+                "bundles_lost": sum(r.bundles_lost for r in started),
+                "wire_bytes_sent": sum(r.wire_bytes for r in started),
+                "symbol_bytes_sent": sum(r.symbol_bytes for r in started),
+                "bundles_withheld": len(self.pool.withheld),
+                "broken_trackers": {
+                    str(i): self.nodes[i].broken for i in nodes if self.nodes[i].broken
+                },
+                "execution_heights_compared": self.checker.compared,
+            },
+        }
