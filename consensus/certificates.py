@@ -102,6 +102,7 @@ class Verifier:
     """Stateless checks of certificates and messages against one validator set."""
 
     CACHE_ENTRIES = 4096
+    SIGNATURE_CACHE_ENTRIES = 16_384
 
     def __init__(
         self,
@@ -119,6 +120,9 @@ class Verifier:
         self.protocol = protocol
         self.epoch = epoch
         self._verified: OrderedDict[bytes, None] = OrderedDict()
+        # Valid (signer, domain, payload, signature) tuples: one vote signature is checked
+        # as a vote, then again inside every QC that carries it (formed here or by others).
+        self._valid_signatures: dict[bytes, None] = {}
 
     # -- helpers
 
@@ -144,11 +148,32 @@ class Verifier:
         if not self.validators.contains(author):
             raise InvalidMessage(f"{what}: author {author} is not a validator")
 
+    @staticmethod
+    def _signature_key(signer: int, domain: bytes, payload: bytes, signature: bytes) -> bytes:
+        # Unambiguous: fixed-width signer and payload length, NUL-free domain.
+        return b"".join(
+            (signer.to_bytes(2, "big"), domain, b"\x00", len(payload).to_bytes(4, "big"),
+             payload, signature)
+        )  # fmt: skip
+
+    def remember_signature(
+        self, signer: int, domain: bytes, payload: bytes, signature: bytes
+    ) -> None:
+        """Record a signature known to be valid (verified, or made by this node's own key)."""
+        cache = self._valid_signatures
+        if len(cache) >= self.SIGNATURE_CACHE_ENTRIES:  # bound: evict the oldest entry
+            del cache[next(iter(cache))]
+        cache[self._signature_key(signer, domain, payload, signature)] = None
+
     def _check_signature(
         self, signer: int, domain: bytes, payload: bytes, signature: bytes, what: str
     ) -> None:
+        key = self._signature_key(signer, domain, payload, signature)
+        if key in self._valid_signatures:  # only valid signatures are ever remembered
+            return
         if not self.scheme.verify(self.validators.public_key(signer), domain, payload, signature):
             raise InvalidMessage(f"{what}: invalid signature by validator {signer}")
+        self.remember_signature(signer, domain, payload, signature)
 
     def _signers(
         self, bitmap: bytes, signatures: tuple[bytes, ...], domain: bytes, payload: bytes, what: str
@@ -573,13 +598,29 @@ def notip_from_tc(tc: TimeoutCertificate) -> NoTipCertificate:
 class Signer:
     """All signing of one validator, in one place."""
 
-    def __init__(self, index: int, key: KeyPair, scheme: SignatureScheme):
+    def __init__(
+        self,
+        index: int,
+        key: KeyPair,
+        scheme: SignatureScheme,
+        *,
+        verifier: Verifier | None = None,
+    ):
+        """`verifier`, when given, learns every signature made here as valid, so this
+        node never re-verifies its own proposals, tips and votes (its key must be the
+        public key of validator `index` in the verifier's set)."""
+        if verifier is not None and verifier.validators.public_key(index) != key.public:
+            raise ValueError(f"key does not match validator {index}'s public key")
         self.index = index
         self.key = key
         self.scheme = scheme
+        self._verifier = verifier
 
     def _sign(self, domain: bytes, payload: bytes) -> bytes:
-        return self.scheme.sign(self.key, domain, payload)
+        signature = self.scheme.sign(self.key, domain, payload)
+        if self._verifier is not None:
+            self._verifier.remember_signature(self.index, domain, payload, signature)
+        return signature
 
     def vote_signature(self, vote: Vote) -> bytes:
         return self._sign(Domain.VOTE, codec.vote_signing_bytes(vote))

@@ -66,17 +66,61 @@ def decode_message(data: bytes, max_bytes: int = MAX_FRAME_BYTES) -> Message:
 
 
 def _digest(domain: bytes, payload: bytes) -> bytes:
-    return hashlib.sha256(domain + b"\x00" + payload).digest()
+    hasher = hashlib.sha256(domain)
+    hasher.update(b"\x00")
+    hasher.update(payload)  # no concatenated copy of a large payload
+    return hasher.digest()
+
+
+class _IdentityMemo:
+    """Digests of the last few objects seen, keyed by object identity.
+
+    Wire structs are immutable, so an object's digest never changes; the memo keeps a
+    reference to each object it holds, so an id is never reused while its entry lives.
+    One header or body is hashed many times while a message crosses the core (verifier,
+    block rules, vote, traces); this makes every call after the first a dict lookup.
+    """
+
+    __slots__ = ("_entries", "_max_entries")
+
+    def __init__(self, max_entries: int):
+        self._entries: dict[int, tuple[object, bytes]] = {}
+        self._max_entries = max_entries
+
+    def get(self, value: object) -> bytes | None:
+        hit = self._entries.get(id(value))
+        return hit[1] if hit is not None and hit[0] is value else None
+
+    def put(self, value: object, digest: bytes) -> bytes:
+        entries = self._entries
+        entries.pop(id(value), None)
+        if len(entries) >= self._max_entries:  # bound: evict the oldest entry
+            del entries[next(iter(entries))]
+        entries[id(value)] = (value, digest)
+        return digest
+
+
+_block_ids = _IdentityMemo(256)
+_body_ids = _IdentityMemo(8)  # bodies can be MBs: keep few alive
 
 
 def block_id(header: BlockHeader) -> bytes:
     """Identity of a block: hash of its canonical header."""
-    return _digest(b"sedna/block/1", _encoder.encode(header))
+    cached = _block_ids.get(header)
+    if cached is not None:
+        return cached
+    return _block_ids.put(header, _digest(b"sedna/block/1", _encoder.encode(header)))
 
 
 def body_id(body: BlockBody) -> bytes:
     """Identity of a block body, committed to by `BlockHeader.body_id`."""
-    return _digest(b"sedna/body/1", body.payload)
+    cached = _body_ids.get(body)
+    if cached is not None:
+        return cached
+    digest = _digest(b"sedna/body/1", body.payload)
+    if type(body.payload) is not bytes:  # only an immutable payload may be memoized
+        return digest
+    return _body_ids.put(body, digest)
 
 
 def certificate_digest(certificate: TimeoutCertificate | None) -> bytes:

@@ -194,6 +194,21 @@ class _RoundLocal:
     nec: NoEndorsementCertificate | None = None
 
 
+def _commits_last(commands: list[Command]) -> list[Command]:
+    """C-EMIT-LAST: CommitBlocks go after every other command of their batch (in order).
+
+    Finalization bookkeeping (the driver's storage and mempool work) then never delays a
+    vote, proposal or certificate of the same batch. Nothing a driver does for the other
+    commands depends on having executed CommitBlocks first: a payload requested before it
+    is built from the not-yet-pruned ancestors, which still exclude the finalized txs.
+    """
+    if not any(type(c) is CommitBlocks for c in commands):
+        return commands
+    return [c for c in commands if type(c) is not CommitBlocks] + [
+        c for c in commands if type(c) is CommitBlocks
+    ]
+
+
 class _Dropped(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -225,8 +240,8 @@ class ConsensusCore:
         self._index = index
         self._protocol = config.protocol
         self._mutations = config.test_mutations
-        self._signer = Signer(index, key, scheme)
         self.verifier = Verifier(validators, schedule, scheme, config.protocol, config.epoch)
+        self._signer = Signer(index, key, scheme, verifier=self.verifier)
         self._block_validator: BlockValidator = block_validator or AcceptAllBlocks()
         self._votes = VoteState(validators, self._vote_signature_valid)
         self._out: list[Command] = []
@@ -354,7 +369,7 @@ class ConsensusCore:
             # Raised only before any mutation: the state is unchanged.
             self._out = [Trace("dropped", {"reason": dropped.reason})]
         out, self._out = self._out, []
-        return out
+        return _commits_last(out)
 
     def _emit(self, command: Command) -> None:
         self._out.append(command)
@@ -955,6 +970,7 @@ class ConsensusCore:
         self._safety = after_propose(self._safety, round)
         message = self._signer.proposal(round, self._epoch, tip, body, tc)
         self._local.pending_proposal = None
+        persist_at = len(self._out)
         self._emit(PersistSafety(self._safety))  # persist before the proposal leaves
         self._emit(Broadcast(message))
         reproposal = tip.header.block_round != round
@@ -970,6 +986,28 @@ class ConsensusCore:
             self._on_proposal(self._index, message)  # our own copy: add and vote
         except _Dropped as dropped:
             self._trace("own_proposal_rejected", reason=dropped.reason)
+        self._merge_safety_writes(persist_at)
+
+    def _merge_safety_writes(self, first: int) -> None:
+        """S-PERSIST-MERGE: one safety write for a leader's proposal and its own vote.
+
+        `self._out[first]` is a PersistSafety; every later PersistSafety of this batch is
+        folded into it, carrying the latest state. Each send after a dropped write is still
+        preceded by a write of a state at least as new as the one it needed (states only
+        grow within a batch), so persist-before-send holds; a crash after the merged write
+        can only make the restarted node more conservative (it believes it already voted).
+        It saves the driver one fsync per proposal.
+        """
+        later = [
+            position
+            for position in range(first + 1, len(self._out))
+            if isinstance(self._out[position], PersistSafety)
+        ]
+        if not later:
+            return
+        self._out[first] = self._out[later[-1]]
+        for position in reversed(later):
+            del self._out[position]
 
     # ------------------------------------------------------------------ round recovery, NE
 
