@@ -279,6 +279,11 @@ class Simulator:
     def rng(self, purpose: str) -> random.Random:
         return self.rngs[purpose]
 
+    def next_event_ms(self) -> float | None:
+        """Time of the earliest queued event (None when idle): lets a stepped driver
+        advance the clock one event at a time. The event may be a stale timer."""
+        return self._queue[0][0] / NS_PER_MS if self._queue else None
+
     def schedule_control(self, at_ms: float, kind: str, node: int) -> None:
         """Apply a fault at a simulated time (used by scenario plans and stateful tests)."""
         self._check_node(node)
