@@ -6,6 +6,7 @@ which wakes the other loop at most once per batch:
 
 - asyncio -> trio: the caller mutates shared state under a lock, then `TrioWaker.wake()`
   schedules one callback with `TrioToken.run_sync_soon` (thread-safe, never blocks).
+  On the trio side the callback typically notifies a `ChangeSignal`.
 - trio -> asyncio: `AsyncioInbox.put()` appends to a deque and, when no drain is pending,
   schedules one `loop.call_soon_threadsafe(drain)`; the drain hands every queued item to
   the handler on the asyncio thread. The inbox is bounded: the trio producer awaits
@@ -97,6 +98,33 @@ class TrioWaker:
         with self._lock:
             self._pending.discard(key)
         self._callback(key)
+
+
+class ChangeSignal:
+    """Trio-side "something changed, re-check your condition" broadcast.
+
+    `notify()` wakes every task in `wait_for` at that moment; each re-tests its own
+    predicate. The event a waiter sleeps on is only ever replaced by `notify()` right after
+    it is set, never silently, so no wake-up can be lost (the bug of swapping in a fresh
+    `trio.Event` while a task still waits on the old one). Between a waiter's predicate
+    test and its sleep there is no checkpoint, so a `notify()` from another trio task (or
+    from a `TrioToken.run_sync_soon` callback) cannot slip in between either.
+    Use from the trio thread only.
+    """
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self.notifications = 0
+
+    def notify(self) -> None:
+        self.notifications += 1
+        event, self._event = self._event, trio.Event()
+        event.set()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Return once `predicate()` is true (tested now and after every notify)."""
+        while not predicate():  # bounded by notifications: each pass sleeps until one
+            await self._event.wait()
 
 
 class TrioThread:

@@ -6,8 +6,13 @@
 - Connections from a peer id that is not a validator are closed (counted `unknown_key`);
   streams from one are reset. No gossipsub: every frame goes on a direct stream.
 - One connection per pair: the LOWER index dials (with backoff), the higher waits for it.
+  The higher index never dials: it opens its stream on the connection it accepted
+  (`SwarmConn.new_stream` + multistream-select), not through `host.new_stream`, which
+  dials by itself when it finds no connection.
 - Per peer, one outbound stream on PROTOCOL_ID carries 4-byte length-prefixed frames;
   the peer reads them from the stream we opened and writes to us on the one it opened.
+- Trio-side waits (for a connection, the end of isolation, queued frames) test a condition
+  and sleep on a per-peer `ChangeSignal`, so no wake-up can be lost.
 - libp2p's swarm keeps a 60 s "negative cache" of peers whose dial failed and retries
   dials 3 times itself; we lift the cache before each dial and set its retries to 0 so our
   own backoff (TransportLimits) is the only one.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import threading
 from collections.abc import Mapping
@@ -33,7 +39,9 @@ from libp2p.crypto.x25519 import create_new_key_pair as x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network.config import RetryConfig
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import PeerInfo
+from libp2p.peer.peerstore import PeerStoreError
+from libp2p.protocol_muxer.multiselect_client import MultiselectClient
+from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
@@ -50,7 +58,7 @@ from node.transport.base import (
     TransportLimits,
     validate_config,
 )
-from node.transport.bridge import AsyncioInbox, TrioThread, TrioWaker
+from node.transport.bridge import AsyncioInbox, ChangeSignal, TrioThread, TrioWaker
 
 log = logging.getLogger("sedna.transport.libp2p")
 # libp2p logs every refused dial at ERROR; our peer loops count them (dial_failures).
@@ -61,6 +69,9 @@ _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 10.0
 _WRITE_BATCH_FRAMES = 256
 _WRITE_BATCH_BYTES = 1024 * 1024
+_DIAL_DELAY_S = 0.5  # slack for libp2p's fixed 250 ms dial delay, on top of the handshake
+_CLOSE_TIMEOUT_S = 1.0
+_DIAL_LINGER_S = 30.0  # bound on a dial still running after its connection was accepted
 
 
 def peer_id_for(public_key: bytes) -> ID:
@@ -72,6 +83,10 @@ class _StreamClosed(Exception):
     pass
 
 
+class _NoConnection(Exception):
+    pass
+
+
 async def _read_exactly(stream: INetStream, size_bytes: int) -> bytes:
     buffer = bytearray()
     while len(buffer) < size_bytes:  # bounded: each pass reads >= 1 byte or raises
@@ -80,6 +95,13 @@ async def _read_exactly(stream: INetStream, size_bytes: int) -> bytes:
             raise _StreamClosed
         buffer += chunk
     return bytes(buffer)
+
+
+async def _reset_quietly(stream: INetStream) -> None:
+    """Reset `stream`, shielded from cancellation, bounded, ignoring errors."""
+    with trio.move_on_after(_CLOSE_TIMEOUT_S) as scope, contextlib.suppress(Exception):
+        scope.shield = True
+        await stream.reset()
 
 
 class _Notifee(INotifee):
@@ -130,12 +152,18 @@ class Libp2pTransport:
         self._limits = limits
         self._peer_ids = {peer: peer_id_for(a.public_key) for peer, a in self._remote.items()}
         self._index_by_id = {pid: peer for peer, pid in self._peer_ids.items()}
+        self._addrs = {
+            peer: multiaddr.Multiaddr(f"/ip4/{a.host}/tcp/{a.port}")
+            for peer, a in self._remote.items()
+        }
         self._counters = TransportCounters(sorted(self._remote))
         self._dial_failures = dict.fromkeys(self._remote, 0)
+        self._streams_opened = dict.fromkeys(self._remote, 0)  # our outbound streams
         # Shared between threads, guarded by _lock: queues, live connections, isolation.
         self._lock = threading.Lock()
         self._queues = {peer: PeerQueue(limits.peer_queue_frames) for peer in self._remote}
-        self._live: dict[int, set[int]] = {peer: set() for peer in self._remote}
+        # Per peer: connections accepted by _on_connected, not yet reported disconnected.
+        self._live: dict[int, list[INetConn]] = {peer: [] for peer in self._remote}
         self._isolated = False
         self._running = False
         self._rng = random.Random()
@@ -146,9 +174,9 @@ class Libp2pTransport:
         self._ready: asyncio.Future[None] | None = None
         # Trio-side state, created in the trio thread.
         self._stop_event: trio.Event | None = None
-        self._not_isolated: trio.Event | None = None
-        self._wake_events: dict[int, trio.Event] = {}
-        self._connected_events: dict[int, trio.Event] = {}
+        # Per peer: notified on queued frames, connection changes and isolation changes.
+        self._signals: dict[int, ChangeSignal] = {}
+        self._multiselect = MultiselectClient()
         self._nursery: trio.Nursery | None = None
         self._host: Any = None
         self.bound_port: int | None = None
@@ -222,8 +250,13 @@ class Libp2pTransport:
                 token.run_sync_soon(self._apply_isolation, isolated)
 
     def connected_peers(self) -> set[int]:
+        """Peers with an accepted connection that is up (a closing one no longer counts)."""
         with self._lock:
-            return {peer for peer, conns in self._live.items() if conns}
+            return {
+                peer
+                for peer, conns in self._live.items()
+                if any(not conn.is_closed for conn in conns)
+            }
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -234,6 +267,7 @@ class Libp2pTransport:
         )
         for peer, failures in self._dial_failures.items():
             snapshot["peers"][peer]["dial_failures"] = failures
+            snapshot["peers"][peer]["streams_opened"] = self._streams_opened[peer]
         snapshot["isolated"] = isolated
         snapshot["bridge"] = {
             "to_trio_wakeups": 0 if self._waker is None else self._waker.wakeups,
@@ -269,11 +303,8 @@ class Libp2pTransport:
         token = trio.lowlevel.current_trio_token()
         self._thread.token = token
         self._stop_event = trio.Event()
-        self._not_isolated = trio.Event()
-        if not self._isolated:
-            self._not_isolated.set()
-        self._wake_events = {peer: trio.Event() for peer in self._remote}
-        self._connected_events = {peer: trio.Event() for peer in self._remote}
+        # Created before the first checkpoint, so before any run_sync_soon callback runs.
+        self._signals = {peer: ChangeSignal() for peer in self._remote}
         self._waker = TrioWaker(token, self._wake_writer)
         try:
             await self._run_host()
@@ -323,20 +354,17 @@ class Libp2pTransport:
             service.cancel_scope.cancel()
 
     def _apply_isolation(self, isolated: bool) -> None:
-        assert self._not_isolated is not None
-        if not isolated:
-            self._not_isolated.set()
-            return
-        self._not_isolated = trio.Event()
-        if self._nursery is not None and self._host is not None:
-            for peer_id in list(self._host.get_network().connections):
-                self._nursery.start_soon(self._close_peer, peer_id)
+        """Trio side of set_isolated: on isolation close every connection; wake all peers.
 
-    async def _close_peer(self, peer_id: ID) -> None:
-        try:
-            await self._host.disconnect(peer_id)
-        except Exception as exc:
-            log.debug("closing %s: %r", peer_id, exc)
+        Each connection is closed on its own (`SwarmConn.close`), which removes it from the
+        swarm and notifies `disconnected` for it; `host.disconnect` would also drop, from the
+        swarm's map, a connection that arrived while the close was in progress.
+        """
+        if isolated and self._nursery is not None and self._host is not None:
+            for conn in self._host.get_network().get_connections():
+                self._nursery.start_soon(self._close_conn, conn)
+        for signal in self._signals.values():
+            signal.notify()  # writers stop on isolation; loops resume after it
 
     async def _close_conn(self, conn: INetConn) -> None:
         try:
@@ -345,8 +373,7 @@ class Libp2pTransport:
             log.debug("closing connection: %r", exc)
 
     def _on_connected(self, conn: INetConn) -> None:
-        peer_id = conn.muxed_conn.peer_id
-        peer = self._index_by_id.get(peer_id)
+        peer = self._index_by_id.get(conn.muxed_conn.peer_id)
         reason = None
         if peer is None:  # rule: only known validators' peer ids
             reason = "unknown_key"
@@ -359,47 +386,43 @@ class Libp2pTransport:
             return
         assert peer is not None
         with self._lock:
-            self._live[peer].add(id(conn))
+            # Closed ones go now: their `disconnected` notice lags the close by >= 100 ms.
+            live = [c for c in self._live[peer] if not c.is_closed]
+            live.append(conn)
+            self._live[peer] = live
         self._counters.connected(peer)
-        self._connected_events[peer].set()
+        self._signals[peer].notify()
 
     def _on_disconnected(self, conn: INetConn) -> None:
         peer = self._index_by_id.get(conn.muxed_conn.peer_id)
         if peer is None:
             return
         with self._lock:
-            self._live[peer].discard(id(conn))
-            empty = not self._live[peer]
-        if empty:
-            self._connected_events[peer] = trio.Event()
+            self._live[peer] = [c for c in self._live[peer] if c is not conn]
+        self._signals[peer].notify()
+
+    def _live_conn(self, peer: int) -> INetConn | None:
+        """The newest accepted connection to `peer` that is not closed, if any."""
+        with self._lock:
+            for conn in reversed(self._live[peer]):
+                if not conn.is_closed:
+                    return conn
+        return None
 
     def _wake_writer(self, peer: int) -> None:
-        self._wake_events[peer].set()
+        self._signals[peer].notify()
 
     def _backoff_s(self, backoff_ms: int) -> float:
         return backoff_ms * (0.75 + 0.5 * self._rng.random()) / 1000.0
 
     async def _peer_loop(self, peer: int) -> None:
-        """Keep one outbound stream to `peer` and pump its queue into it."""
-        assert self._not_isolated is not None
-        address = self._remote[peer]
-        peer_id = self._peer_ids[peer]
-        info = PeerInfo(peer_id, [multiaddr.Multiaddr(f"/ip4/{address.host}/tcp/{address.port}")])
-        timeout_s = self._limits.handshake_timeout_ms / 1000.0
+        """Keep one outbound stream to `peer` and pump its queue into it, until cancelled."""
+        signal = self._signals[peer]
         backoff_ms = self._limits.connect_backoff_initial_ms
-        while True:
-            await self._not_isolated.wait()
-            stream = None
+        while True:  # bounded by stop(): the loops' nursery is cancelled
+            await signal.wait_for(lambda: not self._isolated)
             try:
-                if self._index < peer:  # rule: the lower index dials
-                    self._host.get_network().unblock_peer(peer_id)
-                    # libp2p adds a fixed 250 ms dial delay on top of the handshake
-                    with trio.fail_after(timeout_s + 0.5):
-                        await self._host.connect(info)
-                else:
-                    await self._connected_events[peer].wait()
-                with trio.fail_after(timeout_s):
-                    stream = await self._host.new_stream(peer_id, [PROTOCOL_ID])
+                stream = await self._open_outbound(peer)
             except Exception as exc:
                 log.debug("node %d -> %d: no stream: %r", self._index, peer, exc)
                 self._dial_failures[peer] += 1
@@ -407,6 +430,7 @@ class Libp2pTransport:
                 backoff_ms = min(2 * backoff_ms, self._limits.connect_backoff_max_ms)
                 continue
             backoff_ms = self._limits.connect_backoff_initial_ms
+            self._streams_opened[peer] += 1
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._watch_stream, stream, nursery.cancel_scope)
@@ -415,15 +439,115 @@ class Libp2pTransport:
             except Exception as exc:
                 log.debug("node %d -> %d: stream ended: %r", self._index, peer, exc)
             finally:
-                with trio.move_on_after(1) as scope, contextlib.suppress(Exception):
-                    scope.shield = True
-                    await stream.reset()
+                await _reset_quietly(stream)
+
+    async def _open_outbound(self, peer: int) -> INetStream:
+        """Get a connection to `peer` (dial it if we are the lower index), open our stream."""
+        timeout_s = self._limits.handshake_timeout_ms / 1000.0
+        if self._index < peer:  # rule: the lower index dials
+            await self._dial(peer, timeout_s + _DIAL_DELAY_S)
+            # No accepted connection now means it was refused or already lost (e.g. the
+            # peer is isolated); back off.
+            conn = None if self._isolated else self._live_conn(peer)
+            if conn is None:
+                raise _NoConnection(f"no open connection to {peer} after dialing")
+        else:  # rule: the higher index never dials; it waits for the lower one's dial
+            conn = await self._await_conn(peer)
+        with trio.fail_after(timeout_s):
+            return await self._open_stream(conn, timeout_s)
+
+    async def _dial(self, peer: int, timeout_s: float) -> None:
+        """Dial `peer` at its configured address, from a clean swarm state.
+
+        Returns once a connection to `peer` is accepted or the dial ended without error;
+        raises if the dial failed or nothing was accepted within `timeout_s`. The dial runs
+        as its own task and is cancelled only if it produced no accepted connection:
+        `Swarm.add_conn` notifies `connected` inside a nursery and closes the connection if
+        cancelled before returning, which would close a connection both sides already
+        accepted and lose what the peer wrote into it.
+        """
+        if self._live_conn(peer) is not None:
+            return
+        assert self._nursery is not None
+        peer_id = self._peer_ids[peer]
+        peerstore = self._host.get_peerstore()
+        # The configured address is the only one we dial (identify may have added others
+        # with a TTL); TTL 0 never expires.
+        with contextlib.suppress(PeerStoreError):
+            peerstore.clear_addrs(peer_id)
+        peerstore.add_addrs(peer_id, [self._addrs[peer]], 0)
+        network = self._host.get_network()
+        network.unblock_peer(peer_id)  # our backoff replaces the swarm's negative cache
+        signal = self._signals[peer]
+        scope = trio.CancelScope()
+        failures: list[Exception] = []
+        finished = trio.Event()
+
+        async def dial() -> None:
+            try:
+                with scope:
+                    # Unlike host.connect, dial_peer ignores connections that are closed but
+                    # not yet removed from the swarm's map, and dials instead of returning.
+                    await network.dial_peer(peer_id)
+            except Exception as exc:
+                failures.append(exc)
+            finally:
+                finished.set()
+                signal.notify()
+
+        self._nursery.start_soon(dial)
+        with trio.move_on_after(timeout_s):
+            await signal.wait_for(lambda: finished.is_set() or self._live_conn(peer) is not None)
+        if self._live_conn(peer) is not None:
+            # A dial still finishing is left alone, within a generous bound: a stuck one
+            # would also block the next (dial_peer waits for the dial in flight).
+            scope.deadline = min(scope.deadline, trio.current_time() + _DIAL_LINGER_S)
+            return
+        scope.cancel()  # rule: a dial bounded by timeout_s unless it produced a connection
+        if failures:
+            raise failures[0]
+        if not finished.is_set():
+            raise trio.TooSlowError(f"no connection to {peer} within {timeout_s:.2f} s")
+
+    async def _await_conn(self, peer: int) -> INetConn:
+        """Wait for an accepted, open connection to `peer` while not isolated (unbounded)."""
+        found: list[INetConn] = []
+
+        def ready() -> bool:
+            conn = None if self._isolated else self._live_conn(peer)
+            if conn is not None:
+                found.append(conn)
+            return conn is not None
+
+        await self._signals[peer].wait_for(ready)
+        return found[-1]
+
+    async def _open_stream(self, conn: INetConn, timeout_s: float) -> INetStream:
+        """Open a PROTOCOL_ID stream on `conn` itself (never on a connection libp2p dials)."""
+        try:
+            stream = await conn.new_stream()
+        except Exception:
+            # rule: a connection that cannot open a stream is dead (e.g. its socket broke
+            # and libp2p has not noticed); close it so the next attempt gets a fresh one.
+            if self._nursery is not None:
+                self._nursery.start_soon(self._close_conn, conn)
+            raise
+        try:
+            protocol = await self._multiselect.select_one_of(
+                [PROTOCOL_ID], MultiselectCommunicator(stream), max(1, math.ceil(timeout_s))
+            )
+        except BaseException:
+            await _reset_quietly(stream)
+            raise
+        stream.set_protocol(protocol)
+        return stream
 
     async def _watch_stream(self, stream: INetStream, scope: trio.CancelScope) -> None:
         """End the pump as soon as the peer resets or closes our outbound stream.
 
         Without this, the pump only learns of a reset on its next write, and the frame of
         that write is lost. The peer never writes on this stream; any byte ends it too.
+        A closed connection resets its streams, so this also ends the pump then.
         """
         try:
             await stream.read(1)
@@ -432,17 +556,16 @@ class Libp2pTransport:
         scope.cancel()
 
     async def _pump(self, peer: int, stream: INetStream) -> None:
+        """Write `peer`'s queue into `stream` in batches; return when isolated."""
         queue = self._queues[peer]
-        while True:
+        signal = self._signals[peer]
+        while True:  # ends on isolation, a failed write, or the watcher's cancel
+            await signal.wait_for(lambda: self._isolated or len(queue) > 0)
             with self._lock:
                 if self._isolated:
                     return
                 batch = queue.pop_batch(_WRITE_BATCH_FRAMES, _WRITE_BATCH_BYTES)
-                if not batch:
-                    # Created under the lock: a send() after this sees it via the waker.
-                    self._wake_events[peer] = trio.Event()
             if not batch:
-                await self._wake_events[peer].wait()
                 continue
             parts: list[bytes] = []
             size_bytes = 0
@@ -458,7 +581,7 @@ class Libp2pTransport:
             self._counters.frames_out(peer, len(batch), size_bytes)
 
     async def _handle_stream(self, stream: INetStream) -> None:
-        """An inbound stream on PROTOCOL_ID: read frames and hand them to asyncio."""
+        """An inbound PROTOCOL_ID stream: hand its frames to asyncio; reset it at the end."""
         assert self._inbox is not None
         peer = self._index_by_id.get(stream.muxed_conn.peer_id)
         if peer is None:  # rule: only known validators' peer ids
@@ -473,8 +596,7 @@ class Libp2pTransport:
                 length = int.from_bytes(header, "big")
                 if length > max_frame_bytes:  # rule: hard frame limit, before reading
                     self._counters.conn_error("frame_too_large_in")
-                    await stream.reset()
-                    return
+                    return  # the reset below tells the sender to reopen
                 frame = await _read_exactly(stream, length) if length else b""
                 if self._isolated:  # rule: isolation drops all inbound traffic
                     self._counters.drop("isolated_in")
@@ -484,3 +606,7 @@ class Libp2pTransport:
                 inbox.put((peer, frame))
         except Exception as exc:
             log.debug("node %d <- %d: stream ended: %r", self._index, peer, exc)
+        finally:
+            # libp2p leaves a stream open when its handler returns; the sender's watcher
+            # must see the end (and yamux drop its state) whatever ended the reader.
+            await _reset_quietly(stream)
