@@ -14,13 +14,21 @@ Byzantine by construction). Checks:
   it holds, no honest identity signs two different votes (plain or tip vote) in one round.
 - P4 vote/NE exclusion: after an honest NE(r) against tip T, its round-r votes are for
   proposals whose TC high tip is T, or a tip vote for a round-r tip.
-- P5 no tail-fork (monadbft and v1 only; vanilla is expected to tail-fork and only
-  counts them): a fresh block of an honest leader voted by >= f+1 honest stake is never
-  replaced at its height (checked whenever an honest node finalizes that height).
-- P6 accountable speculative finality (monadbft and v1; vanilla only counts reverts): an honest `RevertVoted` carries valid equivocation
-  evidence (two distinct headers of that round, both signed by its leader); and no honest
-  node finalizes B' at the height of a block an honest node marked Voted unless such a pair
-  exists in the log.
+- P5' no tail-fork (monadbft and v1 only; vanilla is expected to tail-fork and only
+  counts them): a fresh block B of an honest leader, of block round b, for which >= f+1
+  honest stake signed `Vote(B, b)` (tip votes carried in Timeout(b) included) is never
+  replaced at its height (checked whenever an honest node finalizes that height). Votes
+  for B's reproposals in later rounds do not count (docs/protocol.md, "Speculative
+  finality of reproposals").
+- P6' accountable speculative finality (monadbft and v1; vanilla only counts reverts): a
+  block with a valid QC whose round equals its block round (a fresh QC) is only reverted
+  or replaced at its height when its round's leader equivocated: an honest `RevertVoted`
+  of it carries valid equivocation evidence (two distinct headers of that round, both
+  signed by its leader) or the log holds such a pair, and no honest node finalizes B' at
+  the height of such a Voted block unless the pair exists. A revert of a block Voted only
+  through a reproposal's QC (QC round > block round) is not a violation: it is counted in
+  `reproposal_reverts` (MonadBFT as implemented by monad-bft allows it, even with all
+  nodes honest). Evidence that is present but malformed is always a violation.
 - Commit rule (C-TWO-CHAIN): every block an honest node finalizes as the head of a commit
   has a child Y in the log and a valid QC on Y of round Y.qc.round + 1.
 - Liveness after the last fault: while honest live stake is a quorum, some honest node
@@ -111,6 +119,7 @@ class Stats:
     timed_out_rounds: set[int] = field(default_factory=set)
     equivocations: set[tuple[int, int]] = field(default_factory=set)
     speculative_reverts: int = 0
+    reproposal_reverts: int = 0  # reverts of blocks without a fresh QC (not accountable)
     max_round: int = 0
     qc_rounds: set[int] = field(default_factory=set)
 
@@ -127,7 +136,9 @@ class ProtocolChecker(Observer):
         # global log
         self._qc_by_round: dict[int, bytes] = {}
         self._vote_by_signer: dict[tuple[int, int], bytes] = {}
-        self._honest_voters: dict[bytes, set[int]] = {}
+        # (block id, vote round) -> honest signers (P5' counts only the block's own round)
+        self._honest_voters: dict[tuple[bytes, int], set[int]] = {}
+        self._honest_voters_any_round: dict[bytes, set[int]] = {}
         self._headers: dict[tuple[int, int], dict[bytes, Tip]] = {}  # (author, round) -> id -> tip
         self._signed_ok: dict[bytes, bool] = {}
         self._fresh_honest: dict[bytes, Tip] = {}  # fresh proposals of honest leaders
@@ -137,7 +148,7 @@ class ProtocolChecker(Observer):
         self._commits: dict[int, list[tuple[int, bytes]]] = {}
         self._finalized: dict[int, bytes] = {}  # height -> block id (first honest commit)
         self._finalized_parent: dict[int, bytes] = {}
-        self._voted: dict[int, tuple[bytes, int]] = {}  # seq -> (block id, block round)
+        self._voted: dict[int, dict[bytes, int]] = {}  # seq -> block id -> block round
         self._honest_commit_times_ms: list[float] = []
         self._verified: dict[int, tuple[Any, bool]] = {}
         self._children: dict[bytes, set[tuple[bytes, int]]] = {}  # parent -> (child, qc round)
@@ -190,6 +201,10 @@ class ProtocolChecker(Observer):
     def _equivocated(self, leader: int, block_round: int) -> bool:
         return len(self._headers.get((leader, block_round), {})) >= 2
 
+    def _fresh_qc(self, block_id: bytes, block_round: int) -> bool:
+        """The log holds a valid QC on the block whose round is its block round."""
+        return block_round in self._qc_rounds_of.get(block_id, ())
+
     # ------------------------------------------------------------------ observer hooks
 
     def on_command(self, sim: Simulator, node: int, command: Any) -> None:
@@ -205,7 +220,8 @@ class ProtocolChecker(Observer):
         elif kind is CommitBlocks:
             self._commit(sim, node, command)
         elif kind is MarkVoted:
-            self._voted.setdefault(command.seq_num, (command.block_id, command.block_round))
+            marks = self._voted.setdefault(command.seq_num, {})
+            marks.setdefault(command.block_id, command.block_round)
         elif kind is RevertVoted:
             self._revert(node, command)
         elif kind is RecordEquivocation:
@@ -311,7 +327,8 @@ class ProtocolChecker(Observer):
                 f"P3 double vote: honest validator {identity} voted {previous.hex()[:12]} and "
                 f"{block_id.hex()[:12]} in round {round_}"
             )
-        self._honest_voters.setdefault(block_id, set()).add(identity)
+        self._honest_voters.setdefault((block_id, round_), set()).add(identity)
+        self._honest_voters_any_round.setdefault(block_id, set()).add(identity)
         ne_tip = self._ne_by_signer.get((identity, round_))
         if ne_tip is not None:
             self._check_vote_after_ne(identity, round_, block_id, ne_tip, tip_vote, tip_round)
@@ -399,17 +416,17 @@ class ProtocolChecker(Observer):
     def _check_voted_kept(self, height: int, block_id: bytes) -> None:
         if self.ctx.protocol == "vanilla":
             return
-        voted = self._voted.get(height)
-        if voted is None or voted[0] == block_id:
-            return
-        leader = self.ctx.schedule.leader(voted[1])
-        if not self._equivocated(leader, voted[1]):
-            # P6: a Voted block is only replaced when its round's leader equivocated.
-            self.violation(
-                f"P6 speculative finality: {voted[0].hex()[:12]} (round {voted[1]}) was "
-                f"Voted but {block_id.hex()[:12]} finalized at height {height} without "
-                f"equivocation by leader {leader}"
-            )
+        for voted_id, block_round in self._voted.get(height, {}).items():
+            if voted_id == block_id or not self._fresh_qc(voted_id, block_round):
+                continue  # a Voted mark resting only on a reproposal's QC is not accountable
+            leader = self.ctx.schedule.leader(block_round)
+            if not self._equivocated(leader, block_round):
+                # P6': a block with a fresh QC is only replaced when its leader equivocated.
+                self.violation(
+                    f"P6 speculative finality: {voted_id.hex()[:12]} (round {block_round}) "
+                    f"was Voted with a fresh QC but {block_id.hex()[:12]} finalized at "
+                    f"height {height} without equivocation by leader {leader}"
+                )
 
     def _revert(self, node: int, command: RevertVoted) -> None:
         self.stats.speculative_reverts += 1
@@ -427,15 +444,27 @@ class ProtocolChecker(Observer):
             and self._leader_signed(evidence.second)
             and evidence.first.header.author == leader
         )
-        if not ok:
-            # P6: a speculative revert needs equivocation evidence by leader(r).
+        if ok:
+            return
+        if evidence is not None:
+            # P6': evidence an honest node attaches to a revert is well-formed.
+            self.violation(
+                f"P6 malformed equivocation evidence: instance {node} reverted "
+                f"{command.block_id.hex()[:12]} of round {command.block_round}"
+            )
+        elif not self._fresh_qc(command.block_id, command.block_round):
+            self.stats.reproposal_reverts += 1  # Voted only through a reproposal's QC
+        elif not self._equivocated(leader, command.block_round):
+            # P6': a block with a fresh QC is reverted only when leader(r) equivocated.
             self.violation(
                 f"P6 revert without equivocation evidence: instance {node} reverted "
-                f"{command.block_id.hex()[:12]} of round {command.block_round}"
+                f"{command.block_id.hex()[:12]} of round {command.block_round}, which had a "
+                "QC of its own round"
             )
 
     def _tail_forked(self, block_id: bytes, tip: Tip) -> bool:
-        voters = self._honest_voters.get(block_id, set())
+        # P5' premise: f+1 honest stake voted B in B's own round (reproposal votes excluded).
+        voters = self._honest_voters.get((block_id, tip.block_round), set())
         if self.ctx.validators.stake_of(voters) < self._f_plus_one:
             return False
         header = tip.header
@@ -453,15 +482,34 @@ class ProtocolChecker(Observer):
                 and other_id != block_id
                 and self._tail_forked(other_id, tip)
             ):
-                # P5: an honest leader's block voted by >= f+1 honest stake is never replaced.
+                # P5': an honest leader's block voted by >= f+1 honest stake in its own
+                # round is never replaced.
                 self.violation(
                     f"P5 tail fork: block {other_id.hex()[:12]} of honest leader "
-                    f"{tip.header.author} (round {tip.block_round}) had f+1 honest votes but "
-                    f"{block_id.hex()[:12]} was finalized at height {height}"
+                    f"{tip.header.author} (round {tip.block_round}) had f+1 honest votes in "
+                    f"its round but {block_id.hex()[:12]} was finalized at height {height}"
                 )
 
     def tail_forks(self) -> list[bytes]:
         return [b for b, tip in self._fresh_honest.items() if self._tail_forked(b, tip)]
+
+    def reproposal_tail_forks(self) -> list[bytes]:
+        """Replaced fresh blocks of honest leaders that reach f+1 honest votes only when
+        votes on their reproposals count (allowed by P5'; reported, not a violation)."""
+        lost = []
+        for block_id, tip in self._fresh_honest.items():
+            header = tip.header
+            final = self._finalized.get(header.seq_num)
+            if (
+                final is not None
+                and final != block_id
+                and not self._tail_forked(block_id, tip)
+                and not self._equivocated(header.author, header.block_round)
+                and self.ctx.validators.stake_of(self._honest_voters_any_round.get(block_id, set()))
+                >= self._f_plus_one
+            ):
+                lost.append(block_id)
+        return lost
 
     def on_finish(self, sim: Simulator) -> None:
         self._check_commit_rule()
@@ -471,8 +519,8 @@ class ProtocolChecker(Observer):
                 tip = self._fresh_honest[block_id]
                 self.violation(
                     f"P5 tail fork: block {block_id.hex()[:12]} of honest leader "
-                    f"{tip.header.author} (round {tip.block_round}) had f+1 honest votes but "
-                    f"is not finalized at height {tip.header.seq_num}"
+                    f"{tip.header.author} (round {tip.block_round}) had f+1 honest votes in "
+                    f"its round but is not finalized at height {tip.header.seq_num}"
                 )
         self._check_liveness(sim)
 

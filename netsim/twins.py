@@ -285,6 +285,8 @@ class TwinsRun:
     necs: int
     reproposals: int
     speculative_reverts: int
+    reproposal_reverts: int  # reverts of blocks Voted only through a reproposal's QC
+    reproposal_tail_forks: int  # lost blocks with f+1 honest votes only across reproposals
     liveness: str
     sim_time_ms: float
     events: int
@@ -337,6 +339,8 @@ def run_arrangement(arrangement: Arrangement, config: TwinsConfig = TwinsConfig(
         necs=len(stats.necs),
         reproposals=len(stats.reproposals),
         speculative_reverts=stats.speculative_reverts,
+        reproposal_reverts=stats.reproposal_reverts,
+        reproposal_tail_forks=len(checker.reproposal_tail_forks()),
         liveness=checker.liveness,
         sim_time_ms=result.sim_time_ms,
         events=result.events,
@@ -364,6 +368,8 @@ class TwinsSummary:
     necs: int = 0
     reproposals: int = 0
     speculative_reverts: int = 0
+    reproposal_reverts: int = 0
+    reproposal_tail_forks: int = 0
     liveness: dict[str, int] = field(default_factory=dict)
     events: int = 0
     partition_drops: int = 0
@@ -480,6 +486,8 @@ def _run_list(
         summary.necs += run.necs
         summary.reproposals += run.reproposals
         summary.speculative_reverts += run.speculative_reverts
+        summary.reproposal_reverts += run.reproposal_reverts
+        summary.reproposal_tail_forks += run.reproposal_tail_forks
         summary.liveness[run.liveness] = summary.liveness.get(run.liveness, 0) + 1
         summary.events += run.events
         summary.partition_drops += run.partition_drops
@@ -510,6 +518,8 @@ _SUMMED = (
     "necs",
     "reproposals",
     "speculative_reverts",
+    "reproposal_reverts",
+    "reproposal_tail_forks",
     "events",
     "partition_drops",
     "sim_time_ms",
