@@ -106,7 +106,8 @@ def _print_summary(report: dict[str, Any]) -> None:
         f"finalized {heights[0]}..{heights[-1]} in {report['sim_time_ms']:.0f} ms simulated, "
         f"rounds {report['rounds']}, TCs {report['tcs']}, reproposals {report['reproposals']}, "
         f"NECs {report['necs']}, tail forks {report['tail_forks']}, "
-        f"reverts {report['speculative_reverts']}, equivocations {report['equivocations']}, "
+        f"reverts {report['speculative_reverts']} (of reproposals "
+        f"{report['reproposal_reverts']}), equivocations {report['equivocations']}, "
         f"liveness {report['liveness']}"
     )
     for violation in report["violations"]:
@@ -170,7 +171,8 @@ def _twins(args: argparse.Namespace) -> int:
             f"{dedup}, {summary.run} run, {summary.failed} with violations in "
             f"{summary.wall_s:.1f} s; equivocating runs {summary.runs_with_equivocation}, "
             f"TCs {summary.tcs}, NECs {summary.necs}, reproposals {summary.reproposals}, "
-            f"reverts {summary.speculative_reverts}, liveness {summary.liveness}"
+            f"reverts {summary.speculative_reverts} (of reproposals "
+            f"{summary.reproposal_reverts}), liveness {summary.liveness}"
         )
         for failure in summary.failures:
             for violation in failure["violations"]:
