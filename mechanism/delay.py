@@ -75,7 +75,7 @@ def p_delay_heterogeneous(miss_probs: np.ndarray, kappa: int) -> float:
     r = np.asarray(miss_probs, dtype=float)
     if r.ndim != 1 or len(r) == 0:
         raise ValueError("miss_probs must be a non-empty 1-D array")
-    if not np.all((r >= 0.0) & (r <= 1.0)):
+    if not (r.min() >= 0.0 and r.max() <= 1.0):  # also rejects NaN
         raise ValueError("every miss probability must be in [0, 1]")
     if kappa < 1:
         raise ValueError(f"kappa must be >= 1, got {kappa}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from mechanism import delay, dist, montecarlo
@@ -81,7 +83,7 @@ def test_poisson_binomial_matches_direct_dynamic_programme():
 
 def test_poisson_binomial_many_distinct_values_uses_batched_tree():
     rng = np.random.default_rng(6)
-    r = rng.uniform(0, 0.2, size=5000)  # > 4096 distinct: the Bernoulli-row path
+    r = rng.uniform(0, 0.2, size=5000)  # > 4096 distinct values: no grouping, blocks + tree
     size = 1100
     ref = np.zeros(size)
     ref[0] = 1.0
@@ -106,7 +108,9 @@ def test_fixed_lane_helper_builds_per_bundle_probabilities():
         delay.miss_probs_fixed_lanes(np.array([0.9]), np.array([True, False]), 2)
 
 
-@pytest.mark.parametrize("bad", [np.array([]), np.array([0.1, 1.5]), np.array([[0.1]])])
+@pytest.mark.parametrize(
+    "bad", [np.array([]), np.array([0.1, 1.5]), np.array([[0.1]]), np.array([0.1, np.nan])]
+)
 def test_poisson_binomial_rejects_bad_input(bad):
     with pytest.raises(ValueError):
         delay.p_delay_heterogeneous(bad, 1)
@@ -225,3 +229,205 @@ def test_lag_distribution_bounds_and_validation():
         delay.p_behind(SednaParams(56, 16, 0.1), 0)
     # Before the horizon the chain is always behind.
     assert delay.p_behind(SednaParams(56, 16, 0.0), 3) == 1.0
+
+
+# --- Poisson-binomial paths (series, blocked, tree) against a long-double reference ---
+
+
+def _long_double_lower(r: np.ndarray, size: int) -> np.ndarray:
+    """Truncated pmf of Σ Bernoulli(r_i) by the textbook recurrence in 80-bit floats."""
+    ref = np.zeros(size, dtype=np.longdouble)
+    ref[0] = 1
+    for ri in np.asarray(r, dtype=np.longdouble):  # one step per bundle
+        ref[1:] = ref[1:] * (1 - ri) + ref[:-1] * ri
+        ref[0] *= 1 - ri
+    return ref
+
+
+def _series_taken(r: np.ndarray, size: int) -> bool:
+    values, counts = np.unique(r, return_counts=True)
+    return dist._series_lower(values, counts, size) is not None
+
+
+def test_poisson_binomial_series_path_matches_long_double_reference():
+    rng = np.random.default_rng(21)
+    r = rng.uniform(0.0, 0.004, size=20_000)  # mean 40, Σρ² ~ 0.1: Poisson-like
+    size = 45
+    assert _series_taken(r, size)
+    ref = _long_double_lower(r, size)
+    got = dist.poisson_binomial_lower(r, size)
+    assert np.max(np.abs(got - ref)) < 1e-15
+    assert abs(float(got.sum() - ref.sum())) < 1e-14
+
+
+def test_poisson_binomial_tree_path_matches_long_double_reference():
+    rng = np.random.default_rng(22)
+    r = rng.uniform(0.0, 0.6, size=3000)  # r_max >= 0.5: the series refuses outright
+    size = int(r.sum())
+    assert not _series_taken(r, size)
+    ref = _long_double_lower(r, size)
+    got = dist.poisson_binomial_lower(r, size)
+    assert np.max(np.abs(got - ref)) < 1e-14
+    assert abs(float(got.sum() - ref.sum())) < 1e-13
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_poisson_binomial_blocked_path_matches_long_double_reference(grouped):
+    rng = np.random.default_rng(23)
+    if grouped:  # 200 lanes x 50 slots, r_ℓ up to 0.05: Σ w·ρ² ~ 8, groups of 50
+        r = delay.miss_probs_fixed_lanes(1.0 - rng.uniform(0.0, 0.05, 200), np.zeros(200, bool), 50)
+    else:  # distinct: Σρ² ~ 0.27 per 1000 small r_i, and 40 large ones for the tree
+        r = np.concatenate([rng.uniform(0.0, 0.01, size=8000), rng.uniform(0.05, 0.3, size=40)])
+    size = int(r.sum())
+    assert not _series_taken(r, size)
+    values, counts = np.unique(r, return_counts=True)
+    # Some value blocks are certified by the series (the rest, if any, go to the tree).
+    rho = values / (1.0 - values)
+    small = np.cumsum(counts * rho * rho) <= 1.0
+    assert dist._series_lower(values[small], counts[small], size) is not None
+    ref = _long_double_lower(r, size)
+    got = dist.poisson_binomial_lower(r, size)
+    assert np.max(np.abs(got - ref)) < 1e-14
+    assert abs(float(got.sum() - ref.sum())) < 1e-13
+
+
+def test_poisson_binomial_per_lane_layouts_are_grouped_and_exact():
+    rng = np.random.default_rng(24)
+    q = 1.0 - rng.uniform(0.0, 0.01, size=64)
+    cartel = np.zeros(64, dtype=bool)
+    cartel[[3, 40]] = True  # r = 1: sure misses
+    tiled = delay.miss_probs_fixed_lanes(q, cartel, 100)  # lane-major within each slot
+    runs = np.sort(tiled)  # slot-major per lane: long runs
+    for r in (tiled, runs):
+        values, counts = dist._group_equal(r)
+        assert counts is not None and int(counts.sum()) == len(r)
+        assert len(values) == 63  # 62 honest lanes and one value (1.0) for both cartel lanes
+    size = 240  # 200 sure misses + the honest ones around their mean ~32
+    ref = _long_double_lower(tiled, size)
+    for r in (tiled, runs, rng.permutation(tiled)):
+        got = dist.poisson_binomial_lower(r, size)
+        assert np.max(np.abs(got - ref)) < 1e-15
+    assert dist._group_equal(rng.uniform(size=10_000))[1] is None  # nothing cheap to group
+
+
+def test_find_period_rejects_near_periodic_arrays():
+    base = np.arange(100) / 1000.0
+    r = np.tile(base, 50)
+    assert dist._find_period(r) == 100
+    r[-1] = 0.5  # one entry breaks the period
+    assert dist._find_period(r) is None
+    assert dist._find_period(np.tile(base, 3)[:-7]) is None  # the period must divide n
+
+
+def test_poisson_binomial_sure_and_impossible_misses():
+    # 5 sure misses with size 5: nothing below 5.
+    assert dist.poisson_binomial_lower(np.ones(5), 5).tolist() == [0.0] * 5
+    assert dist.poisson_binomial_lower(np.ones(5), 7).tolist() == [0, 0, 0, 0, 0, 1, 0]
+    assert dist.poisson_binomial_lower(np.zeros(9), 3).tolist() == [1.0, 0.0, 0.0]
+    r = np.concatenate([np.ones(2), np.full(3, 0.25), np.zeros(4)])
+    expected = [0, 0, *stats.binom.pmf(np.arange(3), 3, 0.25).tolist()]
+    assert dist.poisson_binomial_lower(r, 5) == pytest.approx(expected, abs=1e-15)
+    with pytest.raises(ValueError):
+        dist.poisson_binomial_lower(r, 0)
+
+
+def test_series_refuses_when_its_error_bound_is_too_large():
+    rng = np.random.default_rng(25)
+    r = rng.uniform(0.0, 0.05, size=20_000)  # Σρ² ~ 17: the correction would cancel badly
+    assert dist._series_lower(r, None, 600) is None
+    assert dist._series_lower(np.array([0.5, 0.1]), None, 2) is None  # ρ >= 1
+    small = rng.uniform(0.0, 0.001, size=20_000)
+    series = dist._series_lower(small, None, 20)
+    assert series is not None and 0.0 < series[1] <= 1e-12  # (pmf, its error bound)
+    assert dist._series_lower(small, None, 20, max_error=series[1] / 2) is None
+
+
+def test_trim_tails_cuts_at_most_eps_per_column_and_no_more_than_needed():
+    rng = np.random.default_rng(26)
+    stack = rng.random((50, 7)) * np.logspace(0, -40, 50)[:, None]  # decaying columns
+    eps = 1e-20
+    cut = dist._trim_tails(stack, eps)
+    kept = cut.shape[0]
+    assert np.all(stack[kept:].sum(axis=0) <= eps)  # dropped mass per column
+    assert np.any(stack[kept - 1 :].sum(axis=0) > eps)  # one entry fewer would be too many
+    assert np.array_equal(cut, stack[:kept])
+
+
+@pytest.mark.parametrize("mean", [1e-6, 0.3, 1.0, 40.0, 2500.0])
+def test_chernoff_width_bounds_the_upper_tail(mean):
+    eps = 1e-20
+    w = dist._chernoff_width(mean, eps)
+    assert stats.poisson.sf(w - 1, mean) <= eps  # P(X >= w)
+    assert stats.binom.sf(w - 1, 10**7, mean / 10**7) <= eps
+    assert w > mean
+
+
+def test_tree_with_trimming_matches_long_double_reference():
+    rng = np.random.default_rng(26)
+    values = np.sort(rng.uniform(0.0, 0.3, size=200))
+    counts = rng.integers(1, 40, size=200)
+    size = 900
+    ref = _long_double_lower(np.repeat(values, counts), size)
+    got = dist._binomial_tree_lower(values, counts, size)
+    assert len(got) == size
+    assert np.max(np.abs(got - ref)) < 1e-15
+    assert abs(float(got.sum() - ref.sum())) < 1e-13
+
+
+def test_poisson_lower_tail_shortcut_returns_zero_mass():
+    # Mean 5000 with size 100: P(M <= 99) < e^{-4000}; the result is exactly zero.
+    r = np.full(10_000, 0.5) + np.linspace(0, 1e-3, 10_000)
+    assert dist.poisson_binomial_lower(r, 100).sum() == 0.0
+    assert delay.p_delay_heterogeneous(r, 10_000 - 99) == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(0.0, 1.0),
+            st.floats(0.0, 0.01),
+            st.sampled_from([0.0, 1.0, 1e-305, 0.5]),
+        ),
+        min_size=1,
+        max_size=120,
+    ),
+    st.integers(1, 40),
+    st.integers(1, 130),
+)
+def test_poisson_binomial_matches_long_double_on_random_inputs(r, repeat, size):
+    r = np.tile(np.array(r), repeat)  # repeats exercise the grouping
+    ref = _long_double_lower(np.where(r < 1e-300, 0.0, r), size)
+    got = dist.poisson_binomial_lower(r, size)
+    assert got.shape == (size,)
+    assert np.all(got >= 0.0)
+    assert np.max(np.abs(got - ref)) < 1e-13
+
+
+def test_heterogeneous_delay_is_monotone_across_path_switches():
+    # Scaling every r_i up moves the computation from the series to blocks to the tree; the
+    # delay probability must still rise monotonically and match the reference throughout.
+    rng = np.random.default_rng(27)
+    base = rng.uniform(0.0, 1.0, size=4000)
+    kappa = 4000 - 60
+    previous = 0.0
+    for scale in (0.005, 0.01, 0.02, 0.03, 0.05, 0.1):
+        r = base * scale
+        p = delay.p_delay_heterogeneous(r, kappa)
+        ref = 1.0 - float(_long_double_lower(r, 4000 - kappa + 1).sum())
+        assert p == pytest.approx(ref, abs=1e-13)
+        assert p >= previous - 1e-13
+        previous = p
+
+
+@pytest.mark.slow
+def test_poisson_binomial_benchmark_shapes_match_reference():
+    # The benchmark's t*·m = 10^6 shapes against the long-double reference (~1 min).
+    rng = np.random.default_rng(0)
+    per_lane = np.tile(rng.uniform(0.0, 0.001, size=1000), 1000)
+    distinct = rng.uniform(0.0, 0.001, size=1_000_000)
+    for r in (per_lane, distinct):
+        size = 501
+        ref = _long_double_lower(r, size)
+        got = dist.poisson_binomial_lower(r, size)
+        assert abs(float(got.sum() - ref.sum())) < 1e-13
