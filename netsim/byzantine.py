@@ -66,6 +66,7 @@ from consensus.messages import (
     VoteMessage,
 )
 from consensus.validators import LeaderSchedule, ValidatorSet
+from netsim.invariants import certificates_in
 
 BEHAVIOURS: dict[str, str] = {
     "silent": "sends nothing",
@@ -101,36 +102,14 @@ def message_round(message: Any) -> int | None:
     return None
 
 
-def qcs_in(value: Any, depth: int = 0) -> Iterable[QuorumCertificate]:
-    if depth > 12:
-        return
-    if isinstance(value, QuorumCertificate):
-        yield value
-        return
-    if isinstance(value, msgspec.Struct):
-        for name in value.__struct_fields__:
-            child = getattr(value, name)
-            if isinstance(child, msgspec.Struct | tuple):
-                yield from qcs_in(child, depth + 1)
-    elif isinstance(value, tuple):
-        for child in value:
-            yield from qcs_in(child, depth + 1)
+def qcs_in(value: Any) -> Iterable[QuorumCertificate]:
+    """Every QC nested anywhere inside a message."""
+    return (c for c in certificates_in(value) if isinstance(c, QuorumCertificate))
 
 
-def tips_in(value: Any, depth: int = 0) -> Iterable[Tip]:
-    if depth > 12:
-        return
-    if isinstance(value, Tip):
-        yield value
-        return
-    if isinstance(value, msgspec.Struct):
-        for name in value.__struct_fields__:
-            child = getattr(value, name)
-            if isinstance(child, msgspec.Struct | tuple):
-                yield from tips_in(child, depth + 1)
-    elif isinstance(value, tuple):
-        for child in value:
-            yield from tips_in(child, depth + 1)
+def tips_in(value: Any) -> Iterable[Tip]:
+    """Every tip nested anywhere inside a message."""
+    return (c for c in certificates_in(value) if isinstance(c, Tip))
 
 
 @dataclass
