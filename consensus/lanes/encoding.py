@@ -21,6 +21,7 @@ decode the same finalized bundles, identically everywhere.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, overload
@@ -34,6 +35,7 @@ from consensus.lanes.merkle import (
     bundle_leaf,
     bundle_leaves,
     merkle_root,
+    stream_bundle_leaves,
     verify_proof,
 )
 from consensus.lanes.params import LaneParams, LaneParamsError, PayloadLayout, layout_for
@@ -130,12 +132,17 @@ def encode_payload(
     return EncodedPayload(commitment, commitment_id(commitment), layout, bundles)
 
 
+# layout_for is pure and both arguments are immutable: one derivation per (params, length)
+# serves every bundle and payload of that length (admission and tracker); errors re-raise
+_layout_for = functools.lru_cache(maxsize=4096)(layout_for)
+
+
 def layout_of(params: LaneParams, commitment: PayloadCommitment) -> PayloadLayout | None:
     """The commitment's layout if it is exactly what the chain's params derive, else None."""
     if commitment.codec_id != params.codec_id:
         return None
     try:
-        layout = layout_for(params, commitment.payload_len)
+        layout = _layout_for(params, commitment.payload_len)
     except LaneParamsError:
         return None
     # rule: a commitment's layout fields are the ones the chain parameters derive
@@ -183,6 +190,10 @@ class DecodeResult:
     payload: bytes | None = None
 
 
+_UNDECODABLE = DecodeResult("undecodable")
+_MISMATCH = DecodeResult("commitment_mismatch")
+
+
 def decode_payload(
     layout: PayloadLayout,
     commitment: PayloadCommitment,
@@ -195,23 +206,72 @@ def decode_payload(
     or does not invert to a canonical payload (final: reject the payload).
     """
     codec = codec_by_id(commitment.codec_id)
-    s_b = layout.symbols_per_bundle
-    symbols: dict[int, bytes] = {}
-    for index in sorted(bundles):
-        for offset, symbol in enumerate(bundles[index]):
-            symbols[index * s_b + offset] = symbol
-    transformed = codec.decode(
-        layout.transformed_len, layout.symbol_size_bytes, layout.repair_symbols, symbols
+    transformed = codec.decode_bundles(
+        layout.transformed_len,
+        layout.symbol_size_bytes,
+        layout.repair_symbols,
+        layout.symbols_per_bundle,
+        bundles,
     )
     if transformed is None:
-        return DecodeResult("undecodable")
+        return _UNDECODABLE
     stream = _stream(layout, commitment.codec_id, transformed)
-    root = merkle_root(bundle_leaves(stream, s_b))
+    return _checked(
+        layout, commitment, transformed, bundle_leaves(stream, layout.symbols_per_bundle)
+    )
+
+
+def _checked(
+    layout: PayloadLayout, commitment: PayloadCommitment, transformed: bytes, leaves: list[bytes]
+) -> DecodeResult:
+    """The verdict on a decoded x' whose re-encoded stream has these bundle leaves."""
     # rule: the decoded payload re-encodes to exactly the committed stream
-    if root != commitment.merkle_root:
-        return DecodeResult("commitment_mismatch")
+    if merkle_root(leaves) != commitment.merkle_root:
+        return _MISMATCH
     try:
         payload = invert_package_transform(transformed, layout.payload_len)
     except AontError:
-        return DecodeResult("commitment_mismatch")
+        return _MISMATCH
     return DecodeResult("decoded", payload)
+
+
+DecodeItem = tuple[PayloadLayout, PayloadCommitment, Mapping[int, Sequence[bytes]]]
+
+
+def decode_payloads(items: Sequence[DecodeItem]) -> list[DecodeResult]:
+    """`[decode_payload(*item) for item in items]`, with the codec work batched.
+
+    Payloads with the same codec and layout are re-encoded by one codec call, and those
+    that also have the same finalized bundle indices are decoded by one (the codec's
+    `repair_streams` / `decode_bundles_batch`; for RaptorQ that pays the per-call solve
+    once per batch). Each result depends on its own item only, exactly as one by one.
+    """
+    results: list[DecodeResult] = [_UNDECODABLE] * len(items)
+    to_decode: dict[tuple[str, PayloadLayout, tuple[int, ...]], list[int]] = {}
+    for n, (layout, commitment, bundles) in enumerate(items):
+        codec_by_id(commitment.codec_id)  # an unknown codec raises, as one by one
+        key = (commitment.codec_id, layout, tuple(sorted(bundles)))
+        to_decode.setdefault(key, []).append(n)
+    decoded: dict[tuple[str, PayloadLayout], list[tuple[int, bytes]]] = {}
+    for (codec_id, layout, _), members in to_decode.items():
+        outputs = codec_by_id(codec_id).decode_bundles_batch(
+            layout.transformed_len,
+            layout.symbol_size_bytes,
+            layout.repair_symbols,
+            layout.symbols_per_bundle,
+            [items[n][2] for n in members],
+        )
+        for n, transformed in zip(members, outputs, strict=True):
+            if transformed is not None:  # else undecodable: wait for more bundles
+                decoded.setdefault((codec_id, layout), []).append((n, transformed))
+    for (codec_id, layout), done in decoded.items():
+        streams = codec_by_id(codec_id).repair_streams(
+            [transformed for _, transformed in done],
+            layout.symbol_size_bytes,
+            layout.repair_symbols,
+        )
+        tagged_bytes = TAG_BYTES + layout.symbol_size_bytes
+        for (n, transformed), stream in zip(done, streams, strict=True):
+            leaves = stream_bundle_leaves(stream, tagged_bytes, layout.symbols_per_bundle)
+            results[n] = _checked(layout, items[n][1], transformed, leaves)
+    return results

@@ -8,7 +8,8 @@ Fed finalized blocks in height order, it
    already decided, is ignored (counted) — cross-block duplicates are harmless;
 3. after the block's entries, for each payload that gained bundles in this block and has
    at least κ, in commitment-id order: decode from all its finalized bundles and check
-   the result against the commitment (`encoding.decode_payload`):
+   the result against the commitment (`encoding.decode_payloads`, one batched call per
+   block with the same result as `decode_payload` for each):
    - decoded  → executed in this block, after the block's plain transactions, ordered
      by commitment id: a position fixed before anyone could see the contents;
    - commitment_mismatch → rejected (final);
@@ -24,13 +25,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
-from consensus.lanes.encoding import decode_payload, layout_of
+from consensus.lanes.encoding import decode_payloads, layout_of
 from consensus.lanes.params import LaneParams, PayloadLayout
 from consensus.lanes.proposer import entry_key
-from consensus.lanes.wire import PayloadCommitment, decode_block_payload
+from consensus.lanes.wire import BlockPayload, PayloadCommitment, decode_block_payload
 from consensus.messages import BlockBody, BlockHeader
 
 PayloadStatus = Literal["executed", "rejected", "expired"]
@@ -127,63 +128,79 @@ class DecodeTracker:
             + hashlib.sha256(content).digest()
         ).digest()
 
-    def on_finalized(self, header: BlockHeader, body: BlockBody) -> BlockOutcome:
-        """Process the next finalized block (heights strictly consecutive)."""
-        height = header.seq_num
+    def _check_next(self, height: int) -> None:
         # rule: finalized blocks arrive in order, each exactly once
         if self.height is not None and height != self.height + 1:
             raise ValueError(f"expected finalized height {self.height + 1}, got {height}")
+
+    def on_finalized(self, header: BlockHeader, body: BlockBody) -> BlockOutcome:
+        """Process the next finalized block (heights strictly consecutive)."""
+        self._check_next(header.seq_num)
         payload = decode_block_payload(body.payload)  # finalized ⇒ validated ⇒ decodes
+        return self.on_finalized_payload(header.seq_num, payload)
+
+    def on_finalized_payload(self, height: int, payload: BlockPayload) -> BlockOutcome:
+        """`on_finalized` of the block at `height` whose body decodes to `payload`, for a
+        caller that has decoded it already (the node): the same outcome, one decode less."""
+        self._check_next(height)
         self.height = height
         redemptions: list[Redemption] = []
         touched: set[bytes] = set()
         duplicates = late = dropped = 0
+        decided = self._decided
+        pending_by_id = self._pending
         for block in payload.lane_blocks:
+            lane, slot = block.lane, block.slot
             for entry in block.entries:
-                ticket = entry.ticket.ticket
                 cid, index = entry_key(entry)
-                commitment = entry.bundle.commitment
+                bundle = entry.bundle
+                commitment = bundle.commitment
                 redemptions.append(
-                    Redemption(cid, commitment.sender, block.lane, block.slot, index, ticket.fee)
+                    Redemption(cid, commitment.sender, lane, slot, index, entry.ticket.ticket.fee)
                 )
-                if cid in self._decided:
+                if cid in decided:
                     late += 1
                     continue
-                pending = self._pending.get(cid)
+                pending = pending_by_id.get(cid)
                 if pending is None:
                     layout = layout_of(self.params, commitment)
-                    if len(self._pending) >= self.max_pending or layout is None:
+                    if len(pending_by_id) >= self.max_pending or layout is None:
                         dropped += 1
                         continue
                     pending = _Pending(commitment, layout, first_slot=height, last_progress=height)
-                    self._pending[cid] = pending
+                    pending_by_id[cid] = pending
                 if index in pending.bundles:
                     duplicates += 1
                     continue
-                pending.bundles[index] = entry.bundle.symbols
-                pending.order.append((block.slot, block.lane, index))
+                pending.bundles[index] = bundle.symbols
+                pending.order.append((slot, lane, index))
                 pending.last_progress = height
                 touched.add(cid)
+        base = len(payload.transactions)
         executed: list[PayloadEvent] = []
         others: list[PayloadEvent] = []
+        ready: list[tuple[bytes, _Pending]] = []
         for cid in sorted(touched):
-            pending = self._pending[cid]
-            if len(pending.bundles) < pending.layout.kappa:
-                continue
-            result = decode_payload(pending.layout, pending.commitment, pending.bundles)
+            pending = pending_by_id[cid]
+            if len(pending.bundles) >= pending.layout.kappa:
+                ready.append((cid, pending))
+        # one batched decode for the block; each result depends on its own payload only
+        results = decode_payloads([(p.layout, p.commitment, p.bundles) for _, p in ready])
+        for (cid, _), result in zip(ready, results, strict=True):
             if result.status == "undecodable":
                 continue
             if result.status == "decoded":
-                executed.append(self._decide(cid, "executed", height, result.payload))
+                position = base + len(executed)  # after the block's transactions, by id
+                executed.append(self._decide(cid, "executed", height, position, result.payload))
             else:
-                others.append(self._decide(cid, "rejected", height, None))
-        for cid in sorted(self._pending):
-            if height - self._pending[cid].last_progress >= self.pending_ttl_slots:
-                others.append(self._decide(cid, "expired", height, None))
+                others.append(self._decide(cid, "rejected", height, -1, None))
+        ttl = self.pending_ttl_slots
+        stale = [cid for cid, p in pending_by_id.items() if height - p.last_progress >= ttl]
+        for cid in sorted(stale):
+            others.append(self._decide(cid, "expired", height, -1, None))
         for tx in payload.transactions:
             self._chain(b"t", height, b"", tx)
-        base = len(payload.transactions)
-        events = [replace(e, position=base + i) for i, e in enumerate(executed)] + others
+        events = executed + others
         for event in events:
             self._chain(
                 _STATUS_TAG[event.status], height, event.commitment_id, event.payload or b""
@@ -201,7 +218,7 @@ class DecodeTracker:
         )
 
     def _decide(
-        self, cid: bytes, status: PayloadStatus, height: int, payload: bytes | None
+        self, cid: bytes, status: PayloadStatus, height: int, position: int, payload: bytes | None
     ) -> PayloadEvent:
         pending = self._pending.pop(cid)
         self._decided[cid] = status
@@ -213,7 +230,7 @@ class DecodeTracker:
             sender=pending.commitment.sender,
             status=status,
             height=height,
-            position=-1,
+            position=position,
             payload=payload,
             kappa=pending.layout.kappa,
             first_slot=pending.first_slot,
