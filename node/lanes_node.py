@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from itertools import pairwise
 
 import msgspec
 
@@ -42,8 +43,11 @@ from consensus.crypto import KeyPair, SignatureScheme
 from consensus.lanes.params import LaneParams
 from consensus.lanes.payload import LanePayloadValidator, build_block_payload
 from consensus.lanes.proposer import LaneProposer, RejectReason, entry_key, max_entry_bytes
+from consensus.lanes.tickets import TicketVerifier
 from consensus.lanes.tracker import BlockOutcome, DecodeTracker
 from consensus.lanes.wire import (
+    EMPTY_PAYLOAD,
+    BlockPayload,
     LaneBlock,
     LanePayloadError,
     decode_block_payload,
@@ -81,6 +85,7 @@ MAX_REMEMBERED_SENDS = 1024
 MAX_BUILT_BODIES = 256
 MAX_ACCEPTED_MEMORY = 65_536
 MAX_DECIDED_REMEMBERED = 262_144
+MAX_VERIFIED_TICKET_BATCHES = 65_536
 PAYLOAD_BYTES_RESERVE = 64 * 1024  # headroom left in the body for msgpack framing
 
 _lane_block_decoder = msgspec.msgpack.Decoder(LaneBlock)
@@ -137,6 +142,9 @@ class NodeLanes:
         self.params = params
         self.validators = validators
         self.schedule = schedule
+        # One cache of verified ticket-batch signatures for admission and block checks:
+        # a sender's batch signature is verified once per node, not once per bundle.
+        self.tickets = TicketVerifier(scheme, max_cached=MAX_VERIFIED_TICKET_BATCHES)
         self.proposer = LaneProposer(
             lane=index,
             key=key,
@@ -144,8 +152,11 @@ class NodeLanes:
             params=params,
             first_open_slot=max(1, first_open_slot),
             max_future_slots=MAX_FUTURE_SLOTS,
+            ticket_verifier=self.tickets,
         )
-        self.validator = LanePayloadValidator(validators, params, scheme)
+        self.validator = LanePayloadValidator(
+            validators, params, scheme, ticket_verifier=self.tickets
+        )
         self.tracker = DecodeTracker(params, max_decided_remembered=MAX_DECIDED_REMEMBERED)
         self.counters = LaneCounters()
         self.refused: Counter[str] = Counter()  # lane frames refused, by reason
@@ -213,6 +224,8 @@ class NodeLanes:
             return None
         if fresh and block.entries:
             self.counters.lane_blocks_sealed += 1
+            # rule: own lane block = entries verified on admission, signed here
+            self.validator.trust(block)
         return block
 
     def on_vote(self, voted_seq: int, vote_round: int) -> list[tuple[int, bytes]]:
@@ -360,12 +373,16 @@ class NodeLanes:
         the block's plain txs, exactly as the tracker would place it in the full block.
         """
         payload = decode_block_payload(body.payload)  # finalized, so validated: it decodes
-        lane_body = (
-            BlockBody(build_block_payload((), payload.lane_blocks))
-            if payload.lane_blocks
-            else BlockBody(b"")
-        )
-        return self.tracker.on_finalized(header, lane_body), len(payload.transactions)
+        blocks = payload.lane_blocks
+        # A validated body's lane blocks are non-empty and strictly by lane, which is how
+        # `build_block_payload` frames them: the tracker gets them as decoded (no second
+        # encode and decode). Anything else goes through that framing, as it always did.
+        if all(b.entries for b in blocks) and all(a.lane < b.lane for a, b in pairwise(blocks)):
+            lane_payload = BlockPayload((), blocks) if blocks else EMPTY_PAYLOAD
+        else:
+            lane_payload = decode_block_payload(build_block_payload((), blocks))
+        outcome = self.tracker.on_finalized_payload(header.seq_num, lane_payload)
+        return outcome, len(payload.transactions)
 
     def payload_status(self, cid: bytes) -> tuple[str, list[int]]:
         """(tracker status, indices of the bundles finalized so far while pending)."""

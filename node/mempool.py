@@ -27,7 +27,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from consensus.lanes.payload import LanePayloadValidator, build_block_payload
-from consensus.lanes.wire import LANE_PAYLOAD_VERSION, LanePayloadError, decode_block_payload
+from consensus.lanes.wire import (
+    LANE_PAYLOAD_VERSION,
+    LanePayloadError,
+    decode_block_payload,
+    decode_block_transactions,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from consensus.messages import BlockBody, BlockHeader
@@ -50,10 +55,19 @@ def encode_plain_payload(txs: Sequence[bytes]) -> bytes:
     return build_block_payload(txs, ())
 
 
-def decode_plain_payload(payload: bytes, max_txs: int, max_tx_bytes: int) -> list[bytes]:
-    """The plain transactions of a block payload. Raises PayloadError for anything invalid."""
+def decode_plain_payload(
+    payload: bytes, max_txs: int, max_tx_bytes: int, lanes_checked: bool = False
+) -> list[bytes]:
+    """The plain transactions of a block payload. Raises PayloadError for anything invalid.
+
+    `lanes_checked`: the lane blocks are validated elsewhere (or already were), so they
+    are skipped here instead of decoded twice.
+    """
     try:
-        txs = decode_block_payload(payload).transactions
+        if lanes_checked:
+            txs = decode_block_transactions(payload)
+        else:
+            txs = decode_block_payload(payload).transactions
     except LanePayloadError as exc:
         raise PayloadError(f"malformed payload: {exc}") from None
     # Rule: a block carries at most max_txs txs, each non-empty and within the size limit.
@@ -82,8 +96,10 @@ class PlainPayloadValidator:
         self.lanes = lanes
 
     def validate(self, header: BlockHeader, body: BlockBody) -> bool:
-        try:
-            decode_plain_payload(body.payload, self.max_block_txs, self.max_tx_bytes)
+        try:  # with a lane validator, it decodes (and checks) the lane blocks itself
+            decode_plain_payload(
+                body.payload, self.max_block_txs, self.max_tx_bytes, self.lanes is not None
+            )
         except PayloadError:
             return False
         return self.lanes is None or self.lanes.validate(header, body)

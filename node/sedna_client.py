@@ -7,8 +7,9 @@ its id is the commitment id. Then, in *attempts*:
 1. **Plan.** Missing bundles B (κ + `extra_bundles` on the first attempt) are addressed
    from the target slot on: `bundles_per_slot` lanes per slot (m; 0 = every lane), chosen
    by the policy among lanes not excluded for this payload, one fresh bundle index per
-   (lane, slot), each with a ticket signed by the client's key for exactly that lane and
-   slot. The target slot is the highest lane `open_slot` seen (every /bundle answer
+   (lane, slot), each with a ticket for exactly that lane and slot. The tickets planned
+   in one step (across payloads) are signed in batches of `ticket_batch` with one
+   signature each (`consensus.lanes.tickets.sign_ticket_batch`). The target slot is the highest lane `open_slot` seen (every /bundle answer
    carries it) plus `slot_lead`: lanes seal a slot two heights before it is proposed,
    so the lead keeps the bundle ahead of the seal while it is on the wire.
 2. **Send.** Bundles are batched per lane into `POST /bundle` requests (one in flight per
@@ -46,8 +47,8 @@ from dataclasses import dataclass, field
 from consensus.crypto import ED25519, KeyPair, SignatureScheme
 from consensus.lanes.encoding import EncodedPayload, encode_payload
 from consensus.lanes.params import LaneParams
-from consensus.lanes.tickets import make_ticket, sign_ticket
-from consensus.lanes.wire import LaneEntry, encode_lane_entry
+from consensus.lanes.tickets import MAX_TICKETS_PER_BATCH, make_ticket, sign_ticket_batch
+from consensus.lanes.wire import Bundle, LaneEntry, Ticket, encode_lane_entry
 from node.lanes_node import NODE_LANE_PARAMS
 from node.rpc import MAX_BUNDLES_PER_REQUEST, HttpClient, encode_binary_txs
 
@@ -69,6 +70,7 @@ class SednaPolicy:
     max_attempts: int = 8
     ratchet: bool = True
     fee: int = 1
+    ticket_batch: int = 64  # tickets per signature (one batch per send step)
     seed: bytes = b"sedna/client/1"
 
     def __post_init__(self) -> None:
@@ -78,6 +80,8 @@ class SednaPolicy:
             raise ValueError("bundles_per_slot, extra_bundles and slot_lead must be >= 0")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
+        if not 1 <= self.ticket_batch <= MAX_TICKETS_PER_BATCH:
+            raise ValueError(f"ticket_batch must be in 1..{MAX_TICKETS_PER_BATCH}")
 
 
 @dataclass
@@ -105,6 +109,7 @@ class ClientStats:
     offered: int = 0
     refused_full: int = 0
     bundles_sent: int = 0
+    ticket_batches: int = 0  # signatures made (one per batch of tickets)
     bundles_accepted: int = 0
     bundles_bytes: int = 0
     resends: int = 0
@@ -212,8 +217,15 @@ class SednaClient:
             self.lanes, key=lambda lane: hashlib.sha256(salt + lane.to_bytes(4, "big")).digest()
         )
 
-    def _plan(self, cid: bytes, p: OutgoingPayload, now: float) -> None:
-        """Address `p.missing` fresh bundles from the target slot on."""
+    def _plan(
+        self,
+        cid: bytes,
+        p: OutgoingPayload,
+        now: float,
+        planned: list[tuple[int, Bundle, Ticket]],
+    ) -> None:
+        """Address `p.missing` fresh bundles from the target slot on (appended to
+        `planned` as (lane, bundle, unsigned ticket))."""
         encoded = p.encoded
         assert encoded is not None  # only undecided payloads are planned
         cap = encoded.layout.cap_bundles
@@ -240,10 +252,7 @@ class SednaClient:
                 else:
                     break
                 ticket = make_ticket(cid, lane, slot, index, self.policy.fee)
-                entry = LaneEntry(
-                    encoded.bundles[index], sign_ticket(self.scheme, self.key, ticket)
-                )
-                self._queues[lane].append((cid, slot, index, encode_lane_entry(entry)))
+                planned.append((lane, encoded.bundles[index], ticket))
                 p.missing -= 1
                 p.inflight += 1
             p.last_slot = slot
@@ -252,6 +261,19 @@ class SednaClient:
         if p.missing > 0 and exhausted and p.inflight == 0 and not p.accepted:
             self._finish(cid, p, "abandoned", None)  # the committed stream is exhausted
 
+    def _sign_and_queue(self, planned: Sequence[tuple[int, Bundle, Ticket]]) -> None:
+        """One signature per `ticket_batch` planned tickets, then queue each bundle."""
+        size = self.policy.ticket_batch
+        for start in range(0, len(planned), size):
+            chunk = planned[start : start + size]
+            signed = sign_ticket_batch(self.scheme, self.key, [t for _, _, t in chunk])
+            self.stats.ticket_batches += 1
+            for (lane, bundle, ticket), signed_ticket in zip(chunk, signed, strict=True):
+                entry = encode_lane_entry(LaneEntry(bundle, signed_ticket))
+                self._queues[lane].append(
+                    (ticket.commitment_id, ticket.slot, ticket.bundle_index, entry)
+                )
+
     # ------------------------------------------------------------------ one step
 
     async def step(self) -> None:
@@ -259,9 +281,11 @@ class SednaClient:
         if not self._synced:
             await self.sync_slots()
         now = time.monotonic()
+        planned: list[tuple[int, Bundle, Ticket]] = []
         for cid, p in list(self._active.items()):
             if p.missing > 0 and not p.querying:
-                self._plan(cid, p, now)
+                self._plan(cid, p, now, planned)
+        self._sign_and_queue(planned)
         for lane, queue in self._queues.items():
             if not queue or lane in self._busy:
                 continue

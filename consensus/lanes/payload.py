@@ -25,7 +25,7 @@ from consensus.lanes.proposer import (
     check_entry_static,
     entry_key,
 )
-from consensus.lanes.tickets import lane_block_signature_ok
+from consensus.lanes.tickets import TicketVerifier, lane_block_signature_ok
 from consensus.lanes.wire import (
     BlockPayload,
     LaneBlock,
@@ -60,10 +60,12 @@ class LanePayloadValidator:
         params: LaneParams,
         scheme: SignatureScheme,
         max_cached_lane_blocks: int = 4096,
+        ticket_verifier: TicketVerifier | None = None,
     ):
         self.validators = validators
         self.params = params
         self.scheme = scheme
+        self.tickets = ticket_verifier or TicketVerifier(scheme)
         self.max_cached = max_cached_lane_blocks
         self._verified: OrderedDict[bytes, None] = OrderedDict()
 
@@ -114,17 +116,31 @@ class LanePayloadValidator:
                 reason = RejectReason.WRONG_SLOT  # rule: redeemed only in the addressed slot
             if reason is not None:
                 return reason.value
-        digest = hashlib.sha256(encode(block)).digest()
+        digest = _lane_block_digest(block)
         if digest in self._verified:
             self._verified.move_to_end(digest)
             return None
         for entry in block.entries:
-            crypto = check_entry_crypto(self.scheme, entry)
+            crypto = check_entry_crypto(self.tickets, entry)
             if crypto is not None:
                 return crypto.value
         if not lane_block_signature_ok(self.scheme, self.validators.public_key(block.lane), block):
             return "bad lane block signature"
+        self._remember(digest)
+        return None
+
+    def trust(self, block: LaneBlock) -> None:
+        """Skip the signature and proof checks of `block` from now on: for a lane block
+        the caller sealed itself from entries it verified on admission. The static and
+        ordering rules still apply to it in every proposal."""
+        self._remember(_lane_block_digest(block))
+
+    def _remember(self, digest: bytes) -> None:
         self._verified[digest] = None
+        self._verified.move_to_end(digest)
         while len(self._verified) > self.max_cached:
             self._verified.popitem(last=False)
-        return None
+
+
+def _lane_block_digest(block: LaneBlock) -> bytes:
+    return hashlib.sha256(encode(block)).digest()

@@ -30,8 +30,9 @@ from consensus.lanes.encoding import (
     layout_of,
 )
 from consensus.lanes.params import LaneParams
-from consensus.lanes.tickets import sign_lane_block, ticket_signature_ok
+from consensus.lanes.tickets import TicketVerifier, sign_lane_block
 from consensus.lanes.wire import (
+    MAX_TICKET_BATCH_DEPTH,
     Bundle,
     LaneBlock,
     LaneEntry,
@@ -60,7 +61,8 @@ class RejectReason(StrEnum):
 
 def max_entry_bytes(params: LaneParams) -> int:
     """Upper bound on an honest submission's encoding (symbols plus fixed overhead)."""
-    return params.symbols_per_bundle * (params.symbol_size_bytes + 5) + 2048
+    batch_path = MAX_TICKET_BATCH_DEPTH * 34  # the ticket's path in its sender's batch
+    return params.symbols_per_bundle * (params.symbol_size_bytes + 5) + 2048 + batch_path
 
 
 def check_entry_static(params: LaneParams, entry: LaneEntry, lane: int) -> RejectReason | None:
@@ -85,9 +87,9 @@ def check_entry_static(params: LaneParams, entry: LaneEntry, lane: int) -> Rejec
     return None
 
 
-def check_entry_crypto(scheme: SignatureScheme, entry: LaneEntry) -> RejectReason | None:
-    """Signature of the committed sender, then the Merkle proof of every symbol."""
-    if not ticket_signature_ok(scheme, entry.bundle.commitment.sender, entry.ticket):
+def check_entry_crypto(tickets: TicketVerifier, entry: LaneEntry) -> RejectReason | None:
+    """The committed sender's ticket (batch) signature, then the Merkle proof of every symbol."""
+    if not tickets.ok(entry.bundle.commitment.sender, entry.ticket):
         return RejectReason.BAD_TICKET_SIGNATURE
     if not bundle_proof_ok(entry.bundle):
         return RejectReason.BAD_PROOF
@@ -181,10 +183,13 @@ class LaneProposer:
         max_future_slots: int = 8,
         withhold: WithholdPolicy | None = None,
         max_remembered: int = 65_536,
+        ticket_verifier: TicketVerifier | None = None,
     ):
         self.lane = lane
         self.key = key
         self.scheme = scheme
+        # shared with the node's block validator so a batch signature is verified once
+        self.tickets = ticket_verifier or TicketVerifier(scheme)
         self.params = params
         self.open_slot = first_open_slot
         self.max_future_slots = max_future_slots
@@ -229,7 +234,7 @@ class LaneProposer:
         pending = self._pending.get(slot, {})
         if len(pending) >= self.params.max_entries_per_lane_block:
             return self._reject(RejectReason.LANE_FULL)
-        reason = check_entry_crypto(self.scheme, entry)
+        reason = check_entry_crypto(self.tickets, entry)
         if reason is not None:
             return self._reject(reason)
         self._pending.setdefault(slot, {})[key] = entry

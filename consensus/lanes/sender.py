@@ -25,9 +25,9 @@ from enum import StrEnum
 from consensus.crypto import KeyPair, SignatureScheme
 from consensus.lanes.encoding import EncodedPayload, encode_payload
 from consensus.lanes.params import LaneParams
-from consensus.lanes.tickets import make_ticket, sign_ticket
+from consensus.lanes.tickets import MAX_TICKETS_PER_BATCH, make_ticket, sign_ticket_batch
 from consensus.lanes.tracker import BlockOutcome, Redemption
-from consensus.lanes.wire import LaneEntry
+from consensus.lanes.wire import Bundle, LaneEntry, Ticket
 
 
 class AddressPolicy(StrEnum):
@@ -45,10 +45,13 @@ class SenderConfig:
     fee: int = 1
     seed: bytes = b"sedna/sender/1"
     max_active_payloads: int = 1024
+    ticket_batch: int = 1  # tickets per signature within one slot's plan (1: one each)
 
     def __post_init__(self) -> None:
         if self.lanes < 1 or not 1 <= self.bundles_per_slot <= self.lanes:
             raise ValueError("need lanes >= 1 and 1 <= bundles_per_slot <= lanes")
+        if not 1 <= self.ticket_batch <= MAX_TICKETS_PER_BATCH:
+            raise ValueError(f"ticket_batch must be in 1..{MAX_TICKETS_PER_BATCH}")
         AddressPolicy(self.policy)  # raises ValueError for an unknown policy
 
 
@@ -113,8 +116,9 @@ class Sender:
         return sorted(allowed[: self.config.bundles_per_slot])
 
     def plan_slot(self, slot: int) -> list[Submission]:
-        """Fresh bundles with signed tickets for `slot`, for every undecided payload."""
-        plan: list[Submission] = []
+        """Fresh bundles with signed tickets for `slot`, for every undecided payload
+        (tickets signed in batches of `ticket_batch`, in plan order)."""
+        planned: list[tuple[int, Bundle, Ticket]] = []
         for cid in sorted(self.payloads):
             outgoing = self.payloads[cid]
             if outgoing.decided or slot < outgoing.first_slot or slot in outgoing.addressed:
@@ -126,13 +130,19 @@ class Sender:
                 index = outgoing.next_bundle
                 outgoing.next_bundle += 1
                 ticket = make_ticket(cid, lane, slot, index, self.config.fee)
-                entry = LaneEntry(
-                    outgoing.encoded.bundles[index], sign_ticket(self.scheme, self.key, ticket)
-                )
+                planned.append((lane, outgoing.encoded.bundles[index], ticket))
                 addressed.append((lane, index))
                 outgoing.bundles_sent += 1
                 outgoing.bytes_sent += outgoing.encoded.layout.bundle_bytes
-                plan.append(Submission(lane, entry))
+        plan: list[Submission] = []
+        size = self.config.ticket_batch
+        for start in range(0, len(planned), size):
+            chunk = planned[start : start + size]
+            signed = sign_ticket_batch(self.scheme, self.key, [t for _, _, t in chunk])
+            plan.extend(
+                Submission(lane, LaneEntry(bundle, signed_ticket))
+                for (lane, bundle, _), signed_ticket in zip(chunk, signed, strict=True)
+            )
         return plan
 
     def on_slot_finalized(

@@ -25,6 +25,7 @@ LANE_PAYLOAD_VERSION = 1
 MAX_TRANSACTIONS = 65_536
 MAX_LANE_BLOCK_ENTRIES = 4096
 MAX_STREAM_INDEX = 2**24
+MAX_TICKET_BATCH_DEPTH = 12  # one sender signature covers at most 2**12 tickets
 
 U64 = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 Digest = Annotated[bytes, Meta(min_length=32, max_length=32)]
@@ -83,8 +84,16 @@ class Ticket(_LaneData):
 
 
 class SignedTicket(_LaneData):
+    """A ticket, its path in the sender's ticket batch, and the batch signature.
+
+    The sender signs the root of a Merkle tree over a batch of tickets once
+    (`consensus.lanes.tickets.sign_ticket_batch`); `batch_path` holds the sibling
+    digests from the ticket's leaf to that root (empty for a batch of one).
+    """
+
     ticket: Ticket
-    signature: Signature  # by commitment.sender, Domain.TICKET
+    batch_path: Annotated[tuple[Digest, ...], Meta(max_length=MAX_TICKET_BATCH_DEPTH)]
+    signature: Signature  # by commitment.sender, Domain.TICKET, over the batch root
 
 
 class LaneEntry(_LaneData):
@@ -118,9 +127,21 @@ class BlockPayload(_LaneData):
 
 EMPTY_PAYLOAD = BlockPayload(transactions=(), lane_blocks=())
 
+
+class _TransactionsOnly(msgspec.Struct, frozen=True, array_like=True):
+    """A block payload's transactions; the lane blocks are skipped, not decoded."""
+
+    transactions: Annotated[
+        tuple[Annotated[bytes, Meta(max_length=MAX_PAYLOAD_BYTES)], ...],
+        Meta(max_length=MAX_TRANSACTIONS),
+    ]
+    lane_blocks: msgspec.Raw
+
+
 _encoder = msgspec.msgpack.Encoder()
 _entry_decoder = msgspec.msgpack.Decoder(LaneEntry)
 _payload_decoder = msgspec.msgpack.Decoder(BlockPayload)
+_transactions_decoder = msgspec.msgpack.Decoder(_TransactionsOnly)
 
 
 def encode(value: msgspec.Struct | tuple) -> bytes:
@@ -190,3 +211,18 @@ def decode_block_payload(data: bytes) -> BlockPayload:
     if payload == EMPTY_PAYLOAD:  # rule: one encoding per payload (empty is b"")
         raise LanePayloadError("non-canonical empty payload")
     return payload
+
+
+def decode_block_transactions(data: bytes) -> tuple[bytes, ...]:
+    """The plain transactions of a block payload whose lane blocks are checked elsewhere
+    (by `decode_block_payload` in the lane rules, or already validated): the lane blocks
+    are skipped, not decoded. The framing rules are the same as `decode_block_payload`'s."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise LanePayloadError(f"expected bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        return ()
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise LanePayloadError(f"block payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    if data[0] != LANE_PAYLOAD_VERSION:
+        raise LanePayloadError(f"unsupported lane payload version {data[0]}")
+    return _decode(_transactions_decoder, memoryview(data)[1:], "block payload").transactions

@@ -21,6 +21,7 @@ from consensus.lanes.wire import (
     BlockPayload,
     LanePayloadError,
     decode_block_payload,
+    decode_block_transactions,
     encode,
     encode_block_payload,
 )
@@ -95,6 +96,37 @@ def test_mutated_payloads_raise_only_lane_payload_error_or_fail_validation(posit
         assert mutated.lane_blocks == decode_block_payload(original).lane_blocks
 
 
+@settings(max_examples=150, deadline=None)
+@given(position=st.integers(0, 10_000), value=st.integers(0, 255))
+def test_transactions_only_decode_agrees_with_the_full_decode(position, value) -> None:
+    """`decode_block_transactions` skips the lane blocks: on every payload the full decode
+    accepts it returns the same transactions, and it raises only LanePayloadError."""
+    original = build_block_payload([b"t1", b"tx2"], [_lane_block(1, [0]), _lane_block(3, [2])])
+    assert decode_block_transactions(original) == (b"t1", b"tx2")
+    assert decode_block_transactions(b"") == ()
+    data = bytearray(original)
+    data[position % len(data)] = value
+    try:
+        full = decode_block_payload(bytes(data))
+    except LanePayloadError:
+        with contextlib.suppress(LanePayloadError):
+            decode_block_transactions(bytes(data))
+        return
+    assert decode_block_transactions(bytes(data)) == full.transactions
+
+
+def test_transactions_only_decode_keeps_the_framing_rules() -> None:
+    body = encode(BlockPayload((b"a",), ()))
+    for bad in (b"\x07" + body, bytes((LANE_PAYLOAD_VERSION,)) + body[:-1], b"\x01\xc1"):
+        with pytest.raises(LanePayloadError):
+            decode_block_transactions(bad)
+    too_many = msgspec.msgpack.encode([[b"x"] * 70_000, []])
+    with pytest.raises(LanePayloadError):
+        decode_block_transactions(bytes((LANE_PAYLOAD_VERSION,)) + too_many)
+    with pytest.raises(LanePayloadError):
+        decode_block_transactions("not bytes")  # type: ignore[arg-type]
+
+
 def test_bounds_and_versions() -> None:
     with pytest.raises(LanePayloadError):
         decode_block_payload(b"\x07" + encode(EMPTY_PAYLOAD))
@@ -111,7 +143,7 @@ def test_bounds_and_versions() -> None:
 
 def _tamper_ticket_signature():
     entry = _entries(1, [0])[0]
-    bad = entry.ticket.__class__(entry.ticket.ticket, bytes(64))
+    bad = entry.ticket.__class__(entry.ticket.ticket, (), bytes(64))
     return _lane_block(1, [], entries=(entry.__class__(entry.bundle, bad),))
 
 

@@ -18,7 +18,7 @@ from consensus.crypto import ED25519, derive_keys
 from consensus.lanes.encoding import encode_payload
 from consensus.lanes.payload import build_block_payload
 from consensus.lanes.proposer import max_entry_bytes
-from consensus.lanes.tickets import make_ticket, sign_ticket
+from consensus.lanes.tickets import make_ticket, sign_ticket, sign_ticket_batch
 from consensus.lanes.wire import LaneEntry, SignedTicket, encode_lane_entry
 from consensus.messages import BlockBody
 from consensus.validators import ValidatorSet, schedule_by_name
@@ -76,7 +76,7 @@ def test_admission_counts_every_rejection_reason() -> None:
     slot = lane.open_slot
     assert slot == 3
     forged = _entry(enc, 0, slot, 3)
-    forged = LaneEntry(forged.bundle, SignedTicket(forged.ticket.ticket, bytes(64)))
+    forged = LaneEntry(forged.bundle, SignedTicket(forged.ticket.ticket, (), bytes(64)))
     records = [
         _data(enc, 0, slot, 0),  # accepted
         _data(enc, 0, slot, 0),  # the same bundle again
@@ -213,6 +213,44 @@ def test_block_validator_trusts_only_bodies_built_here_for_that_height() -> None
     assert other.validate(stand_in_header(slot, 0, body), body)  # full check passes
     tampered = BlockBody(body.payload[:-1] + bytes([body.payload[-1] ^ 1]))
     assert not other.validate(stand_in_header(slot, 0, tampered), tampered)
+
+
+def test_each_node_verifies_a_ticket_batch_signature_once() -> None:
+    """Tickets for two lanes and three payloads under one batch signature: the lanes
+    verify it once on admission, a third node once in the proposal, and a lane that
+    admitted part of the batch not again; its own sealed lane block is trusted."""
+    lanes = _lanes()
+    encs = [_encoded(seed=s) for s in range(3)]
+    slot = lanes[0].open_slot + 1
+    tickets = [make_ticket(e.commitment_id, lane, slot, lane, 1) for e in encs for lane in (0, 1)]
+    signed = sign_ticket_batch(ED25519, SENDER, tickets)
+    enc_by_cid = {e.commitment_id: e for e in encs}
+    for lane in (0, 1):
+        data = [
+            encode_lane_entry(
+                LaneEntry(enc_by_cid[s.ticket.commitment_id].bundles[s.ticket.bundle_index], s)
+            )
+            for s in signed
+            if s.ticket.lane == lane
+        ]
+        assert lanes[lane].submit(data) == [None, None, None]
+        assert lanes[lane].tickets.signature_checks == 1
+    blocks = lanes[0].lane_blocks_for(slot, 1 << 20) + lanes[1].lane_blocks_for(slot, 1 << 20)
+    body = BlockBody(build_block_payload((), blocks))
+    header = stand_in_header(slot, 1, body)
+    assert lanes[2].validator.check(header, body) is None
+    assert lanes[2].tickets.signature_checks == 1
+    assert lanes[0].validator.check(header, body) is None
+    assert lanes[0].tickets.signature_checks == 1  # lane 1's entries: the same batch
+    # an outsider ticket cannot borrow a cached batch's signature and path
+    later = slot + 2
+    outsider = make_ticket(encs[0].commitment_id, 0, later, 2, 1)
+    borrowed = SignedTicket(outsider, signed[0].batch_path, signed[0].signature)
+    forged = SignedTicket(outsider, (), bytes(64))
+    for ticket in (borrowed, forged):
+        entry = encode_lane_entry(LaneEntry(encs[0].bundles[2], ticket))
+        assert lanes[0].submit([entry]) == ["bad_ticket_signature"]
+    assert lanes[0].tickets.signature_checks == 3
 
 
 def test_tracker_executes_a_payload_once_its_bundles_are_final() -> None:
@@ -353,6 +391,7 @@ def test_decoded_payloads_survive_a_restart_without_double_execution(tmp_path: P
                 n.rpc_submit([b"plain-%d-%d" % (n.index, i) for i in range(40)])
             first = await _send(client, [b"first-%d" % i + bytes(300) for i in range(12)], 30)
             assert client.stats.decided["decoded"] == 12
+            assert 1 <= client.stats.ticket_batches < client.stats.bundles_sent  # batched
             assert await _until(
                 lambda: all(n.lanes.tracker.counts["executed"] >= 12 for n in nodes), 20
             )
