@@ -54,7 +54,10 @@ from node.rpc import MAX_BUNDLES_PER_REQUEST, HttpClient, encode_binary_txs
 
 POLICIES = ("fresh", "fixed", "all")
 TIMING_REASONS = frozenset({"expired_ticket", "wrong_slot", "lane_full"})
-MAX_SLOT_LEAD = 12  # below the lanes' MAX_FUTURE_SLOTS (16)
+MAX_SLOT_LEAD = 40  # below the lanes' MAX_FUTURE_SLOTS (48)
+MAX_LEAD_BONUS = 32.0  # slots added to the RTT-based lead at most
+MIN_LANDING_MARGIN_SLOTS = 0  # a ticket should land in its slot or earlier
+LEAD_DECAY_SLOTS = 0.25  # per answered batch that landed with room to spare
 MAX_REFUSALS_PER_LANE = 8  # a payload is abandoned after 8·N refused or undelivered bundles
 DOWN_BACKOFF_S = 0.5
 MAX_ACTIVE_PAYLOADS = 50_000
@@ -153,7 +156,7 @@ class SednaClient:
         self._slot_sample: tuple[float, int] | None = None  # (time, open slot) of the window
         self._slot_rate = 0.0  # slots per second (EWMA)
         self._rtt_s = 0.02  # /bundle round trip (EWMA)
-        self._lead_bonus = 0  # raised by expired tickets, lowered by clean batches
+        self._lead_bonus = 0.0  # slots: raised by late landings, lowered by early ones
         self.tracker_height = 0
         self._next_event_height = 1
         self._queues: dict[int, list[tuple[bytes, int, int, bytes]]] = {i: [] for i in self.lanes}
@@ -319,8 +322,19 @@ class SednaClient:
     def slot_lead(self) -> int:
         """Slots ahead of the open slot to address: at least the policy's lead, and enough
         to cover twice the expected delivery time at the measured slot rate."""
-        needed = math.ceil(self._slot_rate * self._rtt_s * 2) + 1 + self._lead_bonus
+        needed = math.ceil(self._slot_rate * self._rtt_s * 2 + self._lead_bonus) + 1
         return max(self.policy.slot_lead, min(MAX_SLOT_LEAD, needed))
+
+    def _adapt_lead(self, margin_slots: int) -> None:
+        """`margin_slots`: how many slots before its own the earliest ticket of an answered
+        batch landed (negative: after its slot was sealed). Below MIN_LANDING_MARGIN_SLOTS
+        the lead grows at once by the shortfall; with room to spare it shrinks slowly
+        (fast up, slow down: few expired tickets without addressing needlessly far ahead)."""
+        if margin_slots < MIN_LANDING_MARGIN_SLOTS:
+            shortfall = MIN_LANDING_MARGIN_SLOTS - margin_slots
+            self._lead_bonus = min(MAX_LEAD_BONUS, self._lead_bonus + shortfall)
+        elif margin_slots > MIN_LANDING_MARGIN_SLOTS + 1:
+            self._lead_bonus = max(0.0, self._lead_bonus - LEAD_DECAY_SLOTS)
 
     async def sync_slots(self) -> None:
         """Learn the lanes' open slot and the tracker height from every live node."""
@@ -394,12 +408,10 @@ class SednaClient:
                 self.stats.errors += 1
                 self._requeue(lane, batch, "error")
                 return
-            self._observe_slot(int(answer.get("open_slot", 0)))
+            open_now = int(answer.get("open_slot", 0))
+            self._observe_slot(open_now)
             self._rtt_s = 0.8 * self._rtt_s + 0.2 * (time.monotonic() - started)
-            timing = sum(1 for r in results if r in TIMING_REASONS)
-            self._lead_bonus = (
-                min(8, self._lead_bonus + 1) if timing else max(0, self._lead_bonus - 1)
-            )
+            self._adapt_lead(min(item[1] for item in batch) - open_now)
             now_ns = time.time_ns()
             for (cid, slot, index, data), result in zip(batch, results, strict=False):
                 self.stats.bundles_sent += 1

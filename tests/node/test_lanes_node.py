@@ -25,6 +25,7 @@ from consensus.validators import ValidatorSet, schedule_by_name
 from node.config import load_config, load_key
 from node.lanes_node import (
     LANE_FRAME_TAG,
+    MAX_FUTURE_SLOTS,
     MAX_HELD_SLOTS,
     NODE_LANE_PARAMS,
     SEAL_AHEAD_SLOTS,
@@ -35,7 +36,7 @@ from node.lanes_node import (
 from node.mempool import PlainPayloadValidator
 from node.rpc import HttpClient, encode_binary_txs
 from node.runtime import NodeRuntime
-from node.sedna_client import SednaClient, SednaPolicy
+from node.sedna_client import MAX_LEAD_BONUS, MAX_SLOT_LEAD, SednaClient, SednaPolicy
 from node.testnet import generate_network
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +83,8 @@ def test_admission_counts_every_rejection_reason() -> None:
         _data(enc, 0, slot, 0),  # the same bundle again
         _data(enc, 1, slot, 1),  # addressed to lane 1
         _data(enc, 0, slot - 1, 2),  # a closed slot
-        _data(enc, 0, slot + 16, 4),  # beyond the look-ahead window
+        _data(enc, 0, slot + MAX_FUTURE_SLOTS, 4),  # beyond the look-ahead window
+        _data(enc, 0, slot + MAX_FUTURE_SLOTS - 1, 5),  # the last slot inside it
         encode_lane_entry(forged),
         b"\x93junk",
         os.urandom(max_entry_bytes(NODE_LANE_PARAMS) + 1),
@@ -94,14 +96,15 @@ def test_admission_counts_every_rejection_reason() -> None:
         "wrong_lane",
         "expired_ticket",
         "wrong_slot",
+        None,
         "bad_ticket_signature",
         "malformed",
         "oversized",
     ]
     expected = {r: results.count(r) for r in results if r is not None}
     assert dict(lane.proposer.rejected) == expected
-    assert lane.counters.bundles_accepted == 1
-    assert lane.accepted_bundles(enc.commitment_id) == 1
+    assert lane.counters.bundles_accepted == 2
+    assert lane.accepted_bundles(enc.commitment_id) == 2
 
 
 def test_lane_block_is_relayed_to_the_leader_two_heights_ahead_and_verified() -> None:
@@ -251,6 +254,27 @@ def test_each_node_verifies_a_ticket_batch_signature_once() -> None:
         entry = encode_lane_entry(LaneEntry(encs[0].bundles[2], ticket))
         assert lanes[0].submit([entry]) == ["bad_ticket_signature"]
     assert lanes[0].tickets.signature_checks == 3
+
+
+def test_client_slot_lead_grows_at_once_when_tickets_land_late_and_decays_slowly() -> None:
+    client = SednaClient([(0, "127.0.0.1", 1)], policy=SednaPolicy(slot_lead=1))
+    assert client.slot_lead() == 1  # no slot rate measured yet, no bonus
+    client._adapt_lead(-3)  # the earliest ticket landed 3 slots after its slot was sealed
+    assert client.slot_lead() == 1 + 3  # grown at once by the shortfall
+    client._adapt_lead(0)  # landed in its slot, just in time: no change
+    client._adapt_lead(1)  # one slot early: no change either
+    assert client.slot_lead() == 4
+    for _ in range(4):  # room to spare: a quarter slot per batch
+        client._adapt_lead(10)
+    assert client.slot_lead() == 3
+    for _ in range(100):
+        client._adapt_lead(10)
+    assert client.slot_lead() == 1  # never below the policy's lead
+    for _ in range(10):
+        client._adapt_lead(-1000)
+    assert client.slot_lead() == MAX_LEAD_BONUS + 1  # bounded bonus
+    client._slot_rate, client._rtt_s = 1000.0, 1.0  # a huge measured lead: capped
+    assert client.slot_lead() == MAX_SLOT_LEAD < MAX_FUTURE_SLOTS
 
 
 def test_tracker_executes_a_payload_once_its_bundles_are_final() -> None:
