@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from consensus.crypto import ED25519, KeyPair, SignatureScheme
 from consensus.lanes.encoding import EncodedPayload, encode_payload
 from consensus.lanes.params import LaneParams
-from consensus.lanes.tickets import MAX_TICKETS_PER_BATCH, make_ticket, sign_ticket_batch
+from consensus.lanes.tickets import MAX_TICKETS_PER_BATCH, make_ticket, sign_tickets
 from consensus.lanes.wire import Bundle, LaneEntry, Ticket, encode_lane_entry
 from node.lanes_node import NODE_LANE_PARAMS
 from node.rpc import MAX_BUNDLES_PER_REQUEST, HttpClient, encode_binary_txs
@@ -267,15 +267,13 @@ class SednaClient:
     def _sign_and_queue(self, planned: Sequence[tuple[int, Bundle, Ticket]]) -> None:
         """One signature per `ticket_batch` planned tickets, then queue each bundle."""
         size = self.policy.ticket_batch
-        for start in range(0, len(planned), size):
-            chunk = planned[start : start + size]
-            signed = sign_ticket_batch(self.scheme, self.key, [t for _, _, t in chunk])
-            self.stats.ticket_batches += 1
-            for (lane, bundle, ticket), signed_ticket in zip(chunk, signed, strict=True):
-                entry = encode_lane_entry(LaneEntry(bundle, signed_ticket))
-                self._queues[lane].append(
-                    (ticket.commitment_id, ticket.slot, ticket.bundle_index, entry)
-                )
+        signed = sign_tickets(self.scheme, self.key, [t for _, _, t in planned], size)
+        self.stats.ticket_batches += -(-len(planned) // size)
+        for (lane, bundle, ticket), signed_ticket in zip(planned, signed, strict=True):
+            entry = encode_lane_entry(LaneEntry(bundle, signed_ticket))
+            self._queues[lane].append(
+                (ticket.commitment_id, ticket.slot, ticket.bundle_index, entry)
+            )
 
     # ------------------------------------------------------------------ one step
 

@@ -25,7 +25,7 @@ from enum import StrEnum
 from consensus.crypto import KeyPair, SignatureScheme
 from consensus.lanes.encoding import EncodedPayload, encode_payload
 from consensus.lanes.params import LaneParams
-from consensus.lanes.tickets import MAX_TICKETS_PER_BATCH, make_ticket, sign_ticket_batch
+from consensus.lanes.tickets import MAX_TICKETS_PER_BATCH, make_ticket, sign_tickets
 from consensus.lanes.tracker import BlockOutcome, Redemption
 from consensus.lanes.wire import Bundle, LaneEntry, Ticket
 
@@ -134,16 +134,12 @@ class Sender:
                 addressed.append((lane, index))
                 outgoing.bundles_sent += 1
                 outgoing.bytes_sent += outgoing.encoded.layout.bundle_bytes
-        plan: list[Submission] = []
-        size = self.config.ticket_batch
-        for start in range(0, len(planned), size):
-            chunk = planned[start : start + size]
-            signed = sign_ticket_batch(self.scheme, self.key, [t for _, _, t in chunk])
-            plan.extend(
-                Submission(lane, LaneEntry(bundle, signed_ticket))
-                for (lane, bundle, _), signed_ticket in zip(chunk, signed, strict=True)
-            )
-        return plan
+        tickets = [ticket for _, _, ticket in planned]
+        signed = sign_tickets(self.scheme, self.key, tickets, self.config.ticket_batch)
+        return [
+            Submission(lane, LaneEntry(bundle, signed_ticket))
+            for (lane, bundle, _), signed_ticket in zip(planned, signed, strict=True)
+        ]
 
     def on_slot_finalized(
         self, slot: int, redemptions: Iterable[Redemption], decided: Iterable[bytes] = ()

@@ -95,6 +95,18 @@ def sign_ticket_batch(
     )
 
 
+def sign_tickets(
+    scheme: SignatureScheme, key: KeyPair, tickets: Sequence[Ticket], batch_size: int
+) -> list[SignedTicket]:
+    """`tickets` signed in consecutive batches of at most `batch_size` (one signature each)."""
+    if not 1 <= batch_size <= MAX_TICKETS_PER_BATCH:
+        raise ValueError(f"batch_size must be in 1..{MAX_TICKETS_PER_BATCH}")
+    signed: list[SignedTicket] = []
+    for start in range(0, len(tickets), batch_size):
+        signed.extend(sign_ticket_batch(scheme, key, tickets[start : start + batch_size]))
+    return signed
+
+
 def sign_ticket(scheme: SignatureScheme, key: KeyPair, ticket: Ticket) -> SignedTicket:
     """A batch of one ticket."""
     return sign_ticket_batch(scheme, key, (ticket,))[0]

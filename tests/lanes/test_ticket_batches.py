@@ -19,6 +19,7 @@ from consensus.lanes.tickets import (
     make_ticket,
     sign_ticket,
     sign_ticket_batch,
+    sign_tickets,
     ticket_leaf,
     ticket_signature_ok,
 )
@@ -94,6 +95,20 @@ def test_batch_size_bounds() -> None:
         sign_ticket_batch(TRUSTED, KEY, _tickets(1) * (MAX_TICKETS_PER_BATCH + 1))
     full = sign_ticket_batch(TRUSTED, KEY, _tickets(1) * MAX_TICKETS_PER_BATCH)
     assert max(len(s.batch_path) for s in full) == MAX_TICKET_BATCH_DEPTH
+
+
+def test_sign_tickets_cuts_consecutive_batches_in_order() -> None:
+    tickets = _tickets(10)
+    signed = sign_tickets(TRUSTED, KEY, tickets, batch_size=4)
+    assert [s.ticket for s in signed] == tickets
+    groups = [signed[0:4], signed[4:8], signed[8:10]]
+    assert [len({s.signature for s in g}) for g in groups] == [1, 1, 1]
+    assert len({g[0].signature for g in groups}) == 3
+    assert all(ticket_signature_ok(TRUSTED, KEY.public, s) for s in signed)
+    assert sign_tickets(TRUSTED, KEY, [], batch_size=4) == []
+    for bad in (0, MAX_TICKETS_PER_BATCH + 1):
+        with pytest.raises(ValueError, match="batch_size"):
+            sign_tickets(TRUSTED, KEY, tickets, batch_size=bad)
 
 
 def test_wire_rejects_a_path_longer_than_the_maximum_depth() -> None:
