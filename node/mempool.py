@@ -98,7 +98,10 @@ class PlainPayloadValidator:
     def validate(self, header: BlockHeader, body: BlockBody) -> bool:
         try:  # with a lane validator, it decodes (and checks) the lane blocks itself
             decode_plain_payload(
-                body.payload, self.max_block_txs, self.max_tx_bytes, self.lanes is not None
+                body.payload,
+                self.max_block_txs,
+                self.max_tx_bytes,
+                lanes_checked=self.lanes is not None,
             )
         except PayloadError:
             return False

@@ -513,7 +513,9 @@ class NodeRuntime:
         m = self.config.mempool
         try:
             # the lane blocks are the lane rules' business: skipped here, not decoded
-            txs = decode_plain_payload(body.payload, m.max_block_txs, m.max_tx_bytes, True)
+            txs = decode_plain_payload(
+                body.payload, m.max_block_txs, m.max_tx_bytes, lanes_checked=True
+            )
         except PayloadError:
             return ()
         return tuple(tx_id(tx) for tx in txs)
