@@ -84,9 +84,23 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def default_port_base() -> int:
+    """Where the free-port search starts: `SEDNA_PORT_BASE` if set, else LOCAL_P2P_BASE.
+
+    Separate bases keep concurrent launches on one machine (parallel CI jobs, several
+    checkouts) out of each other's ranges; the search checks freeness either way.
+    """
+    text = os.environ.get("SEDNA_PORT_BASE", "").strip()
+    if not text:
+        return LOCAL_P2P_BASE
+    if not text.isdigit() or not 1024 <= int(text) <= 60_000:
+        raise TestnetError(f"SEDNA_PORT_BASE={text!r} must be a port number in 1024..60000")
+    return int(text)
+
+
 def find_port_bases(nodes: int, p2p_base: int | None = None) -> tuple[int, int]:
     """Port bases with `nodes` free consecutive ports each (bounded search, 40 tries)."""
-    start = p2p_base if p2p_base is not None else LOCAL_P2P_BASE
+    start = p2p_base if p2p_base is not None else default_port_base()
     for attempt in range(40):
         base = start + attempt * 2 * max(100, nodes)
         rpc = base + max(100, nodes)

@@ -96,6 +96,16 @@ def test_port_search_skips_ports_in_use() -> None:
         assert moved != p2p
 
 
+def test_port_search_starts_at_the_environment_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEDNA_PORT_BASE", "41000")
+    p2p, rpc = find_port_bases(2)
+    assert 41000 <= p2p < rpc
+    for bad in ("80", "lots", "70000"):
+        monkeypatch.setenv("SEDNA_PORT_BASE", bad)
+        with pytest.raises(TestnetError, match="SEDNA_PORT_BASE"):
+            find_port_bases(2)
+
+
 def test_compose_file_is_what_the_launcher_generates(tmp_path: Path) -> None:
     """docker-compose.yml == render_compose(4), and it matches the docker-layout configs."""
     assert (ROOT / "docker-compose.yml").read_text() == render_compose(4)
