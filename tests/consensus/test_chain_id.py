@@ -31,7 +31,7 @@ from consensus.lanes.wire import LaneEntry
 from consensus.messages import BlockBody, Vote
 from consensus.validators import RoundRobinSchedule, ValidatorSet
 from node.lanes_node import stand_in_header
-from tests.lanes.helpers import SMALL, seeded_bytes
+from tests.lanes.helpers import EXPIRY, SMALL, seeded_bytes
 from tests.lanes.helpers import sender_key as lane_sender_key
 
 KEYS = derive_keys(4, b"chain-id-test")
@@ -66,7 +66,7 @@ def test_tickets_and_lane_blocks_carry_the_chain_id() -> None:
 
     sender = lane_sender_key("chain-id")
     encoded = encode_payload(
-        SMALL, seeded_bytes("p", 300), seeded_bytes("k", 32), sender.public
+        SMALL, seeded_bytes("p", 300), seeded_bytes("k", 32), sender.public, expiry_slot=EXPIRY
     )
     ticket = make_ticket(encoded.commitment_id, 1, 5, 0, 1)
     entry = LaneEntry(encoded.bundles[0], sign_ticket(MAIN, sender, ticket))
@@ -85,9 +85,7 @@ def test_tickets_and_lane_blocks_carry_the_chain_id() -> None:
     assert LanePayloadValidator(VALIDATORS, SMALL, TEST).check(header, body) is not None
 
 
-@pytest.mark.parametrize(
-    "bad", ["", "a\x00b", "x" * 65, "chain id", "ünïcode", b"bytes"], ids=repr
-)
+@pytest.mark.parametrize("bad", ["", "a\x00b", "x" * 65, "chain id", "ünïcode", b"bytes"], ids=repr)
 def test_bad_chain_ids_are_refused(bad) -> None:
     with pytest.raises(ValueError, match="chain id must be"):
         check_chain_id(bad)
