@@ -25,7 +25,7 @@ SENDERS = [sender_key(f"ledger/{i}") for i in range(3)]
 ENCODED = [
     encode_payload(
         SMALL,
-        seeded_bytes(f"lp{i}", 150 + 60 * i),
+        seeded_bytes(f"lp{i}", 150 + 200 * i),
         seeded_bytes(f"lk{i}", 32),
         SENDERS[i % 2].public,
         expiry_slot=EXPIRY,
@@ -58,13 +58,14 @@ def _ledger(balances: list[int], fee: int = 1, bounty: int = 0) -> Ledger:
 
 
 def test_fees_and_bounty_move_by_the_rules_and_pivotal_lanes_share_the_bounty() -> None:
-    encoded, sender = ENCODED[0], OWNER[0]
+    encoded, sender = ENCODED[4 - 1], OWNER[3]
     kappa = encoded.layout.kappa
+    assert kappa >= 3  # so that B mod κ >= 2 below
     bounty = 10 * kappa + (kappa - 1)  # B mod κ = κ − 1
-    ledger = _ledger([1000, 0, 0], fee=2, bounty=bounty)
+    ledger = _ledger([0, 1000, 0], fee=2, bounty=bounty)
     tracker = DecodeTracker(SMALL, ledger=ledger)
     # slot 1: κ bundles on lanes 0.. (one extra on the last lane: a surplus bundle)
-    items = [(0, i, i % LANES, 2) for i in range(kappa + 1)]
+    items = [(3, i, i % LANES, 2) for i in range(kappa + 1)]
     outcome = tracker.on_finalized(*_block(1, items))
     (event,) = outcome.payloads
     assert event.status == "executed"
