@@ -31,8 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netsim.runner import run_scenario  # noqa: E402
-from netsim.scenario import parse_scenario_text  # noqa: E402
+from netsim.runner import run_scenario
+from netsim.scenario import parse_scenario_text
 
 BASE = """
 validators = {validators}
@@ -132,7 +132,9 @@ def measure(name: str, seed: int) -> dict[str, Any]:
         )
     if name == "junk_commitments":
         row["evicted"] = lanes["payloads_evicted"]
-        row["junk_dropped"] = {n: b.get("tracker_full", 0) for n, b in lanes["bundles_ignored"].items()}
+        row["junk_dropped"] = {
+            n: b.get("tracker_full", 0) for n, b in lanes["bundles_ignored"].items()
+        }
         row["burned"] = lanes["ledger"]["burned"]
     elif name == "duplicate_across_lanes":
         row["duplicate_bundles"] = lanes["duplicate_bundles"]
