@@ -115,7 +115,10 @@ def sedna_cost_model(payload_bytes: int, nodes: int = 4, samples: int = 320) -> 
     encode_us = timed(
         lambda: encoded.__setitem__(
             slice(None),
-            [encode_payload(params, p, os.urandom(32), key.public) for p in payloads],
+            [
+                encode_payload(params, p, os.urandom(32), key.public, expiry_slot=1)
+                for p in payloads
+            ],
         )
     )
     kappa = encoded[0].layout.kappa
