@@ -16,12 +16,12 @@ from collections.abc import Sequence
 
 # (module, description) for each command group, in the order `--help` lists them.
 GROUPS: tuple[tuple[str, str], ...] = (
-    ("node.demo", "in-process demo network (no sockets)"),
-    ("node.testnet_cli", "local multi-process testnet"),
+    ("node.tools.demo", "in-process demo network (no sockets)"),
+    ("node.tools.testnet_cli", "local multi-process testnet"),
     ("node.node_cli", "run one validator node"),
     ("netsim.cli", "deterministic simulation: scenarios, sweeps, Twins"),
     ("mechanism.cli", "PIVOT-K incentive analysis and cartel Monte Carlo"),
-    ("node.bench_cli", "benchmarks that print numbers"),
+    ("node.tools.bench_cli", "benchmarks that print numbers"),
 )
 
 EPILOG = """examples:

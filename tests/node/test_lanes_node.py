@@ -36,8 +36,8 @@ from node.lanes_node import (
 from node.mempool import PlainPayloadValidator
 from node.rpc import HttpClient, encode_binary_txs
 from node.runtime import NodeRuntime
-from node.sedna_client import MAX_LEAD_BONUS, MAX_SLOT_LEAD, SednaClient, SednaPolicy
-from node.testnet import generate_network
+from node.tools.sedna_client import MAX_LEAD_BONUS, MAX_SLOT_LEAD, SednaClient, SednaPolicy
+from node.tools.testnet import generate_network
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = derive_keys(4, b"tests/lanes-node")

@@ -17,7 +17,7 @@ from node.config import load_config, load_key
 from node.mempool import tx_id
 from node.runtime import NodeRuntime
 from node.storage import SHORT_ID_BYTES, Storage, short_id
-from node.testnet import generate_network
+from node.tools.testnet import generate_network
 
 
 def _runtimes(root: Path, nodes: int = 4) -> list[NodeRuntime]:

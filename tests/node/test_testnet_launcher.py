@@ -10,7 +10,7 @@ import pytest
 
 from node.cli import main
 from node.config import load_config, load_key
-from node.testnet import (
+from node.tools.testnet import (
     DOCKER_P2P_PORT,
     DOCKER_ROOT,
     DOCKER_RPC_PORT,

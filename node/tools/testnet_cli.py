@@ -162,7 +162,7 @@ def _root(args: argparse.Namespace) -> Path:
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from node.testnet import (
+    from node.tools.testnet import (
         RunOptions,
         TestnetError,
         TestnetRun,
@@ -353,7 +353,7 @@ def _up(args: argparse.Namespace) -> int:
     import asyncio
     import shutil
 
-    from node.testnet import MANIFEST, Testnet, TestnetError, generate_network
+    from node.tools.testnet import MANIFEST, Testnet, TestnetError, generate_network
 
     root = _root(args)
     try:
@@ -429,7 +429,7 @@ def _status_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from node.testnet import Testnet, TestnetError
+    from node.tools.testnet import Testnet, TestnetError
 
     try:
         net = Testnet(_root(args))
@@ -457,7 +457,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from node.testnet import Testnet, TestnetError
+    from node.tools.testnet import Testnet, TestnetError
 
     try:
         net = Testnet(_root(args))
@@ -470,7 +470,7 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from node.testnet import Testnet, TestnetError
+    from node.tools.testnet import Testnet, TestnetError
 
     try:
         net = Testnet(_root(args))
@@ -527,7 +527,7 @@ def _tail(path: Path, count: int) -> list[str]:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from node.testnet import MANIFEST, TestnetError, generate_network
+    from node.tools.testnet import MANIFEST, TestnetError, generate_network
 
     root = _root(args)
     if (root / MANIFEST).exists() and args.if_missing:
