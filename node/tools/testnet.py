@@ -916,7 +916,7 @@ class TestnetRun:
         from node.storage import Storage
 
         assert self.net is not None
-        storage = Storage(self.net.members[index].dir / "data")
+        storage = Storage(self.net.members[index].dir / "data", read_only=True)
         try:
             return read(storage)
         finally:
@@ -1067,7 +1067,7 @@ class TestnetRun:
         from node.storage import Storage
 
         assert self.net is not None
-        storage = Storage(self.net.members[index].dir / "data")
+        storage = Storage(self.net.members[index].dir / "data", read_only=True)
         try:
             blocks = []
             first = 1
@@ -1106,7 +1106,7 @@ class TestnetRun:
         speculative = LatencyHistogram()
         for index, node_stats in enumerate(stats):
             if node_stats is None:
-                storage = Storage(net.members[index].dir / "data")
+                storage = Storage(net.members[index].dir / "data", read_only=True)
                 heights[index] = storage.finalized_head()[0]
                 storage.close()
                 continue
