@@ -35,7 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from consensus.crypto import KeyPair
-from node.config import ConfigError, load_config, render_config, write_key_file
+from node.config import (
+    SINGLE_VALIDATOR_VOTE_PACE_MS,
+    ConfigError,
+    load_config,
+    render_config,
+    write_key_file,
+)
 
 MANIFEST = "network.json"
 LOCAL_P2P_BASE = 26600
@@ -193,6 +199,9 @@ def generate_network(
     """
     if admin_rpc is None:
         admin_rpc = layout == "local"
+    consensus = dict(consensus or {})
+    if nodes == 1:  # a lone validator is its own quorum: pace it (config rule)
+        consensus.setdefault("vote_pace_ms", SINGLE_VALIDATOR_VOTE_PACE_MS)
     if not 1 <= nodes <= MAX_NODES:
         raise TestnetError(f"--nodes must be in 1..{MAX_NODES}, got {nodes}")
     if transport not in ("tcp", "libp2p"):
@@ -220,7 +229,7 @@ def generate_network(
             plans,
             keys,
             transport=transport,
-            consensus=consensus or {},
+            consensus=consensus,
             test=node_test.get(plan.index, {}),
             admin_rpc=admin_rpc,
         )
@@ -342,7 +351,8 @@ class Member:
     config: Path
     rpc_host: str
     rpc_port: int
-    process: subprocess.Popen[bytes] | None = None
+    process: subprocess.Popen[bytes] | None = None  # owned: stopped with the launcher
+    launched: subprocess.Popen[bytes] | None = None  # started by this launcher (detached too)
 
     @property
     def dir(self) -> Path:
@@ -359,6 +369,9 @@ class Testnet:
     __test__ = False
 
     def __init__(self, root: Path):
+        # One spelling per directory: pid files and process command lines are compared
+        # by resolved path, so `up --dir /abs` and `down --dir rel` mean the same network.
+        root = Path(root).resolve()
         self.root = root
         try:
             self.manifest = json.loads((root / MANIFEST).read_text())
@@ -400,8 +413,10 @@ class Testnet:
 
     def start(self, index: int, *, detach: bool = False) -> int:
         member = self.members[index]
-        if self.is_running(index):
-            raise TestnetError(f"{member.name} is already running")
+        # Rule: a live node's pid file is never overwritten (it is how `down` finds it).
+        live = self.pid(index)
+        if live is not None:
+            raise TestnetError(f"{member.name} is already running (pid {live})")
         stdout = open(member.dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             process = subprocess.Popen(
@@ -415,8 +430,23 @@ class Testnet:
         finally:
             stdout.close()
         member.process = None if detach else process
+        member.launched = process
         member.pid_file.write_text(f"{process.pid}\n")
         return process.pid
+
+    def failed_starts(self) -> list[str]:
+        """Nodes this launcher started that have exited, each with its code and last line."""
+        failed = []
+        for member in self.members:
+            launched = member.launched
+            if launched is None or launched.poll() is None:
+                continue
+            lines = _tail_lines(member.dir / "stdout.log", 1)
+            last = lines[-1] if lines else "no output"
+            failed.append(f"{member.name} exited with code {launched.returncode}: {last}")
+            member.launched = None
+            self._forget(member.index)
+        return failed
 
     def start_all(self, *, detach: bool = False) -> None:
         for member in self.members:
@@ -511,11 +541,18 @@ class Testnet:
         return status == 200
 
     async def wait_ready(self, timeout_s: float, indices: Sequence[int] | None = None) -> bool:
-        """True once every node answers /status and is connected to all its peers."""
+        """True once every node answers /status and is connected to all its peers.
+
+        Raises TestnetError as soon as a node this launcher started has exited (a failed
+        start: bad config, refused storage, port in use), naming it and its last line.
+        """
         indices = list(indices) if indices is not None else [m.index for m in self.members]
         want_peers = len(self.members) - 1
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            failed = self.failed_starts()
+            if failed:
+                raise TestnetError("; ".join(failed))
             statuses = await self.statuses(timeout_s=1.0)
             if all(
                 statuses[i] is not None and len(statuses[i]["peers"]) >= want_peers  # type: ignore[index]
@@ -531,7 +568,11 @@ class Testnet:
 
 
 def _is_node_process(pid: int, config: Path) -> bool:
-    """True when `pid` is alive and is a node started with `config` (guards pid reuse)."""
+    """True when `pid` is alive and is a node started with `config` (guards pid reuse).
+
+    The process's `--config` argument is resolved against its own working directory, so
+    a node started with any spelling of the path is recognized.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -541,11 +582,30 @@ def _is_node_process(pid: int, config: Path) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\x00")
         stat = Path(f"/proc/{pid}/stat").read_text()
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
     except OSError:
         return True  # no procfs: trust the pid file
     if stat.rsplit(")", 1)[-1].split()[0] == "Z":
         return False  # a zombie has exited
-    return str(config).encode() in cmdline
+    if b"--config" not in cmdline or cmdline.index(b"--config") + 1 >= len(cmdline):
+        return False
+    argument = Path(os.fsdecode(cmdline[cmdline.index(b"--config") + 1]))
+    try:
+        return (cwd / argument).resolve() == config.resolve()
+    except OSError:
+        return False
+
+
+def _tail_lines(path: Path, count: int) -> list[str]:
+    """Last `count` non-empty lines of a file (reads at most its final 64 KiB)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - 65536))
+            data = handle.read()
+    except OSError:
+        return []
+    return [line for line in data.decode(errors="replace").splitlines() if line.strip()][-count:]
 
 
 # --------------------------------------------------------------------------- perturbations
@@ -717,9 +777,15 @@ class TestnetRun:
         try:
             net.start_all()
             self.phase = "waiting for peers"
-            if not await net.wait_ready(o.ready_timeout_s):
+            try:
+                ready = await net.wait_ready(o.ready_timeout_s)
+            except TestnetError as exc:
+                self.failures.append(str(exc))  # keeps the directory for its logs
+                raise TestnetError(f"{exc}; logs in {root}") from None
+            if not ready:
                 statuses = await net.statuses()
                 missing = [i for i, s in enumerate(statuses) if s is None]
+                self.failures.append(f"not ready (no RPC from nodes {missing})")
                 raise TestnetError(
                     f"network not ready after {o.ready_timeout_s:.0f} s "
                     f"(no RPC from nodes {missing}); logs in {root}"
@@ -1016,6 +1082,10 @@ class TestnetRun:
             record.target_height = max(others, default=0)
             deadline = time.monotonic() + RECOVERY_LIMIT_S
             while time.monotonic() < deadline:
+                failed = net.failed_starts()
+                if failed:  # a restart that exited: say why instead of waiting it out
+                    record.error = "; ".join(failed)
+                    break
                 status = await net.rpc_json(p.node, "/status", timeout_s=0.5)
                 if status is not None and int(status["height"]) >= record.target_height:
                     record.recovery_s = self._now() - record.ended_s
@@ -1170,7 +1240,12 @@ class TestnetRun:
             if record.recovery_s is None and record.perturbation.node not in self.dead:
                 self.failures.append(
                     f"perturbation {record.perturbation.spec}: node {record.perturbation.node} "
-                    f"did not reach height {record.target_height} within {RECOVERY_LIMIT_S:.0f} s"
+                    + (
+                        record.error
+                        if record.error
+                        else f"did not reach height {record.target_height} "
+                        f"within {RECOVERY_LIMIT_S:.0f} s"
+                    )
                 )
         if lost and not self.dead:
             self.warnings.append(f"{lost} accepted txs were never finalized")

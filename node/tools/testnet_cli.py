@@ -153,7 +153,8 @@ def _err(message: str) -> None:
 
 
 def _root(args: argparse.Namespace) -> Path:
-    return args.dir if args.dir is not None else DEFAULT_DIR
+    """The network directory, resolved: every spelling of one directory is one network."""
+    return (args.dir if args.dir is not None else DEFAULT_DIR).resolve()
 
 
 # --------------------------------------------------------------------------- run
@@ -374,11 +375,17 @@ def _up(args: argparse.Namespace) -> int:
             generate_network(root, args.nodes, transport=args.transport)
         net = Testnet(root)
         net.start_all(detach=True)
-        print(f"starting {len(net)} nodes in {root} ...", file=sys.stderr)
-        ready = asyncio.run(net.wait_ready(args.timeout))
     except TestnetError as exc:
         _err(str(exc))
         return 2
+    print(f"starting {len(net)} nodes in {root} ...", file=sys.stderr)
+    try:
+        ready = asyncio.run(net.wait_ready(args.timeout))
+    except TestnetError as exc:  # a node exited while starting
+        _err(f"failed start: {exc}")
+        if net.running():
+            _err(f"nodes {net.running()} are running; `sedna testnet down --dir {root}` stops them")
+        return 1
     if not ready:
         _err(f"nodes not ready after {args.timeout:g} s; see `sedna testnet logs --dir {root}`")
         return 1
