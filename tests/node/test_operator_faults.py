@@ -22,8 +22,11 @@ import msgspec
 import pytest
 
 from consensus.codec import encode
+from consensus.crypto import derive_keys
 from consensus.safety import SafetyState
-from node.tools.testnet import Testnet
+from node.config import load_config
+from node.rpc import HttpClient
+from node.tools.testnet import Testnet, generate_network
 
 pytestmark = pytest.mark.e2e
 
@@ -188,3 +191,70 @@ def test_corrupt_storage_is_refused_and_reset_starts_fresh(tmp_path: Path) -> No
         assert f"--reset: deleted {db}" in err
     finally:
         _stop_everything(root)
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise KeyError(name)
+
+
+def test_a_wrong_peer_key_is_logged_once_and_counted(tmp_path: Path) -> None:
+    """Node 0's config names a wrong public key for validator 1: node 0 logs one warning
+    per kind (not one per redial) and exports every failure as a metric."""
+    root = tmp_path / "net"
+    generate_network(root, 2)
+    config = root / "node0" / "config.toml"
+    wrong = derive_keys(1, b"not validator 1")[0].public.hex()
+    text = config.read_text()
+    right = load_config(config).validators[1].public_key.hex()
+    config.write_text(text.replace(right, wrong))
+    net = Testnet(root)
+    try:
+        net.start_all()
+
+        def metrics(index: int) -> str | None:
+            member = net.members[index]
+
+            async def get() -> str | None:
+                client = HttpClient(member.rpc_host, member.rpc_port, 2.0)
+                try:
+                    status, body = await client.request("GET", "/metrics")
+                    return body.decode() if status == 200 else None
+                except OSError:
+                    return None
+                finally:
+                    await client.close()
+
+            return asyncio.run(get())
+
+        def failures() -> float:
+            text = metrics(0)
+            if text is None:
+                return 0.0
+            return _metric(
+                text, "sedna_transport_handshake_failures_total", reason="wrong_peer_key"
+            )
+
+        assert _wait(lambda: failures() >= 3, 60)  # node 0 redialed at least 3 times
+        text0 = metrics(0)
+        assert text0 is not None  # node 1's real key is unknown to node 0 when node 1 dials
+        assert _metric(text0, "sedna_transport_handshake_failures_total", reason="unknown_key") >= 1
+    finally:
+        net.stop_all()
+    records = [
+        json.loads(line)
+        for line in (root / "node0" / "node.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    mismatch = [r for r in records if r["event"] == "peer_key_mismatch"]
+    assert len(mismatch) == 1, mismatch
+    assert mismatch[0]["level"] == "warning" and mismatch[0]["peer"] == 1
+    assert (
+        mismatch[0]["configured_key"] == wrong[:16] and mismatch[0]["presented_key"] == right[:16]
+    )
+    assert sum(r["event"] == "unknown_peer_key" for r in records) == 1
