@@ -12,10 +12,7 @@ for a round that has probably moved on.
 
 from __future__ import annotations
 
-import logging
-import math
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -127,40 +124,8 @@ HANDSHAKE_FAILURE_REASONS = (
 )
 
 
-class PeerWarnings:
-    """At most one warning line per (event, subject) per `interval_s`, into the node's log.
-
-    A misconfigured peer (a wrong public key in either config) retries every couple of
-    seconds; the operator needs to hear about it, once, not on every retry. A repeated
-    line says how many occurrences it stands for. Bounded: at most `max_subjects` tracked.
-    """
-
-    def __init__(
-        self,
-        interval_s: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
-        max_subjects: int = 1024,
-    ) -> None:
-        self.interval_s = interval_s
-        self._clock = clock
-        self._max_subjects = max_subjects
-        self._last: dict[tuple[str, str], tuple[float, int]] = {}  # -> (logged at, suppressed)
-
-    def warn(self, event: str, subject: str, **fields: Any) -> bool:
-        """Log `event` unless it was logged for `subject` within the interval; True if logged."""
-        from node.logs import get_logger, log
-
-        now = self._clock()
-        key = (event, subject)
-        logged_at, suppressed = self._last.get(key, (-math.inf, 0))
-        if now - logged_at < self.interval_s:
-            self._last[key] = (logged_at, suppressed + 1)
-            return False
-        if key not in self._last and len(self._last) >= self._max_subjects:
-            self._last.pop(next(iter(self._last)))  # bound: forget the oldest subject
-        self._last[key] = (now, 0)
-        log(get_logger(), event, logging.WARNING, **fields, repeats_since_last_line=suppressed)
-        return True
+# Warnings about peers (a wrong or unknown key): at most one line per peer this often.
+PEER_WARNING_INTERVAL_S = 300.0
 
 
 @dataclass

@@ -48,13 +48,14 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from consensus.crypto import KeyPair
+from node.logs import WarningLimiter
 from node.transport.base import (
     DEFAULT_LIMITS,
     FRAME_HEADER_BYTES,
+    PEER_WARNING_INTERVAL_S,
     FrameHandler,
     PeerAddress,
     PeerQueue,
-    PeerWarnings,
     TransportCounters,
     TransportLimits,
     validate_config,
@@ -158,7 +159,7 @@ class Libp2pTransport:
             for peer, a in self._remote.items()
         }
         self._counters = TransportCounters(sorted(self._remote))
-        self._warnings = PeerWarnings()  # used from the trio thread only
+        self._warnings = WarningLimiter(PEER_WARNING_INTERVAL_S)  # used from the trio thread only
         self._dial_failures = dict.fromkeys(self._remote, 0)
         self._streams_opened = dict.fromkeys(self._remote, 0)  # our outbound streams
         # Shared between threads, guarded by _lock: queues, live connections, isolation.

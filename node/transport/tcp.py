@@ -18,13 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from consensus.crypto import KeyPair
+from node.logs import WarningLimiter
 from node.transport.base import (
     DEFAULT_LIMITS,
     FRAME_HEADER_BYTES,
+    PEER_WARNING_INTERVAL_S,
     FrameHandler,
     PeerAddress,
     PeerQueue,
-    PeerWarnings,
     TransportCounters,
     TransportLimits,
     validate_config,
@@ -101,7 +102,7 @@ class TcpTransport:
             event.set()
         self._conns: dict[int, _Connection] = {}
         self._counters = TransportCounters(sorted(self._remote))
-        self._warnings = PeerWarnings()
+        self._warnings = WarningLimiter(PEER_WARNING_INTERVAL_S)
         self._dial_failures = dict.fromkeys(self._remote, 0)
         self._isolated = False
         self._not_isolated = asyncio.Event()
