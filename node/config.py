@@ -9,7 +9,8 @@ Layout of a config file (all sections required except `[test]`):
 
     [node]        index, data_dir, key_file, log_level, log_file (optional)
     [network]     transport ("tcp" | "libp2p"), listen_host, listen_port,
-                  rpc_host, rpc_port, admin_rpc (bool)
+                  rpc_host, rpc_port, admin_rpc (bool), admin_token_file (default
+                  "admin.token"; read only with admin_rpc: hex, mode 0600)
     [consensus]   protocol, delta_ms, vote_pace_ms, round_timeout_ms (optional),
                   timeout_backoff, max_round_timeout_ms, epoch, schedule, signature_scheme
     [mempool]     max_txs, max_tx_bytes, max_block_txs, max_block_bytes
@@ -44,6 +45,7 @@ BYZANTINE_BEHAVIOURS = ("", "silent", "double_vote", "malformed")
 MAX_VALIDATORS_IN_CONFIG = 1024
 SINGLE_VALIDATOR_VOTE_PACE_MS = 20.0  # the launcher's pace for a one-validator network
 KEY_FILE_MODE_MASK = 0o077  # key-file permission bits that must be clear (as ssh requires)
+ADMIN_TOKEN_FILE = "admin.token"  # default network.admin_token_file, beside the config
 
 
 class ConfigError(ValueError):
@@ -76,6 +78,7 @@ class NetworkSection:
     rpc_host: str = "127.0.0.1"
     rpc_port: int = 26700
     admin_rpc: bool = False
+    admin_token_file: Path | None = None  # bearer token of /admin/* (needed with admin_rpc)
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,9 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         rpc_host=_get(t, "network", "rpc_host", str, "127.0.0.1"),
         rpc_port=_get(t, "network", "rpc_port", int),
         admin_rpc=_get(t, "network", "admin_rpc", bool, False),
+        admin_token_file=_resolve(
+            base, _get(t, "network", "admin_token_file", str, ADMIN_TOKEN_FILE)
+        ),
     )
     _choice(network.transport, "network.transport", TRANSPORTS)
     _host(network.listen_host, "network.listen_host")
@@ -413,6 +419,8 @@ def check_environment(config: NodeConfig) -> None:
     log_file = config.node.log_file
     if log_file is not None and log_file.is_dir():
         raise ConfigError(f"node.log_file: {log_file} is a directory")
+    if config.network.admin_rpc:
+        _check_admin_token(config.network.admin_token_file)
     if config.network.transport == "libp2p":
         import importlib.util
 
@@ -422,6 +430,35 @@ def check_environment(config: NodeConfig) -> None:
                 f"network.transport: 'libp2p' needs the libp2p extra (missing "
                 f"{', '.join(missing)}): pip install 'sedna-bft[libp2p]', or use 'tcp'"
             )
+
+
+def _check_admin_token(path: Path | None) -> None:
+    from node.rpc import load_admin_token
+
+    name = "network.admin_token_file"
+    if path is None:  # pragma: no cover - parse_config always sets it
+        raise ConfigError(f"{name}: missing (network.admin_rpc = true needs a token)")
+    _check_private(path, name)
+    try:
+        load_admin_token(path)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _check_private(path: Path, name: str) -> None:
+    """The file exists and only its owner can access it (as ssh requires of keys)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path} ({exc.strerror})") from None
+    # Rule: a secret readable by other users is refused (as ssh refuses such keys).
+    if mode & KEY_FILE_MODE_MASK:
+        raise ConfigError(
+            f"{name}: {path} is accessible by others (mode {mode & 0o777:04o}); "
+            f"run: chmod 600 {path}"
+        )
 
 
 def load_config(path: str | os.PathLike[str]) -> NodeConfig:
@@ -443,18 +480,7 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
 def load_key(config: NodeConfig) -> KeyPair:
     """Read this node's key file and check it against its validator entry."""
     path = config.node.key_file
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise ConfigError(f"node.key_file: {path} not found") from None
-    except OSError as exc:
-        raise ConfigError(f"node.key_file: cannot read {path} ({exc.strerror})") from None
-    # Rule: a secret key readable by other users is refused (as ssh refuses such keys).
-    if mode & KEY_FILE_MODE_MASK:
-        raise ConfigError(
-            f"node.key_file: {path} is accessible by others (mode {mode & 0o777:04o}); "
-            f"run: chmod 600 {path}"
-        )
+    _check_private(path, "node.key_file")
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -517,3 +543,13 @@ def write_key_file(path: Path, key: KeyPair) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(render_key_file(key))
+
+
+def write_admin_token(path: Path) -> str:
+    """Write a fresh admin token (64 hex characters) readable by its owner only."""
+    token = os.urandom(32).hex()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token

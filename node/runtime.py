@@ -233,6 +233,8 @@ class NodeRuntime:
             config.network.rpc_host,
             config.network.rpc_port,
             admin_enabled=config.network.admin_rpc,
+            admin_token_file=config.network.admin_token_file,
+            metrics=self.metrics,
         )
 
         self._inbox: deque[Event] = deque()

@@ -5,6 +5,7 @@ Directory layout written by `generate_network(root, ...)`:
     root/network.json            manifest (node count, transport, layout, ports)
     root/node<i>/config.toml     the node's config (paths relative to this file)
     root/node<i>/key.toml        its Ed25519 key (mode 0600)
+    root/node<i>/admin.token     its admin RPC bearer token (mode 0600; local layout only)
     root/node<i>/data/           SQLite database
     root/node<i>/node.log        structured JSON log; stdout.log holds anything else
     root/node<i>/pid             pid of the running process (removed when it stops)
@@ -36,10 +37,12 @@ from typing import Any
 
 from consensus.crypto import KeyPair
 from node.config import (
+    ADMIN_TOKEN_FILE,
     SINGLE_VALIDATOR_VOTE_PACE_MS,
     ConfigError,
     load_config,
     render_config,
+    write_admin_token,
     write_key_file,
 )
 
@@ -224,6 +227,8 @@ def generate_network(
         node_dir = root / plan.name
         (node_dir / "data").mkdir(parents=True, exist_ok=True)
         write_key_file(node_dir / "key.toml", keys[plan.index])
+        if admin_rpc:
+            write_admin_token(node_dir / ADMIN_TOKEN_FILE)
         document = config_document(
             plan,
             plans,
@@ -527,11 +532,20 @@ class Testnet:
             )
         )
 
+    def admin_token(self, index: int) -> str | None:
+        """The node's admin RPC token (written beside its config), or None."""
+        from node.rpc import load_admin_token
+
+        try:
+            return load_admin_token(self.members[index].dir / ADMIN_TOKEN_FILE)
+        except (OSError, ValueError):
+            return None
+
     async def set_isolated(self, index: int, isolated: bool) -> bool:
         from node.rpc import HttpClient
 
         member = self.members[index]
-        client = HttpClient(member.rpc_host, member.rpc_port, 2.0)
+        client = HttpClient(member.rpc_host, member.rpc_port, 2.0, token=self.admin_token(index))
         try:
             status, _ = await client.post_json("/admin/isolate", {"isolated": isolated})
         except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
