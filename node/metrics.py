@@ -66,7 +66,7 @@ BUNDLE_REJECT_REASONS = (
 # RPC requests refused before a handler answered (node/rpc.py).
 RPC_REFUSAL_REASONS = (
     "bad_request", "not_found", "method_not_allowed", "unauthorized", "body_too_large",
-    "body_budget", "headers_too_large", "header_timeout", "body_timeout",
+    "body_budget", "header_timeout", "body_timeout",
     "too_many_connections", "too_many_client_connections", "internal_error", OTHER,
 )  # fmt: skip
 

@@ -32,8 +32,8 @@ Endpoints
                         `network.admin_token_file` (401 without it, 403 when disabled).
 
 Limits (docs/operations.md, "RPC under abuse"): every bad input is a 4xx, never a 500;
-headers must arrive within `header_timeout_s` (aiohttp's keep-alive timer, which runs from
-the connection's start and between requests); a body must arrive within `body_timeout_s`;
+a request's headers must arrive within `header_timeout_s` of the connection's start or of
+the previous response (else the connection is closed); a body within `body_timeout_s`;
 a body is at most `max_body_bytes`, and all bodies being received at once at most
 `max_inflight_body_bytes` (the body budget: a request that does not fit is answered 503
 before its body is read); at most `max_connections` connections, `max_client_connections`
@@ -237,7 +237,7 @@ class _Connection:
     transport: Any
     last_active_s: float
     busy: int = 0  # requests of this connection inside a handler right now
-    dropped: bool = field(default=False)
+    deadline: asyncio.TimerHandle | None = field(default=None)  # for the next request's headers
 
 
 class _GatedServer(web.Server):
@@ -270,20 +270,42 @@ class _GatedServer(web.Server):
         if reason and not self._evict(scope, reason, client):
             owner.refuse_connection(transport, reason, client)
             return
-        self.open[handler] = _Connection(client, transport, time.monotonic())
+        conn = _Connection(client, transport, time.monotonic())
+        self.open[handler] = conn
         self.by_client.setdefault(client, set()).add(handler)
+        self._arm_header_deadline(handler, conn)
         owner.gauge_connections(len(self.open))
+
+    def _arm_header_deadline(self, handler: RequestHandler, conn: _Connection) -> None:
+        """Rule: a request's headers arrive within header_timeout_s of the connection's
+        start or of the previous response (slow or silent clients do not hold slots)."""
+        loop = asyncio.get_running_loop()
+        conn.deadline = loop.call_later(self.owner.header_timeout_s, self._header_deadline, handler)
+
+    def _header_deadline(self, handler: RequestHandler) -> None:
+        conn = self.open.get(handler)
+        if conn is None or conn.busy:
+            return
+        self._forget(handler)
+        self.owner.drop_client(conn.client, "header_timeout")
+        conn.transport.close()
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
         super().connection_lost(handler, exc)
+        self._forget(handler)
+
+    def _forget(self, handler: RequestHandler) -> _Connection | None:
         conn = self.open.pop(handler, None)
         if conn is not None:
+            if conn.deadline is not None:
+                conn.deadline.cancel()
             mine = self.by_client.get(conn.client)
             if mine is not None:
                 mine.discard(handler)
                 if not mine:
                     del self.by_client[conn.client]
         self.owner.gauge_connections(len(self.open))
+        return conn
 
     def _evict(self, scope: set[RequestHandler], reason: str, newcomer: str) -> bool:
         """Close the longest-idle connection in `scope`; False when all are busy."""
@@ -291,10 +313,8 @@ class _GatedServer(web.Server):
         if not idle:
             return False
         _, _, victim = min(idle)
-        conn = self.open.pop(victim)
-        self.by_client.get(conn.client, set()).discard(victim)
-        if not self.by_client.get(conn.client):
-            self.by_client.pop(conn.client, None)
+        conn = self._forget(victim)
+        assert conn is not None
         self.owner.drop_client(conn.client, reason, evicted_for=newcomer)
         conn.transport.close()
         return True
@@ -303,12 +323,17 @@ class _GatedServer(web.Server):
         conn = self.open.get(handler) if handler is not None else None  # type: ignore[arg-type]
         if conn is not None:
             conn.busy += 1
+            if conn.deadline is not None:
+                conn.deadline.cancel()
+                conn.deadline = None
 
     def end(self, handler: RequestHandler | None) -> None:
         conn = self.open.get(handler) if handler is not None else None  # type: ignore[arg-type]
-        if conn is not None:
+        if conn is not None and handler is not None:
             conn.busy -= 1
             conn.last_active_s = time.monotonic()
+            if not conn.busy:
+                self._arm_header_deadline(handler, conn)
 
 
 class RpcServer:
@@ -371,7 +396,8 @@ class RpcServer:
         self._server = _GatedServer(
             self,
             handler_cancellation=True,
-            keepalive_timeout=self.header_timeout_s,
+            # aiohttp's own idle timer, a backstop behind the header deadline above
+            keepalive_timeout=2 * self.header_timeout_s,
             max_line_size=MAX_HEADER_LINE_BYTES,
             max_field_size=MAX_HEADER_LINE_BYTES,
             max_headers=MAX_HEADERS,

@@ -239,7 +239,9 @@ def test_headers_must_arrive_within_the_header_timeout() -> None:
     """A slowloris client (a header byte every 100 ms) is closed at the header timeout."""
 
     async def scenario() -> None:
-        server, _ = await _server(header_timeout_s=0.5)
+        metrics = NodeMetrics()
+        server, _ = await _server(header_timeout_s=0.5, metrics=metrics)
+        silent = await asyncio.open_connection("127.0.0.1", server.port)  # never sends a byte
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         started = time.monotonic()
         closed_after = None
@@ -258,6 +260,9 @@ def test_headers_must_arrive_within_the_header_timeout() -> None:
                 closed_after = time.monotonic() - started
                 break
         assert closed_after is not None and closed_after < 3.0, closed_after
+        assert await asyncio.wait_for(silent[0].read(), 3) == b""  # closed too
+        assert metrics.rpc_refused.value(reason="header_timeout") == 2
+        silent[1].close()
         writer.close()
         await server.stop()
 
