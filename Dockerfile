@@ -23,7 +23,7 @@ RUN pip install --no-cache-dir ".[${EXTRAS}]"
 # Validators run as an unprivileged user. Each node's volume is mounted at
 # /testnet/node<i>; the directories exist in the image, owned by that user, so a fresh
 # named volume takes their owner and mode (0700: only the node reads its key).
-RUN useradd --system --uid 10001 --user-group --home-dir /nonexistent --shell /usr/sbin/nologin sedna \
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin sedna \
     && mkdir -m 0700 /testnet \
     && for i in $(seq 0 63); do mkdir -m 0700 "/testnet/node$i"; done \
     && chown -R sedna:sedna /testnet
