@@ -192,9 +192,8 @@ class Counter(_Metric):
     kind = "counter"
 
     def __init__(self, name: str, *args: object, **kwargs: object):
-        if name.endswith("_total"):
-            raise ValueError(f"{name}: give a counter's name without _total (it is added)")
-        super().__init__(name, *args, **kwargs)  # type: ignore[arg-type]
+        # As prometheus_client: the exposition adds `_total`; a name given with it is the same.
+        super().__init__(name.removesuffix("_total"), *args, **kwargs)  # type: ignore[arg-type]
 
     def inc(self, amount: float = 1.0, **labels: object) -> None:
         if amount < 0:

@@ -1121,7 +1121,8 @@ class TestnetRun:
             record.done = True
 
     async def _drain(self, loadgen: Any, perturbers: list[asyncio.Task[None]], target: int) -> None:
-        """Wait (bounded) for perturbations to finish, mempools to empty, laggards to catch up."""
+        """Wait (bounded) for perturbations to finish, mempools to empty, laggards (finalized
+        height and decode tracker) to catch up."""
         deadline = time.monotonic() + self.options.drain_s
         pending = [t for t in perturbers if not t.done()]
         if pending:
@@ -1135,7 +1136,12 @@ class TestnetRun:
             live = [s for i, s in enumerate(stats) if i not in self.dead]
             if all(s is not None for s in live):
                 pending_txs = sum(int(s["mempool_txs"]) for s in live)  # type: ignore[index]
-                caught_up = all(int(s["height"]) >= target for s in live)  # type: ignore[index]
+                # A restarted node replays its decode tracker from height 1: wait for it
+                # too, so every node's decoded payloads are counted over the same heights.
+                caught_up = all(
+                    int(s["height"]) >= target and int(s["lanes"]["tracker_height"]) >= target  # type: ignore[index]
+                    for s in live
+                )
                 if pending_txs == 0 and caught_up:
                     return
             await asyncio.sleep(0.25)
