@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 ADDRESSING = ("fresh", "fixed")
+RATCHET_POLICIES = ("keep_redeemed",)
+MAX_FEEDBACK_SLOTS = 32
 STRATEGIES = ("none", "withhold-all", "threshold", "last-slot", "partial", "pivot-order")
 
 
@@ -72,8 +74,12 @@ class SednaParams:
                 (the binomial model). With N set the cartel holds c = round(beta*N) lanes.
     addressing: "fresh" (m distinct lanes drawn anew every slot) or "fixed" (one lane set
                 drawn at slot 1 and reused). Ignored when ratchet is on.
-    ratchet:    the adaptive sender: a lane whose ticket was not redeemed is excluded and
-                replaced by a never-addressed lane; lanes that redeemed are kept.
+    ratchet:    the adaptive sender (ratchet_policy "keep_redeemed", docs/mechanism.md §6):
+                the sender keeps addressing the lanes it addressed; a lane with an
+                unredeemed ticket is excluded and replaced by a never-addressed lane.
+    feedback_slots: d, slots until the sender learns whether a ticket was redeemed: a ticket
+                of slot s is seen at the start of slot s + d (d = 1: instant feedback), so a
+                withholding lane stays addressed d slots. Only read when ratchet is on.
     """
 
     kappa: int
@@ -83,6 +89,7 @@ class SednaParams:
     lanes: int | None = None
     addressing: str = "fresh"
     ratchet: bool = False
+    feedback_slots: int = 1
 
     def __post_init__(self) -> None:
         _set(self, "kappa", _as_int("kappa", self.kappa, 1))  # κ >= 1 bundle
@@ -98,6 +105,10 @@ class SednaParams:
             raise ValueError(f"addressing must be one of {ADDRESSING}, got {self.addressing!r}")
         if not isinstance(self.ratchet, bool):
             raise ValueError(f"ratchet must be a bool, got {self.ratchet!r}")
+        d = _as_int("feedback_slots", self.feedback_slots, 1)  # feedback no sooner than 1 slot
+        if d > MAX_FEEDBACK_SLOTS:
+            raise ValueError(f"feedback_slots must be <= {MAX_FEEDBACK_SLOTS}, got {d}")
+        _set(self, "feedback_slots", d)
 
     @property
     def t_star(self) -> int:
@@ -156,6 +167,7 @@ class SednaParams:
             "lanes": self.lanes,
             "addressing": self.addressing,
             "ratchet": self.ratchet,
+            "feedback_slots": self.feedback_slots,
         }
 
 
