@@ -134,18 +134,18 @@ class LaneOutcome:
     @property
     def p_delay(self) -> float:
         """P(lag >= 1), counting undecided payloads as delayed."""
-        return float(sum(self.lag_pmf[1:]) + self.p_undecided)
+        return unit_interval(sum(self.lag_pmf[1:]) + self.p_undecided)
 
     def lag_tail(self) -> tuple[float, ...]:
         """P(lag >= ℓ), ℓ = 1..max_lag (undecided count as beyond the horizon)."""
         out = []
         for ell in range(1, len(self.lag_pmf)):
-            out.append(float(sum(self.lag_pmf[ell:]) + self.p_undecided))
+            out.append(unit_interval(sum(self.lag_pmf[ell:]) + self.p_undecided))
         return tuple(out)
 
     def lead_tail(self) -> tuple[float, ...]:
         """P(lead >= ℓ), ℓ = 1..max_lag (among payloads decoded within the horizon)."""
-        return tuple(float(sum(self.lead_pmf[ell:])) for ell in range(1, len(self.lead_pmf)))
+        return tuple(unit_interval(sum(self.lead_pmf[ell:])) for ell in range(1, len(self.lead_pmf)))
 
     @property
     def mean_lag_decoded(self) -> float:
@@ -165,6 +165,11 @@ class LaneOutcome:
             "p_race": self.p_race,
             "mean_lag_decoded": self.mean_lag_decoded,
         }
+
+
+def unit_interval(x: float) -> float:
+    """A sum of probabilities, clamped to [0, 1] against round-off."""
+    return float(min(1.0, max(0.0, x)))
 
 
 # State: (addressed, excluded, ever, history, S, P, D, t_cart)
@@ -361,8 +366,8 @@ def predict(setup: LaneSetup) -> LaneOutcome:
         lag_pmf=tuple(lag_pmf),
         lead_pmf=tuple(lead_pmf),
         p_undecided=undecided,
-        p_leader_early=early,
-        p_race=race,
+        p_leader_early=unit_interval(early),
+        p_race=unit_interval(race),
         states_peak=peak,
     )
 
