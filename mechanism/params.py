@@ -179,12 +179,16 @@ class EconParams:
     fee:        f, ticket fee paid per bundle redeemed in its addressed slot [value], >= 0.
     tx_value:   v, the transaction's value, the denominator of the MEV cost Γ [value], > 0.
     value_race: V_race, the cartel's value from a within-slot decode race [value], >= 0.
+    lead_curve: V(1), V(2), … [value]: the cartel's value of a lead of ℓ slots, non-decreasing;
+                V(ℓ) beyond the list is its last entry. None: V(ℓ) = value_lead for every
+                ℓ >= 1 (one constant V). `lead_value(ℓ)` reads it.
     """
 
     value_lead: float
     fee: float = 0.0
     tx_value: float = 1.0
     value_race: float = 0.0
+    lead_curve: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("value_lead", "fee", "value_race"):
@@ -196,9 +200,43 @@ class EconParams:
         if v <= 0.0:  # Γ divides by v
             raise ValueError(f"tx_value must be > 0, got {v}")
         _set(self, "tx_value", v)
+        if self.lead_curve is not None:
+            curve = tuple(_as_float("lead_curve", x) for x in self.lead_curve)
+            if not curve or len(curve) > 1000:
+                raise ValueError("lead_curve must list 1..1000 values V(1), V(2), ...")
+            if curve[0] < 0.0 or any(b < a for a, b in zip(curve, curve[1:], strict=False)):
+                raise ValueError("lead_curve must be non-negative and non-decreasing")
+            _set(self, "lead_curve", curve)
+            _set(self, "value_lead", curve[0])  # V = V(1)
 
-    def as_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
+    def lead_value(self, lead_slots: int) -> float:
+        """V(ℓ): the cartel's value of a lead of ℓ slots (V(0) = 0)."""
+        if lead_slots <= 0:
+            return 0.0
+        if self.lead_curve is None:
+            return self.value_lead
+        return self.lead_curve[min(lead_slots, len(self.lead_curve)) - 1]
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dataclasses.asdict(self)
+        out["lead_curve"] = None if self.lead_curve is None else list(self.lead_curve)
+        return out
+
+
+def landers_marsh_curve(
+    amplitude: float, accrual_rate: float, hazard: float, slots: int
+) -> tuple[float, ...]:
+    """V(ℓ) = A·k/(k+λ)·(1 − e^{−(k+λ)ℓ}), ℓ = 1..slots: MEV accrued by delaying a
+    transaction ℓ slots with opportunity amplitude A, accrual rate k and pre-emption hazard
+    λ per slot (Landers & Marsh, arXiv 2511.13080; shared/reference/sedna.md §2.14)."""
+    a = _as_float("amplitude", amplitude)
+    k = _as_float("accrual_rate", accrual_rate)
+    lam = _as_float("hazard", hazard)
+    if a < 0 or k <= 0 or lam < 0:
+        raise ValueError("need amplitude >= 0, accrual_rate > 0 and hazard >= 0")
+    n = _as_int("slots", slots, 1)
+    scale = a * k / (k + lam)
+    return tuple(scale * -math.expm1(-(k + lam) * ell) for ell in range(1, n + 1))
 
 
 @dataclass(frozen=True)
