@@ -163,15 +163,26 @@ def test_each_model_matches_its_rational_oracle(params, oracle):
     assert rel_err(got, exact) <= REL, (got, float(exact))
 
 
-def test_strategy_model_matches_rational_oracle_in_the_far_tail():
-    p = SednaParams(10, 4, 1e-30, q=1 - 1e-12)
+@pytest.mark.parametrize(
+    "p",
+    [
+        SednaParams(10, 4, 0.3, q=0.9),  # ordinary: the threshold's boundary matters
+        SednaParams(10, 4, 0.05, q=1.0),
+        SednaParams(10, 4, 1e-30, q=1 - 1e-12),  # far tail
+        SednaParams(10, 4, 2 / 9, q=0.9, lanes=9),
+    ],
+)
+def test_strategy_model_matches_rational_oracle(p):
     theta = p.slack + 1
     for kind, rule in (
         ("threshold", lambda _s, x: x if x >= theta else 0),
         ("last-slot", lambda s, x: x if s >= p.t_star else 0),
         ("withhold-all", lambda _s, x: x),
     ):
-        exact = oracles.fresh_delay(4, 3, theta, p.q, beta=p.beta, withheld_by_slot=rule)
+        exact = oracles.fresh_delay(
+            4, 3, theta, p.q, beta=p.beta, lanes=p.lanes, cartel=p.cartel_lanes or 0,
+            withheld_by_slot=rule,
+        )
         got = delay.p_delay_strategy(p, Strategy(kind))
         assert rel_err(got, exact) <= REL, kind
 
