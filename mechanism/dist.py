@@ -668,7 +668,7 @@ def ratchet_position_log_pmf(slots: int, beta: float, q: float, feedback: int = 
     """log pmf (0..slots) of one addressed position's misses over `slots` slots (ratchet
     with feedback d = `feedback`, unbounded lanes, withhold-all), in log space so that
     nothing underflows (docs/mechanism.md §6)."""
-    from scipy.special import logsumexp
+    from mechanism.tails import lse
 
     if slots < 0 or feedback < 1:
         raise ValueError("need slots >= 0 and feedback >= 1")
@@ -683,8 +683,7 @@ def ratchet_position_log_pmf(slots: int, beta: float, q: float, feedback: int = 
             shifted[miss:] = cur[src, : slots + 1 - miss] + np.log(prob)
             nxt[dst] = np.logaddexp(nxt[dst], shifted)
         cur = nxt
-    with np.errstate(divide="ignore"):
-        return np.asarray(logsumexp(cur, axis=0), dtype=float)
+    return np.asarray(lse(cur, axis=0), dtype=float)
 
 
 def ratchet_position_pmf(slots: int, beta: float, q: float, feedback: int = 1) -> np.ndarray:

@@ -33,6 +33,18 @@ _MIN_TILTED_TAIL = 1e-3
 _MAX_TILT_STEPS = 60
 
 
+def lse(x: np.ndarray, axis: int | None = None) -> np.ndarray | float:
+    """log Σ exp(x) (along axis), −inf for an all −inf input; a lean scipy.logsumexp."""
+    x = np.asarray(x, dtype=float)
+    top = np.max(x, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)) + top
+    if axis is None:
+        return float(out.reshape(()))
+    return np.squeeze(out, axis=axis)
+
+
 def prob(log_p: float) -> float:
     """exp(log_p) as a probability in [0, 1] (−inf gives exactly 0)."""
     if log_p == NEG_INF:
@@ -128,8 +140,7 @@ def log_mix_shifted(log_weights: np.ndarray, shifts: np.ndarray, parts: Sequence
         if lw == NEG_INF:
             continue
         terms[i, int(s) : int(s) + len(part)] = lw + part
-    with np.errstate(divide="ignore"):
-        return np.asarray(special.logsumexp(terms, axis=0), dtype=float)
+    return np.asarray(lse(terms, axis=0), dtype=float)
 
 
 def log_sf_of_pmf(log_pmf: np.ndarray, a: int) -> float:
@@ -139,7 +150,7 @@ def log_sf_of_pmf(log_pmf: np.ndarray, a: int) -> float:
     tail = log_pmf[a:]
     if len(tail) == 0 or np.all(tail == NEG_INF):
         return NEG_INF
-    return float(min(0.0, special.logsumexp(tail)))
+    return float(min(0.0, lse(tail)))
 
 
 # --------------------------------------------------------------------------- binomial
@@ -160,7 +171,7 @@ def log_binom_sf(a: int, trials: int, p: float) -> float:
     # Below ~1e-300: sum the pmf from a upward in log space (terms fall geometrically
     # past the mode, so 4000 terms past a are far more than enough).
     k = np.arange(a, min(trials, a + 4000) + 1)
-    return float(special.logsumexp(stats.binom.logpmf(k, trials, p)))
+    return float(lse(stats.binom.logpmf(k, trials, p)))
 
 
 def binom_sf(a: int, trials: int, p: float) -> float:
@@ -180,13 +191,13 @@ def _support(log_pmf: np.ndarray) -> tuple[int, int]:
 
 def _log_mgf(log_pmf: np.ndarray, theta: float) -> float:
     k = np.arange(len(log_pmf))
-    return float(special.logsumexp(log_pmf + theta * k))
+    return float(lse(log_pmf + theta * k))
 
 
 def _tilted(log_pmf: np.ndarray, theta: float) -> np.ndarray:
     k = np.arange(len(log_pmf))
     x = log_pmf + theta * k
-    return np.exp(x - special.logsumexp(x))
+    return np.exp(x - lse(x))
 
 
 def _tilted_mean(parts: Sequence[tuple[np.ndarray, int]], theta: float) -> float:
@@ -261,7 +272,7 @@ def _tilted_tail(
         terms = np.log(tail) - theta * (k - a)
     if np.all(terms == NEG_INF):
         return NEG_INF, 0.0, 0.0
-    log_sum = float(special.logsumexp(terms))
+    log_sum = float(lse(terms))
     return log_norm - theta * a + log_sum, float(tail.sum()), math.exp(log_sum)
 
 
@@ -367,4 +378,4 @@ def poisson_binomial_log_sf(miss_probs: np.ndarray, a: int) -> float:
         return NEG_INF
     # log Π (1 − r + r e^θ) = Σ logaddexp(log(1−r), log r + θ)
     log_norm = float(np.sum(np.logaddexp(np.log1p(-live), np.log(live) + theta))) + sure * theta
-    return min(0.0, log_norm - theta * a + float(special.logsumexp(terms)))
+    return min(0.0, log_norm - theta * a + float(lse(terms)))
