@@ -148,7 +148,11 @@ def test_every_analysis_command_json_and_plain(capsys, argv):
     assert isinstance(json.loads(out), dict)
     code, plain, _ = run(capsys, *argv)
     assert code == 0
-    assert "\t" in plain and not plain.lstrip().startswith("{")
+    assert not plain.lstrip().startswith("{")
+    # Tables for people: a title, named columns, no Python or JSON literals.
+    assert "=====" in plain and "-----" in plain
+    for literal in ("True", "False", "None", "null", "nan"):
+        assert literal not in plain.split(), literal
 
 
 @pytest.mark.parametrize(
