@@ -133,15 +133,15 @@ def _ratchet_next(params: SednaParams) -> list[np.ndarray]:
 
 
 def _refill_expectation(pmfs: list[np.ndarray], nxt: np.ndarray) -> np.ndarray:
-    """cont[f, k] = Σ_j Bin(f, β)(j)·nxt[k + j] for k + f <= m (other entries unused)."""
+    """cont[f, k] = Σ_j Bin(f, β)(j)·nxt[k + j] for k + f <= m (other rows are unused):
+    one matrix product with the stacked refill matrices T[f][k, y'] = P(k + Bin(f,β) = y')."""
     size = nxt.shape[0]
-    padded = np.concatenate([nxt, np.zeros_like(nxt)], axis=0)
-    cont = np.zeros((size, *nxt.shape))
+    trans = np.zeros((size, size, size))
     for f, pmf in enumerate(pmfs):  # bounded by m + 1
-        for j, pj in enumerate(pmf):  # shifted copies along the lane state axis
-            if pj > 0.0:
-                cont[f] += pj * padded[j : j + size]
-    return cont
+        for k in range(size - f):
+            trans[f, k, k : k + f + 1] = pmf
+    flat = nxt.reshape(size, -1)
+    return (trans.reshape(size * size, size) @ flat).reshape(size, size, *nxt.shape[1:])
 
 
 def solve(
@@ -247,9 +247,8 @@ def _solve_q_one(
                     base = nxt[y if y_count > 1 else 0]  # (C, κ)
                     follow = base[:, idx]  # (C, W, κ)
                 else:
-                    follow = np.stack(
-                        [cont[w, x - w][:, idx[i]] for i, w in enumerate(ws)], axis=1
-                    )
+                    rows = cont[ws, x - ws]  # (W, C, κ)
+                    follow = np.take_along_axis(rows, idx[:, None, :], axis=2).transpose(1, 0, 2)
                 comp += np.where(live[None], follow, 0.0)
                 if action is None:
                     totals = comp[0] + fee * comp[1] + bounty * comp[2]  # (W, κ)
