@@ -60,11 +60,25 @@ LOG_NEGLIGIBLE = -760.0
 # --------------------------------------------------------------------------- log pmfs
 
 
+def _from_ratios(log_ratio: np.ndarray, lo: int, hi: int, size: int) -> np.ndarray:
+    """A log pmf on lo..hi (−inf elsewhere, length size) from log P(k+1)/P(k), k = lo..hi−1:
+    cumulated outward from the largest entry and normalized, so the pmf sums to 1 to
+    rounding and each ratio is exact to an ulp (library log pmfs of large arguments can be
+    off by ~1e-12 relative, which a t*-fold convolution power multiplies)."""
+    out = np.full(size, NEG_INF)
+    if hi == lo:
+        out[lo] = 0.0
+        return out
+    steps = np.concatenate(([0.0], np.cumsum(log_ratio)))
+    out[lo : hi + 1] = steps
+    out[lo : hi + 1] -= lse(steps)
+    return out
+
+
 def log_binom_pmf(trials: int, p: float) -> np.ndarray:
     """log P(Bin(trials, p) = k), k = 0..trials (−inf where impossible)."""
     if trials < 0:
         raise ValueError(f"trials must be >= 0, got {trials}")
-    k = np.arange(trials + 1)
     if p <= 0.0:
         out = np.full(trials + 1, NEG_INF)
         out[0] = 0.0
@@ -73,7 +87,9 @@ def log_binom_pmf(trials: int, p: float) -> np.ndarray:
         out = np.full(trials + 1, NEG_INF)
         out[-1] = 0.0
         return out
-    return np.asarray(stats.binom.logpmf(k, trials, p), dtype=float)
+    k = np.arange(trials, dtype=float)
+    log_ratio = np.log((trials - k) / (k + 1.0)) + (math.log(p) - math.log1p(-p))
+    return _from_ratios(log_ratio, 0, trials, trials + 1)
 
 
 def binom_top(trials: int, p: float) -> int:
@@ -121,13 +137,14 @@ def log_hypergeom_pmf(total: int, good: int, draws: int) -> np.ndarray:
     """log P(Hypergeom = k), k = 0..draws: good items among `draws` of `total`."""
     if not (0 <= good <= total and 0 <= draws <= total):
         raise ValueError(f"bad hypergeometric parameters ({total}, {good}, {draws})")
-    k = np.arange(draws + 1)
-    with np.errstate(divide="ignore"):
-        out = np.asarray(stats.hypergeom.logpmf(k, total, good, draws), dtype=float)
-    lo, hi = max(0, draws - (total - good)), min(draws, good)
-    out[(k < lo) | (k > hi)] = NEG_INF
-    out[np.isnan(out)] = NEG_INF
-    return out
+    bad = total - good
+    lo, hi = max(0, draws - bad), min(draws, good)
+    k = np.arange(lo, hi, dtype=float)
+    # P(k+1)/P(k) = (good − k)(draws − k) / ((k + 1)(bad − draws + k + 1))
+    log_ratio = (
+        np.log(good - k) + np.log(draws - k) - np.log(k + 1.0) - np.log(bad - draws + k + 1.0)
+    )
+    return _from_ratios(log_ratio, lo, hi, draws + 1)
 
 
 def log_mix_shifted(log_weights: np.ndarray, shifts: np.ndarray, parts: Sequence[np.ndarray]) -> (
