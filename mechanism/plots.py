@@ -73,8 +73,9 @@ def plot_delay(rows: Rows, stem: Path) -> None:
         colour_handles.append((line, f"Δ = {slack} (κ = {sel[0]['kappa']})"))
         ax.plot(betas, _floor([r["kl_upper"] for r in sel]), color=color, ls="--", lw=0.8)
         ax.plot(betas, _floor([r["kl_lower"] for r in sel]), color=color, ls=":", lw=0.8)
-        # Monte Carlo points; none at β = 0, where the probability is exactly 0.
-        mc = [r for r in sel if r.get("p_delay_mc") is not None and r["beta"] > 0]
+        # Monte Carlo points where the simulation saw delays (none at β = 0, where the
+        # probability is exactly 0; a run with no hit has no point on a log axis).
+        mc = [r for r in sel if r.get("p_delay_mc") and r["beta"] > 0]
         if mc:
             ys = [r["p_delay_mc"] for r in mc]
             lo = [max(0.0, y - r["ci_low"]) for y, r in zip(ys, mc, strict=True)]
@@ -91,7 +92,7 @@ def plot_delay(rows: Rows, stem: Path) -> None:
     ax.add_artist(first)
     _style_legend(ax, [("exact", "-", ""), ("KL upper bound", "--", ""),
                        ("KL lower bound", ":", ""), ("Monte Carlo, 99 % CI", "none", "o")],
-                  loc="upper left", title="line style")
+                  loc="center right", title="line style")
     _save(fig, stem)
 
 
