@@ -672,18 +672,38 @@ def ratchet_position_log_pmf(slots: int, beta: float, q: float, feedback: int = 
 
     if slots < 0 or feedback < 1:
         raise ValueError("need slots >= 0 and feedback >= 1")
+    if q >= 1.0:
+        return _ratchet_position_log_pmf_q_one(slots, beta, feedback)
     states = 2 * feedback
     trans = _position_transitions(beta, q, feedback)
+    logs = [(src, dst, miss, float(np.log(prob))) for src, dst, miss, prob in trans]
     cur = np.full((states, slots + 1), -np.inf)
     cur[0, 0] = 0.0
-    for _ in range(slots):  # one step per slot
+    for step in range(slots):  # one step per slot; misses so far <= step
+        width = step + 2
         nxt = np.full_like(cur, -np.inf)
-        for src, dst, miss, prob in trans:  # bounded by 3d + 2 transitions
-            shifted = np.full(slots + 1, -np.inf)
-            shifted[miss:] = cur[src, : slots + 1 - miss] + np.log(prob)
-            nxt[dst] = np.logaddexp(nxt[dst], shifted)
+        for src, dst, miss, log_p in logs:  # bounded by 3d + 2 transitions
+            seg = cur[src, : width - miss] + log_p
+            np.logaddexp(nxt[dst, miss:width], seg, out=nxt[dst, miss:width])
         cur = nxt
     return np.asarray(lse(cur, axis=0), dtype=float)
+
+
+def _ratchet_position_log_pmf_q_one(slots: int, beta: float, feedback: int) -> np.ndarray:
+    """q = 1: honest lanes never miss, each cartel lane misses exactly d slots, so a position
+    misses G = min(K·d, slots) with K consecutive cartel draws, P(K >= k) = β^k."""
+    out = np.full(slots + 1, -np.inf)
+    if beta <= 0.0:
+        out[0] = 0.0
+        return out
+    log_b = float(np.log(beta))
+    log_rest = float(np.log1p(-beta)) if beta < 1.0 else -np.inf
+    k = 0
+    while k * feedback < slots:  # bounded by slots / d
+        out[k * feedback] = k * log_b + log_rest
+        k += 1
+    out[slots] = np.logaddexp(out[slots], k * log_b)  # K >= k draws fill the horizon
+    return out
 
 
 def ratchet_position_pmf(slots: int, beta: float, q: float, feedback: int = 1) -> np.ndarray:
