@@ -166,3 +166,30 @@ def test_netsim_lanes_ratchet_scenario_prediction():
         count = delay.p_delay(SednaParams(8, 3, 2 / 7, lanes=7, ratchet=True, feedback_slots=feedback))
         assert count == pytest.approx(float(expected), rel=1e-12)
     assert not math.isnan(got)
+
+
+@pytest.mark.parametrize(("lanes", "withholding", "m", "kappa", "q", "feedback"),
+                         [(4, {0}, 2, 5, 0.6, 1), (5, {0, 1}, 2, 5, 0.7, 2), (4, set(), 3, 7, 0.5, 1)])
+def test_refill_fallback_and_reset_rules_match_the_oracle(lanes, withholding, m, kappa, q,
+                                                           feedback):
+    # Few lanes and many misses: the never-addressed lanes run out within the horizon, so
+    # the fallback (non-excluded lanes) and the reset branch of the refill rule decide.
+    setup = lanechain.LaneSetup(lanes, m, kappa, withholding=withholding, q=q,
+                                feedback_slots=feedback, max_lag=3)
+    out = lanechain.predict(setup)
+    for ell, tail in enumerate(out.lag_tail(), start=1):
+        exact = oracles.lane_delay(lanes, withholding, m, kappa, setup.t_star + ell - 1, q,
+                                   "ratchet", feedback)
+        assert tail == pytest.approx(float(exact), rel=1e-10, abs=1e-14)
+    sim = lanesim.simulate(lanesim.SimSetup(lanes, m, kappa, withholding=withholding, q=q,
+                                            feedback_slots=feedback, max_lag=3), 60_000, 8)
+    counts = montecarlo.simulate(
+        SednaParams(kappa, m, len(withholding) / lanes, q=q, lanes=lanes, ratchet=True,
+                    feedback_slots=feedback),
+        trials=60_000, seed=9, max_lag=3, level=0.999,
+    )
+    for ell, tail in enumerate(out.lag_tail(), start=1):
+        ci = sim.ci(sum(sim.lag_counts[ell:]), 0.999)
+        assert ci.low <= tail <= ci.high
+        ci = montecarlo.binomial_ci(sum(counts.lag_counts[ell:]), counts.trials, 0.999)
+        assert ci.low <= tail <= ci.high
