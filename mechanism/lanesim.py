@@ -163,10 +163,7 @@ def _chunk(setup: SimSetup, rng: np.random.Generator, size: int) -> dict[str, np
                 addressed |= pick
             ever |= addressed
         honest_addr = addressed & ~withholding
-        if setup.q < 1.0:
-            included = honest_addr & (rng.random((size, n)) < setup.q)
-        else:
-            included = honest_addr
+        included = honest_addr & (rng.random((size, n)) < setup.q) if setup.q < 1.0 else honest_addr
         withheld = (addressed & withholding).sum(axis=1)
         leader = (first_leader + slot - 1) % n
         censored = censoring[leader]

@@ -8,6 +8,7 @@ CLI can validate input cheaply before the heavy modules load.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import operator
 from dataclasses import dataclass
@@ -204,7 +205,7 @@ class EconParams:
             curve = tuple(_as_float("lead_curve", x) for x in self.lead_curve)
             if not curve or len(curve) > 1000:
                 raise ValueError("lead_curve must list 1..1000 values V(1), V(2), ...")
-            if curve[0] < 0.0 or any(b < a for a, b in zip(curve, curve[1:], strict=False)):
+            if curve[0] < 0.0 or any(b < a for a, b in itertools.pairwise(curve)):
                 raise ValueError("lead_curve must be non-negative and non-decreasing")
             _set(self, "lead_curve", curve)
             _set(self, "value_lead", curve[0])  # V = V(1)

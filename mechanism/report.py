@@ -17,8 +17,8 @@ from typing import Any
 from mechanism import (
     bandwidth,
     delay,
-    leaders,
     lanechain,
+    leaders,
     output,
     pivot,
     race,
@@ -313,7 +313,9 @@ def _mev(cfg: ReportConfig, seed: int) -> Table:
         best = response.bounty(p, econ).bounty
         post = pivot.bounty_pivot_gaming(p, econ, "random")
 
-        def gamma(b: float, params: SednaParams = p, econ: EconParams = econ) -> float:
+        def gamma(
+            b: float, params: SednaParams = p, econ: EconParams = econ, pr: float = pr
+        ) -> float:
             if math.isinf(b):
                 return math.inf
             return pivot.mev_cost_fraction(params, econ, b, pr)["gamma"]

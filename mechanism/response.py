@@ -268,10 +268,7 @@ def _solve_q_one(
             cur[y] = acc
         nxt = cur
     start = nxt[:, :, 0]  # S = 0 at slot 1
-    if y_count == 1:
-        comp0 = start[0]
-    else:
-        comp0 = np.einsum("y,yc->c", x_pmf, start)
+    comp0 = start[0] if y_count == 1 else np.einsum("y,yc->c", x_pmf, start)
     return _value(comp0, max_gain, binding), policy
 
 

@@ -74,8 +74,8 @@ def fresh_delay(
     qf = fr(q)
     x_pmf = binomial(m, fr(beta)) if lanes is None else hypergeometric(lanes, cartel, m)
     total = {0: Q(1)}
+    rule = withheld_by_slot or (lambda _s, x: x)
     for slot in range(1, t_star + 1):
-        rule = withheld_by_slot or (lambda _s, x: x)
         total = convolve(total, slot_misses(m, x_pmf, qf, lambda x, s=slot: rule(s, x)))
     return tail(total, a)
 

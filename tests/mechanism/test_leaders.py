@@ -96,4 +96,4 @@ def test_certified_omission_only_delays_to_the_next_honest_leader():
         7, 3, 8, censoring={1, 2}, dissemination="certified", policy="fresh",
         first_leader=0, max_lag=4))
     assert late.lag_pmf[1] == pytest.approx(1.0)
-    assert 1 <= leaders.censoring_bound_cuts(2)
+    assert leaders.censoring_bound_cuts(2) >= 1

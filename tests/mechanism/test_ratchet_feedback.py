@@ -3,6 +3,7 @@ the rational lane-by-lane oracle, the two Monte Carlos against the exact models.
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -93,7 +94,7 @@ def test_longer_feedback_never_helps_the_sender_when_q_is_one(m, t, beta, data):
         delay.p_delay(SednaParams(t * m - slack, m, beta, ratchet=True, feedback_slots=d))
         for d in (1, 2, 3, t)
     ]
-    assert all(a <= b + 1e-12 for a, b in zip(values, values[1:], strict=False))
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(values))
     # d >= t*: the ratchet cannot act before the horizon; it is the fixed lane set.
     fixed = delay.p_delay(SednaParams(t * m - slack, m, beta, addressing="fixed"))
     assert values[-1] == pytest.approx(fixed, rel=1e-9, abs=1e-15)
