@@ -166,22 +166,3 @@ def markdown_table(columns: Sequence[tuple[str, str]], rows: Sequence[Mapping[st
     for row in rows:
         lines.append("| " + " | ".join(fmt(row.get(k)) for _, k in columns) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
-
-
-def table_text(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
-    """A plain fixed-width table (used for report.md and terminal listings)."""
-    cells = [[_text(clean(r.get(c))) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines) + "\n"

@@ -55,7 +55,8 @@ def _style_legend(ax: Any, styles: Sequence[tuple[str, str, str]], loc: str = "l
 
 
 def _save(fig: Any, stem: Path) -> None:
-    fig.tight_layout()
+    if not fig.get_layout_engine():
+        fig.tight_layout()
     fig.savefig(stem.with_suffix(".png"), dpi=120)
     fig.savefig(stem.with_suffix(".pdf"), metadata={"CreationDate": None, "ModDate": None})
     plt.close(fig)
@@ -133,12 +134,15 @@ def plot_ratchet(rows: Rows, stem: Path) -> None:
 
 def plot_feedback(rows: Rows, stem: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = {"fresh": ("k", "-"), "fixed": ("grey", "-.")}
+    styles = {"fresh": ("k", "-", 1.5), "fixed": ("grey", "-", 4.0)}
     for i, policy in enumerate(_uniq(rows, "policy")):
         sel = _select(rows, policy=policy)
-        color, ls = styles.get(policy, (f"C{i}", "--"))
+        color, ls, lw = styles.get(policy, (f"C{i}", "--", 1.5))
+        label = {"fresh": "fresh lanes", "fixed": "fixed lane set (wide grey)"}.get(
+            policy, f"ratchet, feedback {policy[8:]}"
+        )
         ax.plot([r["beta"] for r in sel], _floor([r["p_delay"] for r in sel]), color=color,
-                ls=ls, label=policy if policy in styles else f"ratchet, feedback {policy[8:]}")
+                ls=ls, lw=lw, alpha=0.5 if policy == "fixed" else 1.0, label=label)
     ax.set(yscale="log", ylim=(1e-10, 1.5), xlabel="cartel fraction β", ylabel="P(delay)",
            title=f"Ratchet with feedback latency d [slots], κ = {rows[0]['kappa']}, "
                  f"m = {rows[0]['m']}")
@@ -207,7 +211,8 @@ def plot_race(rows: Rows, stem: Path) -> None:
                Line2D([], [], color="grey", lw=0.7), Line2D([], [], color="grey", lw=0.7, ls="--")]
     labels = ["P(delay), no ratchet", "P(delay), ratchet", "P(race) (same with ratchet, q = 1)",
               "Chernoff bound on P(race)", "best Δ, no ratchet", "best Δ, ratchet"]
-    axes[0][0].legend(handles, labels, fontsize=6, loc="lower left")
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=6)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     _save(fig, stem)
 
 
@@ -263,7 +268,7 @@ def plot_leadvalue(rows: Rows, stem: Path) -> None:
                          fontsize=7, loc="lower right", title="curve (colour)", title_fontsize=7)
     axes[1].add_artist(leg)
     _style_legend(axes[1], [("withhold-all, ex-ante", "-", ""), ("best response", "--", "")],
-                  loc="center right", title="line style")
+                  loc="lower center", title="line style")
     axes[1].set(yscale="log", xlabel="cartel fraction β",
                 ylabel="bounty b per pivotal bundle [value]",
                 title="Bounty with each curve, κ = 56, m = 16, q = 1")
