@@ -252,6 +252,7 @@ class ConsensusCore:
         self._evidence: dict[int, EquivocationEvidence] = {}
         self._voted: dict[int, _VotedEntry] = {}  # seq_num -> speculatively final block
         self._sync_requested: dict[bytes, int] = {}  # block id -> round requested in
+        self._valid_chains: set[bytes] = set()  # pending blocks whose chain passed T-CHAIN
         self._last_vote_ns: int | None = None
         self._finalized_ids: deque[bytes] = deque(maxlen=MAX_FINALIZED_IDS)
         self._finalized_height = 0
@@ -534,6 +535,7 @@ class ConsensusCore:
         self._sync_requested = {
             b: r for b, r in self._sync_requested.items() if not self._tree.is_finalized(b)
         }
+        self._valid_chains = {b for b in self._valid_chains if self._tree.is_pending(b)}
 
     def _retry_blocks_arrived(self) -> None:
         """C-RETRY: Voted marks and commits whose blocks were missing."""
@@ -565,6 +567,43 @@ class ConsensusCore:
 
     # ------------------------------------------------------------------ block tree entry
 
+    def _link_refusal(
+        self, header: BlockHeader, parent_seq: int, parent_timestamp_ns: int
+    ) -> str | None:
+        """T-SEQ and T-TIME on one child-parent link (the one place both rules live)."""
+        if header.seq_num != parent_seq + 1:  # T-SEQ
+            return f"seq_num {header.seq_num} does not follow its parent's {parent_seq}"
+        if header.timestamp_ns < parent_timestamp_ns:  # T-TIME
+            return "timestamp earlier than its parent's"
+        return None
+
+    def _chain_refusal(self, block_id: bytes) -> str | None:
+        """T-CHAIN: every link from the finalized head up to `block_id` that is held obeys
+        T-SEQ and T-TIME (None: no held link is broken).
+
+        A block whose parent was missing entered the tree unchecked against it; this is
+        re-run before every vote, reproposal and NE decision, so such a block is never
+        endorsed once its parent turns out not to fit. Chains found valid up to the root
+        are remembered (their links cannot change: ids hash the headers).
+        """
+        walked: list[bytes] = []
+        current = block_id
+        for _ in range(len(self._tree) + 1):  # bounded walk
+            if current in self._valid_chains or current == self._tree.root_id:
+                self._valid_chains.update(walked)
+                return None
+            block = self._tree.get(current)
+            if block is None or not self._tree.is_pending(current):
+                return None  # not connected (yet): the held part had no broken link
+            parent = self._tree.parent_seq_and_timestamp(block.parent_id)
+            if parent is not None:
+                refusal = self._link_refusal(block.header, *parent)
+                if refusal is not None:
+                    return refusal
+            walked.append(current)
+            current = block.parent_id
+        return None
+
     def _block_refusal(self, header: BlockHeader, body: BlockBody) -> str | None:
         """Block validity that does not need the signature checks (done by the Verifier)."""
         if header.author != self.leader(header.block_round):  # T1 (re-checked, cheap)
@@ -573,11 +612,9 @@ class ConsensusCore:
             return "block body does not match its header"
         parent = self._tree.parent_seq_and_timestamp(header.parent_id)
         if parent is not None:
-            parent_seq, parent_timestamp_ns = parent
-            if header.seq_num != parent_seq + 1:  # T-SEQ
-                return f"seq_num {header.seq_num} does not follow its parent's {parent_seq}"
-            if header.timestamp_ns < parent_timestamp_ns:  # T-TIME
-                return "timestamp earlier than its parent's"
+            refusal = self._link_refusal(header, *parent)  # T-SEQ, T-TIME
+            if refusal is not None:
+                return refusal
         elif self._tree.is_finalized(header.parent_id):
             return "extends a finalized block other than the head"
         if header.seq_num <= self._tree.root_seq:
@@ -666,6 +703,11 @@ class ConsensusCore:
             self._local.awaiting_ancestors = message
             if missing is not None:
                 self._request_sync(missing, message.author, message.round)
+            return
+        chain_refusal = self._chain_refusal(block_id)  # T-CHAIN: re-check gap-filled links
+        if chain_refusal is not None:
+            self._local.awaiting_ancestors = None
+            self._trace("vote_refused", round=message.round, reason=chain_refusal)
             return
         tc = message.last_round_tc
         tc_tip_id = None
@@ -897,6 +939,8 @@ class ConsensusCore:
         else:
             tip_id = codec.block_id(extend.header)
             held = self._tree.get(tip_id)
+            if held is not None and self._chain_refusal(tip_id) is not None:
+                held = None  # T-CHAIN: a held block that does not fit its parent is no tip
             nec = self._local.nec
             if held is not None and "skip_reproposal_rule" not in self._mutations:
                 self._send_proposal(round, held.tip, held.body, tc)  # LP3: reproposal
@@ -1027,7 +1071,9 @@ class ConsensusCore:
         extend = tc.high_extend
         assert isinstance(extend, Tip)  # RR3, checked by the Verifier
         tip_id = codec.block_id(extend.header)
-        held = self._tree.get(tip_id) is not None or self._tree.is_finalized(tip_id)
+        held = self._tree.is_finalized(tip_id) or (
+            self._tree.get(tip_id) is not None and self._chain_refusal(tip_id) is None  # T-CHAIN
+        )
         if held and "skip_reproposal_rule" not in self._mutations:
             self._trace("round_recovery_held", round=message.round)  # served through sync
             return
@@ -1102,11 +1148,13 @@ class ConsensusCore:
                 raise _Dropped("sync response blocks do not chain")
             if synced.tip.header.body_id != codec.body_id(synced.body):  # SY2
                 raise _Dropped("sync response body does not match its header")
-            if (
-                previous is not None
-                and previous.tip.header.seq_num != synced.tip.header.seq_num + 1
-            ):
-                raise _Dropped("sync response heights do not chain")  # T-SEQ
+            if previous is not None:  # T-SEQ, T-TIME on every link of the response
+                header = synced.tip.header
+                refusal = self._link_refusal(
+                    previous.tip.header, header.seq_num, header.timestamp_ns
+                )
+                if refusal is not None:
+                    raise _Dropped(f"sync response: {refusal}")
             self._verify(self.verifier.tip, synced.tip)  # SY3: every tip verifies
             if not self._block_validator.validate(synced.tip.header, synced.body):
                 raise _Dropped("synced block rejected by the block validator")
@@ -1115,8 +1163,10 @@ class ConsensusCore:
             previous = synced
         oldest = message.blocks[-1].tip.header
         parent = self._tree.parent_seq_and_timestamp(oldest.parent_id)
-        if parent is not None and parent[0] + 1 != oldest.seq_num:
-            raise _Dropped("sync response does not attach to its parent's height")
+        if parent is not None:  # T-SEQ, T-TIME where the response attaches to a held block
+            refusal = self._link_refusal(oldest, *parent)
+            if refusal is not None:
+                raise _Dropped(f"sync response does not attach to its parent: {refusal}")
         # ---- valid: mutate
         self._sync_requested.pop(message.block_id, None)
         added = False
