@@ -849,6 +849,8 @@ class ConsensusCore:
     def _on_timeout(self, sender: int, message: TimeoutMessage) -> None:
         """handle_timeout_message (reference §4.3)."""
         info = message.info
+        if sender != message.author:  # TO-AUTHOR: only the signed info covers the rest
+            raise _Dropped("timeout not sent by its author")
         if info.round < self.current_round:  # TO1: stale
             raise _Dropped(f"timeout for past round {info.round}")
         if info.round == self.current_round and self._pacemaker.has_timeout_from(message.author):
