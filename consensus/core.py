@@ -722,7 +722,11 @@ class ConsensusCore:
         if refusal is not None:
             self._trace("vote_refused", round=message.round, reason=refusal)
             return
-        happy = message.round == message.tip.header.qc.round + 1
+        # VP: the happy path is judged by the parent's block round (as monad-bft), not the
+        # QC round: a child of a reproposal certified in round r-1 is voted at once.
+        parent = self._tree.get(message.tip.header.parent_id)
+        parent_round = self._tree.root_round if parent is None else parent.block_round
+        happy = message.round == parent_round + 1
         pace_ns = int(self.config.vote_pace_ms * 1e6)
         if not paced and happy and pace_ns > 0 and self._last_vote_ns is not None:
             ready_ns = self._last_vote_ns + pace_ns
@@ -944,10 +948,12 @@ class ConsensusCore:
             if held is not None and self._chain_refusal(tip_id) is not None:
                 held = None  # T-CHAIN: a held block that does not fit its parent is no tip
             nec = self._local.nec
-            if held is not None and "skip_reproposal_rule" not in self._mutations:
-                self._send_proposal(round, held.tip, held.body, tc)  # LP3: reproposal
-            elif nec is not None and nec.tip_qc_round == extend.header.qc.round:
+            # LP5 before LP3, as monad-bft's try_propose: an NEC held for this round is used
+            # even if the tip's block arrived meanwhile (both proposals are valid).
+            if nec is not None and nec.tip_qc_round == extend.header.qc.round:
                 self._prepare_fresh(round, extend.header.qc, nec, tc)  # LP5: fresh with NEC
+            elif held is not None and "skip_reproposal_rule" not in self._mutations:
+                self._send_proposal(round, held.tip, held.body, tc)  # LP3: reproposal
             else:  # LP4: fetch the block, ask once per round who lacks it
                 self._request_sync(tip_id, self._tip_holder(tc), round)
                 if self._safety.highest_recovery_request < round:
