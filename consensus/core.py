@@ -79,6 +79,7 @@ from consensus.messages import (
     Vote,
     VoteMessage,
 )
+from consensus.mutations import TEST_MUTATIONS as _RULE_SWITCH_NAMES
 from consensus.pacemaker import Pacemaker
 from consensus.safety import (
     SafetyState,
@@ -96,16 +97,9 @@ from consensus.vote_state import VoteState
 
 Protocol_ = Literal["monadbft", "v1", "vanilla"]
 
-# TEST ONLY: each switch is a deliberate one-rule break, used to prove that the netsim
-# property/Twins suites catch it. Never enable outside tests.
-TEST_MUTATIONS = frozenset(
-    {
-        "skip_high_tip_check",  # timeouts carry the high QC, never the high tip (breaks P5)
-        "double_vote",  # the vote guard ignores highest_vote / one proposal per round (P3)
-        "commit_non_consecutive",  # commit rule without the consecutive-round check (P1)
-        "skip_reproposal_rule",  # leaders never repropose, holders still sign NEs (P5/P8)
-    }
-)
+# TEST ONLY: each switch disables one named rule (consensus/mutations.py), to prove that
+# some test fails without it (the mutation matrix). Never enabled outside tests.
+TEST_MUTATIONS = _RULE_SWITCH_NAMES
 
 MAX_TRACKED_ROUNDS = 1024  # bound on per-round bookkeeping (proposals, tips, sync requests)
 MAX_FINALIZED_IDS = 65_536  # finalized ids kept for `finalized_chain()`
@@ -240,10 +234,19 @@ class ConsensusCore:
         self._index = index
         self._protocol = config.protocol
         self._mutations = config.test_mutations
-        self.verifier = Verifier(validators, schedule, scheme, config.protocol, config.epoch)
+        self.verifier = Verifier(
+            validators,
+            schedule,
+            scheme,
+            config.protocol,
+            config.epoch,
+            test_mutations=config.test_mutations,
+        )
         self._signer = Signer(index, key, scheme, verifier=self.verifier)
         self._block_validator: BlockValidator = block_validator or AcceptAllBlocks()
-        self._votes = VoteState(validators, self._vote_signature_valid)
+        self._votes = VoteState(
+            validators, self._vote_signature_valid, disabled=config.test_mutations
+        )
         self._out: list[Command] = []
         self._now_ns = 0
         self._local = _RoundLocal()
@@ -269,6 +272,7 @@ class ConsensusCore:
             backoff=config.timeout_backoff,
             max_timeout_ms=config.max_round_timeout_ms,
             high_certificate=self._high_qc,
+            disabled=config.test_mutations,
         )
 
     def _restore(self, recovered: RecoveredState) -> None:
@@ -372,6 +376,10 @@ class ConsensusCore:
         out, self._out = self._out, []
         return _commits_last(out)
 
+    def _enforced(self, rule: str) -> bool:
+        """False only under the TEST-ONLY switch named after `rule` (consensus.mutations)."""
+        return rule not in self._mutations
+
     def _emit(self, command: Command) -> None:
         self._out.append(command)
 
@@ -421,6 +429,8 @@ class ConsensusCore:
 
     def _arm_round_timer(self) -> None:
         """P-TIMER."""
+        if not self._enforced("P-TIMER"):
+            return
         self._emit(SetTimer("round", self.current_round, self._pacemaker.round_timeout_ms()))
 
     def _on_timer(self, event: TimerFired) -> None:
@@ -539,6 +549,8 @@ class ConsensusCore:
 
     def _retry_blocks_arrived(self) -> None:
         """C-RETRY: Voted marks and commits whose blocks were missing."""
+        if not self._enforced("C-RETRY"):
+            return
         for qc in self._tree.qcs_by_round_desc():
             self._mark_voted(qc)
             self._try_commit(qc)
@@ -558,6 +570,8 @@ class ConsensusCore:
             return False
         if first.header == tip.header or block_round in self._evidence:
             return False
+        if not self._enforced("EQ"):
+            return False
         evidence = EquivocationEvidence(tip.header.author, block_round, first, tip)
         self._evidence[block_round] = evidence
         if emit:
@@ -571,9 +585,9 @@ class ConsensusCore:
         self, header: BlockHeader, parent_seq: int, parent_timestamp_ns: int
     ) -> str | None:
         """T-SEQ and T-TIME on one child-parent link (the one place both rules live)."""
-        if header.seq_num != parent_seq + 1:  # T-SEQ
+        if header.seq_num != parent_seq + 1 and self._enforced("T-SEQ"):  # T-SEQ
             return f"seq_num {header.seq_num} does not follow its parent's {parent_seq}"
-        if header.timestamp_ns < parent_timestamp_ns:  # T-TIME
+        if header.timestamp_ns < parent_timestamp_ns and self._enforced("T-TIME"):  # T-TIME
             return "timestamp earlier than its parent's"
         return None
 
@@ -586,6 +600,8 @@ class ConsensusCore:
         endorsed once its parent turns out not to fit. Chains found valid up to the root
         are remembered (their links cannot change: ids hash the headers).
         """
+        if not self._enforced("T-CHAIN"):
+            return None
         walked: list[bytes] = []
         current = block_id
         for _ in range(len(self._tree) + 1):  # bounded walk
@@ -615,11 +631,11 @@ class ConsensusCore:
             refusal = self._link_refusal(header, *parent)  # T-SEQ, T-TIME
             if refusal is not None:
                 return refusal
-        elif self._tree.is_finalized(header.parent_id):
-            return "extends a finalized block other than the head"
-        if header.seq_num <= self._tree.root_seq:
-            return "at or below the finalized height"
-        if not self._block_validator.validate(header, body):  # B-APP (coherency)
+        elif self._tree.is_finalized(header.parent_id) and self._enforced("T-FORK"):
+            return "extends a finalized block other than the head"  # T-FORK
+        if header.seq_num <= self._tree.root_seq and self._enforced("T-HEIGHT"):
+            return "at or below the finalized height"  # T-HEIGHT
+        if not self._block_validator.validate(header, body) and self._enforced("B-APP"):  # B-APP
             return "rejected by the block validator"
         return None
 
@@ -653,15 +669,15 @@ class ConsensusCore:
         """handle_proposal_message (reference §4.5)."""
         tip, header, body = message.tip, message.tip.header, message.body
         tc = message.last_round_tc
-        if message.round <= self._tree.root_round:  # H1: nothing at or below the finalized round
+        if message.round <= self._tree.root_round and self._enforced("H1"):  # H1
             raise _Dropped(f"proposal round {message.round} at or below the finalized round")
-        if message.author != self.leader(message.round):  # H3: author leads the round
+        if message.author != self.leader(message.round) and self._enforced("H3"):  # H3
             raise _Dropped(f"proposal author {message.author} is not the leader")
         block_id = codec.block_id(header)
         handled = self._handled_proposals.get(message.round)
         # H4: one proposal per round (TEST-ONLY "double_vote" lifts it); a second, different
         # block for the round is verified only to keep it as equivocation evidence.
-        duplicate = handled is not None and "double_vote" not in self._mutations
+        duplicate = handled is not None and self._enforced("double_vote") and self._enforced("H4")
         if duplicate and handled == block_id:
             raise _Dropped(f"already handled the proposal for round {message.round}")
         self._verify(self.verifier.proposal_message, message)  # W1-W4 and signatures
@@ -672,7 +688,7 @@ class ConsensusCore:
         round_after = max(
             self.current_round, header.qc.round + 1, tc.round + 1 if tc is not None else 0
         )
-        if message.round > round_after:  # H3: no proposals for future rounds
+        if message.round > round_after and self._enforced("H3f"):  # H3f: no future rounds
             raise _Dropped(f"proposal for future round {message.round}")
         refusal = self._block_refusal(header, body)  # H5: block validity
         if refusal is not None:
@@ -687,18 +703,20 @@ class ConsensusCore:
             self._process_tc(tc, sender)
         if self._add_block(block_id, tip, body):  # H6
             self._retry_blocks_arrived()
-        if message.round == self.current_round:
+        if message.round == self.current_round or not self._enforced("H6"):
             self._try_vote(message, paced=False)
         self._try_propose()
 
     def _try_vote(self, message: ProposalMessage, *, paced: bool) -> None:
         """try_vote: the vote guard, then persist, then send (monadbft: next and current
         leader; v1/vanilla: next leader only)."""
-        if message.round != self.current_round:  # H6: vote only in the current round
+        if message.round != self.current_round and self._enforced("H6"):  # H6: current round
             return
         block_id = codec.block_id(message.tip.header)
         missing = self._tree.missing_ancestor(block_id)
-        if missing is not None or self._tree.get(block_id) is None:
+        if (missing is not None or self._tree.get(block_id) is None) and self._enforced(
+            "V-CONNECTED"
+        ):
             # V-CONNECTED: vote only for a block whose chain to the finalized head is held.
             self._local.awaiting_ancestors = message
             if missing is not None:
@@ -717,7 +735,8 @@ class ConsensusCore:
             self._safety,
             message.round,
             tc_tip_id,
-            allow_double_vote="double_vote" in self._mutations,
+            allow_double_vote=not (self._enforced("double_vote") and self._enforced("S-VOTE-ONCE")),
+            ne_exclusion=self._enforced("S-NE-EXCLUSION"),
         )
         if refusal is not None:
             self._trace("vote_refused", round=message.round, reason=refusal)
@@ -807,7 +826,9 @@ class ConsensusCore:
             return
         extend = self._timeout_extend(round)
         tip_id = codec.block_id(extend.header) if isinstance(extend, Tip) else None
-        self._safety, tip_vote = after_timeout(self._safety, round, tip_id)  # S-VOTE-ONCE
+        self._safety, tip_vote = after_timeout(  # S-VOTE-ONCE, S-TIP-VOTE
+            self._safety, round, tip_id, tip_vote_rule=self._enforced("S-TIP-VOTE")
+        )
         tip_vote = tip_vote and self._protocol == "monadbft"  # FR: tip votes in timeouts
         base_qc = extend_qc(extend)
         info = TimeoutInfo(
@@ -853,11 +874,15 @@ class ConsensusCore:
     def _on_timeout(self, sender: int, message: TimeoutMessage) -> None:
         """handle_timeout_message (reference §4.3)."""
         info = message.info
-        if sender != message.author:  # TO-AUTHOR: only the signed info covers the rest
+        if sender != message.author and self._enforced("TO-AUTHOR"):  # only info is signed
             raise _Dropped("timeout not sent by its author")
-        if info.round < self.current_round:  # TO1: stale
+        if info.round < self.current_round and self._enforced("TO1"):  # TO1: stale
             raise _Dropped(f"timeout for past round {info.round}")
-        if info.round == self.current_round and self._pacemaker.has_timeout_from(message.author):
+        if (
+            info.round == self.current_round
+            and self._pacemaker.has_timeout_from(message.author)
+            and self._enforced("P-ONE-TIMEOUT")
+        ):
             raise _Dropped(f"duplicate timeout from {message.author}")  # P-ONE-TIMEOUT
         self._verify(self.verifier.timeout_message, message)
         # ---- valid: mutate
@@ -896,10 +921,14 @@ class ConsensusCore:
         if not self._pacemaker.add_timeout(message):
             return
         round = self.current_round
-        if self._pacemaker.should_echo():
+        if self._pacemaker.should_echo() and self._enforced("P-ECHO"):
             self._trace("timeout_echo", round=round)
             self._local_timeout()  # adds our own timeout, which may complete the TC
-        if self.current_round == round and self._pacemaker.has_tc_quorum():
+        if (
+            self.current_round == round
+            and self._pacemaker.has_tc_quorum()
+            and self._enforced("P-TC")
+        ):
             tc = build_tc(self._epoch, round, self._pacemaker.timeouts(), self.validators)
             self._trace("tc_formed", round=round, high_extend=type(tc.high_extend).__name__)
             self._process_tc(tc, self._index)
@@ -909,7 +938,7 @@ class ConsensusCore:
 
     def _on_advance_round(self, sender: int, message: AdvanceRoundMessage) -> None:
         certificate = message.certificate
-        if certificate.round < self.current_round:  # AR1: only certificates that move us
+        if certificate.round < self.current_round and self._enforced("AR1"):  # AR1
             raise _Dropped(f"advance-round certificate for past round {certificate.round}")
         self._verify(self.verifier.advance_round, message)
         if isinstance(certificate, QuorumCertificate):
@@ -1085,8 +1114,8 @@ class ConsensusCore:
         if held and "skip_reproposal_rule" not in self._mutations:
             self._trace("round_recovery_held", round=message.round)  # served through sync
             return
-        if not may_no_endorse(self._safety, message.round):  # S-NE-ONCE
-            return
+        if not may_no_endorse(self._safety, message.round) and self._enforced("S-NE-ONCE"):
+            return  # S-NE-ONCE
         self._safety = after_no_endorse(self._safety, message.round, tip_id)
         ne = self._signer.no_endorsement(
             NoEndorsement(
@@ -1105,12 +1134,12 @@ class ConsensusCore:
 
     def _on_no_endorsement(self, sender: int, message: NoEndorsementMessage) -> None:
         ne = message.no_endorsement
-        if sender != message.author:  # NEs travel point-to-point from their author
+        if sender != message.author and self._enforced("NE-AUTHOR"):  # NE-AUTHOR
             raise _Dropped("no-endorsement not sent by its author")
         if self.leader(self.current_round) != self._index:
             raise _Dropped("not the leader of the current round")
-        if ne.round != self.current_round or ne.epoch != self._epoch:  # NE1: current round only
-            raise _Dropped(f"no-endorsement for round {ne.round}")
+        if (ne.round != self.current_round and self._enforced("NE1")) or ne.epoch != self._epoch:
+            raise _Dropped(f"no-endorsement for round {ne.round}")  # NE1: current round only
         if self._local.nec is not None or message.author in self._local.ne_authors:
             raise _Dropped("no-endorsement not needed (duplicate or NEC formed)")
         self._verify(self.verifier.no_endorsement_message, message)
@@ -1143,8 +1172,8 @@ class ConsensusCore:
 
     def _on_sync_response(self, sender: int, message: BlockSyncResponse) -> None:
         """Validate the whole response (ids chain, tips verify, bodies match), then insert."""
-        if message.block_id not in self._sync_requested:
-            raise _Dropped("unsolicited block sync response")
+        if message.block_id not in self._sync_requested and self._enforced("SY0"):
+            raise _Dropped("unsolicited block sync response")  # SY0
         if not message.blocks:
             raise _Dropped(f"peer {sender} does not hold the requested block")
         expected = message.block_id
@@ -1152,9 +1181,9 @@ class ConsensusCore:
         ids: list[bytes] = []
         for synced in message.blocks:
             block_id = codec.block_id(synced.tip.header)
-            if block_id != expected:  # SY1: ids chain from the requested block down
+            if block_id != expected and self._enforced("SY1"):  # SY1: ids chain down
                 raise _Dropped("sync response blocks do not chain")
-            if synced.tip.header.body_id != codec.body_id(synced.body):  # SY2
+            if synced.tip.header.body_id != codec.body_id(synced.body) and self._enforced("SY2"):
                 raise _Dropped("sync response body does not match its header")
             if previous is not None:  # T-SEQ, T-TIME on every link of the response
                 header = synced.tip.header
@@ -1163,8 +1192,11 @@ class ConsensusCore:
                 )
                 if refusal is not None:
                     raise _Dropped(f"sync response: {refusal}")
-            self._verify(self.verifier.tip, synced.tip)  # SY3: every tip verifies
-            if not self._block_validator.validate(synced.tip.header, synced.body):
+            if self._enforced("SY3"):
+                self._verify(self.verifier.tip, synced.tip)  # SY3: every tip verifies
+            if not self._block_validator.validate(
+                synced.tip.header, synced.body
+            ) and self._enforced("B-APP"):
                 raise _Dropped("synced block rejected by the block validator")
             ids.append(block_id)
             expected = synced.tip.header.parent_id

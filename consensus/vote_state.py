@@ -36,8 +36,16 @@ class _RoundVotes:
 
 
 class VoteState:
-    def __init__(self, validators: ValidatorSet, verify: Callable[[VoteMessage], bool]):
-        """`verify(message)` returns whether the vote signature is valid (no other checks)."""
+    def __init__(
+        self,
+        validators: ValidatorSet,
+        verify: Callable[[VoteMessage], bool],
+        *,
+        disabled: frozenset[str] = frozenset(),
+    ):
+        """`verify(message)` returns whether the vote signature is valid (no other checks).
+        `disabled`: TEST-ONLY rule switches (consensus.mutations) for the V-rules."""
+        self._disabled = disabled
         self._validators = validators
         self._verify = verify
         self._rounds: dict[int, _RoundVotes] = {}
@@ -46,20 +54,21 @@ class VoteState:
     def refusal(self, message: VoteMessage, current_round: int) -> str | None:
         """Why this vote would not be pooled (None: it would be). Does not mutate."""
         round = message.vote.round
-        if round < current_round:  # V-WINDOW (stale)
+        window = "V-WINDOW" not in self._disabled
+        if round < current_round and window:  # V-WINDOW (stale)
             return f"vote for past round {round} (current {current_round})"
-        if round > current_round + VOTE_WINDOW:  # V-WINDOW (too far ahead)
+        if round > current_round + VOTE_WINDOW and window:  # V-WINDOW (too far ahead)
             return f"vote for round {round} beyond the window of the current {current_round}"
         if not self._validators.contains(message.author):
             return f"vote author {message.author} is not a validator"
         state = self._rounds.get(round)
         if state is None:
             return None
-        if state.qc_formed:  # V-ONE-QC
+        if state.qc_formed and "V-ONE-QC" not in self._disabled:  # V-ONE-QC
             return f"QC for round {round} already formed"
-        if message.author in state.bad_signers:  # V-BAD-SIGNER
+        if message.author in state.bad_signers and "V-BAD-SIGNER" not in self._disabled:
             return f"author {message.author} sent an invalid vote signature this round"
-        if message.author in state.authors:  # V-ONE-PER-SIGNER
+        if message.author in state.authors and "V-ONE-PER-SIGNER" not in self._disabled:
             return f"author {message.author} already voted in round {round}"
         return None
 

@@ -18,6 +18,7 @@ from consensus.certificates import (
     info_rank,
     notip_from_tc,
 )
+from consensus.core import CoreConfig
 from consensus.crypto import ED25519, Domain, derive_keys
 from consensus.messages import (
     GENESIS_QC,
@@ -43,7 +44,10 @@ BODY = BlockBody(payload=b"txs")
 
 
 def verifier(protocol: str = "monadbft") -> Verifier:
-    return Verifier(VALIDATORS, SCHEDULE, ED25519, protocol=protocol)
+    # The verifier a core would build: under the mutation matrix's plugin, a default
+    # CoreConfig carries the rule switch being tested (tests/netsim/mutant_plugin.py).
+    mutations = CoreConfig().test_mutations
+    return Verifier(VALIDATORS, SCHEDULE, ED25519, protocol=protocol, test_mutations=mutations)
 
 
 def header(

@@ -21,8 +21,8 @@ from tests.consensus.support import (
     make_core,
     receive,
     snapshot,
-    traces,
     timeout_msg,
+    traces,
 )
 
 
