@@ -38,6 +38,7 @@ Byzantine by construction). Checks:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,8 @@ from consensus.validators import LeaderSchedule, ValidatorSet
 from netsim.engine import Observer, Simulator
 
 MAX_VIOLATIONS = 200
+MAX_REJECTION_KINDS = 256
+_DIGITS = re.compile(r"\d+")
 MAX_CACHED_CERTIFICATES = 50_000
 _CERT_TYPES = (
     QuorumCertificate,
@@ -122,6 +125,8 @@ class Stats:
     reproposal_reverts: int = 0  # reverts of blocks without a fresh QC (not accountable)
     max_round: int = 0
     qc_rounds: set[int] = field(default_factory=set)
+    # honest drops and vote refusals by reason (numbers masked), bounded
+    rejected: dict[str, int] = field(default_factory=dict)
 
 
 class ProtocolChecker(Observer):
@@ -146,6 +151,7 @@ class ProtocolChecker(Observer):
         self._ne_by_signer: dict[tuple[int, int], bytes] = {}
         self._safety: dict[int, Any] = {}
         self._commits: dict[int, list[tuple[int, bytes]]] = {}
+        self._ledger_time: dict[int, int] = {}  # instance -> timestamp of its last commit
         self._finalized: dict[int, bytes] = {}  # height -> block id (first honest commit)
         self._finalized_parent: dict[int, bytes] = {}
         self._voted: dict[int, dict[bytes, int]] = {}  # seq -> block id -> block round
@@ -235,6 +241,8 @@ class ProtocolChecker(Observer):
 
     def _trace(self, command: Trace) -> None:
         detail = command.detail
+        if command.name in ("dropped", "vote_refused"):
+            self._count_rejection(str(detail.get("reason", "")))
         round_ = detail.get("round")
         if not isinstance(round_, int):
             return
@@ -244,6 +252,13 @@ class ProtocolChecker(Observer):
             self.stats.tcs.add(round_)
         elif command.name == "nec_formed":
             self.stats.necs.add(round_)
+
+    def _count_rejection(self, reason: str) -> None:
+        """An honest node refused an input: count it by reason, numbers masked."""
+        key = _DIGITS.sub("N", reason)
+        rejected = self.stats.rejected
+        if key in rejected or len(rejected) < MAX_REJECTION_KINDS:
+            rejected[key] = rejected.get(key, 0) + 1
 
     def _note_tip(self, tip: Tip) -> None:
         header = tip.header
@@ -379,12 +394,21 @@ class ProtocolChecker(Observer):
                 )
             history.append((height, block.block_id))
             parent = block.header.qc.block_id
-            if len(history) >= 2 and history[-2][0] == height - 1 and history[-2][1] != parent:
+            linked = len(history) >= 2 and history[-2][0] == height - 1
+            if linked and history[-2][1] != parent:
                 # P1 corollary: a finalized ledger is parent-linked.
                 self.violation(
                     f"P1 chain: instance {node} finalized {block.block_id.hex()[:12]} at "
                     f"height {height} whose parent is not its height-{height - 1} block"
                 )
+            parent_time = self._ledger_time.get(node)
+            if linked and parent_time is not None and block.header.timestamp_ns < parent_time:
+                # Ledger validity (T-TIME on the finalized chain): time never runs backwards.
+                self.violation(
+                    f"ledger time: instance {node} finalized {block.block_id.hex()[:12]} at "
+                    f"height {height} with a timestamp earlier than its parent's"
+                )
+            self._ledger_time[node] = block.header.timestamp_ns
             first = self._finalized.setdefault(height, block.block_id)
             if first != block.block_id:
                 # P1: honest nodes never finalize different blocks at one height.

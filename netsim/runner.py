@@ -242,6 +242,7 @@ class Run:
             "reproposal_reverts": stats.reproposal_reverts,
             "equivocations": len(stats.equivocations),
             "timed_out_rounds": sorted(stats.timed_out_rounds),
+            "rejected": dict(sorted(stats.rejected.items())),
             "rounds": stats.max_round,
             "liveness": checker.liveness,
             "messages": self.result.messages_sent,
@@ -300,4 +301,16 @@ def run_scenario(
     if lanes is not None:
         lanes.attach(sim)
     result = sim.run(scenario.until_ms, stop=lambda _sim: progress.done)
+    check_expectations(scenario, checker)
     return Run(scenario, sim, checker, result, lanes)
+
+
+def check_expectations(scenario: Scenario, checker: ProtocolChecker) -> None:
+    """The scenario's `[expect]` outcomes, reported as violations when they fail."""
+    stats = checker.stats
+    for round_ in scenario.expect.no_tc_rounds:
+        if round_ in stats.tcs:
+            checker.violation(f"expect: a TC of round {round_} appeared (no_tc_rounds)")
+    for round_ in scenario.expect.qc_rounds:
+        if round_ not in stats.qc_rounds:
+            checker.violation(f"expect: no QC of round {round_} (qc_rounds)")
