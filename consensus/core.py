@@ -671,8 +671,6 @@ class ConsensusCore:
         tc = message.last_round_tc
         if message.round <= self._tree.root_round and self._enforced("H1"):  # H1
             raise _Dropped(f"proposal round {message.round} at or below the finalized round")
-        if message.author != self.leader(message.round) and self._enforced("H3"):  # H3
-            raise _Dropped(f"proposal author {message.author} is not the leader")
         block_id = codec.block_id(header)
         handled = self._handled_proposals.get(message.round)
         # H4: one proposal per round (TEST-ONLY "double_vote" lifts it); a second, different
@@ -685,11 +683,8 @@ class ConsensusCore:
             if self._record_tip(tip):
                 return  # evidence recorded; the proposal itself is not handled
             raise _Dropped(f"already handled a proposal for round {message.round}")
-        round_after = max(
-            self.current_round, header.qc.round + 1, tc.round + 1 if tc is not None else 0
-        )
-        if message.round > round_after and self._enforced("H3f"):  # H3f: no future rounds
-            raise _Dropped(f"proposal for future round {message.round}")
+        # H3 (the author leads the round) is the Verifier's W0; a valid proposal's own
+        # QC (W2) or TC (W3) always leads to its round, so none is for a future round.
         refusal = self._block_refusal(header, body)  # H5: block validity
         if refusal is not None:
             raise _Dropped(refusal)

@@ -32,7 +32,6 @@ VERIFIER_SWITCHES: dict[str, str] = {
     "TC7": "a signer appears in one entry only",
     "TC8": "a TC/NoTip has quorum stake",
     "TC9": "a TC's high extend has the maximum rank of its entries",
-    "TC10": "a TC's high extend builds on a QC older than the TC round",
     "NT1": "a NoTip certificate's high QC has the maximum rank of its entries",
     "T1": "a tip is signed by the leader of its block round",
     "T2": "a block's round is above its parent QC's round",
@@ -65,8 +64,6 @@ VERIFIER_SWITCHES: dict[str, str] = {
 # Stateful rules of the core (consensus/core.py, safety.py, pacemaker.py, vote_state.py).
 CORE_SWITCHES: dict[str, str] = {
     "H1": "no proposal at or below the finalized round",
-    "H3": "a proposal's author leads its round",
-    "H3f": "no proposal for a round its certificates do not lead to",
     "H4": "one proposal per round",
     "H6": "vote only in the current round",
     "T-SEQ": "a block's seq_num is its parent's plus one",
@@ -87,7 +84,6 @@ CORE_SWITCHES: dict[str, str] = {
     "P-TC": "2f+1 stake of timeouts for the current round forms a TC",
     "V-WINDOW": "votes are pooled only for current_round ..= current_round + 10",
     "V-ONE-PER-SIGNER": "the first vote of each author in a round counts",
-    "V-BAD-SIGNER": "an author with a bad vote signature is ignored for the round",
     "V-ONE-QC": "at most one QC per round",
     "TO-AUTHOR": "a timeout counts only when its author sends it",
     "TO1": "timeouts for past rounds are dropped",

@@ -10,7 +10,8 @@ Rule names:
 - V-ONE-PER-SIGNER: the first vote of each author in a round counts; later ones (duplicates,
   or a second vote for another block) are ignored.
 - V-LAZY: verification happens at aggregation time, one signature at a time.
-- V-BAD-SIGNER: an author whose vote signature failed is ignored for the rest of the round.
+- V-BAD-SIGNER: an author whose vote signature failed is ignored for the rest of the round
+  (a consequence of V-ONE-PER-SIGNER: the bad vote was its one vote of the round).
 - V-ONE-QC: at most one QC is formed per round.
 """
 
@@ -29,7 +30,6 @@ VOTE_WINDOW = 10  # rounds ahead of the current round that are still pooled
 @dataclass
 class _RoundVotes:
     authors: set[int] = field(default_factory=set)  # authors whose (first) vote was pooled
-    bad_signers: set[int] = field(default_factory=set)
     pending: dict[Vote, dict[int, bytes]] = field(default_factory=dict)  # unverified
     verified: dict[Vote, dict[int, bytes]] = field(default_factory=dict)
     qc_formed: bool = False
@@ -66,8 +66,6 @@ class VoteState:
             return None
         if state.qc_formed and "V-ONE-QC" not in self._disabled:  # V-ONE-QC
             return f"QC for round {round} already formed"
-        if message.author in state.bad_signers and "V-BAD-SIGNER" not in self._disabled:
-            return f"author {message.author} sent an invalid vote signature this round"
         if message.author in state.authors and "V-ONE-PER-SIGNER" not in self._disabled:
             return f"author {message.author} already voted in round {round}"
         return None
@@ -97,8 +95,7 @@ class VoteState:
             self.signatures_verified += 1
             if self._verify(VoteMessage(vote=vote, author=author, signature=signature)):
                 verified[author] = signature
-            else:
-                state.bad_signers.add(author)  # V-BAD-SIGNER
+            # else V-BAD-SIGNER: dropped; the author stays in `authors` (V-ONE-PER-SIGNER)
         if not self._validators.has_quorum(verified):
             return None
         state.qc_formed = True  # V-ONE-QC
