@@ -31,9 +31,10 @@ Byzantine by construction). Checks:
   nodes honest). Evidence that is present but malformed is always a violation.
 - Commit rule (C-TWO-CHAIN): every block an honest node finalizes as the head of a commit
   has a child Y in the log and a valid QC on Y of round Y.qc.round + 1.
-- Liveness after the last fault: while honest live stake is a quorum, some honest node
-  finalizes a new block within `liveness_ms` of the last fault (inconclusive, not a
-  violation, if the run ends earlier).
+- Liveness after the last fault: while honest live stake is a quorum, every honest
+  instance that is up at the end finalizes a new block within `liveness_ms` of the last
+  fault (inconclusive, not a violation, if the run ends before the faults do, or before
+  the bound while an instance has not committed yet).
 """
 
 from __future__ import annotations
@@ -155,7 +156,9 @@ class ProtocolChecker(Observer):
         self._finalized: dict[int, bytes] = {}  # height -> block id (first honest commit)
         self._finalized_parent: dict[int, bytes] = {}
         self._voted: dict[int, dict[bytes, int]] = {}  # seq -> block id -> block round
-        self._honest_commit_times_ms: list[float] = []
+        # instance -> (quiet time then, its first commit after it): the liveness check needs
+        # only the first commit after the last fault (bounded state; faults only move later)
+        self._commit_after_ms: dict[int, tuple[float, float]] = {}
         self._verified: dict[int, tuple[Any, bool]] = {}
         self._children: dict[bytes, set[tuple[bytes, int]]] = {}  # parent -> (child, qc round)
         self._qc_rounds_of: dict[bytes, set[int]] = {}  # block id -> rounds of valid QCs on it
@@ -420,7 +423,10 @@ class ProtocolChecker(Observer):
             self._check_voted_kept(height, block.block_id)
         if command.blocks:
             self._commit_heads.append((node, command.blocks[-1].block_id))
-        self._honest_commit_times_ms.append(sim.now_ms)
+        quiet_ms = max(sim.last_fault_ms, self.ctx.quiet_after_ms)
+        known = self._commit_after_ms.get(node)
+        if sim.now_ms > quiet_ms and (known is None or known[0] < quiet_ms):
+            self._commit_after_ms[node] = (quiet_ms, sim.now_ms)
 
     def _check_commit_rule(self) -> None:
         """C-TWO-CHAIN: a commit of X needs a child Y of X and a QC on Y from round
@@ -549,22 +555,39 @@ class ProtocolChecker(Observer):
         self._check_liveness(sim)
 
     def _check_liveness(self, sim: Simulator) -> None:
+        """Every honest instance that is up at the end finalizes a block within
+        `liveness_ms` after the last fault; `inconclusive` if the run ended before the
+        faults did or before the bound for an instance that has not committed yet."""
         quiet_ms = max(sim.last_fault_ms, self.ctx.quiet_after_ms)
-        live_honest = {
-            host.identity for host in sim.hosts if host.up and host.identity in self._honest_ids
-        }
-        if not self.ctx.validators.has_quorum(live_honest):
+        live = [host.index for host in sim.hosts if host.up and host.identity in self._honest_ids]
+        if not self.ctx.validators.has_quorum({sim.hosts[i].identity for i in live}):
             self.liveness = "not-expected"
             return
-        after = [t for t in self._honest_commit_times_ms if t > quiet_ms]
+        if sim.now_ms < quiet_ms:
+            self.liveness = "inconclusive"  # the run ended before the faults did
+            return
         deadline_ms = quiet_ms + self.ctx.liveness_ms
-        if after and after[0] <= deadline_ms:
-            self.liveness = "ok"
-        elif sim.now_ms < deadline_ms:
-            self.liveness = "inconclusive"
-        else:
+        late: list[int] = []
+        waiting = False
+        for node in live:
+            first = self._first_commit_after(node, quiet_ms)
+            if first is not None and first <= deadline_ms:
+                continue
+            if first is None and sim.now_ms < deadline_ms:
+                waiting = True  # may still commit: the run ended before the bound
+            else:
+                late.append(node)
+        if late:
             self.liveness = "violated"
             self.violation(
-                f"liveness: no honest finalization within {self.ctx.liveness_ms:g} ms after "
-                f"the last fault at {quiet_ms:g} ms"
+                f"liveness: honest instance(s) {late} finalized nothing within "
+                f"{self.ctx.liveness_ms:g} ms after the last fault at {quiet_ms:g} ms"
             )
+        else:
+            self.liveness = "inconclusive" if waiting else "ok"
+
+    def _first_commit_after(self, node: int, quiet_ms: float) -> float | None:
+        known = self._commit_after_ms.get(node)
+        if known is None or known[0] != quiet_ms:
+            return None  # no commit since the last fault
+        return known[1]

@@ -179,6 +179,8 @@ def quiet_after_ms(scenario: Scenario) -> float:
     for link in scenario.network.links:
         if link.to_ms < scenario.until_ms:
             ends.append(link.to_ms)
+        elif (link.loss or 0.0) > 0 or link.extra_delay_ms > 0:
+            ends.append(scenario.until_ms)  # a lossy or delaying rule lasting the whole run
     for fault in scenario.faults:
         if isinstance(fault, Pause):
             ends.append(fault.to_ms)
