@@ -136,6 +136,7 @@ class SimulatorActions(RuleBasedStateMachine):
         height = max(self.net.finalized()[node] for node in HONEST)
         reached["max_height"] = max(reached.get("max_height", 0), height)
         for key, value in (
+            ("runs", 1),
             ("runs_finalizing", int(height > 0)),
             ("runs_with_tc", int(bool(stats.tcs))),
             ("runs_with_equivocation", int(bool(stats.equivocations))),
@@ -165,13 +166,15 @@ def test_no_schedule_breaks_an_invariant(protocol: str, examples: int) -> None:
     run_state_machine_as_test(machine, settings=settings(CI_SETTINGS, max_examples=examples))
     # The search was not vacuous: some schedules finalized, timed out, crashed, restarted.
     reached = machine.reached
+    # The search was not vacuous: every example ran, and some schedules finalized, timed
+    # out, crashed and restarted. Which schedules derandomized hypothesis generates can
+    # depend on what ran before in the process (the simulator itself replays
+    # deterministically); these floors hold in either order (measured: monadbft reaches
+    # height 12, v1 2, vanilla 1; the fixed-schedule test below reaches height 5).
+    assert reached["runs"] >= examples, reached
     assert reached["runs_with_tc"] >= 1 and reached["runs_with_equivocation"] >= 1, reached
     assert reached["restarts"] >= 1, reached
-    if protocol == "monadbft":
-        # Which schedules derandomized hypothesis generates also depends on what ran
-        # before in the process (the simulator itself replays deterministically); these
-        # floors hold in either order. The fixed-schedule test below reaches height 5.
-        assert reached["runs_finalizing"] >= 1 and reached["max_height"] >= 1, reached
+    assert reached["runs_finalizing"] >= 1 and reached["max_height"] >= 1, reached
 
 
 @pytest.mark.slow
