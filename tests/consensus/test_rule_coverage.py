@@ -149,4 +149,3 @@ def test_w5_a_proposal_may_not_carry_a_block_of_a_later_round() -> None:
     out = receive(core, 1, proposal(1, early, b"b5"))
     assert dropped_for(out, "block round is after the proposal round")
     assert snapshot(core) == before and not sent(out, VoteMessage)
-

@@ -48,9 +48,7 @@ class Drops(Observer):
 def run(behaviour: str, mutations: tuple[str, ...] = ()) -> tuple[dict[str, Any], Drops]:
     drops = Drops()
     scenario = load_scenario(SCENARIOS / f"{behaviour}.toml")
-    assert {spec.behaviour for spec in scenario.byzantine if spec.node == BYZANTINE} >= {
-        behaviour
-    }
+    assert {spec.behaviour for spec in scenario.byzantine if spec.node == BYZANTINE} >= {behaviour}
     report = run_scenario(scenario, test_mutations=mutations, extra_observers=[drops]).report()
     return report, drops
 
