@@ -81,8 +81,8 @@ class SignedInvalid:
         if type(message) is not TimeoutMessage:
             return []
         round_ = message.info.round
-        if round_ in self.timeouts or len(self.timeouts) < MAX_TRACKED_TIMEOUT_ROUNDS:
-            self.timeouts.setdefault(round_, {}).setdefault(message.author, message)
+        self.timeouts.setdefault(round_, {}).setdefault(message.author, message)
+        _keep_newest(self.timeouts)
         if self.m.behaviour == "strip_timeouts" and sender == message.author:
             return self._strip(message)
         return []
@@ -219,6 +219,8 @@ class SignedInvalid:
         forged = self.m.signer.timeout(info, low, last, tip_vote=False)
         self.forged_timeouts[round_] = (forged, low)
         self.timeouts.setdefault(round_, {})[self.m.index] = forged
+        _keep_newest(self.forged_timeouts)
+        _keep_newest(self.timeouts)
         return self._with(command, forged)
 
     def _forged_tc_proposal(
@@ -244,3 +246,9 @@ class SignedInvalid:
             return None
         bad = self.m.signer.proposal(proposal_round, epoch, low, held[1], forged_tc)
         return self._with(command, bad)
+
+
+def _keep_newest(by_round: dict[int, Any]) -> None:
+    """Bound per-round state: forget the oldest rounds beyond MAX_TRACKED_TIMEOUT_ROUNDS."""
+    while len(by_round) > MAX_TRACKED_TIMEOUT_ROUNDS:
+        del by_round[min(by_round)]
