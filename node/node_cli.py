@@ -41,6 +41,6 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"sedna node: bad configuration: {exc}", file=sys.stderr)
         return 2
-    from node.runtime import run_node
+    from node.assembly import run_node
 
     return run_node(config, key)

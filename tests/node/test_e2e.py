@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from node.runtime import CRASH_EXIT_CODE
+from node.faults import CRASH_EXIT_CODE
 from node.testnet import Testnet, generate_network
 
 pytestmark = pytest.mark.e2e

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from consensus.codec import decode_message, encode_message
 from consensus.messages import GENESIS_QC, AdvanceRoundMessage, BlockSyncRequest
+from node.assembly import build_runtime
 from node.config import load_config, load_key
 from node.mempool import tx_id
 from node.runtime import NodeRuntime
@@ -23,7 +24,7 @@ from node.testnet import generate_network
 def _runtimes(root: Path, nodes: int = 4) -> list[NodeRuntime]:
     manifest = generate_network(root, nodes, consensus={"delta_ms": 50.0})
     configs = [load_config(root / m["config"]) for m in manifest["members"]]
-    return [NodeRuntime(c, load_key(c)) for c in configs]
+    return [build_runtime(c, load_key(c)) for c in configs]
 
 
 async def _until(predicate, timeout_s: float) -> bool:
@@ -40,19 +41,19 @@ def test_four_runtimes_finalize_txs_and_a_restarted_node_catches_up(tmp_path: Pa
         nodes = _runtimes(tmp_path)
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         try:
-            assert await _until(lambda: min(n.finalized_height for n in nodes) >= 5, 20)
+            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes) >= 5, 20)
             # txs submitted to node 1 reach finality everywhere
             txs = [b"tx-%d" % i for i in range(50)]
-            result = nodes[1].rpc_submit(txs)
+            result = nodes[1].view.rpc_submit(txs)
             assert result["accepted"] == 50
             ids = {tx_id(t) for t in txs}
-            assert await _until(lambda: len(nodes[1].mempool) == 0, 20)
+            assert await _until(lambda: len(nodes[1].txpool.mempool) == 0, 20)
             assert nodes[1].metrics.finality.count == 50
-            status = nodes[1].rpc_status()
+            status = nodes[1].view.rpc_status()
             assert status["peers"] == [0, 2, 3] and status["height"] >= 5
             # malformed frames are dropped and counted by reason, never reach the core
             for frame in (b"", b"\x09abc", b"\x01\xc1\xc1", bytes(17 * 1024 * 1024)):
-                nodes[0]._on_frame(2, frame)
+                nodes[0].on_frame(2, frame)
             dropped = {k[0]: v for k, v in nodes[0].metrics.dropped.items()}
             assert dropped == {
                 "empty_frame": 1,
@@ -63,9 +64,9 @@ def test_four_runtimes_finalize_txs_and_a_restarted_node_catches_up(tmp_path: Pa
             # stop node 3, let the others move on, restart it from its database
             nodes[3].stop()
             await tasks[3]
-            stopped_at = nodes[3].finalized_height
+            stopped_at = nodes[3].ledger.finalized_height
             assert await _until(
-                lambda: min(n.finalized_height for n in nodes[:3]) >= stopped_at + 30, 30
+                lambda: min(n.ledger.finalized_height for n in nodes[:3]) >= stopped_at + 30, 30
             )
             # The peers' bounded queues may still hold every frame of the gap, which would
             # let node 3 catch up without syncing; a longer outage overflows them. Drop the
@@ -73,11 +74,11 @@ def test_four_runtimes_finalize_txs_and_a_restarted_node_catches_up(tmp_path: Pa
             for peer in nodes[:3]:
                 peer.transport._queues[3].clear()
             config = nodes[3].config
-            nodes[3] = NodeRuntime(config, load_key(config))
-            assert nodes[3].recovered and nodes[3].finalized_height == stopped_at
+            nodes[3] = build_runtime(config, load_key(config))
+            assert nodes[3].recovered and nodes[3].ledger.finalized_height == stopped_at
             tasks[3] = asyncio.create_task(nodes[3].run())
-            target = max(n.finalized_height for n in nodes[:3])
-            assert await _until(lambda: nodes[3].finalized_height >= target, 20)
+            target = max(n.ledger.finalized_height for n in nodes[:3])
+            assert await _until(lambda: nodes[3].ledger.finalized_height >= target, 20)
             assert (
                 nodes[3].metrics.received.value(peer=0, type="BlockSyncResponse")
                 + sum(
@@ -114,25 +115,25 @@ def test_sync_requests_are_served_from_storage_within_the_frame_budget(tmp_path:
         nodes = _runtimes(tmp_path)
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         try:
-            assert await _until(lambda: min(n.finalized_height for n in nodes) >= 12, 20)
+            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes) >= 12, 20)
         finally:
             for n in nodes:
                 n.stop()
             await asyncio.gather(*tasks, return_exceptions=True)
         config = nodes[0].config
-        node = NodeRuntime(config, load_key(config))
-        head = node.storage.finalized_range(10, 10)[0].block_id
+        node = build_runtime(config, load_key(config))
+        head = node.ledger.storage.finalized_range(10, 10)[0].block_id
         sent: list[tuple[int, bytes]] = []
         node.transport.send = lambda peer, frame: sent.append((peer, frame))  # type: ignore[method-assign]
-        node._on_frame(1, encode_message(BlockSyncRequest(block_id=head, count=64)))
-        node._on_frame(2, encode_message(BlockSyncRequest(block_id=bytes(32), count=5)))
+        node.on_frame(1, encode_message(BlockSyncRequest(block_id=head, count=64)))
+        node.on_frame(2, encode_message(BlockSyncRequest(block_id=bytes(32), count=5)))
         (peer, frame), (peer2, frame2) = sent
         response = decode_message(frame)
         heights = [b.tip.header.seq_num for b in response.blocks]
         assert peer == 1 and heights == list(range(10, 0, -1))  # down to genesis, newest first
         assert peer2 == 2 and decode_message(frame2).blocks == ()  # unknown block: empty
-        assert len(node._inbox) == 0  # sync requests never reach the core
-        node.storage.close()
+        assert len(node.queue.inbox) == 0  # sync requests never reach the core
+        node.ledger.storage.close()
 
     asyncio.run(scenario())
 
@@ -141,12 +142,54 @@ def test_inbox_is_bounded(tmp_path: Path) -> None:
     async def scenario() -> None:
         generate_network(tmp_path, 4)
         config = load_config(tmp_path / "node0" / "config.toml")
-        node = NodeRuntime(config, load_key(config), max_inbox_events=3)
+        node = build_runtime(config, load_key(config), max_inbox_events=3)
         frame = encode_message(AdvanceRoundMessage(certificate=GENESIS_QC))
         for _ in range(5):
-            node._on_frame(1, frame)  # not started: nothing drains the inbox
-        assert len(node._inbox) == 3
+            node.on_frame(1, frame)  # not started: nothing drains the inbox
+        assert len(node.queue.inbox) == 3
         assert node.metrics.dropped.value(reason="inbox_full") == 2
-        node.storage.close()
+        node.ledger.storage.close()
 
     asyncio.run(scenario())
+
+
+def test_every_command_type_has_a_route(tmp_path: Path) -> None:
+    """The runtime refuses to be built when a command type the core returns has no room."""
+    from typing import get_args
+
+    from consensus.events import Command, Trace
+
+    generate_network(tmp_path, 4)
+    config = load_config(tmp_path / "node0" / "config.toml")
+    node = build_runtime(config, load_key(config))
+    assert set(node.routes) == set(get_args(Command))
+    node.ledger.storage.close()
+
+    class Unrouted(NodeRuntime):
+        def _build_routes(self):
+            routes = super()._build_routes()
+            del routes[Trace]
+            return routes
+
+    fields = {
+        name: getattr(node, name)
+        for name in (
+            "config",
+            "core",
+            "queue",
+            "ledger",
+            "txpool",
+            "lanes",
+            "lane_tracker",
+            "router",
+            "timers",
+            "transport",
+            "metrics",
+        )
+    }
+    try:
+        Unrouted(**fields, logger=node.log, recovered=False)
+    except RuntimeError as exc:
+        assert "Trace" in str(exc)
+    else:
+        raise AssertionError("a command without a route was accepted")

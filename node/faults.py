@@ -1,0 +1,91 @@
+"""TEST ONLY: injected Byzantine behaviour and crash points (the twins of the real rooms).
+
+Only `node/assembly.py` imports this module, and only when a config's `[test]` section asks
+for a fault; a node without `[test]` settings never runs any of it.
+
+- `byzantine = "silent"`: the router sends nothing.
+- `byzantine = "double_vote"`: every vote is followed by a second, conflicting vote in
+  the same round, signed with the node's key.
+- `byzantine = "malformed"`: authenticated peers receive garbage frames every 50 ms.
+- `crash_after_persist_safety = N`: exit with CRASH_EXIT_CODE right after the N-th safety
+  write that protects a vote in the same command batch, before that vote is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from consensus.certificates import Signer
+from consensus.crypto import KeyPair, SignatureScheme
+from consensus.events import Broadcast, Send
+from consensus.messages import Vote, VoteMessage
+from node.logs import log
+from node.router import Router
+
+CRASH_EXIT_CODE = 75
+MALFORMED_PERIOD_S = 0.05
+
+
+def make_silent(router: Router) -> None:
+    router.silent = True
+
+
+def send_conflicting_votes(router: Router, index: int, key: KeyPair, scheme: SignatureScheme):
+    """After each vote, a second vote for another block in the same round."""
+    signer = Signer(index, key, scheme)
+
+    def conflicting(to: int, message: VoteMessage) -> None:
+        other = Vote(
+            block_id=hashlib.sha256(b"conflict" + message.vote.block_id).digest(),
+            round=message.vote.round,
+            epoch=message.vote.epoch,
+        )
+        router.send_message(to, signer.vote(other))
+
+    router.after_vote_sent = conflicting
+
+
+async def spray_malformed(router: Router) -> None:
+    """Authenticated peers send garbage frames (they must be dropped and counted)."""
+    garbage = [b"", b"\x07garbage", b"\x01\xff\xff\xff", os.urandom(512)]
+    while True:
+        for frame in garbage:
+            router.transport.broadcast(frame)
+        await asyncio.sleep(MALFORMED_PERIOD_S)
+
+
+class CrashAfterPersistSafety:
+    """Die right after the N-th safety write that protects a vote about to be sent."""
+
+    def __init__(self, countdown: int, logger: logging.Logger, exit_process: Callable[[int], None]):
+        self.countdown = countdown
+        self.log = logger
+        self._exit_process = exit_process
+
+    def __call__(self, rest: Sequence[Any]) -> None:
+        votes = [
+            c.message
+            for c in rest
+            if isinstance(c, Send | Broadcast) and isinstance(c.message, VoteMessage)
+        ]
+        if not votes or self.countdown <= 0:
+            return
+        self.countdown -= 1
+        if self.countdown > 0:
+            return
+        vote = votes[0].vote
+        log(
+            self.log,
+            "test_crash_after_persist_safety",
+            logging.WARNING,
+            round=vote.round,
+            block_id=vote.block_id.hex(),
+        )
+        for handler in self.log.handlers:
+            handler.flush()
+        self._exit_process(CRASH_EXIT_CODE)

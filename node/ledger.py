@@ -1,0 +1,217 @@
+"""The block ledger room: durable blocks, the safety state and the finalized chain.
+
+It runs the storage side of the core's commands (`PersistSafety`, `PersistBlock`, the
+storage half of `CommitBlocks` and `MarkVoted`, `RevertVoted`) and keeps what the node
+knows about blocks that are not final yet: each pending block's parent, height and tx ids
+(`BlockMeta`), so the tx pool can leave out the txs of a proposal's uncommitted ancestors.
+
+Bounds: at most MAX_BLOCK_META pending blocks are described (the lowest are dropped past
+that), at most MAX_RECENT_FINAL_TXIDS recently finalized tx ids are remembered in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from consensus.events import CommitBlocks, MarkVoted, PersistBlock, PersistSafety, RevertVoted
+from consensus.messages import (
+    GENESIS_BLOCK_ID,
+    BlockBody,
+    BlockSyncRequest,
+    BlockSyncResponse,
+    SyncedBlock,
+)
+from node.logs import log
+from node.mempool import PayloadError, decode_plain_payload, tx_id
+from node.metrics import NodeMetrics
+from node.storage import FinalizedRow, Storage, short_id
+
+MAX_BLOCK_META = 4_096
+MAX_RECENT_FINAL_TXIDS = 400_000
+TPS_WINDOW_S = 10.0
+MAX_SYNC_RESPONSE_BYTES = 8 * 1024 * 1024
+SYNC_BLOCK_OVERHEAD_BYTES = 1024  # a synced block's tip and framing, on top of its payload
+
+
+@dataclass(slots=True)
+class BlockMeta:
+    parent_id: bytes
+    seq_num: int
+    txids: tuple[bytes, ...]
+
+
+class Ledger:
+    """One node's durable chain and what it knows about the pending blocks above it."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        metrics: NodeMetrics,
+        logger: logging.Logger,
+        *,
+        max_block_txs: int,
+        max_tx_bytes: int,
+    ):
+        self.storage = storage
+        self.metrics = metrics
+        self.log = logger
+        self._max_block_txs = max_block_txs
+        self._max_tx_bytes = max_tx_bytes
+        self.finalized_height, self.finalized_id = storage.finalized_head()
+        self._block_meta: dict[bytes, BlockMeta] = {}
+        self._voted_ns: dict[bytes, int] = {}
+        self._recent_final: dict[bytes, int] = {}  # txid -> height (bounded, insertion order)
+        self._commit_times: deque[tuple[float, int]] = deque(maxlen=4096)
+
+    # ------------------------------------------------------------------ commands
+
+    def persist_safety(self, command: PersistSafety) -> None:
+        self.storage.save_safety(command.state)
+        self.metrics.safety_writes.inc()
+
+    def persist_block(self, command: PersistBlock) -> None:
+        self.storage.put_block(command.block_id, command.tip, command.body)
+        if command.block_id not in self._block_meta:
+            if len(self._block_meta) >= MAX_BLOCK_META:
+                self._prune_block_meta(force=True)
+            header = command.tip.header
+            self._block_meta[command.block_id] = BlockMeta(
+                header.parent_id, header.seq_num, self.block_txids(command.body)
+            )
+
+    def commit(self, command: CommitBlocks, now_ns: int) -> list[bytes]:
+        """Append the blocks to the finalized chain; returns the tx ids they carry."""
+        rows: list[FinalizedRow] = []
+        all_txids: list[bytes] = []
+        for committed in command.blocks:
+            meta = self._block_meta.get(committed.block_id)
+            txids = meta.txids if meta is not None else self.block_txids(committed.body)
+            header = committed.header
+            rows.append(
+                FinalizedRow(
+                    height=header.seq_num,
+                    block_id=committed.block_id,
+                    block_round=header.block_round,
+                    timestamp_ns=header.timestamp_ns,
+                    committed_ns=now_ns,
+                    voted_ns=self._voted_ns.get(committed.block_id),
+                    n_tx=len(txids),
+                    txids=b"".join(short_id(t) for t in txids),
+                )
+            )
+            all_txids.extend(txids)
+            for txid in txids:
+                self._recent_final[txid] = header.seq_num
+        self.storage.commit_blocks(rows, all_txids)
+        if rows:
+            last = rows[-1]
+            self.finalized_height, self.finalized_id = last.height, last.block_id
+        self.metrics.height.set(self.finalized_height)
+        self.metrics.committed_blocks.inc(len(rows))
+        self.metrics.committed_txs.inc(len(all_txids))
+        self._commit_times.append((time.monotonic(), len(all_txids)))
+        while len(self._recent_final) > MAX_RECENT_FINAL_TXIDS:
+            del self._recent_final[next(iter(self._recent_final))]
+        self._prune_block_meta()
+        return all_txids
+
+    def mark_voted(self, command: MarkVoted, now_ns: int) -> tuple[bytes, ...]:
+        """Record the block's local "Voted" time; returns its tx ids (empty if unknown)."""
+        self._voted_ns.setdefault(command.block_id, now_ns)
+        meta = self._block_meta.get(command.block_id)
+        return () if meta is None else meta.txids
+
+    def revert(self, command: RevertVoted) -> None:
+        self.metrics.reverts.inc()
+        self._voted_ns.pop(command.block_id, None)
+        log(
+            self.log,
+            "voted_reverted",
+            logging.WARNING,
+            block_id=command.block_id,
+            seq_num=command.seq_num,
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    def block_txids(self, body: BlockBody) -> tuple[bytes, ...]:
+        try:
+            # the lane blocks are the lane rules' business: skipped here, not decoded
+            txs = decode_plain_payload(
+                body.payload, self._max_block_txs, self._max_tx_bytes, lanes_checked=True
+            )
+        except PayloadError:
+            return ()
+        return tuple(tx_id(tx) for tx in txs)
+
+    def block_seq(self, block_id: bytes) -> int | None:
+        """Height of a pending block this node stored (None if it does not know it)."""
+        meta = self._block_meta.get(block_id)
+        return None if meta is None else meta.seq_num
+
+    def pending_ancestor_txids(self, parent_id: bytes) -> set[bytes]:
+        """Tx ids inside the not-yet-finalized ancestors of a new block."""
+        exclude: set[bytes] = set()
+        block_id = parent_id
+        for _ in range(MAX_BLOCK_META):  # bound: the chain above the finalized head
+            meta = self._block_meta.get(block_id)
+            if meta is None or meta.seq_num <= self.finalized_height:
+                break
+            exclude.update(meta.txids)
+            block_id = meta.parent_id
+        return exclude
+
+    def sync_response(self, request: BlockSyncRequest) -> BlockSyncResponse:
+        """Answer block sync from the database: up to `count` blocks, newest first.
+
+        The database holds every block that entered the tree, finalized or not, so a node
+        that fell far behind can fetch finalized history the core has already pruned. The
+        response is cut at MAX_SYNC_RESPONSE_BYTES (at least one block) so that it always
+        fits a frame; the requester asks again from where the response ended.
+        """
+        blocks: list[SyncedBlock] = []
+        size_bytes = 0
+        block_id = request.block_id
+        for _ in range(request.count):
+            if block_id == GENESIS_BLOCK_ID:
+                break
+            stored = self.storage.get_block(block_id)
+            if stored is None:
+                break
+            tip, body = stored
+            size_bytes += len(body.payload) + SYNC_BLOCK_OVERHEAD_BYTES
+            if blocks and size_bytes > MAX_SYNC_RESPONSE_BYTES:
+                break
+            blocks.append(SyncedBlock(tip=tip, body=body))
+            block_id = tip.header.parent_id
+        return BlockSyncResponse(block_id=request.block_id, blocks=tuple(blocks))
+
+    def finalized_tx_height(self, txid: bytes) -> int | None:
+        return self._recent_final.get(txid)
+
+    def tps(self, since_s: float) -> float:
+        """Finalized txs per second over the last TPS_WINDOW_S (or since `since_s`)."""
+        now = time.monotonic()
+        window = [(t, n) for t, n in self._commit_times if now - t <= TPS_WINDOW_S]
+        if not window:
+            return 0.0
+        span = max(1.0, min(TPS_WINDOW_S, now - since_s))
+        return sum(n for _, n in window) / span
+
+    # ------------------------------------------------------------------ bounds
+
+    def _prune_block_meta(self, force: bool = False) -> None:
+        stale = [b for b, m in self._block_meta.items() if m.seq_num <= self.finalized_height]
+        for block_id in stale:
+            del self._block_meta[block_id]
+            self._voted_ns.pop(block_id, None)
+        if force and len(self._block_meta) >= MAX_BLOCK_META:
+            # Bound: drop the lowest blocks when an unfinalized tree grows past the cap.
+            for block_id in sorted(self._block_meta, key=lambda b: self._block_meta[b].seq_num)[
+                : MAX_BLOCK_META // 4
+            ]:
+                del self._block_meta[block_id]
+                self._voted_ns.pop(block_id, None)
