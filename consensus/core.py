@@ -51,6 +51,7 @@ from consensus.events import (
     Start,
     TimerFired,
     Trace,
+    TraceName,
 )
 from consensus.messages import (
     GENESIS_BLOCK_ID,
@@ -374,7 +375,7 @@ class ConsensusCore:
     def _emit(self, command: Command) -> None:
         self._out.append(command)
 
-    def _trace(self, name: str, **detail: object) -> None:
+    def _trace(self, name: TraceName, **detail: object) -> None:
         self._out.append(Trace(name, dict(detail)))
 
     def _on_message(self, sender: int, message: Message) -> None:
@@ -692,6 +693,9 @@ class ConsensusCore:
 
     def _cast_vote(self, message: ProposalMessage, block_id: bytes) -> None:
         round = message.round
+        # Paired with vote_refusal (S-VOTE-ONCE), checked by the caller: a vote is only ever
+        # cast in a round above the highest vote (the TEST-ONLY "double_vote" lifts it).
+        assert round > self._safety.highest_vote or "double_vote" in self._mutations, round
         self._safety = after_vote(
             self._safety, round, message.tip, block_id, self._high_qc.round, self._protocol
         )
@@ -998,6 +1002,7 @@ class ConsensusCore:
         can only make the restarted node more conservative (it believes it already voted).
         It saves the driver one fsync per proposal.
         """
+        assert isinstance(self._out[first], PersistSafety), "a merged batch starts with a write"
         later = [
             position
             for position in range(first + 1, len(self._out))

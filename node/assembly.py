@@ -108,7 +108,12 @@ def build_runtime(
         recovered=recovered,
     )
     ledger = Ledger(
-        storage, metrics, logger, max_block_txs=m.max_block_txs, max_tx_bytes=m.max_tx_bytes
+        storage,
+        metrics,
+        logger,
+        max_block_txs=m.max_block_txs,
+        max_tx_bytes=m.max_tx_bytes,
+        persisted_safety=None if recovered is None else recovered.safety,
     )
     lanes.finalized_height = ledger.finalized_height
     queue = EventQueue(metrics, logger, max_inbox_events)
@@ -204,6 +209,8 @@ def _install_faults(
         faults.send_conflicting_votes(runtime.router, runtime.index, key, scheme)
     elif test.byzantine == "malformed":
         runtime.background.append(lambda: faults.spray_malformed(runtime.router))
+    if test.core_error_after_events:
+        runtime.core = faults.FaultyCore(runtime.core, test.core_error_after_events)
     if test.crash_after_persist_safety:
         runtime.after_persist_safety = faults.CrashAfterPersistSafety(
             test.crash_after_persist_safety, runtime.log, exit_process
@@ -250,7 +257,13 @@ def run_node(config: NodeConfig, key: KeyPair) -> int:
             log(logger, "startup_failed", logging.ERROR, error=str(exc))
             print(f"sedna node: cannot start: {exc}", file=sys.stderr)
             return 1
-        return 0
+        if runtime.exit_code:
+            print(
+                f"sedna node: stopped by a fatal error (exit {runtime.exit_code}); "
+                f"see the fatal_error record in the log",
+                file=sys.stderr,
+            )
+        return runtime.exit_code
 
     profile_dir = os.environ.get("SEDNA_PROFILE_DIR")  # benchmark aid: cProfile this node
     if profile_dir:

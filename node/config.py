@@ -15,7 +15,7 @@ Layout of a config file (all sections required except `[test]`):
     [mempool]     max_txs, max_tx_bytes, max_block_txs, max_block_bytes
     [[validators]] index, public_key (hex), stake, host, port
     [test]        crash_after_persist_safety (int, 0 = off), log_votes (bool),
-                  byzantine (str, "" = honest)
+                  byzantine (str, "" = honest), core_error_after_events (int, 0 = off)
 
 A key file is TOML with `public_key` and `secret_seed` (hex). It must match the public key
 of this node's `[[validators]]` entry.
@@ -102,6 +102,7 @@ class TestSection:
     crash_after_persist_safety: int = 0  # exit(CRASH_EXIT_CODE) right after the N-th persist
     log_votes: bool = False  # log every vote sent and received (for double-vote checks)
     byzantine: str = ""
+    core_error_after_events: int = 0  # the core raises on the N-th event (a fatal error)
 
 
 @dataclass(frozen=True)
@@ -344,8 +345,10 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         crash_after_persist_safety=_get(t, "test", "crash_after_persist_safety", int, 0),
         log_votes=_get(t, "test", "log_votes", bool, False),
         byzantine=_get(t, "test", "byzantine", str, ""),
+        core_error_after_events=_get(t, "test", "core_error_after_events", int, 0),
     )
     _positive(test.crash_after_persist_safety, "test.crash_after_persist_safety", allow_zero=True)
+    _positive(test.core_error_after_events, "test.core_error_after_events", allow_zero=True)
     _choice(test.byzantine, "test.byzantine", BYZANTINE_BEHAVIOURS)
 
     return NodeConfig(

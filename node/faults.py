@@ -9,6 +9,8 @@ for a fault; a node without `[test]` settings never runs any of it.
 - `byzantine = "malformed"`: authenticated peers receive garbage frames every 50 ms.
 - `crash_after_persist_safety = N`: exit with CRASH_EXIT_CODE right after the N-th safety
   write that protects a vote in the same command batch, before that vote is sent.
+- `core_error_after_events = N`: the core raises on its N-th event (the runtime must stop
+  the node with its fatal-error exit code).
 """
 
 from __future__ import annotations
@@ -57,6 +59,27 @@ async def spray_malformed(router: Router) -> None:
         for frame in garbage:
             router.transport.broadcast(frame)
         await asyncio.sleep(MALFORMED_PERIOD_S)
+
+
+class InjectedCoreError(RuntimeError):
+    """The exception `FaultyCore` raises."""
+
+
+class FaultyCore:
+    """A core whose `handle` raises on the N-th event (and behaves normally before)."""
+
+    def __init__(self, core: Any, fail_at_event: int):
+        self._core = core
+        self._countdown = fail_at_event
+
+    def handle(self, event: Any) -> list[Any]:
+        self._countdown -= 1
+        if self._countdown == 0:
+            raise InjectedCoreError(f"injected core error on {type(event).__name__}")
+        return self._core.handle(event)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._core, name)
 
 
 class CrashAfterPersistSafety:

@@ -22,8 +22,15 @@ from consensus.messages import (
     BlockBody,
     BlockSyncRequest,
     BlockSyncResponse,
+    Message,
+    NoEndorsementMessage,
+    ProposalMessage,
+    RoundRecoveryMessage,
     SyncedBlock,
+    TimeoutMessage,
+    VoteMessage,
 )
+from consensus.safety import SafetyState
 from node.logs import log
 from node.mempool import PayloadError, decode_plain_payload, tx_id
 from node.metrics import NodeMetrics
@@ -54,10 +61,12 @@ class Ledger:
         *,
         max_block_txs: int,
         max_tx_bytes: int,
+        persisted_safety: SafetyState | None = None,
     ):
         self.storage = storage
         self.metrics = metrics
         self.log = logger
+        self.persisted_safety = persisted_safety or SafetyState()
         self._max_block_txs = max_block_txs
         self._max_tx_bytes = max_tx_bytes
         self.finalized_height, self.finalized_id = storage.finalized_head()
@@ -70,7 +79,33 @@ class Ledger:
 
     def persist_safety(self, command: PersistSafety) -> None:
         self.storage.save_safety(command.state)
+        self.persisted_safety = command.state
         self.metrics.safety_writes.inc()
+
+    def check_covered(self, message: Message, index: int) -> None:
+        """Paired with the core's persist-before-send: this node's own vote, timeout, NE,
+        recovery request or proposal about to leave is covered by the safety state already
+        on disk (so a restarted node can never contradict it). Raises AssertionError."""
+        if getattr(message, "author", None) != index:
+            return
+        state = self.persisted_safety
+        if isinstance(message, VoteMessage):
+            round, persisted = message.vote.round, state.highest_vote
+        elif isinstance(message, TimeoutMessage):
+            round, persisted = message.info.round, state.highest_vote
+        elif isinstance(message, ProposalMessage):
+            round, persisted = message.round, state.highest_propose
+        elif isinstance(message, NoEndorsementMessage):
+            round, persisted = message.no_endorsement.round, state.highest_no_endorse_round
+        elif isinstance(message, RoundRecoveryMessage):
+            round, persisted = message.round, state.highest_recovery_request
+        else:
+            return
+        if round > persisted:
+            raise AssertionError(
+                f"{type(message).__name__} for round {round} leaves before a safety state "
+                f"covering it is on disk (persisted: {persisted})"
+            )
 
     def persist_block(self, command: PersistBlock) -> None:
         self.storage.put_block(command.block_id, command.tip, command.body)
@@ -86,7 +121,14 @@ class Ledger:
         """Append the blocks to the finalized chain; returns the tx ids they carry."""
         rows: list[FinalizedRow] = []
         all_txids: list[bytes] = []
+        expected = self.finalized_height + 1
         for committed in command.blocks:
+            # Paired with the core's commit rule: finalized heights are consecutive.
+            if committed.header.seq_num != expected:
+                raise AssertionError(
+                    f"committed height {committed.header.seq_num}, expected {expected}"
+                )
+            expected += 1
             meta = self._block_meta.get(committed.block_id)
             txids = meta.txids if meta is not None else self.block_txids(committed.body)
             header = committed.header

@@ -335,6 +335,11 @@ class NodeMetrics:
         self.reverts = r.counter("sedna_voted_reverts_total", "Voted blocks reverted")
         self.safety_writes = r.counter("sedna_safety_writes_total", "Durable safety-state writes")
         self.event_queue = r.gauge("sedna_event_queue_depth", "Events waiting for the core")
+        self.fatal_errors = r.counter(
+            "sedna_fatal_errors_total",
+            "Exceptions that stopped the node, by stage (core, command, driver)",
+            ("stage",),
+        )
         # Sedna lanes
         self.bundles_accepted = r.counter(
             "sedna_bundles_accepted_total", "Bundles admitted by this node's lane"

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, get_args
@@ -52,6 +53,7 @@ from consensus.events import (
     SetTimer,
     Start,
     Trace,
+    TraceName,
 )
 from consensus.messages import BlockSyncRequest, VoteMessage
 from node.api_view import NodeView
@@ -64,21 +66,10 @@ from node.router import Router
 from node.timers import Timers
 from node.txpool import TxPool
 
+FATAL_ERROR_EXIT_CODE = 70  # sysexits EX_SOFTWARE: the core or a command executor raised
 MAX_INBOX_EVENTS = 20_000
 MAX_INTERNAL_EVENTS = 1_000
 BATCH_EVENTS = 256
-
-
-def _drop_reason(error: DecodeError) -> str:
-    """A small, fixed set of labels for undecodable frames."""
-    text = str(error)
-    if text.startswith("empty frame"):
-        return "empty_frame"
-    if "exceeds the limit" in text:
-        return "frame_too_large"
-    if text.startswith("unsupported wire version"):
-        return "bad_version"
-    return "malformed"
 
 
 def _normalize_reason(reason: str) -> str:
@@ -163,11 +154,17 @@ class NodeRuntime:
         self.log = logger
         self.recovered = recovered
         self.current_round = 0
+        self.exit_code = 0  # FATAL_ERROR_EXIT_CODE after a fatal error (see `_fail`)
         self._stopping = asyncio.Event()
         self._log_votes = bool(config.test.log_votes)
         # TEST ONLY hooks, set by the assembly from node/faults.py
         self.after_persist_safety: Callable[[Sequence[Any]], None] | None = None
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._trace_counters: dict[TraceName, Any] = {
+            "tc_formed": metrics.tcs,
+            "reproposal": metrics.reproposals,
+            "nec_formed": metrics.necs,
+        }
         self.routes = self._build_routes()
         # Rule: every command type the core can return has exactly one room that runs it.
         if set(self.routes) != set(get_args(Command)):
@@ -252,7 +249,7 @@ class NodeRuntime:
         try:
             message = decode_message(frame)
         except DecodeError as exc:
-            self.metrics.dropped.inc(reason=_drop_reason(exc))
+            self.metrics.dropped.inc(reason=exc.reason)
             return
         self.metrics.received.inc(peer=peer, type=type(message).__name__)
         if self._log_votes and isinstance(message, VoteMessage):
@@ -265,6 +262,12 @@ class NodeRuntime:
         )
 
     async def _drive(self) -> None:
+        try:
+            await self._drive_loop()
+        except Exception as exc:  # a driver bug: as fatal as a core exception
+            self._fail("driver", None, exc)
+
+    async def _drive_loop(self) -> None:
         queue = self.queue
         while not self._stopping.is_set():
             if not queue:
@@ -273,7 +276,7 @@ class NodeRuntime:
                 continue
             for _ in range(BATCH_EVENTS):
                 event = queue.pop()
-                if event is None:
+                if event is None or self.exit_code:
                     break
                 self._handle(event)
             self.metrics.event_queue.set(len(queue.inbox))
@@ -282,22 +285,44 @@ class NodeRuntime:
     def _handle(self, event: Event) -> None:
         try:
             commands = self.core.handle(event)
-        except Exception as exc:  # a core bug must not take the node down silently
-            self.metrics.dropped.inc(reason="core_error")
-            log(
-                self.log,
-                "core_error",
-                logging.ERROR,
-                event=type(event).__name__,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+        except Exception as exc:
+            self._fail("core", event, exc)
             return
-        self._execute(commands)
+        try:
+            self._execute(commands)
+        except Exception as exc:
+            self._fail("command", event, exc)
+
+    def _fail(self, stage: str, event: Event | None, exc: Exception) -> None:
+        """A fatal error: count it, log it once (with its traceback), stop the node.
+
+        After the core raised, its state may be half-changed, and the batch's persists and
+        sends were not run; after a command raised, the batch is half-executed. Either way
+        nothing more is handled: the node stops and exits with FATAL_ERROR_EXIT_CODE, and
+        a restart rebuilds it from what is durable (as after a crash).
+        """
+        if self.exit_code:
+            return
+        self.exit_code = FATAL_ERROR_EXIT_CODE
+        self.metrics.fatal_errors.inc(stage=stage)
+        log(
+            self.log,
+            "fatal_error",
+            logging.CRITICAL,
+            stage=stage,
+            input=type(event).__name__ if event is not None else None,
+            error=f"{type(exc).__name__}: {exc}",
+            exit_code=FATAL_ERROR_EXIT_CODE,
+            traceback="".join(traceback.format_exception(exc)),
+        )
+        self.stop()
 
     def _execute(self, commands: list[Any]) -> None:
         """Run commands strictly in order (persist before send)."""
         routes = self.routes
         for position, command in enumerate(commands):
+            if type(command) is Send or type(command) is Broadcast:
+                self.ledger.check_covered(command.message, self.index)
             routes[type(command)](command)
             if self.after_persist_safety is not None and isinstance(command, PersistSafety):
                 self.after_persist_safety(commands[position + 1 :])
@@ -338,9 +363,6 @@ class NodeRuntime:
             reason = str(command.detail.get("reason", "unknown"))
             self.metrics.core_dropped.inc(reason=_normalize_reason(reason))
             return
-        if name in ("tc_formed", "tc_received", "tc"):
-            self.metrics.tcs.inc()
-        elif name in ("reproposal", "reproposed"):
-            self.metrics.reproposals.inc()
-        elif name in ("nec_formed", "nec"):
-            self.metrics.necs.inc()
+        counter = self._trace_counters.get(name)
+        if counter is not None:
+            counter.inc()

@@ -93,6 +93,7 @@ ROOM_IMPORTS: dict[str, set[str]] = {
     "node/ledger.py": {
         "consensus.events",
         "consensus.messages",
+        "consensus.safety",
         "node.logs",
         "node.mempool",
         "node.metrics",

@@ -8,10 +8,12 @@ restarts from its database catches up through block sync served from storage.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
 from consensus.codec import decode_message, encode_message
+from consensus.events import Start
 from consensus.messages import GENESIS_QC, AdvanceRoundMessage, BlockSyncRequest
 from node.assembly import build_runtime
 from node.config import load_config, load_key
@@ -193,3 +195,61 @@ def test_every_command_type_has_a_route(tmp_path: Path) -> None:
         assert "Trace" in str(exc)
     else:
         raise AssertionError("a command without a route was accepted")
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_core_exception_stops_the_node_with_its_exit_code(tmp_path: Path) -> None:
+    """Defect: the runtime logged a core exception and kept driving the half-changed core."""
+    from node.faults import FaultyCore
+    from node.runtime import FATAL_ERROR_EXIT_CODE
+
+    async def scenario() -> None:
+        generate_network(
+            tmp_path, 4, consensus={"delta_ms": 20.0}, node_test={0: {"core_error_after_events": 3}}
+        )
+        config = load_config(tmp_path / "node0" / "config.toml")
+        node = build_runtime(config, load_key(config))
+        assert isinstance(node.core, FaultyCore)
+        handler = _Records()
+        node.log.addHandler(handler)
+        try:
+            # Alone (no peers), the node sees Start and then its round timer: the 3rd event
+            # raises. run() must return by itself, without stop() being called.
+            await asyncio.wait_for(node.run(), timeout=20)
+        finally:
+            node.log.removeHandler(handler)
+        assert node.exit_code == FATAL_ERROR_EXIT_CODE
+        assert node.metrics.fatal_errors.value(stage="core") == 1
+        fatal = [r for r in handler.records if getattr(r, "event", "") == "fatal_error"]
+        assert len(fatal) == 1 and "InjectedCoreError" in fatal[0].fields["traceback"]
+        assert node.core._countdown == 0  # the core was never handed another event
+
+    asyncio.run(scenario())
+
+
+def test_a_command_that_fails_stops_the_node_and_sends_nothing_after_it(tmp_path: Path) -> None:
+    """Paired assertion: a vote whose round the persisted safety state does not cover is
+    never sent; the runtime stops instead (stage "command")."""
+    from consensus.events import Send
+    from consensus.messages import Vote, VoteMessage
+    from node.runtime import FATAL_ERROR_EXIT_CODE
+
+    generate_network(tmp_path, 4)
+    config = load_config(tmp_path / "node0" / "config.toml")
+    node = build_runtime(config, load_key(config))
+    sent: list[int] = []
+    node.transport.send = lambda peer, frame: sent.append(peer)  # type: ignore[method-assign]
+    vote = VoteMessage(Vote(block_id=bytes(32), round=5, epoch=1), 0, bytes(64))
+    node.core = type("Core", (), {"handle": lambda self, event: [Send(1, vote), Send(2, vote)]})()
+    node._handle(Start(now_ns=0))
+    assert node.exit_code == FATAL_ERROR_EXIT_CODE and sent == []
+    assert node.metrics.fatal_errors.value(stage="command") == 1
+    node.ledger.storage.close()
