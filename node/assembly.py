@@ -29,6 +29,7 @@ from node.router import Router
 from node.rpc import RpcServer
 from node.runtime import MAX_INBOX_EVENTS, EventQueue, NodeRuntime
 from node.storage import Storage
+from node.sync_server import SyncServer
 from node.timers import Timers
 from node.transport import PeerAddress, create_transport
 from node.txpool import TxPool
@@ -153,6 +154,9 @@ def build_runtime(
         log_votes=config.test.log_votes,
     )
     timers = Timers(queue.push_internal)
+    sync_server = SyncServer(
+        answer=ledger.answer_sync, send_frame=router.send_frame, metrics=metrics
+    )
     runtime = NodeRuntime(
         config=config,
         core=core,
@@ -163,6 +167,7 @@ def build_runtime(
         lane_tracker=lane_tracker,
         router=router,
         timers=timers,
+        sync_server=sync_server,
         transport=transport,
         metrics=metrics,
         logger=logger,

@@ -206,6 +206,12 @@ class Ledger:
             block_id = meta.parent_id
         return exclude
 
+    def answer_sync(self, request: Message) -> Message:
+        """The answer to a peer's sync request (`node/sync_server.py` calls this)."""
+        if isinstance(request, BlockSyncRequest):
+            return self.sync_response(request)
+        raise TypeError(f"not a sync request: {type(request).__name__}")
+
     def sync_response(self, request: BlockSyncRequest) -> BlockSyncResponse:
         """Answer block sync from the database: up to `count` blocks, newest first.
 

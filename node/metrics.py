@@ -335,6 +335,12 @@ class NodeMetrics:
         self.reverts = r.counter("sedna_voted_reverts_total", "Voted blocks reverted")
         self.safety_writes = r.counter("sedna_safety_writes_total", "Durable safety-state writes")
         self.event_queue = r.gauge("sedna_event_queue_depth", "Events waiting for the core")
+        self.sync_requests = r.counter(
+            "sedna_sync_requests_total",
+            "Block-sync requests from peers, by result (served, queue_full)",
+            ("result",),
+        )
+        self.sync_queue = r.gauge("sedna_sync_queue_depth", "Peers' sync requests waiting")
         self.fatal_errors = r.counter(
             "sedna_fatal_errors_total",
             "Exceptions that stopped the node, by stage (core, command, driver)",

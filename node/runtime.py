@@ -63,6 +63,7 @@ from node.ledger import Ledger
 from node.logs import log
 from node.metrics import NodeMetrics
 from node.router import Router
+from node.sync_server import SyncServer
 from node.timers import Timers
 from node.txpool import TxPool
 
@@ -132,6 +133,7 @@ class NodeRuntime:
         lane_tracker: LaneTracker,
         router: Router,
         timers: Timers,
+        sync_server: SyncServer,
         transport: Any,
         metrics: NodeMetrics,
         logger: logging.Logger,
@@ -147,6 +149,7 @@ class NodeRuntime:
         self.lane_tracker = lane_tracker
         self.router = router
         self.timers = timers
+        self.sync_server = sync_server
         self.transport = transport
         self.view: NodeView | None = None
         self.rpc: Any = None  # the RPC server, attached with its view (`attach_api`)
@@ -214,6 +217,7 @@ class NodeRuntime:
         tasks = [
             asyncio.create_task(self._drive(), name="drive"),
             asyncio.create_task(self.lane_tracker.run(), name="lanes"),
+            asyncio.create_task(self.sync_server.run(), name="sync_server"),
         ]
         tasks += [asyncio.create_task(make(), name="test") for make in self.background]
         try:
@@ -254,8 +258,8 @@ class NodeRuntime:
         self.metrics.received.inc(peer=peer, type=type(message).__name__)
         if self._log_votes and isinstance(message, VoteMessage):
             self.router.log_vote("vote_received", peer, message)
-        if isinstance(message, BlockSyncRequest):  # answered from storage, not the core
-            self.router.send_message(peer, self.ledger.sync_response(message))
+        if isinstance(message, BlockSyncRequest):  # answered from storage, not by the core
+            self.sync_server.offer(peer, message)  # queued: no database read in this callback
             return
         self.queue.push_network(
             MessageReceived(now_ns=time.time_ns(), sender=peer, message=message)

@@ -78,9 +78,11 @@ ROOM_IMPORTS: dict[str, set[str]] = {
         "node.logs",
         "node.metrics",
         "node.router",
+        "node.sync_server",
         "node.timers",
         "node.txpool",
     },
+    "node/sync_server.py": {"consensus.codec", "consensus.messages", "node.metrics"},
     "node/router.py": {
         "consensus.codec",
         "consensus.events",

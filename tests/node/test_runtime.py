@@ -112,7 +112,7 @@ def test_four_runtimes_finalize_txs_and_a_restarted_node_catches_up(tmp_path: Pa
     asyncio.run(scenario())
 
 
-def test_sync_requests_are_served_from_storage_within_the_frame_budget(tmp_path: Path) -> None:
+def test_sync_requests_are_served_from_storage_off_the_frame_callback(tmp_path: Path) -> None:
     async def scenario() -> None:
         nodes = _runtimes(tmp_path)
         tasks = [asyncio.create_task(n.run()) for n in nodes]
@@ -129,12 +129,17 @@ def test_sync_requests_are_served_from_storage_within_the_frame_budget(tmp_path:
         node.transport.send = lambda peer, frame: sent.append((peer, frame))  # type: ignore[method-assign]
         node.on_frame(1, encode_message(BlockSyncRequest(block_id=head, count=64)))
         node.on_frame(2, encode_message(BlockSyncRequest(block_id=bytes(32), count=5)))
+        # Nothing is read or sent inside the transport callback: the requests wait in turn.
+        assert sent == [] and node.sync_server.queued() == 2
+        assert len(node.queue.inbox) == 0  # sync requests never reach the core
+        assert node.sync_server.serve_one() and node.sync_server.serve_one()
+        assert not node.sync_server.serve_one()
         (peer, frame), (peer2, frame2) = sent
         response = decode_message(frame)
         heights = [b.tip.header.seq_num for b in response.blocks]
         assert peer == 1 and heights == list(range(10, 0, -1))  # down to genesis, newest first
         assert peer2 == 2 and decode_message(frame2).blocks == ()  # unknown block: empty
-        assert len(node.queue.inbox) == 0  # sync requests never reach the core
+        assert node.metrics.sync_requests.value(result="served") == 2
         node.ledger.storage.close()
 
     asyncio.run(scenario())
@@ -185,6 +190,7 @@ def test_every_command_type_has_a_route(tmp_path: Path) -> None:
             "lane_tracker",
             "router",
             "timers",
+            "sync_server",
             "transport",
             "metrics",
         )
