@@ -21,7 +21,7 @@ from node.api_view import NodeView
 from node.config import NodeConfig
 from node.lane_tracker import LaneTracker
 from node.lanes_node import NodeBlockValidator, NodeLanes
-from node.ledger import Ledger
+from node.ledger import ChainValidator, Ledger
 from node.logs import get_logger, log
 from node.mempool import Mempool, PlainPayloadValidator
 from node.metrics import NodeMetrics
@@ -74,20 +74,38 @@ def build_runtime(
         schedule=schedule,
         first_open_slot=storage.max_block_seq() + 3,
     )
-    block_validator = NodeBlockValidator(
-        PlainPayloadValidator(
-            m.max_block_txs, m.max_tx_bytes, m.max_block_bytes, lanes=lanes.validator
-        ),
-        lanes,
+    recovered = storage.load_recovered()
+    ledger = Ledger(
+        storage,
+        metrics,
+        logger,
+        max_block_txs=m.max_block_txs,
+        max_tx_bytes=m.max_tx_bytes,
+        persisted_safety=None if recovered is None else recovered.safety,
     )
-    mempool = Mempool(
+    indexed = ledger.index_backlog()
+    if indexed:
+        log(logger, "tx_index_backfilled", heights=indexed)
+    if recovered is not None:
+        ledger.remember_recovered(recovered.blocks)
+    mempool = Mempool(  # after the index: restored txs that are final are dropped
         max_txs=m.max_txs,
         max_tx_bytes=m.max_tx_bytes,
         max_block_txs=m.max_block_txs,
         max_block_bytes=m.max_block_bytes,
         storage=storage,
     )
-    recovered = storage.load_recovered()
+    if mempool.restored_already_final:
+        log(logger, "mempool_restored_final_dropped", txs=mempool.restored_already_final)
+    block_validator = ChainValidator(
+        NodeBlockValidator(
+            PlainPayloadValidator(
+                m.max_block_txs, m.max_tx_bytes, m.max_block_bytes, lanes=lanes.validator
+            ),
+            lanes,
+        ),
+        ledger,
+    )
     c = config.consensus
     core_config = CoreConfig(
         protocol=c.protocol,  # type: ignore[arg-type]
@@ -107,14 +125,6 @@ def build_runtime(
         scheme=scheme,
         block_validator=block_validator,
         recovered=recovered,
-    )
-    ledger = Ledger(
-        storage,
-        metrics,
-        logger,
-        max_block_txs=m.max_block_txs,
-        max_tx_bytes=m.max_tx_bytes,
-        persisted_safety=None if recovered is None else recovered.safety,
     )
     lanes.finalized_height = ledger.finalized_height
     queue = EventQueue(metrics, logger, max_inbox_events)
@@ -214,8 +224,14 @@ def _install_faults(
         faults.send_conflicting_votes(runtime.router, runtime.index, key, scheme)
     elif test.byzantine == "malformed":
         runtime.background.append(lambda: faults.spray_malformed(runtime.router))
+    elif test.byzantine == "replay_txs":
+        faults.replay_txs(runtime.txpool.mempool)
     if test.core_error_after_events:
         runtime.core = faults.FaultyCore(runtime.core, test.core_error_after_events)
+    if test.crash_after_proposing_txs:
+        runtime.after_batch = faults.CrashAfterProposingTxs(
+            test.crash_after_proposing_txs, runtime.halt, runtime.log, exit_process
+        )
     if test.crash_after_persist_safety:
         runtime.after_persist_safety = faults.CrashAfterPersistSafety(
             test.crash_after_persist_safety, runtime.log, exit_process

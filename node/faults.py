@@ -9,8 +9,14 @@ for a fault; a node without `[test]` settings never runs any of it.
 - `byzantine = "malformed"`: authenticated peers receive garbage frames every 50 ms.
 - `crash_after_persist_safety = N`: exit with CRASH_EXIT_CODE right after the N-th safety
   write that protects a vote in the same command batch, before that vote is sent.
+- `byzantine = "replay_txs"`: as a leader, the node proposes again the txs of its previous
+  proposal (honest nodes must refuse those blocks: TX-ONCE).
 - `core_error_after_events = N`: the core raises on its N-th event (the runtime must stop
   the node with its fatal-error exit code).
+- `crash_after_proposing_txs = N`: right after the batch that broadcasts the node's N-th
+  proposal carrying txs (and stores that block), the node handles nothing more and exits
+  with CRASH_EXIT_CODE half a second later (its frames are flushed meanwhile): the state of
+  a node killed between proposing a block and committing it.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ from typing import Any
 from consensus.certificates import Signer
 from consensus.crypto import KeyPair, SignatureScheme
 from consensus.events import Broadcast, Send
-from consensus.messages import Vote, VoteMessage
+from consensus.lanes.wire import decode_block_transactions
+from consensus.messages import ProposalMessage, Vote, VoteMessage
 from node.logs import log
 from node.router import Router
 
 CRASH_EXIT_CODE = 75
 MALFORMED_PERIOD_S = 0.05
+CRASH_FLUSH_S = 0.5
 
 
 def make_silent(router: Router) -> None:
@@ -59,6 +67,73 @@ async def spray_malformed(router: Router) -> None:
         for frame in garbage:
             router.transport.broadcast(frame)
         await asyncio.sleep(MALFORMED_PERIOD_S)
+
+
+class ReplayTxs:
+    """Stands in for `Mempool.select`: the real selection plus the previous proposal's txs."""
+
+    def __init__(self, select: Callable[[Any], tuple[list[bytes], list[bytes]]]):
+        self._select = select
+        self._previous: list[tuple[bytes, bytes]] = []  # (tx, id)
+        self.replayed = 0
+
+    def __call__(self, exclude: Any) -> tuple[list[bytes], list[bytes]]:
+        txs, ids = self._select(exclude)
+        fresh = list(zip(txs, ids, strict=True))
+        chosen = set(ids)
+        replay = [(tx, txid) for tx, txid in self._previous if txid not in chosen]
+        if fresh:
+            self._previous = fresh
+        self.replayed += len(replay)
+        both = fresh + replay
+        return [tx for tx, _ in both], [txid for _, txid in both]
+
+
+def replay_txs(mempool: Any) -> ReplayTxs:
+    replay = ReplayTxs(mempool.select)
+    mempool.select = replay
+    return replay
+
+
+class CrashAfterProposingTxs:
+    """Halt after the batch of the N-th own proposal with txs; exit once frames are out."""
+
+    def __init__(
+        self,
+        countdown: int,
+        halt: Callable[[], None],
+        logger: logging.Logger,
+        exit_process: Callable[[int], None],
+    ):
+        self.countdown = countdown
+        self._halt = halt
+        self.log = logger
+        self._exit_process = exit_process
+
+    def __call__(self, commands: Sequence[Any]) -> None:
+        proposals = [
+            c.message
+            for c in commands
+            if isinstance(c, Broadcast)
+            and isinstance(c.message, ProposalMessage)
+            and decode_block_transactions(c.message.body.payload)
+        ]
+        if not proposals or self.countdown <= 0:
+            return
+        self.countdown -= 1
+        if self.countdown > 0:
+            return
+        log(
+            self.log,
+            "test_crash_after_proposing_txs",
+            logging.WARNING,
+            round=proposals[0].round,
+            height=proposals[0].tip.header.seq_num,
+        )
+        for handler in self.log.handlers:
+            handler.flush()
+        self._halt()
+        asyncio.get_running_loop().call_later(CRASH_FLUSH_S, self._exit_process, CRASH_EXIT_CODE)
 
 
 class InjectedCoreError(RuntimeError):

@@ -5,8 +5,15 @@ storage half of `CommitBlocks` and `MarkVoted`, `RevertVoted`) and keeps what th
 knows about blocks that are not final yet: each pending block's parent, height and tx ids
 (`BlockMeta`), so the tx pool can leave out the txs of a proposal's uncommitted ancestors.
 
+Rule TX-ONCE (a tx is finalized at most once). The ledger keeps a durable index of every
+finalized tx id (`finalized_txs`, written with the finalized rows), and `ChainValidator`
+refuses a block that repeats a tx: twice in its own payload, in one of its uncommitted
+ancestors, or in the finalized chain. The check is complete when the block's ancestors are
+known (as they are whenever the core votes: V-CONNECTED); for a block whose ancestors are
+still missing it covers what is known.
+
 Bounds: at most MAX_BLOCK_META pending blocks are described (the lowest are dropped past
-that), at most MAX_RECENT_FINAL_TXIDS recently finalized tx ids are remembered in memory.
+that; TX-ONCE then covers the described part of a longer unfinalized chain).
 """
 
 from __future__ import annotations
@@ -15,11 +22,14 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
+from consensus import codec
 from consensus.events import CommitBlocks, MarkVoted, PersistBlock, PersistSafety, RevertVoted
 from consensus.messages import (
     GENESIS_BLOCK_ID,
     BlockBody,
+    BlockHeader,
     BlockSyncRequest,
     BlockSyncResponse,
     Message,
@@ -28,6 +38,7 @@ from consensus.messages import (
     RoundRecoveryMessage,
     SyncedBlock,
     TimeoutMessage,
+    Tip,
     VoteMessage,
 )
 from consensus.safety import SafetyState
@@ -37,10 +48,22 @@ from node.metrics import NodeMetrics
 from node.storage import FinalizedRow, Storage, short_id
 
 MAX_BLOCK_META = 4_096
-MAX_RECENT_FINAL_TXIDS = 400_000
 TPS_WINDOW_S = 10.0
+INDEX_BACKFILL_BLOCKS = 1_000  # stored blocks read per step when indexing an old database
 MAX_SYNC_RESPONSE_BYTES = 8 * 1024 * 1024
 SYNC_BLOCK_OVERHEAD_BYTES = 1024  # a synced block's tip and framing, on top of its payload
+
+
+TxRefusal = Literal["tx_repeated_in_block", "tx_in_pending_ancestor", "tx_already_finalized"]
+TX_REFUSALS: tuple[TxRefusal, ...] = (
+    "tx_repeated_in_block",
+    "tx_in_pending_ancestor",
+    "tx_already_finalized",
+)
+
+
+class PayloadRules(Protocol):
+    def validate(self, header: BlockHeader, body: BlockBody) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -72,7 +95,6 @@ class Ledger:
         self.finalized_height, self.finalized_id = storage.finalized_head()
         self._block_meta: dict[bytes, BlockMeta] = {}
         self._voted_ns: dict[bytes, int] = {}
-        self._recent_final: dict[bytes, int] = {}  # txid -> height (bounded, insertion order)
         self._commit_times: deque[tuple[float, int]] = deque(maxlen=4096)
 
     # ------------------------------------------------------------------ commands
@@ -110,17 +132,14 @@ class Ledger:
     def persist_block(self, command: PersistBlock) -> None:
         self.storage.put_block(command.block_id, command.tip, command.body)
         if command.block_id not in self._block_meta:
-            if len(self._block_meta) >= MAX_BLOCK_META:
-                self._prune_block_meta(force=True)
             header = command.tip.header
-            self._block_meta[command.block_id] = BlockMeta(
-                header.parent_id, header.seq_num, self.block_txids(command.body)
-            )
+            self.remember(command.block_id, header.parent_id, header.seq_num, command.body)
 
     def commit(self, command: CommitBlocks, now_ns: int) -> list[bytes]:
         """Append the blocks to the finalized chain; returns the tx ids they carry."""
         rows: list[FinalizedRow] = []
         all_txids: list[bytes] = []
+        tx_heights: list[tuple[bytes, int]] = []
         expected = self.finalized_height + 1
         for committed in command.blocks:
             # Paired with the core's commit rule: finalized heights are consecutive.
@@ -145,9 +164,11 @@ class Ledger:
                 )
             )
             all_txids.extend(txids)
-            for txid in txids:
-                self._recent_final[txid] = header.seq_num
-        self.storage.commit_blocks(rows, all_txids)
+            tx_heights.extend((txid, header.seq_num) for txid in txids)
+        repeated = self.storage.commit_blocks(rows, tx_heights)
+        if repeated:  # TX-ONCE broken by a quorum: nothing to undo, but say so
+            self.metrics.txs_finalized_twice.inc(repeated)
+            log(self.log, "tx_finalized_twice", logging.ERROR, txs=repeated, height=expected - 1)
         if rows:
             last = rows[-1]
             self.finalized_height, self.finalized_id = last.height, last.block_id
@@ -155,8 +176,6 @@ class Ledger:
         self.metrics.committed_blocks.inc(len(rows))
         self.metrics.committed_txs.inc(len(all_txids))
         self._commit_times.append((time.monotonic(), len(all_txids)))
-        while len(self._recent_final) > MAX_RECENT_FINAL_TXIDS:
-            del self._recent_final[next(iter(self._recent_final))]
         self._prune_block_meta()
         return all_txids
 
@@ -194,17 +213,21 @@ class Ledger:
         meta = self._block_meta.get(block_id)
         return None if meta is None else meta.seq_num
 
-    def pending_ancestor_txids(self, parent_id: bytes) -> set[bytes]:
-        """Tx ids inside the not-yet-finalized ancestors of a new block."""
-        exclude: set[bytes] = set()
+    def pending_ancestor_txids(self, parent_id: bytes) -> tuple[set[bytes], bool]:
+        """Tx ids inside the not-yet-finalized ancestors of a new block on `parent_id`, and
+        whether that chain is known down to the finalized head (False: a gap, e.g. while
+        catching up, so txs below the gap are unknown)."""
+        txids: set[bytes] = set()
         block_id = parent_id
-        for _ in range(MAX_BLOCK_META):  # bound: the chain above the finalized head
+        for _ in range(MAX_BLOCK_META + 1):  # bound: the chain above the finalized head
+            if block_id == self.finalized_id:
+                return txids, True
             meta = self._block_meta.get(block_id)
             if meta is None or meta.seq_num <= self.finalized_height:
-                break
-            exclude.update(meta.txids)
+                return txids, False
+            txids.update(meta.txids)
             block_id = meta.parent_id
-        return exclude
+        return txids, False
 
     def answer_sync(self, request: Message) -> Message:
         """The answer to a peer's sync request (`node/sync_server.py` calls this)."""
@@ -238,7 +261,63 @@ class Ledger:
         return BlockSyncResponse(block_id=request.block_id, blocks=tuple(blocks))
 
     def finalized_tx_height(self, txid: bytes) -> int | None:
-        return self._recent_final.get(txid)
+        return self.storage.finalized_tx_height(txid)
+
+    # ------------------------------------------------------------------ TX-ONCE
+
+    def remember(self, block_id: bytes, parent_id: bytes, seq_num: int, body: BlockBody) -> None:
+        """Describe a block that may enter the tree (its tx ids, for TX-ONCE and payloads)."""
+        self.remember_txids(block_id, parent_id, seq_num, self.block_txids(body))
+
+    def remember_txids(
+        self, block_id: bytes, parent_id: bytes, seq_num: int, txids: tuple[bytes, ...]
+    ) -> None:
+        if seq_num <= self.finalized_height or block_id in self._block_meta:
+            return
+        if len(self._block_meta) >= MAX_BLOCK_META:
+            self._prune_block_meta(force=True)
+        self._block_meta[block_id] = BlockMeta(parent_id, seq_num, txids)
+
+    def remember_recovered(self, blocks: list[tuple[Tip, BlockBody]]) -> None:
+        """The pending blocks a restarted core was rebuilt from (no PersistBlock for them)."""
+        for tip, body in blocks:
+            header = tip.header
+            self.remember(codec.block_id(header), header.parent_id, header.seq_num, body)
+
+    def tx_refusal(self, header: BlockHeader, body: BlockBody) -> TxRefusal | None:
+        """TX-ONCE: why this block may not extend the chain (None: it may)."""
+        if header.seq_num <= self.finalized_height:
+            return None  # history (a sync response reaches below the head): never added
+        txids = self.block_txids(body)
+        if txids:
+            unique = set(txids)
+            if len(unique) != len(txids):
+                return "tx_repeated_in_block"
+            ancestors, _ = self.pending_ancestor_txids(header.parent_id)
+            if not unique.isdisjoint(ancestors):
+                return "tx_in_pending_ancestor"
+            if self.storage.finalized_among(list(unique)):
+                return "tx_already_finalized"
+        self.remember_txids(codec.block_id(header), header.parent_id, header.seq_num, txids)
+        return None
+
+    def index_backlog(self) -> int:
+        """Index the txs of finalized heights above `tx_index_height` (a database written
+        before the index existed); returns how many heights were indexed."""
+        start = self.storage.tx_index_height()
+        height = start
+        while height < self.finalized_height:
+            blocks = self.storage.finalized_blocks(height + 1, INDEX_BACKFILL_BLOCKS)
+            if not blocks:  # pragma: no cover - the finalized table has every height
+                break
+            entries = [
+                (txid, tip.header.seq_num)
+                for tip, body in blocks
+                for txid in self.block_txids(body)
+            ]
+            height = blocks[-1][0].header.seq_num
+            self.storage.index_finalized_txs(entries, height)
+        return height - start
 
     def tps(self, since_s: float) -> float:
         """Finalized txs per second over the last TPS_WINDOW_S (or since `since_s`)."""
@@ -263,3 +342,32 @@ class Ledger:
             ]:
                 del self._block_meta[block_id]
                 self._voted_ns.pop(block_id, None)
+
+
+class ChainValidator:
+    """The core's `BlockValidator`: the payload rules (`payload_rules`: tx limits and the
+    lanes' rules), then TX-ONCE against this node's chain. A refusal is counted by reason
+    (`sedna_blocks_rejected_total`) and logged."""
+
+    def __init__(self, payload_rules: PayloadRules, ledger: Ledger):
+        self.payload_rules = payload_rules
+        self.ledger = ledger
+
+    def validate(self, header: BlockHeader, body: BlockBody) -> bool:
+        if not self.payload_rules.validate(header, body):
+            self.ledger.metrics.blocks_rejected.inc(reason="payload_rules")
+            return False
+        refusal = self.ledger.tx_refusal(header, body)
+        if refusal is not None:
+            self.ledger.metrics.blocks_rejected.inc(reason=refusal)
+            log(
+                self.ledger.log,
+                "block_rejected",
+                logging.WARNING,
+                reason=refusal,
+                author=header.author,
+                round=header.block_round,
+                height=header.seq_num,
+            )
+            return False
+        return True

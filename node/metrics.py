@@ -335,6 +335,20 @@ class NodeMetrics:
         self.reverts = r.counter("sedna_voted_reverts_total", "Voted blocks reverted")
         self.safety_writes = r.counter("sedna_safety_writes_total", "Durable safety-state writes")
         self.event_queue = r.gauge("sedna_event_queue_depth", "Events waiting for the core")
+        self.blocks_rejected = r.counter(
+            "sedna_blocks_rejected_total",
+            "Blocks this node's validator refused, by reason (payload_rules, "
+            "tx_repeated_in_block, tx_in_pending_ancestor, tx_already_finalized)",
+            ("reason",),
+        )
+        self.proposals_without_txs = r.counter(
+            "sedna_proposals_without_txs_total",
+            "Proposals built with no txs because the chain below the parent had a gap",
+        )
+        self.txs_finalized_twice = r.counter(
+            "sedna_txs_finalized_twice_total",
+            "Txs of a finalized block that an earlier height had already finalized",
+        )
         self.sync_requests = r.counter(
             "sedna_sync_requests_total",
             "Block-sync requests from peers, by result (served, queue_full)",

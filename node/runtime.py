@@ -160,8 +160,10 @@ class NodeRuntime:
         self.exit_code = 0  # FATAL_ERROR_EXIT_CODE after a fatal error (see `_fail`)
         self._stopping = asyncio.Event()
         self._log_votes = bool(config.test.log_votes)
+        self._halted = False
         # TEST ONLY hooks, set by the assembly from node/faults.py
         self.after_persist_safety: Callable[[Sequence[Any]], None] | None = None
+        self.after_batch: Callable[[Sequence[Any]], None] | None = None
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._trace_counters: dict[TraceName, Any] = {
             "tc_formed": metrics.tcs,
@@ -271,16 +273,21 @@ class NodeRuntime:
         except Exception as exc:  # a driver bug: as fatal as a core exception
             self._fail("driver", None, exc)
 
+    def halt(self) -> None:
+        """TEST ONLY (crash points): handle no further event; I/O goes on until the exit."""
+        self._halted = True
+        self.queue.wake.set()
+
     async def _drive_loop(self) -> None:
         queue = self.queue
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and not self._halted:
             if not queue:
                 queue.wake.clear()
                 await queue.wake.wait()
                 continue
             for _ in range(BATCH_EVENTS):
                 event = queue.pop()
-                if event is None or self.exit_code:
+                if event is None or self.exit_code or self._halted:
                     break
                 self._handle(event)
             self.metrics.event_queue.set(len(queue.inbox))
@@ -330,6 +337,8 @@ class NodeRuntime:
             routes[type(command)](command)
             if self.after_persist_safety is not None and isinstance(command, PersistSafety):
                 self.after_persist_safety(commands[position + 1 :])
+        if self.after_batch is not None:
+            self.after_batch(commands)
 
     # ------------------------------------------------------------------ commands that span rooms
 

@@ -6,6 +6,10 @@ Tables
 - `certificates` QCs carried by stored blocks, keyed by (kind, round, block id).
 - `finalized`    the finalized chain: height -> block id, round, header time, local commit
                  time, local "Voted" time, tx count and the 8-byte short ids of its txs.
+- `finalized_txs` every finalized tx id (full 32 bytes) -> the height it was finalized at,
+                 written in the same transaction as the `finalized` rows. Meta key
+                 `tx_index_height` is the highest height indexed (a database written
+                 before this table existed is indexed from its stored blocks at start).
 - `mempool`      transactions accepted over RPC and not yet finalized.
 - `lane_data`    opaque lane records (bundles, lane blocks) keyed by bytes.
 - `lane_events`  Sedna payloads decided by the decode tracker: status (executed, rejected,
@@ -30,7 +34,7 @@ its arguments or by an explicit `limit`.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +52,7 @@ SCHEMA_VERSION = 2  # 2 added lane_events / lane_heights (a v1 database is migra
 SHORT_ID_BYTES = 8
 MAX_RANGE_ROWS = 1000
 MAX_EVENT_ROWS = 20_000
+LOOKUP_CHUNK = 500  # ids per `IN (...)` query (SQLite's variable limit is far above)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -62,6 +67,8 @@ CREATE TABLE IF NOT EXISTS finalized (
     height INTEGER PRIMARY KEY, block_id BLOB NOT NULL UNIQUE, block_round INTEGER NOT NULL,
     timestamp_ns INTEGER NOT NULL, committed_ns INTEGER NOT NULL, voted_ns INTEGER,
     n_tx INTEGER NOT NULL, txids BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS finalized_txs (
+    txid BLOB PRIMARY KEY, height INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mempool (
     txid BLOB PRIMARY KEY, tx BLOB NOT NULL, accepted_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS lane_data (key BLOB PRIMARY KEY, data BLOB NOT NULL);
@@ -226,13 +233,18 @@ class Storage:
 
     # ------------------------------------------------------------------ finalized chain
 
-    def commit_blocks(self, rows: Sequence[FinalizedRow], finalized_txids: Iterable[bytes]) -> None:
-        """Append finalized blocks and drop their txs from the stored mempool, atomically.
+    def commit_blocks(
+        self, rows: Sequence[FinalizedRow], finalized_txs: Sequence[tuple[bytes, int]] = ()
+    ) -> int:
+        """Append finalized blocks, index their txs (`(txid, height)` pairs) and drop them
+        from the stored mempool, atomically. Returns how many of those txs were already in
+        the index (a tx finalized twice; the first height is kept).
 
         Heights already stored with the same block id are skipped (a replay after restart);
         a different block id at a stored height raises StorageError (divergence).
         """
         head_height, _ = self.finalized_head()
+        first_new = head_height + 1
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -267,11 +279,63 @@ class Storage:
                     ),
                 )
                 head_height = row.height
-            db.executemany("DELETE FROM mempool WHERE txid = ?", ((t,) for t in finalized_txids))
+            fresh = [(t, h) for t, h in finalized_txs if first_new <= h <= head_height]
+            repeated = self._index_txs(fresh)
+            if head_height >= first_new:
+                self._set_meta("tx_index_height", str(head_height).encode())
+            db.executemany("DELETE FROM mempool WHERE txid = ?", ((t,) for t, _ in finalized_txs))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        return repeated
+
+    def _index_txs(self, entries: Sequence[tuple[bytes, int]]) -> int:
+        """Insert (txid, height) pairs, keeping the first height of a known id; returns how
+        many were already indexed. Runs inside the caller's transaction."""
+        if not entries:
+            return 0
+        cursor = self._db.executemany(
+            "INSERT OR IGNORE INTO finalized_txs (txid, height) VALUES (?, ?)", entries
+        )
+        return len(entries) - max(0, cursor.rowcount)
+
+    def index_finalized_txs(self, entries: Sequence[tuple[bytes, int]], height: int) -> None:
+        """Index the txs of finalized heights up to `height` (the backfill of a database
+        written before `finalized_txs` existed), atomically with `tx_index_height`."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._index_txs(entries)
+            self._set_meta("tx_index_height", str(height).encode())
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def tx_index_height(self) -> int:
+        """Highest finalized height whose txs are in `finalized_txs` (0: none)."""
+        value = self._meta("tx_index_height")
+        return 0 if value is None else int(value)
+
+    def finalized_tx_height(self, txid: bytes) -> int | None:
+        """The height a tx was finalized at, or None."""
+        row = self._db.execute(
+            "SELECT height FROM finalized_txs WHERE txid = ?", (txid,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def finalized_among(self, txids: Sequence[bytes]) -> set[bytes]:
+        """Which of these tx ids are finalized (bounded by len(txids) lookups)."""
+        found: set[bytes] = set()
+        for start in range(0, len(txids), LOOKUP_CHUNK):
+            chunk = txids[start : start + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT txid FROM finalized_txs WHERE txid IN ({marks})", chunk
+            ).fetchall()
+            found.update(bytes(r[0]) for r in rows)
+        return found
 
     def finalized_head(self) -> tuple[int, bytes]:
         row = self._db.execute(
@@ -320,6 +384,14 @@ class Storage:
             "SELECT txid, tx, accepted_ns FROM mempool ORDER BY accepted_ns LIMIT ?", (limit,)
         ).fetchall()
         return [(bytes(r[0]), bytes(r[1]), int(r[2])) for r in rows]
+
+    def mempool_remove(self, txids: Sequence[bytes]) -> None:
+        if not txids:
+            return
+        db = self._db
+        db.execute("BEGIN")
+        db.executemany("DELETE FROM mempool WHERE txid = ?", ((t,) for t in txids))
+        db.execute("COMMIT")
 
     def mempool_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM mempool").fetchone()[0])

@@ -1,8 +1,9 @@
 """The tx pool room: the mempool, the lane blocks forwarded to leaders, proposal payloads.
 
 - `request_payload` answers the core's `RequestPayload`: the oldest pending txs that are not
-  in the proposal's uncommitted ancestors (asked of the ledger), plus the lane blocks this
-  node holds for that height, within the body budget; it pushes `PayloadReady`.
+  in the proposal's uncommitted ancestors (asked of the ledger; none at all when the chain
+  down to the finalized head has a gap), plus the lane blocks this node holds for that
+  height, within the body budget; it pushes `PayloadReady`.
 - `lane_blocks_before_vote` seals this lane's block for (voted height + 2) and returns the
   frames the router sends just before the vote (`NodeLanes.on_vote`).
 - `on_finalized` / `on_voted` are the mempool half of `CommitBlocks` / `MarkVoted` (they
@@ -52,8 +53,15 @@ class TxPool:
     # ------------------------------------------------------------------ commands
 
     def request_payload(self, command: RequestPayload) -> None:
-        exclude = self.ledger.pending_ancestor_txids(command.parent_id)
-        txs, ids = self.mempool.select(exclude)
+        exclude, complete = self.ledger.pending_ancestor_txids(command.parent_id)
+        if complete:
+            txs, ids = self.mempool.select(exclude)
+        else:
+            # TX-ONCE at the proposer: with a gap between the finalized head and the parent
+            # (catching up), the txs below the gap are unknown and may include ours: propose
+            # no txs rather than a block honest validators would refuse.
+            txs, ids = [], []
+            self.metrics.proposals_without_txs.inc()
         tx_bytes = sum(len(tx) + 5 for tx in txs)
         budget = MAX_PAYLOAD_BYTES - tx_bytes - PAYLOAD_BYTES_RESERVE
         lane_blocks = self.lanes.lane_blocks_for(command.seq_num, budget)

@@ -93,6 +93,7 @@ ROOM_IMPORTS: dict[str, set[str]] = {
     },
     "node/timers.py": {"consensus.events"},
     "node/ledger.py": {
+        "consensus.codec",
         "consensus.events",
         "consensus.messages",
         "consensus.safety",
@@ -135,6 +136,7 @@ ROOM_IMPORTS: dict[str, set[str]] = {
         "consensus.certificates",
         "consensus.crypto",
         "consensus.events",
+        "consensus.lanes.wire",
         "consensus.messages",
         "node.logs",
         "node.router",

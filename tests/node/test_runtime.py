@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from consensus.codec import decode_message, encode_message
+from consensus.codec import block_id, decode_message, encode_message
 from consensus.events import Start
 from consensus.messages import GENESIS_QC, AdvanceRoundMessage, BlockSyncRequest
 from node.assembly import build_runtime
@@ -78,6 +78,16 @@ def test_four_runtimes_finalize_txs_and_a_restarted_node_catches_up(tmp_path: Pa
             config = nodes[3].config
             nodes[3] = build_runtime(config, load_key(config))
             assert nodes[3].recovered and nodes[3].ledger.finalized_height == stopped_at
+            # its pending blocks (rebuilt from storage, no PersistBlock) are described, so
+            # their txs are never proposed again (TX-ONCE)
+            recovered = nodes[3].ledger.storage.load_recovered()
+            assert recovered is not None
+            pending = [
+                block_id(tip.header)
+                for tip, _ in recovered.blocks
+                if tip.header.seq_num > stopped_at
+            ]
+            assert pending and all(nodes[3].ledger.block_seq(b) is not None for b in pending)
             tasks[3] = asyncio.create_task(nodes[3].run())
             target = max(n.ledger.finalized_height for n in nodes[:3])
             assert await _until(lambda: nodes[3].ledger.finalized_height >= target, 20)
