@@ -66,6 +66,7 @@ def test_bounded_run_survives_kill_and_restart(transport: str) -> None:
     summary = json.loads(result.stdout)
     assert summary["ok"] and summary["agreement"] and summary["progress"]
     assert summary["committed_tx"] > 0 and summary["lost_tx"] == 0
+    assert summary["duplicate_tx"] == 0  # TX-ONCE, checked from every node's chain
     assert summary["committed_tx"] == summary["accepted_tx"]
     (kill,) = summary["perturbations"]
     assert kill["action"] == "kill" and kill["recovered"] and kill["recovery_s"] < 20
