@@ -12,6 +12,12 @@ Rule names:
   kept by the block they certify, `get_high_committable_qc`).
 - T-SEQ: a block's `seq_num` is its parent's plus one.
 - T-PRUNE: on commit, blocks at or below the new root's height and forks off it are dropped.
+- T-ROOM: when the tree is full, a block that would be connected displaces the highest
+  block that is not (a node catching up fills its tree with far-ahead blocks it cannot
+  connect yet; the blocks that connect them must still fit).
+- T-CONNECTED: which pending blocks are connected is kept up to date as blocks arrive (each
+  block is connected once, through an index of children), so asking costs O(1) and a block
+  that arrives only re-examines the blocks it connects: catching up on n blocks is linear.
 """
 
 from __future__ import annotations
@@ -64,6 +70,9 @@ class BlockTree:
         self._pending: dict[bytes, TreeBlock] = {}
         self._finalized: OrderedDict[bytes, TreeBlock] = OrderedDict()
         self._qcs: dict[bytes, QuorumCertificate] = {}  # certified block id -> highest QC
+        self._children: dict[bytes, list[bytes]] = {}  # parent id -> pending children
+        self._connected: set[bytes] = set()  # pending blocks whose chain reaches the root
+        self._arrived: list[bytes] = []  # became connected since the last `drain_connected`
 
     # ------------------------------------------------------------------ queries
 
@@ -79,6 +88,31 @@ class BlockTree:
 
     def is_finalized(self, block_id: bytes) -> bool:
         return block_id == self.root_id or block_id in self._finalized
+
+    def is_connected(self, block_id: bytes) -> bool:
+        """The root, or a pending block whose parent chain reaches the root (T-CONNECTED)."""
+        return block_id == self.root_id or block_id in self._connected
+
+    def drain_connected(self) -> list[bytes]:
+        """Pending blocks that became connected since the last call, parents first."""
+        arrived = [b for b in self._arrived if b in self._connected]
+        self._arrived = []
+        return arrived
+
+    def qc_for(self, block_id: bytes) -> QuorumCertificate | None:
+        """The highest QC seen on this block (C-RETRY keeps them)."""
+        return self._qcs.get(block_id)
+
+    def finalized_after(self, block_id: bytes, count: int) -> list[TreeBlock]:
+        """Up to `count` kept finalized blocks directly above `block_id`, oldest first (for
+        chain sync; empty unless `block_id` is genesis or in the kept finalized window)."""
+        kept = list(self._finalized.values())
+        if block_id == GENESIS_BLOCK_ID and kept and kept[0].parent_id == GENESIS_BLOCK_ID:
+            return kept[:count]
+        for position, block in enumerate(kept):
+            if block.block_id == block_id:
+                return kept[position + 1 : position + 1 + count]
+        return []
 
     def is_full(self) -> bool:
         return len(self._pending) >= MAX_PENDING_BLOCKS
@@ -114,6 +148,8 @@ class BlockTree:
 
         Returns None too when the chain ends below the root (a fork off finalized history).
         """
+        if self.is_connected(block_id):
+            return None
         current = block_id
         for _ in range(len(self._pending) + 1):
             if current == self.root_id or current in self._finalized:
@@ -151,6 +187,8 @@ class BlockTree:
             return []
         if consecutive_only and qc.round != child.header.qc.round + 1:
             return []
+        if not self.is_connected(child.parent_id):
+            return []  # C-RETRY: tried again when it connects (no walk until then)
         path = self.path_from_root(child.parent_id)
         return path or []
 
@@ -160,10 +198,42 @@ class BlockTree:
         """Insert a verified block above the root. Returns whether it is new."""
         if block.block_id in self._pending or self.is_finalized(block.block_id):
             return False
-        if block.seq_num <= self.root_seq or self.is_full():
+        if block.seq_num <= self.root_seq:
+            return False
+        if self.is_full() and not (
+            self.is_connected(block.parent_id) and self._evict_highest_unconnected()
+        ):
             return False
         self._pending[block.block_id] = block
+        self._children.setdefault(block.parent_id, []).append(block.block_id)
+        if self.is_connected(block.parent_id):
+            self._connect(block.block_id)
         return True
+
+    def _evict_highest_unconnected(self) -> bool:
+        """T-ROOM: a full tree makes room for a connected block by dropping the highest
+        block that is not connected (it can be fetched again); False if there is none."""
+        waiting = [b for b in self._pending.values() if b.block_id not in self._connected]
+        if not waiting:
+            return False
+        victim = max(waiting, key=lambda b: (b.seq_num, b.block_id))
+        del self._pending[victim.block_id]
+        siblings = self._children.get(victim.parent_id, [])
+        siblings.remove(victim.block_id)
+        if not siblings:
+            self._children.pop(victim.parent_id, None)
+        return True
+
+    def _connect(self, block_id: bytes) -> None:
+        """T-CONNECTED: mark a block and every waiting descendant connected (each once)."""
+        stack = [block_id]
+        while stack:  # bound: each pending block is pushed at most once per connection
+            current = stack.pop()
+            if current in self._connected:
+                continue
+            self._connected.add(current)
+            self._arrived.append(current)
+            stack.extend(self._children.get(current, ()))
 
     def add_qc(self, qc: QuorumCertificate) -> bool:
         """Remember the highest QC per certified block (C-RETRY). Returns whether it is new."""
@@ -210,6 +280,10 @@ class BlockTree:
             else:
                 kept[block.block_id] = block  # connected, or waiting for a missing parent
         self._pending = kept
+        self._connected &= kept.keys()  # a kept block keeps its path through the new root
+        self._children = {}
+        for block in kept.values():
+            self._children.setdefault(block.parent_id, []).append(block.block_id)
         self._qcs = {
             block_id: qc
             for block_id, qc in self._qcs.items()

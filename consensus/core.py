@@ -63,6 +63,8 @@ from consensus.messages import (
     BlockHeader,
     BlockSyncRequest,
     BlockSyncResponse,
+    ChainSyncRequest,
+    ChainSyncResponse,
     Message,
     NoEndorsement,
     NoEndorsementCertificate,
@@ -110,6 +112,8 @@ TEST_MUTATIONS = frozenset(
 
 MAX_TRACKED_ROUNDS = 1024  # bound on per-round bookkeeping (proposals, tips, sync requests)
 MAX_FINALIZED_IDS = 65_536  # finalized ids kept for `finalized_chain()`
+CHAIN_SYNC_MIN_GAP = 2 * MAX_SYNC_BLOCKS  # heights: a larger gap is filled forward (CS1)
+CHAIN_SYNC_BATCH = 128  # blocks asked for per chain-sync request
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,15 @@ class _PendingProposal:
     last_round_tc: TimeoutCertificate | None
     seq_num: int
     parent_timestamp_ns: int
+
+
+@dataclass
+class _ChainSync:
+    """The one outstanding chain-sync request: blocks above `after_block_id` from `peer`."""
+
+    after_block_id: bytes
+    peer: int
+    sent_ns: int
 
 
 @dataclass
@@ -253,6 +266,7 @@ class ConsensusCore:
         self._evidence: dict[int, EquivocationEvidence] = {}
         self._voted: dict[int, _VotedEntry] = {}  # seq_num -> speculatively final block
         self._sync_requested: dict[bytes, int] = {}  # block id -> round requested in
+        self._chain_sync: _ChainSync | None = None  # forward sync while far behind (CS1-CS4)
         self._last_vote_ns: int | None = None
         self._finalized_ids: deque[bytes] = deque(maxlen=MAX_FINALIZED_IDS)
         self._finalized_height = 0
@@ -297,6 +311,7 @@ class ConsensusCore:
                 self._record_tip(tip, emit=False)
         self._high_qc = high_qc
         self._safety = without_stale_tip(self._safety, high_qc.round, self._protocol)
+        self._tree.drain_connected()  # no QC is known yet: nothing to retry
 
     # ------------------------------------------------------------------ read-only views
 
@@ -399,6 +414,10 @@ class ConsensusCore:
             self._on_sync_request(sender, message)
         elif isinstance(message, BlockSyncResponse):
             self._on_sync_response(sender, message)
+        elif isinstance(message, ChainSyncRequest):
+            self._on_chain_sync_request(sender, message)
+        elif isinstance(message, ChainSyncResponse):
+            self._on_chain_sync_response(sender, message)
         else:
             raise _Dropped(f"unknown message {type(message).__name__}")
 
@@ -493,7 +512,7 @@ class ConsensusCore:
         block = self._tree.get(qc.block_id)
         if block is None or not self._tree.is_pending(block.block_id):
             return
-        if self._tree.path_from_root(block.block_id) is None:
+        if not self._tree.is_connected(block.block_id):
             return  # retried when the ancestors arrive (C-RETRY)
         known = self._voted.get(block.seq_num)
         if known is not None:
@@ -537,8 +556,12 @@ class ConsensusCore:
         }
 
     def _retry_blocks_arrived(self) -> None:
-        """C-RETRY: Voted marks and commits whose blocks were missing."""
-        for qc in self._tree.qcs_by_round_desc():
+        """C-RETRY: Voted marks and commits whose blocks were missing. Only the QCs of blocks
+        that just became connected can change anything (T-CONNECTED), so each block's QC is
+        retried once when it connects, not every QC on every arrival."""
+        arrived = self._tree.drain_connected()
+        qcs = [qc for block_id in arrived if (qc := self._tree.qc_for(block_id)) is not None]
+        for qc in sorted(qcs, key=lambda qc: qc.round, reverse=True):
             self._mark_voted(qc)
             self._try_commit(qc)
 
@@ -598,6 +621,9 @@ class ConsensusCore:
     def _request_sync(self, block_id: bytes, hint: int, upto_round: int) -> None:
         """Block sync for a missing block (once per block per round)."""
         if self._tree.get(block_id) is not None or self._tree.is_finalized(block_id):
+            return
+        if self._chain_sync is not None:  # CS2: far behind, the forward sync fills the gap
+            self._refresh_chain_sync()
             return
         if self._sync_requested.get(block_id) == self.current_round:
             return
@@ -1131,7 +1157,10 @@ class ConsensusCore:
             self._record_tip(synced.tip)
             added |= self._add_block(block_id, synced.tip, synced.body)
         if parent is None and oldest.seq_num > self._tree.root_seq + 1:
-            self._request_sync(oldest.parent_id, sender, oldest.qc.round)
+            if oldest.seq_num - self._tree.root_seq - 1 > CHAIN_SYNC_MIN_GAP:
+                self._start_chain_sync(sender)  # CS1: too far to walk back block by block
+            else:
+                self._request_sync(oldest.parent_id, sender, oldest.qc.round)
         if added:
             self._retry_blocks_arrived()
         waiting = self._local.awaiting_ancestors
@@ -1139,3 +1168,115 @@ class ConsensusCore:
             self._local.awaiting_ancestors = None
             self._try_vote(waiting, paced=False)
         self._try_propose()
+
+    # ------------------------------------------------------------------ chain sync
+
+    def _start_chain_sync(self, peer: int) -> None:
+        """CS1: fetch the finalized chain forward from the root, in batches."""
+        if self._chain_sync is not None:
+            self._refresh_chain_sync()
+            return
+        self._send_chain_request(self._tree.root_id, peer)
+
+    def _send_chain_request(self, after_block_id: bytes, peer: int) -> None:
+        if peer == self._index:
+            peer = (self._index + 1) % len(self.validators)
+            if peer == self._index:
+                return  # a single-validator network has nobody to ask
+        self._chain_sync = _ChainSync(after_block_id, peer, self._now_ns)
+        self._emit(
+            Send(peer, ChainSyncRequest(after_block_id=after_block_id, count=CHAIN_SYNC_BATCH))
+        )
+        self._trace("chain_sync_requested", peer=peer, after=after_block_id.hex())
+
+    def _refresh_chain_sync(self) -> None:
+        """CS2: an unanswered request is sent again, to the next peer, after a round timeout
+        (from the newest block still held, else from the root)."""
+        sync = self._chain_sync
+        assert sync is not None
+        if self._now_ns - sync.sent_ns < self._pacemaker.round_timeout_ms() * 1e6:
+            return
+        after = sync.after_block_id
+        if self._tree.parent_seq_and_timestamp(after) is None:
+            after = self._tree.root_id
+        self._send_chain_request(after, (sync.peer + 1) % len(self.validators))
+
+    def _on_chain_sync_request(self, sender: int, message: ChainSyncRequest) -> None:
+        """Serve up to `count` kept finalized blocks above the given one, oldest first."""
+        blocks = self._tree.finalized_after(message.after_block_id, message.count)
+        response = ChainSyncResponse(
+            after_block_id=message.after_block_id,
+            blocks=tuple(SyncedBlock(tip=b.tip, body=b.body) for b in blocks),
+        )
+        if sender != self._index:
+            self._emit(Send(sender, response))
+
+    def _on_chain_sync_response(self, sender: int, message: ChainSyncResponse) -> None:
+        """CS3: validate the whole batch, then insert it oldest first and process the QCs
+        its headers carry, newest first (one commit per batch); ask for the next batch
+        while the high QC's block is still not connected.
+
+        SY3 for a chain: the newest tip is verified in full (its signature and its QC). Its
+        QC certifies the block below it, whose id is the hash of a header that names its
+        parent and carries its own QC, and so on down to `after_block_id`: the hash chain
+        authenticates every older block and every QC in it (the quorum that certified a
+        block verified its tip first), so their signatures are not checked one by one.
+        """
+        sync = self._chain_sync
+        if sync is None or message.after_block_id != sync.after_block_id:
+            raise _Dropped("unsolicited chain sync response")
+        parent = self._tree.parent_seq_and_timestamp(message.after_block_id)
+        if message.blocks and parent is None:
+            raise _Dropped("chain sync response does not attach to a held block")
+        ids: list[bytes] = []
+        parent_id = message.after_block_id
+        parent_seq, parent_timestamp_ns = parent or (0, 0)
+        for synced in message.blocks:
+            header = synced.tip.header
+            if header.parent_id != parent_id:  # SY1: each block names the previous one
+                raise _Dropped("chain sync blocks do not chain")
+            if header.body_id != codec.body_id(synced.body):  # SY2
+                raise _Dropped("chain sync body does not match its header")
+            if header.seq_num != parent_seq + 1:  # T-SEQ
+                raise _Dropped("chain sync heights do not chain")
+            if header.timestamp_ns < parent_timestamp_ns:  # T-TIME
+                raise _Dropped("chain sync timestamp earlier than its parent's")
+            parent_id = codec.block_id(header)
+            parent_seq, parent_timestamp_ns = header.seq_num, header.timestamp_ns
+            ids.append(parent_id)
+        if message.blocks:
+            self._verify(self.verifier.tip, message.blocks[-1].tip)  # SY3 (chain form)
+        for synced in message.blocks:  # B-APP, on authenticated blocks only
+            if not self._block_validator.validate(synced.tip.header, synced.body):
+                raise _Dropped("synced block rejected by the block validator")
+        # ---- valid: mutate
+        self._chain_sync = None
+        if not message.blocks:  # CS4: nothing finalized above it there: back to block sync
+            self._trace("chain_sync_done", peer=sender, reason="empty")
+            self._sync_high_qc(sender)
+            return
+        added = False
+        for block_id, synced in zip(ids, message.blocks, strict=True):
+            if synced.tip.header.seq_num <= self._tree.root_seq:
+                continue
+            self._record_tip(synced.tip)
+            added |= self._add_block(block_id, synced.tip, synced.body)
+        for synced in reversed(message.blocks):
+            self._process_qc(synced.tip.header.qc, sender)
+        if added:
+            self._retry_blocks_arrived()
+        if self._tree.missing_ancestor(self._high_qc.block_id) is not None:
+            self._send_chain_request(ids[-1], sender)  # CS3: the next batch, same peer
+            return
+        self._trace("chain_sync_done", peer=sender, reason="connected")
+        waiting = self._local.awaiting_ancestors
+        if waiting is not None and waiting.round == self.current_round:
+            self._local.awaiting_ancestors = None
+            self._try_vote(waiting, paced=False)
+        self._try_propose()
+
+    def _sync_high_qc(self, hint: int) -> None:
+        """Block sync for the first missing ancestor of the high QC's block, if any."""
+        missing = self._tree.missing_ancestor(self._high_qc.block_id)
+        if missing is not None:
+            self._request_sync(missing, hint, self._high_qc.round)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
 TimerKind = Literal["round", "vote_pace"]
 TraceName = Literal[
     "dropped",  # an input was refused (detail: reason); the state is unchanged
+    "chain_sync_done",
+    "chain_sync_requested",
     "equivocation",
     "local_timeout",
     "nec_formed",
