@@ -73,6 +73,7 @@ class BlockTree:
         self._children: dict[bytes, list[bytes]] = {}  # parent id -> pending children
         self._connected: set[bytes] = set()  # pending blocks whose chain reaches the root
         self._arrived: list[bytes] = []  # became connected since the last `drain_connected`
+        self._missing_memo: dict[bytes, bytes] = {}  # pending block -> an ancestor to jump to
 
     # ------------------------------------------------------------------ queries
 
@@ -147,20 +148,27 @@ class BlockTree:
         """The first block on the way from `block_id` to the root that is not held (or None).
 
         Returns None too when the chain ends below the root (a fork off finalized history).
+        A walk remembers its answer for the blocks it crossed (an ancestor stays an
+        ancestor), so asking again for blocks above the same gap does not walk again.
         """
-        if self.is_connected(block_id):
-            return None
+        visited: list[bytes] = []
         current = block_id
+        missing: bytes | None = None
         for _ in range(len(self._pending) + 1):
-            if current == self.root_id or current in self._finalized:
-                return None
+            if self.is_connected(current) or current in self._finalized:
+                break
             block = self._pending.get(current)
             if block is None:
-                return current
+                missing = current
+                break
             if block.seq_num <= self.root_seq:
-                return None
-            current = block.parent_id
-        return None
+                break
+            visited.append(current)
+            current = self._missing_memo.get(current, block.parent_id)
+        if missing is not None:
+            for crossed in visited:
+                self._missing_memo[crossed] = missing
+        return missing
 
     def chain(self, block_id: bytes, count: int) -> list[TreeBlock]:
         """Up to `count` held blocks starting at `block_id`, newest first (for block sync)."""
@@ -218,6 +226,7 @@ class BlockTree:
             return False
         victim = max(waiting, key=lambda b: (b.seq_num, b.block_id))
         del self._pending[victim.block_id]
+        self._missing_memo.pop(victim.block_id, None)
         siblings = self._children.get(victim.parent_id, [])
         siblings.remove(victim.block_id)
         if not siblings:
@@ -263,27 +272,38 @@ class BlockTree:
         self._prune()
 
     def _prune(self) -> None:
-        """T-PRUNE."""
-        kept: dict[bytes, TreeBlock] = {}
+        """T-PRUNE: drop blocks at or below the root's height, blocks just above it that do
+        not extend it, blocks on finalized blocks other than the root, and every descendant
+        of a dropped block (through the children index: no sort of the whole tree)."""
+        root_seq, root_id = self.root_seq, self.root_id
         dropped: set[bytes] = set()
-        for block in sorted(self._pending.values(), key=lambda b: b.seq_num):
-            parent = block.parent_id
-            if block.seq_num <= self.root_seq:
-                dropped.add(block.block_id)
-            elif block.seq_num == self.root_seq + 1:
-                if parent == self.root_id:
-                    kept[block.block_id] = block
-                else:
-                    dropped.add(block.block_id)
-            elif parent in dropped or self.is_finalized(parent):
-                dropped.add(block.block_id)
-            else:
-                kept[block.block_id] = block  # connected, or waiting for a missing parent
-        self._pending = kept
-        self._connected &= kept.keys()  # a kept block keeps its path through the new root
+        stack: list[bytes] = []
+        for block in self._pending.values():
+            seq, parent = block.seq_num, block.parent_id
+            if (
+                seq <= root_seq
+                or (seq == root_seq + 1 and parent != root_id)
+                or (seq > root_seq + 1 and self.is_finalized(parent))
+            ):
+                stack.append(block.block_id)
+        while stack:  # bound: each pending block is dropped at most once
+            block_id = stack.pop()
+            if block_id in dropped:
+                continue
+            dropped.add(block_id)
+            stack.extend(self._children.get(block_id, ()))
+        for block_id in dropped:
+            self._pending.pop(block_id, None)
+        self._connected &= self._pending.keys()  # a kept block's path runs via the new root
         self._children = {}
-        for block in kept.values():
+        for block in self._pending.values():
             self._children.setdefault(block.parent_id, []).append(block.block_id)
+        # a remembered gap that was filled or finalized is no longer a gap
+        self._missing_memo = {
+            b: m
+            for b, m in self._missing_memo.items()
+            if b in self._pending and m not in self._pending and not self.is_finalized(m)
+        }
         self._qcs = {
             block_id: qc
             for block_id, qc in self._qcs.items()

@@ -113,7 +113,7 @@ TEST_MUTATIONS = frozenset(
 MAX_TRACKED_ROUNDS = 1024  # bound on per-round bookkeeping (proposals, tips, sync requests)
 MAX_FINALIZED_IDS = 65_536  # finalized ids kept for `finalized_chain()`
 CHAIN_SYNC_MIN_GAP = 2 * MAX_SYNC_BLOCKS  # heights: a larger gap is filled forward (CS1)
-CHAIN_SYNC_BATCH = 128  # blocks asked for per chain-sync request
+CHAIN_SYNC_BATCH = 256  # blocks asked for per chain-sync request (MAX_CHAIN_SYNC_BLOCKS)
 
 
 @dataclass(frozen=True)
@@ -1265,7 +1265,8 @@ class ConsensusCore:
             self._process_qc(synced.tip.header.qc, sender)
         if added:
             self._retry_blocks_arrived()
-        if self._tree.missing_ancestor(self._high_qc.block_id) is not None:
+        high_id = self._high_qc.block_id
+        if not self._tree.is_connected(high_id) and self._tree.missing_ancestor(high_id):
             self._send_chain_request(ids[-1], sender)  # CS3: the next batch, same peer
             return
         self._trace("chain_sync_done", peer=sender, reason="connected")

@@ -117,6 +117,10 @@ class NodeView:
             "execution_order_hash": self.lanes.tracker.execution_order_hash.hex(),
             "payloads_decoded": self.lanes.tracker.counts["executed"],
             "lane_error": self.lane_tracker.error,
+            "syncing": self.ledger.syncing,
+            "sync_target_height": self.ledger.highest_block_height,
+            "sync_behind_blocks": self.ledger.behind_blocks,
+            "sync_blocks_per_s": round(self.ledger.blocks_per_s(), 1),
         }
 
     def rpc_blocks(self, first: int, last: int, with_txids: bool) -> list[dict[str, Any]]:

@@ -52,14 +52,21 @@ class LaneTracker:
         self._stopping = False
 
     def on_committed(self, blocks: tuple[CommittedBlock, ...]) -> None:
-        """The lane half of `CommitBlocks`: close the lane's slots, queue the bodies."""
+        """The lane half of `CommitBlocks`: close the lane's slots, queue the bodies.
+
+        The lane closes its slots once, at the highest height of the batch (sealing a slot
+        closes every slot below it): a node catching up commits a hundred blocks at a time
+        and would otherwise sign a lane block nobody will read for each of them.
+        """
+        if not blocks:
+            return
         for committed in blocks:
             height = committed.header.seq_num
-            self.lanes.on_finalized(height)
             # Bound: beyond MAX_LANE_BACKLOG the tracker reads the bodies back from storage.
             if len(self._backlog) < MAX_LANE_BACKLOG and height > self.lanes.tracker_height:
                 self._backlog[height] = (committed.header, committed.body)
             self.finalized_height = max(self.finalized_height, height)
+        self.lanes.on_finalized(self.finalized_height)
         self._wake.set()
 
     def stop(self) -> None:

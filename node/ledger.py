@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -32,6 +33,8 @@ from consensus.messages import (
     BlockHeader,
     BlockSyncRequest,
     BlockSyncResponse,
+    ChainSyncRequest,
+    ChainSyncResponse,
     Message,
     NoEndorsementMessage,
     ProposalMessage,
@@ -49,6 +52,7 @@ from node.storage import FinalizedRow, Storage, short_id
 
 MAX_BLOCK_META = 4_096
 TPS_WINDOW_S = 10.0
+SYNC_LAG_BLOCKS = 8  # "syncing" once the highest known block is this far above the head
 INDEX_BACKFILL_BLOCKS = 1_000  # stored blocks read per step when indexing an old database
 MAX_SYNC_RESPONSE_BYTES = 8 * 1024 * 1024
 SYNC_BLOCK_OVERHEAD_BYTES = 1024  # a synced block's tip and framing, on top of its payload
@@ -93,9 +97,12 @@ class Ledger:
         self._max_block_txs = max_block_txs
         self._max_tx_bytes = max_tx_bytes
         self.finalized_height, self.finalized_id = storage.finalized_head()
+        # the highest block this node holds (verified, finalized or not): the sync target
+        self.highest_block_height = max(self.finalized_height, storage.max_block_seq())
         self._block_meta: dict[bytes, BlockMeta] = {}
         self._voted_ns: dict[bytes, int] = {}
         self._commit_times: deque[tuple[float, int]] = deque(maxlen=4096)
+        self._commit_blocks: deque[tuple[float, int]] = deque(maxlen=4096)
 
     # ------------------------------------------------------------------ commands
 
@@ -130,10 +137,19 @@ class Ledger:
             )
 
     def persist_block(self, command: PersistBlock) -> None:
-        self.storage.put_block(command.block_id, command.tip, command.body)
-        if command.block_id not in self._block_meta:
+        self.persist_blocks((command,))
+
+    def persist_blocks(self, commands: Sequence[PersistBlock]) -> None:
+        """A run of consecutive `PersistBlock`s, in one transaction (a sync batch stores
+        up to 256 blocks at once)."""
+        self.storage.put_blocks([(c.block_id, c.tip, c.body) for c in commands])
+        for command in commands:
             header = command.tip.header
-            self.remember(command.block_id, header.parent_id, header.seq_num, command.body)
+            if command.block_id not in self._block_meta:
+                self.remember(command.block_id, header.parent_id, header.seq_num, command.body)
+            if header.seq_num > self.highest_block_height:
+                self.highest_block_height = header.seq_num
+        self.metrics.sync_behind.set(self.behind_blocks)
 
     def commit(self, command: CommitBlocks, now_ns: int) -> list[bytes]:
         """Append the blocks to the finalized chain; returns the tx ids they carry."""
@@ -173,9 +189,11 @@ class Ledger:
             last = rows[-1]
             self.finalized_height, self.finalized_id = last.height, last.block_id
         self.metrics.height.set(self.finalized_height)
+        self.metrics.sync_behind.set(self.behind_blocks)
         self.metrics.committed_blocks.inc(len(rows))
         self.metrics.committed_txs.inc(len(all_txids))
         self._commit_times.append((time.monotonic(), len(all_txids)))
+        self._commit_blocks.append((time.monotonic(), len(rows)))
         self._prune_block_meta()
         return all_txids
 
@@ -233,7 +251,24 @@ class Ledger:
         """The answer to a peer's sync request (`node/sync_server.py` calls this)."""
         if isinstance(request, BlockSyncRequest):
             return self.sync_response(request)
+        if isinstance(request, ChainSyncRequest):
+            return self.chain_response(request)
         raise TypeError(f"not a sync request: {type(request).__name__}")
+
+    def chain_response(self, request: ChainSyncRequest) -> ChainSyncResponse:
+        """Answer chain sync from the database: up to `count` finalized blocks directly
+        above `after_block_id`, oldest first, cut at MAX_SYNC_RESPONSE_BYTES (at least one
+        block); empty when `after_block_id` is not on this node's finalized chain."""
+        height = self.storage.finalized_height_of(request.after_block_id)
+        blocks: list[SyncedBlock] = []
+        if height is not None:
+            size_bytes = 0
+            for tip, body in self.storage.finalized_blocks(height + 1, request.count):
+                size_bytes += len(body.payload) + SYNC_BLOCK_OVERHEAD_BYTES
+                if blocks and size_bytes > MAX_SYNC_RESPONSE_BYTES:
+                    break
+                blocks.append(SyncedBlock(tip=tip, body=body))
+        return ChainSyncResponse(after_block_id=request.after_block_id, blocks=tuple(blocks))
 
     def sync_response(self, request: BlockSyncRequest) -> BlockSyncResponse:
         """Answer block sync from the database: up to `count` blocks, newest first.
@@ -318,6 +353,24 @@ class Ledger:
             height = blocks[-1][0].header.seq_num
             self.storage.index_finalized_txs(entries, height)
         return height - start
+
+    @property
+    def behind_blocks(self) -> int:
+        """How far the finalized head is below the highest block this node holds."""
+        return max(0, self.highest_block_height - self.finalized_height)
+
+    @property
+    def syncing(self) -> bool:
+        return self.behind_blocks > SYNC_LAG_BLOCKS
+
+    def blocks_per_s(self) -> float:
+        """Finalized blocks per second over the last TPS_WINDOW_S."""
+        now = time.monotonic()
+        window = [(t, n) for t, n in self._commit_blocks if now - t <= TPS_WINDOW_S]
+        if len(window) < 2:
+            return 0.0
+        span = max(1e-3, window[-1][0] - window[0][0])
+        return sum(n for _, n in window[1:]) / span
 
     def tps(self, since_s: float) -> float:
         """Finalized txs per second over the last TPS_WINDOW_S (or since `since_s`)."""

@@ -349,6 +349,13 @@ class NodeMetrics:
             "sedna_txs_finalized_twice_total",
             "Txs of a finalized block that an earlier height had already finalized",
         )
+        self.sync_behind = r.gauge(
+            "sedna_sync_behind_blocks",
+            "Highest block this node holds minus its finalized height (catching up if > 8)",
+        )
+        self.synced_blocks = r.counter(
+            "sedna_synced_blocks_total", "Blocks received in sync responses from peers"
+        )
         self.sync_requests = r.counter(
             "sedna_sync_requests_total",
             "Block-sync requests from peers, by result (served, queue_full)",

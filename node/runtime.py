@@ -10,8 +10,9 @@ Event sources, all on the event-loop thread:
 Events wait in two bounded queues (`EventQueue`): `internal` (timers, payloads,
 self-addressed messages: at most a few per round, never dropped) and `inbox` (network
 messages: dropped with reason `inbox_full` when `max_inbox_events` are waiting). The
-driver takes at most `BATCH_EVENTS` events per turn and then yields to the loop, so
-transport and RPC I/O interleave with consensus work.
+driver spends at most `BATCH_EVENTS` work units per turn (an event is one unit, a sync
+response one more per block it carries) and then yields to the loop, so transport and
+RPC I/O interleave with consensus work, also while a node catches up.
 
 Commands of one `handle()` call are executed strictly in order, each by the room that owns
 its kind of side effect (`routes`: one entry per command type, checked at construction).
@@ -55,7 +56,13 @@ from consensus.events import (
     Trace,
     TraceName,
 )
-from consensus.messages import BlockSyncRequest, VoteMessage
+from consensus.messages import (
+    BlockSyncRequest,
+    BlockSyncResponse,
+    ChainSyncRequest,
+    ChainSyncResponse,
+    VoteMessage,
+)
 from node.api_view import NodeView
 from node.lane_tracker import LaneTracker
 from node.lanes_node import NodeLanes, is_lane_frame
@@ -76,6 +83,16 @@ BATCH_EVENTS = 256
 def _normalize_reason(reason: str) -> str:
     """A bounded label from a core drop reason: digits folded, at most 80 characters."""
     return "".join("N" if ch.isdigit() else ch for ch in reason)[:80]
+
+
+def _event_weight(event: Event) -> int:
+    """Work units of one event for the per-turn budget: a sync response costs one unit per
+    block it carries, so a turn applies at most ~BATCH_EVENTS blocks before yielding."""
+    if isinstance(event, MessageReceived) and isinstance(
+        event.message, BlockSyncResponse | ChainSyncResponse
+    ):
+        return 1 + len(event.message.blocks)
+    return 1
 
 
 class EventQueue:
@@ -171,6 +188,9 @@ class NodeRuntime:
             "nec_formed": metrics.necs,
         }
         self.routes = self._build_routes()
+        self.run_routes: dict[type, Callable[[Sequence[Any]], None]] = {
+            PersistBlock: self.ledger.persist_blocks,
+        }
         # Rule: every command type the core can return has exactly one room that runs it.
         if set(self.routes) != set(get_args(Command)):
             missing = set(get_args(Command)) - set(self.routes)
@@ -258,9 +278,11 @@ class NodeRuntime:
             self.metrics.dropped.inc(reason=exc.reason)
             return
         self.metrics.received.inc(peer=peer, type=type(message).__name__)
+        if isinstance(message, BlockSyncResponse | ChainSyncResponse):
+            self.metrics.synced_blocks.inc(len(message.blocks))
         if self._log_votes and isinstance(message, VoteMessage):
             self.router.log_vote("vote_received", peer, message)
-        if isinstance(message, BlockSyncRequest):  # answered from storage, not by the core
+        if isinstance(message, BlockSyncRequest | ChainSyncRequest):  # answered from storage
             self.sync_server.offer(peer, message)  # queued: no database read in this callback
             return
         self.queue.push_network(
@@ -285,10 +307,12 @@ class NodeRuntime:
                 queue.wake.clear()
                 await queue.wake.wait()
                 continue
-            for _ in range(BATCH_EVENTS):
+            budget = BATCH_EVENTS
+            while budget > 0:
                 event = queue.pop()
                 if event is None or self.exit_code or self._halted:
                     break
+                budget -= _event_weight(event)
                 self._handle(event)
             self.metrics.event_queue.set(len(queue.inbox))
             await asyncio.sleep(0)
@@ -329,14 +353,27 @@ class NodeRuntime:
         self.stop()
 
     def _execute(self, commands: list[Any]) -> None:
-        """Run commands strictly in order (persist before send)."""
+        """Run commands strictly in order (persist before send). A run of consecutive
+        `PersistBlock`s is stored in one transaction (`run_routes`), still in order."""
         routes = self.routes
-        for position, command in enumerate(commands):
-            if type(command) is Send or type(command) is Broadcast:
+        position = 0
+        while position < len(commands):
+            command = commands[position]
+            kind = type(command)
+            run_route = self.run_routes.get(kind)
+            if run_route is not None:
+                end = position + 1
+                while end < len(commands) and type(commands[end]) is kind:
+                    end += 1
+                run_route(commands[position:end])
+                position = end
+                continue
+            if kind is Send or kind is Broadcast:
                 self.ledger.check_covered(command.message, self.index)
-            routes[type(command)](command)
-            if self.after_persist_safety is not None and isinstance(command, PersistSafety):
-                self.after_persist_safety(commands[position + 1 :])
+            routes[kind](command)
+            position += 1
+            if self.after_persist_safety is not None and kind is PersistSafety:
+                self.after_persist_safety(commands[position:])
         if self.after_batch is not None:
             self.after_batch(commands)
 

@@ -208,6 +208,35 @@ class Storage:
         )
         db.execute("COMMIT")
 
+    def put_blocks(self, blocks: Sequence[tuple[bytes, Tip, BlockBody]]) -> None:
+        """`put_block` for several blocks in one transaction (idempotent)."""
+        if not blocks:
+            return
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany(
+                "INSERT OR IGNORE INTO blocks (block_id, seq_num, block_round, tip, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    (block_id, tip.header.seq_num, tip.header.block_round, encode(tip),
+                     encode(body))
+                    for block_id, tip, body in blocks
+                ),
+            )  # fmt: skip
+            db.executemany(
+                "INSERT OR IGNORE INTO certificates (kind, round, block_id, data) "
+                "VALUES (?, ?, ?, ?)",
+                (
+                    ("qc", tip.header.qc.round, tip.header.qc.block_id, encode(tip.header.qc))
+                    for _, tip, _ in blocks
+                ),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def get_block(self, block_id: bytes) -> tuple[Tip, BlockBody] | None:
         row = self._db.execute(
             "SELECT tip, body FROM blocks WHERE block_id = ?", (block_id,)
@@ -248,6 +277,7 @@ class Storage:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            fresh_rows: list[FinalizedRow] = []
             for row in rows:
                 if row.height <= head_height:
                     stored = db.execute(
@@ -264,21 +294,17 @@ class Storage:
                     raise StorageError(
                         f"finalized height {row.height} does not follow head {head_height}"
                     )
-                db.execute(
-                    "INSERT INTO finalized (height, block_id, block_round, timestamp_ns, "
-                    "committed_ns, voted_ns, n_tx, txids) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        row.height,
-                        row.block_id,
-                        row.block_round,
-                        row.timestamp_ns,
-                        row.committed_ns,
-                        row.voted_ns,
-                        row.n_tx,
-                        row.txids,
-                    ),
-                )
+                fresh_rows.append(row)
                 head_height = row.height
+            db.executemany(
+                "INSERT INTO finalized (height, block_id, block_round, timestamp_ns, "
+                "committed_ns, voted_ns, n_tx, txids) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (r.height, r.block_id, r.block_round, r.timestamp_ns, r.committed_ns,
+                     r.voted_ns, r.n_tx, r.txids)
+                    for r in fresh_rows
+                ),
+            )  # fmt: skip
             fresh = [(t, h) for t, h in finalized_txs if first_new <= h <= head_height]
             repeated = self._index_txs(fresh)
             if head_height >= first_new:
@@ -344,6 +370,15 @@ class Storage:
         if row is None:
             return 0, GENESIS_BLOCK_ID
         return int(row[0]), bytes(row[1])
+
+    def finalized_height_of(self, block_id: bytes) -> int | None:
+        """The height of a finalized block (0 for genesis), or None if it is not finalized."""
+        if block_id == GENESIS_BLOCK_ID:
+            return 0
+        row = self._db.execute(
+            "SELECT height FROM finalized WHERE block_id = ?", (block_id,)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def finalized_range(self, first: int, last: int) -> list[FinalizedRow]:
         """Finalized rows with first <= height <= last, at most MAX_RANGE_ROWS of them."""

@@ -47,7 +47,7 @@ def _chain(length: int) -> list[Tip]:
     return tips
 
 
-CHAIN = _chain(CHAIN_SYNC_MIN_GAP + MAX_SYNC_BLOCKS + 80)  # 272 blocks
+CHAIN = _chain(CHAIN_SYNC_MIN_GAP + MAX_SYNC_BLOCKS + CHAIN_SYNC_BATCH + 40)
 TOP = len(CHAIN)
 
 
@@ -80,6 +80,22 @@ def test_connectivity_is_kept_as_blocks_arrive_in_any_order() -> None:
     assert not tree.is_connected(blocks[1].block_id)  # finalized, no longer pending
     fork = tree_block(make_tip(9, qc_on(CHAIN[0], 1), 2, b"fork"))
     assert not tree.add(fork)  # at or below the root's height
+
+
+def test_the_first_missing_ancestor_follows_the_gaps_as_they_close() -> None:
+    tree = BlockTree()
+    b = [tree_block(t) for t in CHAIN[:8]]  # heights 1..8 are b[0]..b[7]
+    for block in (b[7], b[6], b[5], b[2], b[1]):
+        tree.add(block)
+    assert tree.missing_ancestor(b[7].block_id) == b[4].block_id
+    assert tree.missing_ancestor(b[6].block_id) == b[4].block_id  # remembered, no walk
+    tree.add(b[4])
+    assert tree.missing_ancestor(b[7].block_id) == b[3].block_id
+    tree.add(b[3])
+    assert tree.missing_ancestor(b[7].block_id) == b[0].block_id
+    assert tree.missing_ancestor(b[2].block_id) == b[0].block_id
+    tree.add(b[0])
+    assert tree.missing_ancestor(b[7].block_id) is None and tree.is_connected(b[7].block_id)
 
 
 def test_a_full_tree_makes_room_for_a_block_that_connects(monkeypatch) -> None:

@@ -147,3 +147,43 @@ def test_paired_assertions_of_the_driver(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="expected 1"):
         _commit(ledger, b2)  # committed heights are consecutive from the head
     ledger.storage.close()
+
+
+def test_chain_sync_is_answered_from_the_finalized_chain_on_disk(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from consensus.messages import GENESIS_BLOCK_ID, ChainSyncRequest, ChainSyncResponse
+    from node import ledger as ledger_module
+
+    ledger = _ledger(tmp_path)
+    blocks = _chain(*([bytes([65 + i]) * 50] for i in range(6)))
+    for block in blocks:
+        _store(ledger, block)
+    _commit(ledger, *blocks[:5])  # block 6 is stored but not final
+
+    def heights(after: bytes, count: int) -> list[int]:
+        response = ledger.answer_sync(ChainSyncRequest(after_block_id=after, count=count))
+        assert isinstance(response, ChainSyncResponse) and response.after_block_id == after
+        return [b.tip.header.seq_num for b in response.blocks]
+
+    assert heights(GENESIS_BLOCK_ID, 3) == [1, 2, 3]
+    assert heights(blocks[2][0], 10) == [4, 5]  # finalized blocks only
+    assert heights(blocks[4][0], 10) == []  # the head: nothing above it yet
+    assert heights(blocks[5][0], 10) == []  # not on the finalized chain
+    assert heights(b"\x07" * 32, 10) == []
+    monkeypatch.setattr(ledger_module, "MAX_SYNC_RESPONSE_BYTES", 1)
+    assert heights(GENESIS_BLOCK_ID, 5) == [1]  # cut by size, at least one block
+    ledger.storage.close()
+
+
+def test_sync_progress_is_the_gap_to_the_highest_block_held(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    blocks = _chain(*([] for _ in range(12)))
+    for block in blocks:
+        _store(ledger, block)
+    assert ledger.highest_block_height == 12 and ledger.behind_blocks == 12 and ledger.syncing
+    assert ledger.metrics.sync_behind.value() == 12
+    _commit(ledger, *blocks[:10])
+    assert ledger.behind_blocks == 2 and not ledger.syncing
+    assert ledger.metrics.sync_behind.value() == 2
+    ledger.storage.close()
