@@ -127,6 +127,73 @@ async def catch_up_once(
         net.stop_all()
 
 
+async def apply_in_process(chain_dir: Path, root: Path) -> dict[str, Any]:
+    """CPU cost per block of catching up, without processes or sockets: a fresh node's
+    runtime (not started) sees the network's latest proposal and gets every sync request
+    it makes answered from the prebuilt database by a peer's ledger, until it asks for
+    nothing more. The real protocol path (on an event loop, for the timer room, which it
+    never yields to); CPU time split between applying and serving."""
+    import logging
+
+    from consensus.certificates import Signer
+    from consensus.codec import decode_message, encode_message
+    from consensus.crypto import ED25519
+    from consensus.events import MessageReceived, Start
+    from consensus.messages import BlockSyncRequest, ChainSyncRequest
+    from node.assembly import build_runtime
+    from node.config import load_config, load_key
+    from node.ledger import Ledger
+    from node.metrics import NodeMetrics
+    from node.storage import Storage
+
+    keys = derive_keys(4, KEY_SEED)
+    generate_network(root, 4, keys=keys)
+    config = load_config(root / "node3" / "config.toml")
+    node = build_runtime(config, load_key(config))
+    peer = Ledger(
+        Storage(chain_dir), NodeMetrics(), logging.getLogger("bench"), max_block_txs=5_000,
+        max_tx_bytes=65_536,
+    )  # fmt: skip
+    outbox: list[bytes] = []
+    node.transport.send = lambda to, frame: outbox.append(frame)  # type: ignore[method-assign]
+    node.transport.broadcast = lambda frame: None  # type: ignore[method-assign]
+    top = peer.storage.blocks_from_height(peer.storage.max_block_seq(), 1)[0]
+    _, tip, body = top
+    author = tip.header.author
+    proposal = Signer(author, keys[author], ED25519).proposal(
+        tip.header.block_round, 1, tip, body, None
+    )
+    apply_s = serve_s = 0.0
+    started = time.process_time()
+    node._handle(Start(now_ns=0))
+    node._handle(MessageReceived(now_ns=1, sender=author, message=proposal))
+    apply_s += time.process_time() - started
+    while outbox:
+        requests = [
+            m
+            for m in map(decode_message, outbox)
+            if isinstance(m, BlockSyncRequest | ChainSyncRequest)
+        ]
+        outbox.clear()
+        for request in requests:
+            started = time.process_time()
+            frame = encode_message(peer.answer_sync(request))
+            serve_s += time.process_time() - started
+            started = time.process_time()
+            node._handle(MessageReceived(now_ns=2, sender=author, message=decode_message(frame)))
+            apply_s += time.process_time() - started
+    height = node.ledger.finalized_height
+    if node.exit_code or height < peer.finalized_height - 2:
+        raise RuntimeError(f"in-process catch-up stopped at {height} (exit {node.exit_code})")
+    node.ledger.storage.close()
+    peer.storage.close()
+    return {
+        "finalized_height": height,
+        "apply_us_per_block": round(apply_s / height * 1e6, 1),
+        "serve_us_per_block": round(serve_s / height * 1e6, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blocks", type=int, default=100_000)
@@ -139,11 +206,23 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(tempfile.gettempdir()) / "sedna-bench-catchup",
         help="where built chains are kept between runs",
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure CPU per block applied and served, without processes (apply_in_process)",
+    )
     args = parser.parse_args(argv)
     if args.blocks < 1 or args.runs < 1:
         print("bench_catchup: --blocks and --runs must be positive", file=sys.stderr)
         return 2
     chain_dir = cached_chain(args.cache_dir, args.blocks, args.txs_per_block)
+    if args.in_process:
+        for run in range(args.runs):
+            load = [round(x, 2) for x in os.getloadavg()]
+            with tempfile.TemporaryDirectory(prefix="bench-catchup-") as tmp:
+                result = asyncio.run(apply_in_process(chain_dir, Path(tmp) / "net"))
+            print(json.dumps({"run": run + 1, **result, "load_before": load}))
+        return 0
     results = []
     for run in range(args.runs):
         load = os.getloadavg()

@@ -9,7 +9,9 @@ such a database recover from it like any restarted node; a node that starts with
 must fetch all of it through the real sync path.
 
 The chain is `count` finalized blocks plus two certified blocks above them (the last one
-carries the QC that finalized block `count`), one block per round, leaders round-robin.
+carries the QC that finalized block `count`), one block per round, leaders round-robin,
+header times 1 ms apart from a fixed start: with the same keys, a shorter chain is a
+prefix of a longer one (a node restarted on the shorter one is behind, not forked).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from node.mempool import decode_plain_payload, encode_plain_payload, tx_id
 from node.storage import FinalizedRow, Storage, short_id
 
 WRITE_BATCH_BLOCKS = 2_000
+CHAIN_START_NS = 1_600_000_000 * 10**9  # header time of height 0; +1 ms per height
 DB_FILE = "node.sqlite3"
 
 
@@ -51,7 +54,7 @@ def _blocks(
         quorum.append(index)
         if validators.has_quorum(quorum):
             break
-    start_ns = time.time_ns() - (count + 10) * 1_000_000
+    start_ns = CHAIN_START_NS  # fixed: a shorter chain is a prefix of a longer one
     qc = GENESIS_QC
     for height in range(1, count + 3):
         txs = [b"catchup-%d-%d" % (height, i) for i in range(txs_per_block)]

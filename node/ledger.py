@@ -103,6 +103,7 @@ class Ledger:
         self._voted_ns: dict[bytes, int] = {}
         self._commit_times: deque[tuple[float, int]] = deque(maxlen=4096)
         self._commit_blocks: deque[tuple[float, int]] = deque(maxlen=4096)
+        self._catching_up_since: float | None = None
 
     # ------------------------------------------------------------------ commands
 
@@ -149,7 +150,7 @@ class Ledger:
                 self.remember(command.block_id, header.parent_id, header.seq_num, command.body)
             if header.seq_num > self.highest_block_height:
                 self.highest_block_height = header.seq_num
-        self.metrics.sync_behind.set(self.behind_blocks)
+        self._note_sync_progress()
 
     def commit(self, command: CommitBlocks, now_ns: int) -> list[bytes]:
         """Append the blocks to the finalized chain; returns the tx ids they carry."""
@@ -189,7 +190,7 @@ class Ledger:
             last = rows[-1]
             self.finalized_height, self.finalized_id = last.height, last.block_id
         self.metrics.height.set(self.finalized_height)
-        self.metrics.sync_behind.set(self.behind_blocks)
+        self._note_sync_progress()
         self.metrics.committed_blocks.inc(len(rows))
         self.metrics.committed_txs.inc(len(all_txids))
         self._commit_times.append((time.monotonic(), len(all_txids)))
@@ -353,6 +354,27 @@ class Ledger:
             height = blocks[-1][0].header.seq_num
             self.storage.index_finalized_txs(entries, height)
         return height - start
+
+    def _note_sync_progress(self) -> None:
+        """The sync gauge, and one log line when catching up starts and when it ends."""
+        behind = self.behind_blocks
+        self.metrics.sync_behind.set(behind)
+        if self._catching_up_since is None and behind > SYNC_LAG_BLOCKS:
+            self._catching_up_since = time.monotonic()
+            log(
+                self.log,
+                "catching_up",
+                finalized_height=self.finalized_height,
+                target_height=self.highest_block_height,
+            )
+        elif self._catching_up_since is not None and behind <= SYNC_LAG_BLOCKS:
+            log(
+                self.log,
+                "caught_up",
+                finalized_height=self.finalized_height,
+                seconds=round(time.monotonic() - self._catching_up_since, 3),
+            )
+            self._catching_up_since = None
 
     @property
     def behind_blocks(self) -> int:

@@ -205,12 +205,15 @@ def test_a_far_behind_node_catches_up_forward_one_commit_per_batch() -> None:
 
 def test_chain_sync_responses_are_validated_before_use() -> None:
     core, peer = _far_behind_core()
-    good = _answer(1, 6, after=GENESIS_BLOCK_ID)
+    assert not is_dropped(receive(core, peer, _answer(1, 6, after=GENESIS_BLOCK_ID)))
+    assert core.finalized_height == 4  # and now blocks above height 6 are asked for
+    good = _answer(7, 12)
     blocks = list(good.blocks)
     forged_newest = msgspec.structs.replace(blocks[-1].tip, signature=bytes(64))
-    tampered = make_tip(3, qc_on(CHAIN[1], 2), 3, b"other")  # a real, signed, other block
+    other = make_tip(9, qc_on(CHAIN[7], 8), 9, b"other")  # a real, signed, other block
+    skipping = make_tip(12, qc_on(CHAIN[10], 11), 13, b"b12")  # signed, but height 13
     cases = {
-        "unsolicited": _answer(2, 6),
+        "unsolicited (attaches, but answers no request)": _answer(6, 12),
         "broken chain": msgspec.structs.replace(good, blocks=(*blocks[:2], *blocks[3:])),
         "body mismatch": msgspec.structs.replace(
             good, blocks=(*blocks[:2], SyncedBlock(blocks[2].tip, body(b"evil")), *blocks[3:])
@@ -219,7 +222,10 @@ def test_chain_sync_responses_are_validated_before_use() -> None:
             good, blocks=(*blocks[:-1], SyncedBlock(forged_newest, blocks[-1].body))
         ),
         "substituted block": msgspec.structs.replace(
-            good, blocks=(*blocks[:2], SyncedBlock(tampered, body(b"other")), *blocks[3:])
+            good, blocks=(*blocks[:2], SyncedBlock(other, body(b"other")), *blocks[3:])
+        ),
+        "heights skip": msgspec.structs.replace(
+            good, blocks=(*blocks[:-1], SyncedBlock(skipping, body(b"b12")))
         ),
         "not oldest first": msgspec.structs.replace(good, blocks=tuple(reversed(blocks))),
     }
@@ -228,7 +234,7 @@ def test_chain_sync_responses_are_validated_before_use() -> None:
         assert is_dropped(receive(core, peer, response)), name
         assert (snapshot(core), core._chain_sync) == before, name
     assert not is_dropped(receive(core, peer, good))  # and the genuine one is used
-    assert core.finalized_height == 4
+    assert core.finalized_height == 10
 
 
 def test_an_empty_answer_ends_chain_sync_and_an_unanswered_one_goes_to_the_next_peer() -> None:

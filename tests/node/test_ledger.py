@@ -176,8 +176,9 @@ def test_chain_sync_is_answered_from_the_finalized_chain_on_disk(
     ledger.storage.close()
 
 
-def test_sync_progress_is_the_gap_to_the_highest_block_held(tmp_path: Path) -> None:
+def test_sync_progress_is_the_gap_to_the_highest_block_held(tmp_path: Path, caplog) -> None:
     ledger = _ledger(tmp_path)
+    caplog.set_level(logging.INFO, logger="test")
     blocks = _chain(*([] for _ in range(12)))
     for block in blocks:
         _store(ledger, block)
@@ -186,4 +187,40 @@ def test_sync_progress_is_the_gap_to_the_highest_block_held(tmp_path: Path) -> N
     _commit(ledger, *blocks[:10])
     assert ledger.behind_blocks == 2 and not ledger.syncing
     assert ledger.metrics.sync_behind.value() == 2
+    assert [r.getMessage() for r in caplog.records] == ["catching_up", "caught_up"]
+    ledger.storage.close()
+
+
+def test_a_leader_with_a_gap_below_its_parent_proposes_no_txs(tmp_path: Path) -> None:
+    """TX-ONCE at the proposer: below a gap, its own txs may already be in the chain."""
+    from consensus.crypto import ED25519
+    from consensus.events import PayloadReady, RequestPayload
+    from consensus.validators import RoundRobinSchedule, ValidatorSet
+    from node.lanes_node import NodeLanes
+    from node.mempool import Mempool, decode_plain_payload
+    from node.txpool import TxPool
+    from tests.node.helpers import KEYS
+
+    ledger = _ledger(tmp_path)
+    validators = ValidatorSet.from_keys([k.public for k in KEYS])
+    lanes = NodeLanes(
+        index=0, key=KEYS[0], scheme=ED25519, validators=validators,
+        schedule=RoundRobinSchedule(validators),
+    )  # fmt: skip
+    mempool = Mempool(max_txs=10, max_tx_bytes=100, max_block_txs=10, max_block_bytes=10_000)
+    mempool.submit([b"mine-1", b"mine-2"], now_ns=1)
+    events: list = []
+    pool = TxPool(
+        mempool=mempool, lanes=lanes, ledger=ledger, metrics=ledger.metrics,
+        logger=logging.getLogger("test"), push_internal=events.append,
+    )  # fmt: skip
+    b1, b2, b3 = _chain([b"mine-1"], [], [])
+    _store(ledger, b1)
+    _store(ledger, b3)  # b2 missing: a gap between the parent (b3) and the head
+    pool.request_payload(RequestPayload(round=4, seq_num=4, parent_id=b3[0]))
+    _store(ledger, b2)  # no gap: mine-1 is in an ancestor, mine-2 is not
+    pool.request_payload(RequestPayload(round=4, seq_num=4, parent_id=b3[0]))
+    payloads = [e.payload for e in events if isinstance(e, PayloadReady)]
+    assert [decode_plain_payload(p, 10, 100) for p in payloads] == [[], [b"mine-2"]]
+    assert ledger.metrics.proposals_without_txs.value() == 1
     ledger.storage.close()
