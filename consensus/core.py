@@ -186,6 +186,7 @@ class _ChainSync:
     after_block_id: bytes
     peer: int
     sent_ns: int
+    empty_answers: int = 0  # peers in a row that had nothing above `after_block_id`
 
 
 @dataclass
@@ -1178,12 +1179,12 @@ class ConsensusCore:
             return
         self._send_chain_request(self._tree.root_id, peer)
 
-    def _send_chain_request(self, after_block_id: bytes, peer: int) -> None:
+    def _send_chain_request(self, after_block_id: bytes, peer: int, empty_answers: int = 0) -> None:
         if peer == self._index:
             peer = (self._index + 1) % len(self.validators)
             if peer == self._index:
                 return  # a single-validator network has nobody to ask
-        self._chain_sync = _ChainSync(after_block_id, peer, self._now_ns)
+        self._chain_sync = _ChainSync(after_block_id, peer, self._now_ns, empty_answers)
         self._emit(
             Send(peer, ChainSyncRequest(after_block_id=after_block_id, count=CHAIN_SYNC_BATCH))
         )
@@ -1199,7 +1200,12 @@ class ConsensusCore:
         after = sync.after_block_id
         if self._tree.parent_seq_and_timestamp(after) is None:
             after = self._tree.root_id
-        self._send_chain_request(after, (sync.peer + 1) % len(self.validators))
+        self._send_chain_request(after, self._next_peer(sync.peer))
+
+    def _next_peer(self, peer: int) -> int:
+        """The validator after `peer` in index order, skipping this node."""
+        following = (peer + 1) % len(self.validators)
+        return following if following != self._index else (following + 1) % len(self.validators)
 
     def _on_chain_sync_request(self, sender: int, message: ChainSyncRequest) -> None:
         """Serve up to `count` kept finalized blocks above the given one, oldest first."""
@@ -1213,8 +1219,8 @@ class ConsensusCore:
 
     def _on_chain_sync_response(self, sender: int, message: ChainSyncResponse) -> None:
         """CS3: validate the whole batch, then insert it oldest first and process the QCs
-        its headers carry, newest first (one commit per batch); ask for the next batch
-        while the high QC's block is still not connected.
+        its headers carry, newest first (one commit per batch); ask the next peer for the
+        next batch while the high QC's block is still not connected.
 
         SY3 for a chain: the newest tip is verified in full (its signature and its QC). Its
         QC certifies the block below it, whose id is the hash of a header that names its
@@ -1251,7 +1257,13 @@ class ConsensusCore:
                 raise _Dropped("synced block rejected by the block validator")
         # ---- valid: mutate
         self._chain_sync = None
-        if not message.blocks:  # CS4: nothing finalized above it there: back to block sync
+        if not message.blocks:
+            # CS4: that peer has nothing finalized above it (behind, or the gap is closed):
+            # the next peer is asked; once every other peer said so, back to block sync.
+            if sync.empty_answers + 1 < len(self.validators) - 1:
+                peer = self._next_peer(sender)
+                self._send_chain_request(sync.after_block_id, peer, sync.empty_answers + 1)
+                return
             self._trace("chain_sync_done", peer=sender, reason="empty")
             self._sync_high_qc(sender)
             return
@@ -1267,7 +1279,9 @@ class ConsensusCore:
             self._retry_blocks_arrived()
         high_id = self._high_qc.block_id
         if not self._tree.is_connected(high_id) and self._tree.missing_ancestor(high_id):
-            self._send_chain_request(ids[-1], sender)  # CS3: the next batch, same peer
+            # CS3: the next batch, from the next peer (round-robin spreads the serving load
+            # and limits what one faulty peer can slow down to its own turns)
+            self._send_chain_request(ids[-1], self._next_peer(sender))
             return
         self._trace("chain_sync_done", peer=sender, reason="connected")
         waiting = self._local.awaiting_ancestors

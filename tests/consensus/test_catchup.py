@@ -181,6 +181,11 @@ def _far_behind_core() -> tuple[ConsensusCore, int]:
     return core, chain_peer
 
 
+def _after(peer: int) -> int:
+    """The next peer in index order, skipping node 0 (the node under test)."""
+    return peer % 3 + 1
+
+
 def _answer(first: int, last: int, after: bytes | None = None) -> ChainSyncResponse:
     """Heights first..last, oldest first, as a peer answers a chain-sync request."""
     after = block_id(CHAIN[first - 2]) if after is None else after
@@ -194,10 +199,10 @@ def test_a_far_behind_node_catches_up_forward_one_commit_per_batch() -> None:
     out = receive(core, peer, _answer(1, CHAIN_SYNC_BATCH, after=GENESIS_BLOCK_ID))
     commits = [c for c in out if isinstance(c, CommitBlocks)]
     assert len(commits) == 1 and core.finalized_height == CHAIN_SYNC_BATCH - 2
-    ((to, request),) = sent(out, ChainSyncRequest)  # CS3: the next batch, same peer
-    assert to == peer and request.after_block_id == block_id(CHAIN[CHAIN_SYNC_BATCH - 1])
+    ((to, request),) = sent(out, ChainSyncRequest)  # CS3: the next batch, from the next peer
+    assert to == _after(peer) and request.after_block_id == block_id(CHAIN[CHAIN_SYNC_BATCH - 1])
     # the last batch meets the blocks block sync fetched: the live QC's block connects
-    out = receive(core, peer, _answer(CHAIN_SYNC_BATCH + 1, TOP - MAX_SYNC_BLOCKS))
+    out = receive(core, to, _answer(CHAIN_SYNC_BATCH + 1, TOP - MAX_SYNC_BLOCKS))
     assert sent(out, ChainSyncRequest) == [] and traces(out, "chain_sync_done")
     assert core.finalized_height == TOP - 1  # QC(TOP) in the live proposal commits TOP - 1
     assert core._chain_sync is None
@@ -237,10 +242,24 @@ def test_chain_sync_responses_are_validated_before_use() -> None:
     assert core.finalized_height == 10
 
 
-def test_an_empty_answer_ends_chain_sync_and_an_unanswered_one_goes_to_the_next_peer() -> None:
+def test_empty_answers_go_round_the_peers_then_end_chain_sync() -> None:
+    """CS4: a peer with nothing above the block (behind) hands the request to the next one;
+    when every other peer answered empty, block sync takes over."""
     core, peer = _far_behind_core()
-    out = receive(core, peer, ChainSyncResponse(after_block_id=GENESIS_BLOCK_ID, blocks=()))
-    assert core._chain_sync is None and traces(out, "chain_sync_done")
+    empty = ChainSyncResponse(after_block_id=GENESIS_BLOCK_ID, blocks=())
+    asked = [peer]
+    for _ in range(2):
+        out = receive(core, asked[-1], empty)
+        ((to, request),) = sent(out, ChainSyncRequest)
+        assert request.after_block_id == GENESIS_BLOCK_ID and to not in asked
+        asked.append(to)
+    assert sorted(asked) == [1, 2, 3]
+    out = receive(core, asked[-1], empty)
+    assert sent(out, ChainSyncRequest) == [] and traces(out, "chain_sync_done")
+    assert core._chain_sync is None
+
+
+def test_an_unanswered_request_goes_to_the_next_peer() -> None:
     core, peer = _far_behind_core()
     live = make_tip(TOP + 1, qc_on(CHAIN[-1], TOP), TOP + 1, b"live")
     tip = make_tip(TOP + 2, qc_on(live, TOP + 1), TOP + 2, b"x")
