@@ -110,7 +110,7 @@ class EventQueue:
         # Bound: internal events are a few per round; overflowing them is a driver bug.
         if len(self.internal) >= MAX_INTERNAL_EVENTS:
             self.metrics.dropped.inc(reason="internal_full")
-            log(self.log, "internal_queue_full", logging.ERROR, event=type(event).__name__)
+            log(self.log, "internal_queue_full", logging.ERROR, kind=type(event).__name__)
             return
         self.internal.append(event)
         self.wake.set()

@@ -269,3 +269,20 @@ def test_a_command_that_fails_stops_the_node_and_sends_nothing_after_it(tmp_path
     assert node.exit_code == FATAL_ERROR_EXIT_CODE and sent == []
     assert node.metrics.fatal_errors.value(stage="command") == 1
     node.ledger.storage.close()
+
+
+def test_internal_events_are_bounded_and_overflow_is_logged(tmp_path: Path) -> None:
+    """The overflow log line used to raise (its `event=` field clashed with `log()`'s own)."""
+    from node.metrics import NodeMetrics
+    from node.runtime import MAX_INTERNAL_EVENTS, EventQueue
+
+    handler = _Records()
+    logger = logging.getLogger("test.queue")
+    logger.addHandler(handler)
+    queue = EventQueue(NodeMetrics(), logger, max_inbox_events=10)
+    for _ in range(MAX_INTERNAL_EVENTS + 2):
+        queue.push_internal(Start(now_ns=0))
+    assert len(queue.internal) == MAX_INTERNAL_EVENTS
+    assert queue.metrics.dropped.value(reason="internal_full") == 2
+    assert [r.fields["kind"] for r in handler.records] == ["Start", "Start"]
+    logger.removeHandler(handler)
