@@ -59,11 +59,6 @@ SYNC_BLOCK_OVERHEAD_BYTES = 1024  # a synced block's tip and framing, on top of 
 
 
 TxRefusal = Literal["tx_repeated_in_block", "tx_in_pending_ancestor", "tx_already_finalized"]
-TX_REFUSALS: tuple[TxRefusal, ...] = (
-    "tx_repeated_in_block",
-    "tx_in_pending_ancestor",
-    "tx_already_finalized",
-)
 
 
 class PayloadRules(Protocol):
