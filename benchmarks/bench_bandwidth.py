@@ -87,7 +87,7 @@ def n_min(kappa: int, r: float, eps: float) -> int:
 
 def submission_bytes(params: LaneParams, payload: bytes) -> int:
     key = derive_keys(1, "bench-sender")[0]
-    encoded = encode_payload(params, payload, _bytes("k", 32), key.public)
+    encoded = encode_payload(params, payload, _bytes("k", 32), key.public, expiry_slot=1)
     ticket = make_ticket(encoded.commitment_id, 0, 1, 0, 1)
     entry = LaneEntry(encoded.bundles[0], sign_ticket(TRUSTED, key, ticket))
     return len(encode_lane_entry(entry))

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.catchup_chain import build_chain_database, install_chain  # noqa: E402
 from consensus.crypto import derive_keys  # noqa: E402
-from node.testnet import Testnet, generate_network  # noqa: E402
+from node.tools.testnet import Testnet, generate_network  # noqa: E402
 
 KEY_SEED = b"bench-catchup"
 POLL_S = 0.25

@@ -93,7 +93,7 @@ def raw_raptorq(data: bytes, symbol_size: int, repair: int) -> Clocks:
 def pipeline(params: LaneParams, payload: bytes, key: bytes) -> dict[str, Clocks]:
     """The lane pipeline on one payload, from κ bundles (not the first: index 1..κ)."""
     t0 = _now()
-    encoded = encode_payload(params, payload, key, bytes(32))
+    encoded = encode_payload(params, payload, key, bytes(32), expiry_slot=1)
     chosen = encoded.bundles[1 : encoded.layout.kappa + 1]  # the bundles that get sent
     encode = _since(t0)
     t1 = _now()

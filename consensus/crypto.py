@@ -1,15 +1,25 @@
-"""Signatures with a domain per message kind, and deterministic key generation.
+"""Signatures with a domain per message kind and a chain id, and deterministic keys.
 
 A signature is Ed25519 (pynacl/libsodium, the single verifier every node uses) over
-`domain || 0x00 || payload`, so a signature of one kind can never be replayed as
-another. `TrustedScheme` is a cheap stand-in for simulations that want to measure the
-protocol without signature cost: it is NOT secure (anyone can compute it) and is
-only selectable explicitly.
+
+    domain || 0x00 || chain id || 0x00 || payload
+
+so a signature of one kind can never be replayed as another, and a signature made on one
+network is invalid on every other (votes, tips, timeouts, tickets, lane blocks,
+handshakes, transactions: every `Domain`). Neither a domain nor a chain id contains
+0x00, so the framing is unambiguous. The chain id is bound to the scheme object
+(`Ed25519Scheme(chain_id)`, `scheme.for_chain(...)`, `scheme_by_name(name, chain_id)`):
+every caller that signs or verifies through a scheme gets it without passing it.
+
+`TrustedScheme` is a cheap stand-in for simulations that want to measure the protocol
+without signature cost: it is NOT secure (anyone can compute it) and is only selectable
+explicitly.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,8 +55,25 @@ class Domain:
     )
 
 
-def _domain_message(domain: bytes, payload: bytes) -> bytes:
-    return domain + b"\x00" + payload
+DEFAULT_CHAIN_ID = "sedna-local"
+MAX_CHAIN_ID_BYTES = 64
+_CHAIN_ID_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_CHAIN_ID_BYTES}}}")
+
+
+def check_chain_id(chain_id: str) -> str:
+    """`chain_id` if it is 1..64 characters of [A-Za-z0-9._-] (so never a 0x00), else
+    ValueError naming the rule."""
+    if not isinstance(chain_id, str) or not _CHAIN_ID_PATTERN.fullmatch(chain_id):
+        raise ValueError(
+            f"chain id must be 1..{MAX_CHAIN_ID_BYTES} characters of [A-Za-z0-9._-], "
+            f"got {chain_id!r}"
+        )
+    return chain_id
+
+
+def _domain_message(chain_id: bytes, domain: bytes, payload: bytes) -> bytes:
+    # rule: every signature names its kind and its network (the one place that frames it)
+    return domain + b"\x00" + chain_id + b"\x00" + payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,33 +118,51 @@ class SignatureScheme(Protocol):
     def verify(self, public: bytes, domain: bytes, payload: bytes, signature: bytes) -> bool: ...
 
 
-class Ed25519Scheme:
+class _ChainBound:
+    """The chain id part shared by the schemes: set once, framed into every message."""
+
+    name = ""
+
+    def __init__(self, chain_id: str = DEFAULT_CHAIN_ID):
+        self.chain_id = check_chain_id(chain_id)
+        self._chain = chain_id.encode("ascii")
+
+    def for_chain(self, chain_id: str):  # -> the same kind of scheme, other chain
+        return type(self)(chain_id)
+
+    def _message(self, domain: bytes, payload: bytes) -> bytes:
+        return _domain_message(self._chain, domain, payload)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(chain_id={self.chain_id!r})"
+
+
+class Ed25519Scheme(_ChainBound):
     """Real Ed25519 (libsodium)."""
 
     name = "ed25519"
 
     def sign(self, key: KeyPair, domain: bytes, payload: bytes) -> bytes:
-        signed = nacl.bindings.crypto_sign(_domain_message(domain, payload), key.secret)
+        signed = nacl.bindings.crypto_sign(self._message(domain, payload), key.secret)
         return signed[:64]
 
     def verify(self, public: bytes, domain: bytes, payload: bytes, signature: bytes) -> bool:
         if len(signature) != 64 or len(public) != 32:
             return False
         try:
-            nacl.bindings.crypto_sign_open(signature + _domain_message(domain, payload), public)
+            nacl.bindings.crypto_sign_open(signature + self._message(domain, payload), public)
         except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
             return False
         return True
 
 
-class TrustedScheme:
+class TrustedScheme(_ChainBound):
     """Cheap deterministic tags for simulation speed runs. Not secure: forgeable by design."""
 
     name = "trusted"
 
-    @staticmethod
-    def _tag(public: bytes, domain: bytes, payload: bytes) -> bytes:
-        return hashlib.sha512(public + _domain_message(domain, payload)).digest()
+    def _tag(self, public: bytes, domain: bytes, payload: bytes) -> bytes:
+        return hashlib.sha512(public + self._message(domain, payload)).digest()
 
     def sign(self, key: KeyPair, domain: bytes, payload: bytes) -> bytes:
         return self._tag(key.public, domain, payload)
@@ -130,11 +175,13 @@ ED25519 = Ed25519Scheme()
 TRUSTED = TrustedScheme()
 
 
-def scheme_by_name(name: str) -> SignatureScheme:
-    schemes: dict[str, SignatureScheme] = {ED25519.name: ED25519, TRUSTED.name: TRUSTED}
+def scheme_by_name(name: str, chain_id: str = DEFAULT_CHAIN_ID) -> SignatureScheme:
+    """The scheme called `name`, signing and verifying for chain `chain_id`."""
+    schemes = {ED25519.name: ED25519, TRUSTED.name: TRUSTED}
     try:
-        return schemes[name]
+        scheme = schemes[name]
     except KeyError:
         raise ValueError(
             f"unknown signature scheme {name!r}; choose one of {sorted(schemes)}"
         ) from None
+    return scheme if chain_id == scheme.chain_id else scheme.for_chain(chain_id)

@@ -31,6 +31,10 @@ Behaviours (`BEHAVIOURS`):
   addressed to its lane (only those of `target_senders`, when given) and pools them with
   the other `withhold_bundles` nodes (one cartel, one `CartelPool`). Its consensus
   messages are untouched: `ByzantineMachine` passes every command through.
+- drop_lane_blocks (needs `[lanes]`): a censoring leader, implemented by `netsim.lanes`:
+  every block it proposes carries no lane block but its own lane's (its own lane follows
+  its lane behaviour). The omitted lane blocks are counted per leader
+  (`lanes.lane_blocks_omitted`). Its consensus messages are untouched.
 
 Several behaviours may be stacked on one node (several `[[byzantine]]` entries): each
 wraps the previous one, in file order.
@@ -78,9 +82,10 @@ BEHAVIOURS: dict[str, str] = {
     "stale_spam": "floods replays of old messages and far-future votes/timeouts",
     "ne_spam": "sends no-endorsements for every round, whatever it holds",
     "withhold_bundles": "as a lane proposer, omits and pools bundles addressed to it ([lanes])",
+    "drop_lane_blocks": "as leader, includes no lane block but its own lane's ([lanes])",
 }
 # Behaviours that live in the lane layer (netsim.lanes), not in the consensus messages.
-LANE_BEHAVIOURS = frozenset({"withhold_bundles"})
+LANE_BEHAVIOURS = frozenset({"withhold_bundles", "drop_lane_blocks"})
 MAX_REPLAY_BUFFER = 256
 MAX_SPAM_PER_EVENT = 4
 FUTURE_ROUND_OFFSET = 1000

@@ -34,6 +34,17 @@ pure lane layer (`consensus.lanes`, docs/lanes.md). One `LaneSim` per run:
   seals it then (closing the slot).
 - **Invariant.** `ExecutionOrderChecker`: honest nodes that processed height h have the
   same `execution_order_hash` after h (violations are reported as `LANES ...`).
+- **Ledger.** Every node's tracker keeps a `Ledger` (genesis: `[ledger] sender_balance`
+  for every sender, attackers included), and its lane proposer checks funds at admission.
+  Senders pay exactly the `[ledger] fee` per ticket. The report adds `fees_charged` and
+  `bounties_paid` (the senders' view of the chain) and `ledger_hash` per node.
+- **Attacks** (issue 10). `drop_lane_blocks` leaders propose only their own lane's block
+  (omissions counted per leader); `[[sender_attack]]` entities (`netsim.lane_attacks`)
+  plan their submissions with the honest senders and learn the same outcomes.
+- **Ratchet feedback.** A sender plans slot s when the chain view reaches s −
+  `lookahead_slots`, so that is when it knows slot s − lookahead's outcome: the
+  `keep_redeemed` ratchet's `feedback_slots` defaults to `lookahead_slots` (and cannot be
+  smaller), and the sender uses slot s's outcome exactly from slot s + d on.
 """
 
 from __future__ import annotations
@@ -48,18 +59,27 @@ import msgspec
 from consensus.crypto import KeyPair, SignatureScheme, derive_keys
 from consensus.events import CommitBlocks, MessageReceived, PayloadReady, RequestPayload, Trace
 from consensus.lanes.encoding import EncodedPayload, encode_payload
+from consensus.lanes.ledger import Ledger, LedgerParams
 from consensus.lanes.merkle import MerkleTree, bundle_leaf
 from consensus.lanes.params import LaneParams, PayloadLayout, layout_for
 from consensus.lanes.payload import LanePayloadValidator, build_block_payload
 from consensus.lanes.proposer import CartelPool, LaneProposer, WithholdPolicy
-from consensus.lanes.sender import AddressPolicy, OutgoingPayload, Sender, SenderConfig
+from consensus.lanes.sender import (
+    AddressPolicy,
+    OutgoingPayload,
+    RatchetPolicy,
+    Sender,
+    SenderConfig,
+)
 from consensus.lanes.tracker import BlockOutcome, DecodeTracker
 from consensus.lanes.wire import Bundle, LaneBlock, LaneEntry, commitment_id, encode_lane_entry
 from consensus.validators import ValidatorSet
 from netsim.engine import Disk, Observer, Simulator
-from netsim.scenario import Scenario
+from netsim.lane_attacks import ATTACKS, AttackContext, AttackingSender
+from netsim.scenario import LedgerConfig, Scenario
 
 SENDER_KEY_SEED = b"sedna-netsim/senders"
+ATTACKER_KEY_SEED = b"sedna-netsim/attackers"
 MAX_CHECKED_HEIGHTS = 4096  # heights the execution-order checker remembers
 MAX_VIOLATIONS = 200
 MAX_CHAINED_PROPOSALS = 64  # RequestPayloads answered within one handled event
@@ -100,6 +120,8 @@ class PayloadRecord:
     bundles_lost: int = 0
     wire_bytes: int = 0  # encoded LaneEntry bytes (symbols, proof, commitment, ticket)
     symbol_bytes: int = 0  # s_b * T per bundle
+    started_ms: float | None = None  # simulated time its first slot was planned
+    decided_ms: float | None = None  # simulated time the senders learned its decision
 
 
 @dataclass
@@ -109,6 +131,7 @@ class LaneNode:
     proposer: LaneProposer
     tracker: DecodeTracker
     broken: str | None = None  # the tracker lost the chain (a finalized body not on disk)
+    honest_bundles_dropped: int = 0  # honest senders' bundles its tracker had no room for
 
 
 class ExecutionOrderChecker:
@@ -139,12 +162,17 @@ class ExecutionOrderChecker:
 
 
 def forged_encoding(
-    params: LaneParams, payload: bytes, aont_key: bytes, sender: bytes, junk: bytes
+    params: LaneParams,
+    payload: bytes,
+    aont_key: bytes,
+    sender: bytes,
+    junk: bytes,
+    expiry_slot: int,
 ) -> EncodedPayload:
     """A lying sender: the first half of the committed stream is the honest encoding of
     `payload`, the rest are symbols derived from `junk`. Every bundle has a valid Merkle
     proof, so lanes admit it; decoding then fails the commitment check."""
-    honest = encode_payload(params, payload, aont_key, sender)
+    honest = encode_payload(params, payload, aont_key, sender, expiry_slot=expiry_slot)
     layout = honest.layout
     groups: list[tuple[bytes, ...]] = []
     for b in range(layout.cap_bundles):
@@ -237,6 +265,26 @@ class LaneSim(Observer):
         self.scheme = scheme
         self.honest = frozenset(range(self.n)) - scenario.byzantine_nodes
         self.sender_keys = derive_keys(config.senders, SENDER_KEY_SEED)
+        self.honest_senders = frozenset(k.public for k in self.sender_keys)
+        attacker_keys = derive_keys(len(scenario.sender_attacks), ATTACKER_KEY_SEED)
+        self.ledger_config = scenario.ledger or LedgerConfig()
+        self.ledger_params = LedgerParams(
+            fee=self.ledger_config.fee, bounty=self.ledger_config.bounty
+        )
+        self.genesis = {
+            key.public: self.ledger_config.sender_balance
+            for key in (*self.sender_keys, *attacker_keys)
+        }
+        self.censors = frozenset(
+            spec.node for spec in scenario.byzantine if spec.behaviour == "drop_lane_blocks"
+        )
+        self.lane_blocks_omitted: Counter[int] = Counter()  # leader -> lane blocks left out
+        self.fees_charged = 0
+        self.bounties_paid = 0
+        self.duplicate_bundles = 0  # chain view: bundles counted before, ignored
+        self.late_bundles = 0  # chain view: bundles of decided payloads, ignored
+        self.attack_specs = list(zip(scenario.sender_attacks, attacker_keys, strict=True))
+        self.attackers: list[AttackingSender] = []
         self.pool = CartelPool()
         self.withhold: dict[int, WithholdPolicy] = {}
         for spec in scenario.byzantine:
@@ -268,8 +316,25 @@ class LaneSim(Observer):
     # ------------------------------------------------------------------ wiring
 
     def attach(self, sim: Simulator) -> None:
-        """Bind the simulator and plan the first slots (time 0)."""
+        """Bind the simulator, build the attacking senders, plan the first slots (time 0)."""
         self.sim = sim
+        config = self.config
+        context = AttackContext(
+            params=self.params,
+            layout=self.layout,
+            lanes=self.n,
+            scheme=self.scheme,
+            fee=self.ledger_params.fee,
+            rng=sim.rng("workload"),
+            bundles_per_slot=self.m,
+            policy=config.policy,
+            lookahead_slots=config.lookahead_slots,
+            t_star=self.t_star,
+        )
+        for i, (spec, key) in enumerate(self.attack_specs):
+            self.attackers.append(
+                ATTACKS[spec.kind](f"a{i}", spec.kind, spec.from_slot, spec.count, key, context)
+            )
         self._plan()
 
     def validator(self) -> LanePayloadValidator:
@@ -282,6 +347,11 @@ class LaneSim(Observer):
             self.retired_rejections.update(old.proposer.rejected)
             self.retired_included += old.proposer.stats.included
         first_open = disk.finalized_height + 1 if disk is not None else 1
+        tracker = DecodeTracker(
+            self.params,
+            max_pending_payloads=self.config.tracker_capacity,
+            ledger=Ledger.from_genesis(self.ledger_params, self.genesis),
+        )
         proposer = LaneProposer(
             lane=index,
             key=self.keys[index],
@@ -289,8 +359,9 @@ class LaneSim(Observer):
             params=self.params,
             first_open_slot=first_open,
             withhold=self.withhold.get(index),
+            funds=tracker.funds(),
         )
-        node = LaneNode(proposer, DecodeTracker(self.params))
+        node = LaneNode(proposer, tracker)
         self.nodes[index] = node
         if disk is not None:
             for height, block_id in disk.finalized:
@@ -331,8 +402,13 @@ class LaneSim(Observer):
             ):
                 continue  # the leader cannot reach this lane now
             block = self._seal(node, slot)
-            if block is not None and block.entries:
-                blocks.append(block)
+            if block is None or not block.entries:
+                continue
+            if leader in self.censors and lane != leader:
+                # drop_lane_blocks: a censoring leader leaves out every other lane's block
+                self.lane_blocks_omitted[leader] += 1
+                continue
+            blocks.append(block)
         size = self.scenario.payload_bytes
         transactions = [sim.rng("workload").randbytes(size)] if size > 0 else []
         payload = build_block_payload(transactions, blocks)
@@ -369,6 +445,11 @@ class LaneSim(Observer):
             node.broken = f"finalized height {height} after {expected - 1}"
             return
         outcome = tracker.on_finalized(header, body)
+        node.honest_bundles_dropped += sum(
+            1
+            for item in outcome.ignored
+            if item.reason == "tracker_full" and item.sender in self.honest_senders
+        )
         proposer = node.proposer
         if height >= proposer.open_slot:
             self._seal(node, height)  # closes the slot nobody asked this lane for
@@ -383,14 +464,22 @@ class LaneSim(Observer):
             return
         self.head = outcome.height
         self.tickets_redeemed += len(outcome.redemptions)
+        self.fees_charged += outcome.fees_charged
+        self.bounties_paid += outcome.bounties_paid
+        self.duplicate_bundles += outcome.duplicates
+        self.late_bundles += outcome.late
+        now_ms = self.sim.now_ms if self.sim is not None else 0.0
         for event in outcome.payloads:
             record = self.by_cid.get(event.commitment_id)
             if record is not None and record.status == "pending":
                 record.status = event.status
                 record.decided_height = event.height
+                record.decided_ms = now_ms
         for record in self.active:
             assert record.outgoing is not None
             record.outgoing.on_outcome(outcome)
+        for attacker in self.attackers:
+            attacker.on_outcome(outcome)
         self.active = [r for r in self.active if r.status == "pending"]
 
     # ------------------------------------------------------------------ senders
@@ -410,6 +499,9 @@ class LaneSim(Observer):
                 assert record.outgoing is not None
                 for submission in record.outgoing.plan_slot(slot):
                     self._deliver(record, submission.lane, submission.entry)
+            for attacker in self.attackers:
+                for lane, entry in attacker.plan(slot):
+                    self._deliver_attack(lane, entry)
             self.planned = slot
 
     def _start(self, record: PayloadRecord, slot: int) -> None:
@@ -417,22 +509,29 @@ class LaneSim(Observer):
         rng = self.sim.rng("workload")
         payload = rng.randbytes(self.config.payload_bytes)
         aont_key = rng.randbytes(32)
+        ratchet = self.config.effective_ratchet
         config = SenderConfig(
             lanes=self.n,
             bundles_per_slot=self.m,
             policy=AddressPolicy(self.config.policy),
-            ratchet=self.config.ratchet,
+            ratchet_policy=RatchetPolicy(ratchet),
+            feedback_slots=self.config.effective_feedback_slots,
+            fee=self.ledger_params.fee,
             seed=rng.randbytes(16),
         )
         key = self.sender_keys[record.sender]
         sender = Sender(key, self.scheme, self.params, config)
         if record.corrupt:
-            encoded = forged_encoding(self.params, payload, aont_key, key.public, rng.randbytes(16))
+            expiry = slot + self.params.max_lifetime_slots
+            encoded = forged_encoding(
+                self.params, payload, aont_key, key.public, rng.randbytes(16), expiry
+            )
             sender.payloads[encoded.commitment_id] = OutgoingPayload(encoded, slot)
             cid = encoded.commitment_id
         else:
             cid = sender.submit(payload, aont_key, slot)
         record.cid, record.outgoing, record.status = cid, sender, "pending"
+        record.started_ms = self.sim.now_ms
         self.by_cid[cid] = record
         self.active.append(record)
 
@@ -449,6 +548,16 @@ class LaneSim(Observer):
         delay_ms = self.scenario.network.latency.sample_ms(rng)
         self.sim.inject(lane, lane, LaneSubmission(record.sender, lane, data), delay_ms)
 
+    def _deliver_attack(self, lane: int, entry: LaneEntry) -> None:
+        """An attacker's submission: the same private path (latency, loss) as any sender's."""
+        assert self.sim is not None
+        rng = self.sim.rng("workload")
+        if self.config.loss > 0 and rng.random() < self.config.loss:
+            return
+        delay_ms = self.scenario.network.latency.sample_ms(rng)
+        data = encode_lane_entry(entry)
+        self.sim.inject(lane, lane, LaneSubmission(-1, lane, data), delay_ms)
+
     # ------------------------------------------------------------------ report
 
     def rejections(self) -> Counter[str]:
@@ -463,10 +572,21 @@ class LaneSim(Observer):
             return None
         return record.decided_height - (record.first_slot + self.t_star - 1)
 
+    def decode_ms(self) -> list[float]:
+        """Honest executed payloads: simulated ms from their first planned slot to the
+        senders learning they executed."""
+        return [
+            r.decided_ms - r.started_ms
+            for r in self.records
+            if r.status == "executed" and r.decided_ms is not None and r.started_ms is not None
+        ]
+
     def report(self) -> dict[str, Any]:
         started = [r for r in self.records if r.status != "scheduled"]
         nodes = sorted(self.nodes)
         rejected = self.rejections()
+        rejected.setdefault("insufficient_balance", 0)  # contract key, present even at 0
+        decode_ms = sorted(self.decode_ms())
         return {
             "payloads_submitted": len(started),
             "payloads_decoded": {str(i): self.nodes[i].tracker.counts["executed"] for i in nodes},
@@ -476,6 +596,9 @@ class LaneSim(Observer):
             "decode_slot_delay": {r.label: self.decode_slot_delay(r) for r in started},
             "tickets_redeemed": self.tickets_redeemed,
             "bundles_rejected": {k: rejected[k] for k in sorted(rejected)},
+            "fees_charged": self.fees_charged,
+            "bounties_paid": self.bounties_paid,
+            "ledger_hash": {str(i): self._ledger(i).digest().hex() for i in nodes},
             "lanes": {
                 "kappa": self.kappa,
                 "bundles_per_slot": self.m,
@@ -495,5 +618,49 @@ class LaneSim(Observer):
                     str(i): self.nodes[i].broken for i in nodes if self.nodes[i].broken
                 },
                 "execution_heights_compared": self.checker.compared,
+                "ratchet_policy": self.config.effective_ratchet,
+                "feedback_slots": (
+                    self.config.effective_feedback_slots
+                    if self.config.effective_ratchet == "keep_redeemed"
+                    else None
+                ),
+                "lane_blocks_omitted": {
+                    str(i): self.lane_blocks_omitted[i] for i in sorted(self.censors)
+                },
+                "honest_bundles_dropped": {
+                    str(i): self.nodes[i].honest_bundles_dropped for i in nodes
+                },
+                "bundles_ignored": {
+                    str(i): dict(sorted(self.nodes[i].tracker.ignored_counts.items()))
+                    for i in nodes
+                },
+                "payloads_evicted": {str(i): self.nodes[i].tracker.evicted for i in nodes},
+                "decided_remembered": {
+                    str(i): self.nodes[i].tracker.remembered_decided for i in nodes
+                },
+                "decode_ms_p50": _median(decode_ms),
+                "duplicate_bundles": self.duplicate_bundles,
+                "late_bundles": self.late_bundles,
+                "ledger": {
+                    "sender_balance": self.ledger_config.sender_balance,
+                    "fee": self.ledger_params.fee,
+                    "bounty": self.ledger_params.bounty,
+                    "burned": {str(i): self._ledger(i).totals.burned for i in nodes},
+                    "conserved": all(self._ledger(i).conserved() for i in nodes),
+                },
+                "sender_attacks": [a.report() | {"label": a.label} for a in self.attackers],
             },
         }
+
+    def _ledger(self, node: int) -> Ledger:
+        ledger = self.nodes[node].tracker.ledger
+        assert ledger is not None  # netsim always runs the lanes with a ledger
+        return ledger
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    mid = len(values) // 2
+    value = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return round(value, 3)

@@ -35,6 +35,7 @@ from netsim.network import Network
 from netsim.scenario import Scenario
 
 KEY_SEED = b"sedna-netsim"
+CHAIN_ID = "sedna-netsim"  # every simulated signature is for this chain (consensus.crypto)
 LIVENESS_ROUND_TIMERS = 30  # default liveness bound: this many round timers
 
 
@@ -64,7 +65,9 @@ def build_world(scenario: Scenario, test_mutations: Iterable[str] = ()) -> World
     keys = derive_keys(scenario.validators, KEY_SEED)
     validators = ValidatorSet.from_keys([k.public for k in keys], scenario.stakes)
     schedule = schedule_by_name(scenario.schedule, validators)
-    scheme = scheme_by_name("ed25519" if scenario.scheme == "ed25519" else "trusted")
+    scheme = scheme_by_name(
+        "ed25519" if scenario.scheme == "ed25519" else "trusted", chain_id=CHAIN_ID
+    )
     config = CoreConfig(
         protocol=scenario.protocol,  # type: ignore[arg-type]
         delta_ms=scenario.delta_ms,

@@ -60,6 +60,27 @@ Sedna lanes (issue 4; `netsim.lanes`, docs/netsim.md "Lanes"):
     [[byzantine]]  behaviour = "withhold_bundles" (needs [lanes]), target_senders = [..]
                    (withhold only those senders' payloads; default all)
 
+Lanes under attack (issue 10; docs/netsim.md "Lanes under attack"):
+
+    [[byzantine]]  behaviour = "drop_lane_blocks"   # a censoring leader: every block it
+                   # proposes carries no lane block but its own lane's (needs [lanes])
+    [[sender_attack]]              # one attacking sender entity per table (needs [lanes])
+    kind = "duplicate_across_lanes" | "junk_commitments" | "replay_after_decide"
+    from_slot = 10                 # first slot it attacks
+    count = 2                      # per slot (duplicate_across_lanes: bundles given to two
+                                   # lanes each; junk_commitments: new junk commitments),
+                                   # or how many times (replay_after_decide: re-sends)
+    [lanes]
+    ratchet_policy = "keep_redeemed"   # | "exclude" (= ratchet = true)
+    feedback_slots = 4             # keep_redeemed: slot s's outcome is used from slot s + d;
+                                   # default and minimum: lookahead_slots (what the senders
+                                   # really know when they plan a slot)
+    tracker_capacity = 4096        # documented extra: pending payloads per decode tracker
+    [ledger]                       # (needs [lanes]; defaults when omitted)
+    sender_balance = 1000000000    # genesis balance of every sender (attackers included)
+    fee = 1                        # per ticket (the chain's minimum; senders pay exactly it)
+    bounty = 0                     # PIVOT-K bounty B escrowed per payload
+
 Unknown keys are errors. Every error names the key and why (`ScenarioError`).
 """
 
@@ -92,6 +113,10 @@ LANE_POLICIES = ("all", "fresh", "fixed")
 LANE_SENDING = ("until_decoded", "one_shot")
 LANE_CODECS = ("raptorq", "rs")
 MAX_LOOKAHEAD_SLOTS = 7  # below the lane proposer's window of 8 future slots
+RATCHET_POLICIES = ("exclude", "keep_redeemed")
+SENDER_ATTACKS = ("duplicate_across_lanes", "junk_commitments", "replay_after_decide")
+MAX_ATTACK_COUNT = 10_000
+DEFAULT_SENDER_BALANCE = 1_000_000_000
 
 
 class ScenarioError(ValueError):
@@ -128,6 +153,21 @@ class LanesConfig:
     cap_factor: int = 4
     decode_margin_symbols: int = 2
     corrupt_senders: tuple[int, ...] = ()
+    ratchet_policy: str | None = None  # None: "exclude" if ratchet else no ratchet
+    feedback_slots: int | None = None  # keep_redeemed only; None: lookahead_slots
+    tracker_capacity: int = 4096
+
+    @property
+    def effective_ratchet(self) -> str:
+        """ "none" | "exclude" | "keep_redeemed"."""
+        if self.ratchet_policy is not None:
+            return self.ratchet_policy
+        return "exclude" if self.ratchet else "none"
+
+    @property
+    def effective_feedback_slots(self) -> int:
+        """keep_redeemed's d: the scenario's, or what netsim senders really have."""
+        return self.feedback_slots if self.feedback_slots is not None else self.lookahead_slots
 
     def lane_params(self) -> Any:
         """The chain-wide `LaneParams` giving exactly `kappa` bundles for `payload_bytes`."""
@@ -140,6 +180,24 @@ class LanesConfig:
             decode_margin_symbols=self.decode_margin_symbols,
             cap_factor=self.cap_factor,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    """The `[ledger]` table: genesis balance per sender, ticket fee, bounty per payload."""
+
+    sender_balance: int = DEFAULT_SENDER_BALANCE
+    fee: int = 1
+    bounty: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SenderAttack:
+    """One `[[sender_attack]]` table: an attacking sender entity (netsim.lane_attacks)."""
+
+    kind: str
+    from_slot: int
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +224,8 @@ class Scenario:
     byzantine: tuple[ByzantineSpec, ...] = ()
     lanes: LanesConfig | None = None
     source: str = "<memory>"
+    ledger: LedgerConfig | None = None  # with [lanes]: the [ledger] table or its defaults
+    sender_attacks: tuple[SenderAttack, ...] = ()
 
     @property
     def stakes(self) -> tuple[int, ...]:
@@ -440,6 +500,10 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         faults.append(ClockOffset(clock_node, offset_ms))
 
     lanes = _lanes(top.raw("lanes"), n) if top.has("lanes") else None
+    ledger = _ledger(top.raw("ledger")) if lanes is not None else None
+    if top.has("ledger") and lanes is None:
+        raise ScenarioError("ledger: needs [lanes]")
+    sender_attacks = _sender_attacks(data, lanes is not None, n)
 
     byzantine: list[ByzantineSpec] = []
     for table in _array_of_tables(data, "byzantine"):
@@ -449,6 +513,12 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         rounds = table.get("rounds", _int_list(1, 2**40))
         targets = table.get("targets", _int_list(0, n - 1))
         target_senders = None
+        if behaviour == "drop_lane_blocks":
+            if lanes is None:
+                raise ScenarioError(f"{table.key('behaviour')}: 'drop_lane_blocks' needs [lanes]")
+            if rounds is not None or targets is not None:
+                bad = "rounds" if rounds is not None else "targets"
+                raise ScenarioError(f"{table.key(bad)}: not used by 'drop_lane_blocks'")
         if behaviour == "withhold_bundles":
             if lanes is None:
                 raise ScenarioError(f"{table.key('behaviour')}: 'withhold_bundles' needs [lanes]")
@@ -502,6 +572,8 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         "network",
         "core",
         "lanes",
+        "ledger",
+        "sender_attack",
     )
     for name in names:
         top.read.add(name)
@@ -529,6 +601,8 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         byzantine=tuple(byzantine),
         lanes=lanes,
         source=source,
+        ledger=ledger,
+        sender_attacks=sender_attacks,
     )
 
 
@@ -562,7 +636,29 @@ def _lanes(data: Any, validators: int) -> LanesConfig:
         cap_factor=table.get("cap_factor", _integer(1, 64), default=4),
         decode_margin_symbols=table.get("decode_margin_symbols", _integer(0, 63), default=2),
         corrupt_senders=table.get("corrupt_senders", _int_list(0, senders - 1), default=()),
+        ratchet_policy=table.get("ratchet_policy", _choice(RATCHET_POLICIES)),
+        feedback_slots=table.get("feedback_slots", _integer(1, 10_000)),
+        tracker_capacity=table.get("tracker_capacity", _integer(1, 1 << 20), default=4096),
     )
+    if table.has("ratchet") and table.has("ratchet_policy") and not config.ratchet:
+        raise ScenarioError("lanes.ratchet: false contradicts lanes.ratchet_policy")
+    if config.feedback_slots is not None:
+        if config.effective_ratchet != "keep_redeemed":
+            raise ScenarioError(
+                "lanes.feedback_slots: only used by ratchet_policy = 'keep_redeemed'"
+            )
+        # rule: a sender cannot use an outcome before it learns it (lookahead_slots)
+        if config.feedback_slots < config.lookahead_slots:
+            raise ScenarioError(
+                f"lanes.feedback_slots: {config.feedback_slots} is below lookahead_slots "
+                f"({config.lookahead_slots}): netsim senders learn slot s's outcome only "
+                "when planning slot s + lookahead_slots"
+            )
+    if config.effective_ratchet == "keep_redeemed" and config.policy == "all":
+        raise ScenarioError(
+            "lanes.ratchet_policy: 'keep_redeemed' addresses bundles_per_slot lanes; "
+            "policy 'all' addresses every lane"
+        )
     table.done()
     # rule: one bundle per lane per slot, so m <= N (also when m is the default)
     if config.policy != "all" and config.bundles_per_slot > validators:
@@ -575,6 +671,36 @@ def _lanes(data: Any, validators: int) -> LanesConfig:
     except LaneParamsError as exc:
         raise ScenarioError(f"lanes.kappa: {exc}") from None
     return config
+
+
+def _ledger(data: Any) -> LedgerConfig:
+    """The `[ledger]` table (defaults when absent)."""
+    table = _Table(data if data is not None else {}, "ledger")
+    amount = _integer(0, 2**40)
+    config = LedgerConfig(
+        sender_balance=table.get("sender_balance", amount, default=DEFAULT_SENDER_BALANCE),
+        fee=table.get("fee", _integer(0, 2**30), default=1),
+        bounty=table.get("bounty", _integer(0, 2**30), default=0),
+    )
+    table.done()
+    return config
+
+
+def _sender_attacks(data: dict, has_lanes: bool, validators: int) -> tuple[SenderAttack, ...]:
+    attacks = []
+    for table in _array_of_tables(data, "sender_attack"):
+        if not has_lanes:
+            raise ScenarioError(f"{table.path}: needs [lanes]")
+        attack = SenderAttack(
+            kind=table.get("kind", _choice(SENDER_ATTACKS), required=True),
+            from_slot=table.get("from_slot", _integer(1, 10**9), required=True),
+            count=table.get("count", _integer(1, MAX_ATTACK_COUNT), required=True),
+        )
+        table.done()
+        if attack.kind == "duplicate_across_lanes" and validators < 2:
+            raise ScenarioError(f"{table.key('kind')}: needs at least 2 lanes (validators)")
+        attacks.append(attack)
+    return tuple(attacks)
 
 
 def _groups_reader(n: int):

@@ -293,6 +293,10 @@ class NodeView:
         for reason, count in stats.get("drops", {}).items():
             if count:
                 self.metrics.transport_dropped.set(count, reason=reason)
+        for reason, count in stats.get("handshake_failures", {}).items():
+            self.metrics.handshake_failures.set(count, reason=reason)
+        for reason, count in stats.get("conn_errors", {}).items():
+            self.metrics.connection_errors.set(count, reason=reason)
         self.metrics.peers_connected.set(len(transport.connected_peers()))
         self.metrics.mempool_size.set(len(self.txpool.mempool))
         self.metrics.event_queue.set(self._inbox_depth())

@@ -203,6 +203,8 @@ def build_runtime(
         config.network.rpc_host,
         config.network.rpc_port,
         admin_enabled=config.network.admin_rpc,
+        admin_token_file=config.network.admin_token_file,
+        metrics=metrics,
     )
     runtime.attach_api(view, rpc)
     _install_faults(runtime, config, key, scheme, exit_process)

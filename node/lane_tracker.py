@@ -99,7 +99,7 @@ class LaneTracker:
 
     def track_block(self, header: BlockHeader, body: BlockBody) -> None:
         try:
-            outcome, n_txs = self.lanes.track(header, body)
+            outcome, offset = self.lanes.track(header, body)
         except (ValueError, LanePayloadError) as exc:
             self.fail(f"height {header.seq_num}: {exc}")
             return
@@ -115,7 +115,7 @@ class LaneTracker:
                     payload_id=event.commitment_id,
                     status=event.status,
                     height=height,
-                    position=event.position + n_txs if event.status == "executed" else -1,
+                    position=event.position + offset if event.status == "executed" else -1,
                     decided_ns=now_ns,
                     kappa=event.kappa,
                     finalized_bundles=event.finalized_bundles,

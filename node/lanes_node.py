@@ -72,6 +72,9 @@ NODE_LANE_PARAMS = LaneParams(
     cap_extra_bundles=4,
     max_payload_bytes=64 * 1024,
     max_entries_per_lane_block=256,
+    # a commitment's tickets span at most 65,536 slots (~6.5 min at ~6 ms per block):
+    # how long trackers remember a decided id (so it never executes twice)
+    max_lifetime_slots=65_536,
 )
 LANE_FRAME_TAG = 0x4C
 LANE_FRAME_VERSION = 1
@@ -84,7 +87,6 @@ MAX_HELD_SLOTS = 32  # lane blocks from peers are held for slots in (finalized, 
 MAX_REMEMBERED_SENDS = 1024
 MAX_BUILT_BODIES = 256
 MAX_ACCEPTED_MEMORY = 65_536
-MAX_DECIDED_REMEMBERED = 262_144
 MAX_VERIFIED_TICKET_BATCHES = 65_536
 PAYLOAD_BYTES_RESERVE = 64 * 1024  # headroom left in the body for msgpack framing
 
@@ -157,7 +159,7 @@ class NodeLanes:
         self.validator = LanePayloadValidator(
             validators, params, scheme, ticket_verifier=self.tickets
         )
-        self.tracker = DecodeTracker(params, max_decided_remembered=MAX_DECIDED_REMEMBERED)
+        self.tracker = DecodeTracker(params)
         self.counters = LaneCounters()
         self.refused: Counter[str] = Counter()  # lane frames refused, by reason
         self.finalized_height = 0
@@ -365,12 +367,14 @@ class NodeLanes:
     def track(self, header: BlockHeader, body: BlockBody) -> tuple[BlockOutcome, int]:
         """Feed the next finalized block (consecutive heights) to the decode tracker.
 
-        Returns (outcome, number of plain txs in the block). The tracker sees the block's
-        lane blocks only: plain txs are ordered by the finalized chain itself, and hashing
-        every one of them again (two SHA-256 per tx) was ~18 % of a node's CPU under plain
-        load. So the node's execution-order hash chains the Sedna payload events only; an
-        executed payload's position in the block is `n_txs + outcome position`, i.e. after
-        the block's plain txs, exactly as the tracker would place it in the full block.
+        Returns (outcome, position offset of its executed payloads in the block). The
+        offset is 0: payloads that become decodable in a block execute *before* the
+        block's plain transactions (docs/lanes.md, "Ordering guarantee"), so an executed
+        payload's position in the block is its outcome position. The tracker sees the
+        block's lane blocks only: plain txs are ordered by the finalized chain itself, and
+        hashing every one of them again (two SHA-256 per tx) was ~18 % of a node's CPU
+        under plain load, so the node's execution-order hash chains the Sedna payload
+        events only.
         """
         payload = decode_block_payload(body.payload)  # finalized, so validated: it decodes
         blocks = payload.lane_blocks
@@ -381,8 +385,10 @@ class NodeLanes:
             lane_payload = BlockPayload((), blocks) if blocks else EMPTY_PAYLOAD
         else:
             lane_payload = decode_block_payload(build_block_payload((), blocks))
-        outcome = self.tracker.on_finalized_payload(header.seq_num, lane_payload)
-        return outcome, len(payload.transactions)
+        outcome = self.tracker.on_finalized_payload(
+            header.seq_num, lane_payload, header.qc.block_id
+        )
+        return outcome, 0
 
     def payload_status(self, cid: bytes) -> tuple[str, list[int]]:
         """(tracker status, indices of the bundles finalized so far while pending)."""

@@ -45,7 +45,7 @@ from consensus.messages import (
     VoteMessage,
 )
 from consensus.safety import SafetyState
-from node.logs import log
+from node.logs import WarningLimiter, log
 from node.mempool import PayloadError, decode_plain_payload, tx_id
 from node.metrics import NodeMetrics
 from node.storage import FinalizedRow, Storage, short_id
@@ -56,6 +56,7 @@ SYNC_LAG_BLOCKS = 8  # "syncing" once the highest known block is this far above 
 INDEX_BACKFILL_BLOCKS = 1_000  # stored blocks read per step when indexing an old database
 MAX_SYNC_RESPONSE_BYTES = 8 * 1024 * 1024
 SYNC_BLOCK_OVERHEAD_BYTES = 1024  # a synced block's tip and framing, on top of its payload
+REJECTION_LOG_INTERVAL_S = 60.0  # at most one block_rejected line per (author, reason)
 
 
 TxRefusal = Literal["tx_repeated_in_block", "tx_in_pending_ancestor", "tx_already_finalized"]
@@ -422,6 +423,7 @@ class ChainValidator:
     def __init__(self, payload_rules: PayloadRules, ledger: Ledger):
         self.payload_rules = payload_rules
         self.ledger = ledger
+        self._warnings = WarningLimiter(REJECTION_LOG_INTERVAL_S)
 
     def validate(self, header: BlockHeader, body: BlockBody) -> bool:
         if not self.payload_rules.validate(header, body):
@@ -430,10 +432,10 @@ class ChainValidator:
         refusal = self.ledger.tx_refusal(header, body)
         if refusal is not None:
             self.ledger.metrics.blocks_rejected.inc(reason=refusal)
-            log(
-                self.ledger.log,
+            # a faulty leader can repeat this every round it leads: one line per interval
+            self._warnings.warn(
                 "block_rejected",
-                logging.WARNING,
+                f"{header.author}:{refusal}",
                 reason=refusal,
                 author=header.author,
                 round=header.block_round,

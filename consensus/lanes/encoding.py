@@ -109,9 +109,11 @@ def _stream(layout: PayloadLayout, codec_id: str, transformed: bytes) -> list[by
 
 
 def encode_payload(
-    params: LaneParams, payload: bytes, aont_key: bytes, sender: bytes
+    params: LaneParams, payload: bytes, aont_key: bytes, sender: bytes, *, expiry_slot: int
 ) -> EncodedPayload:
-    """Encode and commit. `aont_key`: 32 fresh secret bytes from the caller; `sender`: its key."""
+    """Encode and commit. `aont_key`: 32 fresh secret bytes from the caller; `sender`: its
+    key; `expiry_slot`: the last slot its tickets may name (at most
+    `params.max_lifetime_slots` after each ticket's slot, so pick it from the first slot)."""
     layout = layout_for(params, len(payload))
     transformed = package_transform(payload, aont_key, layout.transformed_len)
     stream = _stream(layout, params.codec_id, transformed)
@@ -127,6 +129,7 @@ def encode_payload(
         source_symbols=layout.source_symbols,
         cap_bundles=layout.cap_bundles,
         merkle_root=tree.root,
+        expiry_slot=expiry_slot,
     )
     bundles = BundleStream(commitment, stream, layout.symbols_per_bundle, tree)
     return EncodedPayload(commitment, commitment_id(commitment), layout, bundles)

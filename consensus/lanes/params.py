@@ -13,9 +13,13 @@ symbols. With a decode margin of `h` symbols:
 
 Padding K up to κ·s_b − h (inside the encryption, so the padding is ciphertext) makes
 κ−1 bundles hold `K + h − s_b < K` symbols whenever `h < s_b`: below κ bundles a
-receiver always has fewer equations than unknowns, so decoding is impossible, not just
-unlikely. At κ bundles RaptorQ decodes with failure probability about 1e-2, 1e-4, 1e-6
-for h = 0, 1, 2 (RFC 6330); Reed-Solomon is MDS and needs h = 0.
+receiver has fewer equations than unknowns, so it cannot *decode*. It can still *guess*:
+at best (an MDS code) s_b − h symbols, i.e. 8·T·(s_b − h) bits, stay unknown, and each
+guess of them is checked by decoding and inverting the package transform. So the params
+must leave at least `MIN_UNKNOWN_BITS` = 128 unknown bits below κ (the security level of
+the transform's key), which `LaneParams` enforces. At κ bundles RaptorQ decodes with
+failure probability about 1e-2, 1e-4, 1e-6 for h = 0, 1, 2 (RFC 6330); Reed-Solomon is
+MDS and needs h = 0.
 
 The cap has a proportional and an absolute part because a sender's losses do: bundles
 withheld by a cartel grow with κ (≈ β/(1−β)·κ without the ratchet), bundles sent while
@@ -37,10 +41,19 @@ MAX_SYMBOL_BYTES = 16 * 1024
 MAX_SYMBOLS_PER_BUNDLE = 256
 MAX_CAP_FACTOR = 64
 MAX_CAP_EXTRA_BUNDLES = 4096
+DEFAULT_MAX_LIFETIME_SLOTS = 4096  # a payload's tickets span at most this many slots
+MAX_LIFETIME_SLOTS = 1 << 20
 DEFAULT_CAP_FACTOR = 2
 DEFAULT_CAP_EXTRA_BUNDLES = 24  # ≈ m·(finality lag + 1) for m = 8 bundles per slot, lag 2
 MAX_SEARCH_SYMBOLS_PER_BUNDLE = 64
 PER_SYMBOL_COST_BYTES = 32  # params_for_kappa's price of one more symbol (its hash)
+MIN_UNKNOWN_BITS = 128  # bits an attacker holding κ−1 bundles must still guess, at least
+
+
+def unknown_bits_below_kappa(symbol_size_bytes: int, symbols_per_bundle: int, margin: int) -> int:
+    """Bits of x' that κ−1 bundles leave undetermined in the best case for an attacker
+    (an MDS code): the s_b − h symbols κ bundles carry beyond K + h − s_b."""
+    return 8 * symbol_size_bytes * (symbols_per_bundle - margin)
 
 
 class LaneParamsError(ValueError):
@@ -54,6 +67,8 @@ class LaneParams:
     `decode_margin_symbols` (h) is the RaptorQ decode-overhead margin: κ bundles carry
     K + h symbols. The committed symbol stream has `cap_factor·κ + cap_extra_bundles`
     bundles (the sender cannot send more fresh bundles than that for one payload).
+    `max_lifetime_slots`: a commitment's `expiry_slot` is at most this many slots after
+    the slot of any of its tickets (it bounds how long trackers remember decided ids).
     """
 
     codec_id: str = "raptorq"
@@ -64,6 +79,7 @@ class LaneParams:
     max_payload_bytes: int = 1024 * 1024
     max_entries_per_lane_block: int = 256
     cap_extra_bundles: int = DEFAULT_CAP_EXTRA_BUNDLES
+    max_lifetime_slots: int = DEFAULT_MAX_LIFETIME_SLOTS
 
     def __post_init__(self) -> None:
         if self.codec_id not in CODEC_IDS:
@@ -77,6 +93,17 @@ class LaneParams:
         # rule: κ−1 bundles must hold fewer than K symbols (privacy below threshold)
         if not 0 <= self.decode_margin_symbols < self.symbols_per_bundle:
             raise LaneParamsError("decode_margin_symbols must be in [0, symbols_per_bundle)")
+        # rule: ... and leave at least 128 bits to guess (else brute force recovers x)
+        unknown = unknown_bits_below_kappa(
+            self.symbol_size_bytes, self.symbols_per_bundle, self.decode_margin_symbols
+        )
+        if unknown < MIN_UNKNOWN_BITS:
+            raise LaneParamsError(
+                f"κ−1 bundles would leave only {unknown} unknown bits "
+                f"(8·T·(s_b − h) = 8·{self.symbol_size_bytes}·"
+                f"({self.symbols_per_bundle} − {self.decode_margin_symbols})); at least "
+                f"{MIN_UNKNOWN_BITS} are needed: use larger symbols or bundles, or a smaller h"
+            )
         if not 1 <= self.cap_factor <= MAX_CAP_FACTOR:
             raise LaneParamsError(f"cap_factor must be in [1, {MAX_CAP_FACTOR}]")
         if not 0 <= self.cap_extra_bundles <= MAX_CAP_EXTRA_BUNDLES:
@@ -85,6 +112,8 @@ class LaneParams:
             raise LaneParamsError("max_payload_bytes must be in [0, 8 MiB]")
         if not 1 <= self.max_entries_per_lane_block <= 4096:
             raise LaneParamsError("max_entries_per_lane_block must be in [1, 4096]")
+        if not 1 <= self.max_lifetime_slots <= MAX_LIFETIME_SLOTS:
+            raise LaneParamsError(f"max_lifetime_slots must be in [1, {MAX_LIFETIME_SLOTS}]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +197,8 @@ def params_for_kappa(
     """Smallest-footprint params giving exactly `kappa` bundles for a `payload_bytes` payload.
 
     Searches bundle sizes s_b in (h, 64] and, for each, the smallest symbol size T
-    (a multiple of 8 for RaptorQ) with ceil((ceil((L+32)/T) + h)/s_b) == kappa; keeps the
+    (a multiple of 8 for RaptorQ) with ceil((ceil((L+32)/T) + h)/s_b) == kappa and at
+    least `MIN_UNKNOWN_BITS` unknown below κ (the `LaneParams` rule); keeps the
     candidate minimising κ·s_b·(T + 32), i.e. the bytes of κ bundles plus a per-symbol cost
     of one 32-byte hash (ties: smaller s_b). For netsim scenario files that set
     `payload_bytes` and `kappa` directly.
@@ -186,6 +216,9 @@ def params_for_kappa(
         if high < 1:
             continue
         t = _ceil_div(_ceil_div(a, high), align) * align
+        # the privacy rule sets a floor on T: 8·T·(s_b − h) >= MIN_UNKNOWN_BITS
+        t_private = _ceil_div(_ceil_div(MIN_UNKNOWN_BITS, 8 * (s_b - h)), align) * align
+        t = max(t, t_private)
         if t > MAX_SYMBOL_BYTES or _ceil_div(a, t) < max(low, 1):
             continue
         candidate = (kappa * s_b * (t + PER_SYMBOL_COST_BYTES), s_b, t)

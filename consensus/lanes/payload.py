@@ -50,8 +50,12 @@ def build_block_payload(transactions: Sequence[bytes], lane_blocks: Iterable[Lan
 class LanePayloadValidator:
     """`BlockValidator` for lane payloads: pure, deterministic, no chain state.
 
-    Cross-block duplicates (a bundle already finalized earlier) are not invalid here;
-    the decode tracker ignores them deterministically.
+    Inclusion rule for duplicates: a bundle appears at most once per lane block (entries
+    are strictly sorted), but the same bundle in *two lane blocks* of one block, or in an
+    earlier block, is valid: a sender can give one bundle index to several lanes, each
+    lane checks only its own block, and rejecting the block would let one sender halt the
+    chain. The decode tracker counts the first copy in pivot order and ignores the rest
+    (their tickets are redeemed and paid for).
     """
 
     def __init__(
@@ -82,20 +86,17 @@ class LanePayloadValidator:
         except LanePayloadError as exc:
             return f"malformed payload: {exc}"
         previous_lane = -1
-        keys: set[tuple[bytes, int]] = set()
         for block in payload.lane_blocks:
             # rule: lane blocks sorted strictly by lane (one per lane, canonical order)
             if block.lane <= previous_lane:
                 return f"lane block {block.lane} out of order or duplicated"
             previous_lane = block.lane
-            reason = self._check_lane_block(header.seq_num, block, keys)
+            reason = self._check_lane_block(header.seq_num, block)
             if reason is not None:
                 return f"lane {block.lane}: {reason}"
         return None
 
-    def _check_lane_block(
-        self, slot: int, block: LaneBlock, keys: set[tuple[bytes, int]]
-    ) -> str | None:
+    def _check_lane_block(self, slot: int, block: LaneBlock) -> str | None:
         if not self.validators.contains(block.lane):
             return "unknown lane"
         if block.slot != slot:  # rule: a lane block belongs to the height it is proposed at
@@ -105,12 +106,10 @@ class LanePayloadValidator:
         previous: tuple[bytes, int] | None = None
         for entry in block.entries:
             key = entry_key(entry)
-            if previous is not None and key <= previous:  # rule: canonical entry order
+            # rule: canonical entry order (so a bundle appears once per lane block)
+            if previous is not None and key <= previous:
                 return "entries not strictly sorted by (commitment, bundle)"
             previous = key
-            if key in keys:  # rule: a bundle appears once per block
-                return RejectReason.DUPLICATE_SYMBOL.value
-            keys.add(key)
             reason = check_entry_static(self.params, entry, block.lane)
             if reason is None and entry.ticket.ticket.slot != block.slot:
                 reason = RejectReason.WRONG_SLOT  # rule: redeemed only in the addressed slot

@@ -12,6 +12,12 @@ idempotent, because a height can be proposed in several rounds.
 Withholding (a Byzantine behaviour for netsim's `withhold_bundles`): a proposer built
 with a `WithholdPolicy` omits matching bundles from its lane block at seal time and
 hands them to the policy's `CartelPool`, shared by all cartel members.
+
+Money (with `funds`, the node's ledger at its finalized height): a ticket below the
+chain's fee is `fee_too_low`; a sender whose balance, minus what this lane already
+admitted from it for slots not yet finalized, does not cover the ticket's fee (plus the
+bounty B if the payload is new) is `insufficient_balance`. This keeps unpaid bundles out
+of lane blocks; the tracker's charge at finalization is the rule that counts.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from consensus.crypto import KeyPair, SignatureScheme
 from consensus.lanes.encoding import (
@@ -53,10 +60,13 @@ class RejectReason(StrEnum):
     BAD_EXPIRY = "bad_expiry"  # expiry is not the end of the addressed slot
     WRONG_SLOT = "wrong_slot"  # slot too far ahead, or not the block's slot
     EXPIRED_TICKET = "expired_ticket"  # addressed slot already sealed
+    PAYLOAD_EXPIRED = "payload_expired"  # ticket slot after the commitment's expiry_slot
     DUPLICATE_SYMBOL = "duplicate_symbol"  # these symbols were already accepted
     LANE_FULL = "lane_full"  # the slot's lane block is at capacity
     BAD_TICKET_SIGNATURE = "bad_ticket_signature"  # not signed by the committed sender
     BAD_PROOF = "bad_proof"  # symbols not at their committed stream position
+    FEE_TOO_LOW = "fee_too_low"  # ticket fee below the chain's fee
+    INSUFFICIENT_BALANCE = "insufficient_balance"  # the sender cannot pay for it
 
 
 def max_entry_bytes(params: LaneParams) -> int:
@@ -84,6 +94,12 @@ def check_entry_static(params: LaneParams, entry: LaneEntry, lane: int) -> Rejec
         return RejectReason.WRONG_LANE
     if ticket.expiry_slot != ticket.slot:
         return RejectReason.BAD_EXPIRY
+    # rule: a payload's tickets name slots up to its expiry, and its expiry lies at most
+    # max_lifetime_slots ahead (so a decided id need only be remembered that long)
+    if ticket.slot > bundle.commitment.expiry_slot:
+        return RejectReason.PAYLOAD_EXPIRED
+    if bundle.commitment.expiry_slot > ticket.slot + params.max_lifetime_slots:
+        return RejectReason.BAD_COMMITMENT
     return None
 
 
@@ -160,6 +176,17 @@ class WithholdPolicy:
 # --------------------------------------------------------------------------- lane proposer
 
 
+class Funds(Protocol):
+    """A ledger view for admission (`consensus.lanes.ledger.FundsView`)."""
+
+    @property
+    def min_fee(self) -> int: ...
+
+    def spendable(self, sender: bytes) -> int: ...
+
+    def opening_cost(self, cid: bytes) -> int: ...
+
+
 @dataclass
 class LaneStats:
     accepted: int = 0
@@ -184,6 +211,7 @@ class LaneProposer:
         withhold: WithholdPolicy | None = None,
         max_remembered: int = 65_536,
         ticket_verifier: TicketVerifier | None = None,
+        funds: Funds | None = None,
     ):
         self.lane = lane
         self.key = key
@@ -196,6 +224,11 @@ class LaneProposer:
         self.withhold = withhold
         self.max_remembered = max_remembered
         self.stats = LaneStats()
+        self.funds = funds
+        # money this lane admitted per sender for unfinalized slots, and what it was for
+        self._reserved: Counter[bytes] = Counter()
+        self._reservations: dict[int, list[tuple[bytes, int, bytes | None]]] = {}
+        self._opened: set[bytes] = set()  # payloads whose bounty this lane reserved
         self._pending: dict[int, dict[tuple[bytes, int], LaneEntry]] = {}
         self._sealed: dict[int, LaneBlock] = {}
         self._seen: dict[tuple[bytes, int], int] = {}  # insertion-ordered, bounded
@@ -234,9 +267,28 @@ class LaneProposer:
         pending = self._pending.get(slot, {})
         if len(pending) >= self.params.max_entries_per_lane_block:
             return self._reject(RejectReason.LANE_FULL)
+        cost, opens = 0, False
+        if self.funds is not None:
+            fee = entry.ticket.ticket.fee
+            if fee < self.funds.min_fee:  # rule: a ticket pays at least the chain's fee
+                return self._reject(RejectReason.FEE_TOO_LOW)
+            sender = entry.bundle.commitment.sender
+            opens = key[0] not in self._opened and self.funds.opening_cost(key[0]) > 0
+            cost = fee + (self.funds.opening_cost(key[0]) if opens else 0)
+            # rule: admit only what the sender can still pay, counting what is admitted
+            if self.funds.spendable(sender) - self._reserved[sender] < cost:
+                return self._reject(RejectReason.INSUFFICIENT_BALANCE)
         reason = check_entry_crypto(self.tickets, entry)
         if reason is not None:
             return self._reject(reason)
+        if self.funds is not None:
+            sender = entry.bundle.commitment.sender
+            self._reserved[sender] += cost
+            self._reservations.setdefault(slot, []).append(
+                (sender, cost, key[0] if opens else None)
+            )
+            if opens:
+                self._opened.add(key[0])
         self._pending.setdefault(slot, {})[key] = entry
         self._seen[key] = slot
         while len(self._seen) > self.max_remembered:
@@ -272,9 +324,17 @@ class LaneProposer:
         return block
 
     def on_finalized(self, slot: int) -> None:
-        """Forget sealed lane blocks up to a finalized slot."""
+        """Forget sealed lane blocks and release admitted money up to a finalized slot
+        (the ledger has charged what was included by then)."""
         for old in [s for s in self._sealed if s <= slot]:
             del self._sealed[old]
+        for old in [s for s in self._reservations if s <= slot]:
+            for sender, cost, opened in self._reservations.pop(old):
+                self._reserved[sender] -= cost
+                if self._reserved[sender] <= 0:
+                    del self._reserved[sender]
+                if opened is not None:
+                    self._opened.discard(opened)
 
 
 def nonempty(blocks: Iterable[LaneBlock]) -> list[LaneBlock]:

@@ -1,42 +1,85 @@
 """Decode tracker: every node's deterministic view of lane payloads over the finalized chain.
 
-Fed finalized blocks in height order, it
+Fed finalized blocks in height order (with the id of each block's parent), it
 
 1. redeems every ticket of every lane block (the validator already checked that the
    ticket's slot is the block's height, so inclusion == redemption in the addressed slot);
-2. adds each bundle to its payload; a bundle already finalized earlier, or of a payload
-   already decided, is ignored (counted) — cross-block duplicates are harmless;
+2. counts each bundle towards its payload, per payload in **pivot order** (below). A
+   bundle is *not* counted when its sender cannot pay (`insufficient_balance`, with a
+   ledger), when its payload was already decided (`late`), when the same bundle was
+   counted before, in an earlier block or earlier in this one from another lane
+   (`duplicates`: a sender may give one bundle index to several lanes; the first copy in
+   pivot order counts, the others are redeemed and paid for, nothing more), or when the
+   tracker is full and the sender is its heaviest occupant (`dropped`, below);
 3. after the block's entries, for each payload that gained bundles in this block and has
-   at least κ, in commitment-id order: decode from all its finalized bundles and check
-   the result against the commitment (`encoding.decode_payloads`, one batched call per
-   block with the same result as `decode_payload` for each):
-   - decoded  → executed in this block, after the block's plain transactions, ordered
-     by commitment id: a position fixed before anyone could see the contents;
+   at least κ: decode from all its counted bundles and check the result against the
+   commitment (`encoding.decode_payloads`, one batched call per block):
+   - decoded  → executed in this block, **before the block's plain transactions**, in
+     execution-key order (below);
    - commitment_mismatch → rejected (final);
    - undecodable (RaptorQ rank deficiency, probability ~1e-6 at κ with h = 2) → stays
      pending and is retried when more bundles finalize;
-4. expires payloads that made no progress for `pending_ttl_slots`.
+4. expires payloads that made no progress for `pending_ttl_slots`, or whose commitment's
+   `expiry_slot` has passed.
+
+**Keys nobody can grind.** Both orders hash the id of the block's *parent* (the block
+certified by its QC), which does not exist yet when a sender fixes its commitment or a
+lane seals its lane block for that height (docs/lanes.md, "Ordering guarantee"):
+- pivot order of a payload's bundles in one block: SHA-256(parent ‖ cid ‖ bundle ‖ lane),
+  across blocks by height. A payload's pivotal bundles are its first κ counted ones
+  (PIVOT-K, docs/mechanism.md §7, Variant R with the parent id as public randomness),
+  so no lane index is favoured;
+- execution order of the payloads decoded in one block: SHA-256(parent ‖ cid).
+
+**Nothing executes twice.** A decided id is remembered until its commitment's
+`expiry_slot`; after that no ticket of it can be valid (`check_entry_static`), so memory
+is bounded by `LaneParams.max_lifetime_slots` worth of decisions and a re-sent commitment
+is `late` (before expiry) or refused by every lane and validator (after).
+
+**Spam pays for what it occupies.** With a `Ledger`, a payload's first counted bundle
+escrows the bounty B, burned if the payload never executes; every counted bundle costs
+its ticket fee. The pending table is bounded (`max_pending_payloads`); when it is full a
+new payload takes the place of the least recently progressing payload of the sender that
+holds the most entries, unless its own sender is (or ties) the heaviest, in which case
+the new payload is dropped. A junk sender can therefore only ever crowd out itself.
 
 The outcome depends only on the sequence of finalized blocks, so every node fed the
-same chain reports the same executions, rejections and `execution_order_hash`.
+same chain reports the same executions, rejections, ledger and `execution_order_hash`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Literal
 
 from consensus.lanes.encoding import decode_payloads, layout_of
+from consensus.lanes.ledger import FundsView, Ledger
 from consensus.lanes.params import LaneParams, PayloadLayout
 from consensus.lanes.proposer import entry_key
-from consensus.lanes.wire import BlockPayload, PayloadCommitment, decode_block_payload
+from consensus.lanes.wire import BlockPayload, LaneEntry, PayloadCommitment, decode_block_payload
 from consensus.messages import BlockBody, BlockHeader
 
 PayloadStatus = Literal["executed", "rejected", "expired"]
+IgnoredReason = Literal["insufficient_balance", "fee_too_low", "tracker_full"]
 _STATUS_TAG = {"executed": b"p", "rejected": b"r", "expired": b"x"}
 _HASH_SEED = hashlib.sha256(b"sedna/execution-order/1").digest()
+_PIVOT_DOMAIN = b"sedna/pivot-order/1\x00"
+_EXECUTION_DOMAIN = b"sedna/execution-key/1\x00"
+
+
+def pivot_key(parent_id: bytes, cid: bytes, bundle_index: int, lane: int) -> bytes:
+    """Rank of a finalized bundle among its payload's bundles of the same block."""
+    return hashlib.sha256(
+        _PIVOT_DOMAIN + parent_id + cid + bundle_index.to_bytes(4, "big") + lane.to_bytes(4, "big")
+    ).digest()
+
+
+def execution_key(parent_id: bytes, cid: bytes) -> bytes:
+    """Rank of a payload among the payloads decoded in the same block."""
+    return hashlib.sha256(_EXECUTION_DOMAIN + parent_id + cid).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +95,20 @@ class Redemption:
 
 
 @dataclass(frozen=True, slots=True)
+class IgnoredBundle:
+    """A redeemed bundle that was not counted towards its payload, and why."""
+
+    commitment_id: bytes
+    sender: bytes
+    lane: int
+    bundle_index: int
+    reason: IgnoredReason
+
+
+@dataclass(frozen=True, slots=True)
 class PayloadEvent:
-    """A payload decided at `height`. `position` is its execution index in the block."""
+    """A payload decided at `height`. `position` is its execution index in the block
+    (0 = first: decoded payloads run before the block's plain transactions)."""
 
     commitment_id: bytes
     sender: bytes
@@ -62,9 +117,11 @@ class PayloadEvent:
     position: int  # -1 unless executed
     payload: bytes | None
     kappa: int
-    first_slot: int  # slot of its first finalized bundle
+    first_slot: int  # slot of its first counted bundle
     finalized_bundles: int
-    pivotal: tuple[tuple[int, int, int], ...]  # first κ finalized (slot, lane, bundle_index)
+    pivotal: tuple[tuple[int, int, int], ...]  # first κ counted (slot, lane, bundle_index)
+    bounty_payouts: tuple[tuple[int, int], ...] = ()  # (lane, amount) per pivotal bundle
+    reason: str = ""  # expired: "ttl" | "lifetime" | "evicted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +129,16 @@ class BlockOutcome:
     height: int
     transactions: tuple[bytes, ...]
     redemptions: tuple[Redemption, ...]
-    payloads: tuple[PayloadEvent, ...]  # executed in execution order, then the others by id
-    duplicates: int  # bundles finalized again, ignored
+    payloads: tuple[PayloadEvent, ...]  # executed in execution order, then the others
+    duplicates: int  # bundles counted before (earlier block or another lane), ignored
     late: int  # bundles of already decided payloads, ignored
     dropped: int  # bundles of new payloads refused because the tracker was full
     execution_order_hash: bytes
+    ignored: tuple[IgnoredBundle, ...] = ()  # not counted: money or capacity
+    evicted: int = 0  # pending payloads evicted to make room (decided "expired")
+    fees_charged: int = 0
+    bounties_paid: int = 0
+    burned: int = 0
 
 
 @dataclass
@@ -89,6 +151,70 @@ class _Pending:
     order: list[tuple[int, int, int]] = field(default_factory=list)
 
 
+class _Occupancy:
+    """Pending payloads per sender, least recently progressing first, and the heaviest
+    sender (most entries; ties: the smallest key) in O(senders at the top count)."""
+
+    def __init__(self) -> None:
+        self.by_sender: dict[bytes, OrderedDict[bytes, None]] = {}
+        self._at_count: dict[int, set[bytes]] = {}
+        self._top = 0
+
+    def count(self, sender: bytes) -> int:
+        held = self.by_sender.get(sender)
+        return len(held) if held else 0
+
+    def _move(self, sender: bytes, before: int, after: int) -> None:
+        if before:
+            bucket = self._at_count[before]
+            bucket.discard(sender)
+            if not bucket:
+                del self._at_count[before]
+        if after:
+            self._at_count.setdefault(after, set()).add(sender)
+        self._top = max(self._top, after)
+        while self._top and self._top not in self._at_count:
+            self._top -= 1
+
+    def add(self, sender: bytes, cid: bytes) -> None:
+        before = self.count(sender)
+        self.by_sender.setdefault(sender, OrderedDict())[cid] = None
+        self._move(sender, before, before + 1)
+
+    def progressed(self, sender: bytes, cid: bytes) -> None:
+        self.by_sender[sender].move_to_end(cid)
+
+    def remove(self, sender: bytes, cid: bytes) -> None:
+        held = self.by_sender[sender]
+        before = len(held)
+        del held[cid]
+        if not held:
+            del self.by_sender[sender]
+        self._move(sender, before, before - 1)
+
+    def heaviest(self) -> tuple[int, bytes]:
+        """(count, sender) of the heaviest sender; (0, b"") when empty."""
+        if not self._top:
+            return 0, b""
+        return self._top, min(self._at_count[self._top])
+
+    def oldest(self, sender: bytes) -> bytes:
+        return next(iter(self.by_sender[sender]))
+
+
+@dataclass
+class _BlockWork:
+    """Everything one block's processing accumulates before its outcome is built."""
+
+    touched: set[bytes] = field(default_factory=set)
+    ignored: list[IgnoredBundle] = field(default_factory=list)
+    others: list[PayloadEvent] = field(default_factory=list)
+    duplicates: int = 0
+    late: int = 0
+    dropped: int = 0
+    evicted: int = 0
+
+
 class DecodeTracker:
     def __init__(
         self,
@@ -96,28 +222,54 @@ class DecodeTracker:
         *,
         max_pending_payloads: int = 4096,
         pending_ttl_slots: int = 256,
-        max_decided_remembered: int = 65_536,
+        ledger: Ledger | None = None,
     ):
+        if max_pending_payloads < 1 or pending_ttl_slots < 1:
+            raise ValueError("max_pending_payloads and pending_ttl_slots must be >= 1")
         self.params = params
         self.max_pending = max_pending_payloads
         self.pending_ttl_slots = pending_ttl_slots
-        self.max_decided = max_decided_remembered
+        self.ledger = ledger
         self.height: int | None = None
         self.execution_order_hash = _HASH_SEED
         self.counts: dict[str, int] = {"executed": 0, "rejected": 0, "expired": 0}
         self.redeemed = 0
+        self.ignored_counts: dict[str, int] = {}
+        self.evicted = 0
         self._pending: dict[bytes, _Pending] = {}
-        self._decided: OrderedDict[bytes, PayloadStatus] = OrderedDict()
+        self._occupancy = _Occupancy()
+        self._decided: dict[bytes, PayloadStatus] = {}
+        self._forget: list[tuple[int, bytes]] = []  # (expiry_slot, cid) of decided ids
+
+    # ------------------------------------------------------------------ views
 
     def status(self, cid: bytes) -> PayloadStatus | Literal["pending", "unknown"]:
         if cid in self._decided:
             return self._decided[cid]
         return "pending" if cid in self._pending else "unknown"
 
+    def knows(self, cid: bytes) -> bool:
+        """A counted bundle of `cid` exists (pending or decided and not yet forgotten)."""
+        return cid in self._pending or cid in self._decided
+
     def finalized_bundles(self, cid: bytes) -> dict[int, tuple[bytes, ...]]:
         """Public bundles of a pending payload (e.g. for a cartel's private decode)."""
         pending = self._pending.get(cid)
         return dict(pending.bundles) if pending else {}
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    @property
+    def remembered_decided(self) -> int:
+        return len(self._decided)
+
+    def funds(self) -> FundsView | None:
+        """The admission view of this tracker's ledger (None without a ledger)."""
+        return FundsView(self.ledger, self.knows) if self.ledger is not None else None
+
+    # ------------------------------------------------------------------ feeding
 
     def _chain(self, tag: bytes, height: int, ident: bytes, content: bytes) -> None:
         self.execution_order_hash = hashlib.sha256(
@@ -137,97 +289,192 @@ class DecodeTracker:
         """Process the next finalized block (heights strictly consecutive)."""
         self._check_next(header.seq_num)
         payload = decode_block_payload(body.payload)  # finalized ⇒ validated ⇒ decodes
-        return self.on_finalized_payload(header.seq_num, payload)
+        return self.on_finalized_payload(header.seq_num, payload, header.qc.block_id)
 
-    def on_finalized_payload(self, height: int, payload: BlockPayload) -> BlockOutcome:
-        """`on_finalized` of the block at `height` whose body decodes to `payload`, for a
-        caller that has decoded it already (the node): the same outcome, one decode less."""
+    def on_finalized_payload(
+        self, height: int, payload: BlockPayload, parent_id: bytes
+    ) -> BlockOutcome:
+        """`on_finalized` of the block at `height` whose body decodes to `payload` and
+        whose QC certifies `parent_id`, for a caller that has decoded it already."""
         self._check_next(height)
         self.height = height
+        money_before = self._money()
+        self._forget_expired(height)
         redemptions: list[Redemption] = []
-        touched: set[bytes] = set()
-        duplicates = late = dropped = 0
-        decided = self._decided
-        pending_by_id = self._pending
+        by_cid: dict[bytes, list[tuple[bytes, int, int, LaneEntry]]] = {}
         for block in payload.lane_blocks:
             lane, slot = block.lane, block.slot
             for entry in block.entries:
                 cid, index = entry_key(entry)
-                bundle = entry.bundle
-                commitment = bundle.commitment
-                redemptions.append(
-                    Redemption(cid, commitment.sender, lane, slot, index, entry.ticket.ticket.fee)
+                commitment = entry.bundle.commitment
+                fee = entry.ticket.ticket.fee
+                redemptions.append(Redemption(cid, commitment.sender, lane, slot, index, fee))
+                by_cid.setdefault(cid, []).append(
+                    (pivot_key(parent_id, cid, index, lane), lane, slot, entry)
                 )
-                if cid in decided:
-                    late += 1
-                    continue
-                pending = pending_by_id.get(cid)
-                if pending is None:
-                    layout = layout_of(self.params, commitment)
-                    if len(pending_by_id) >= self.max_pending or layout is None:
-                        dropped += 1
-                        continue
-                    pending = _Pending(commitment, layout, first_slot=height, last_progress=height)
-                    pending_by_id[cid] = pending
-                if index in pending.bundles:
-                    duplicates += 1
-                    continue
-                pending.bundles[index] = bundle.symbols
-                pending.order.append((slot, lane, index))
-                pending.last_progress = height
-                touched.add(cid)
-        base = len(payload.transactions)
-        executed: list[PayloadEvent] = []
-        others: list[PayloadEvent] = []
-        ready: list[tuple[bytes, _Pending]] = []
-        for cid in sorted(touched):
-            pending = pending_by_id[cid]
-            if len(pending.bundles) >= pending.layout.kappa:
-                ready.append((cid, pending))
-        # one batched decode for the block; each result depends on its own payload only
-        results = decode_payloads([(p.layout, p.commitment, p.bundles) for _, p in ready])
-        for (cid, _), result in zip(ready, results, strict=True):
-            if result.status == "undecodable":
-                continue
-            if result.status == "decoded":
-                position = base + len(executed)  # after the block's transactions, by id
-                executed.append(self._decide(cid, "executed", height, position, result.payload))
-            else:
-                others.append(self._decide(cid, "rejected", height, -1, None))
-        ttl = self.pending_ttl_slots
-        stale = [cid for cid, p in pending_by_id.items() if height - p.last_progress >= ttl]
-        for cid in sorted(stale):
-            others.append(self._decide(cid, "expired", height, -1, None))
+        work = _BlockWork()
+        for cid in sorted(by_cid):
+            for _, lane, slot, entry in sorted(by_cid[cid], key=lambda item: item[0]):
+                self._count(cid, lane, slot, entry, height, work)
+        executed = self._decode_ready(height, parent_id, work)
+        self._expire_stale(height, work)
+        for event in executed:  # rule: payloads decodable in a block run before its txs
+            self._chain(_STATUS_TAG["executed"], height, event.commitment_id, event.payload or b"")
         for tx in payload.transactions:
             self._chain(b"t", height, b"", tx)
-        events = executed + others
-        for event in events:
-            self._chain(
-                _STATUS_TAG[event.status], height, event.commitment_id, event.payload or b""
-            )
+        for event in work.others:
+            self._chain(_STATUS_TAG[event.status], height, event.commitment_id, b"")
         self.redeemed += len(redemptions)
+        for item in work.ignored:
+            self.ignored_counts[item.reason] = self.ignored_counts.get(item.reason, 0) + 1
+        fees, bounties, burned = (a - b for a, b in zip(self._money(), money_before, strict=True))
         return BlockOutcome(
             height=height,
             transactions=payload.transactions,
             redemptions=tuple(redemptions),
-            payloads=tuple(events),
-            duplicates=duplicates,
-            late=late,
-            dropped=dropped,
+            payloads=tuple(executed + work.others),
+            duplicates=work.duplicates,
+            late=work.late,
+            dropped=work.dropped,
             execution_order_hash=self.execution_order_hash,
+            ignored=tuple(work.ignored),
+            evicted=work.evicted,
+            fees_charged=fees,
+            bounties_paid=bounties,
+            burned=burned,
         )
 
+    def _money(self) -> tuple[int, int, int]:
+        """(fees charged, bounties paid, burned) so far (zeros without a ledger)."""
+        if self.ledger is None:
+            return 0, 0, 0
+        totals = self.ledger.totals
+        return totals.fees_charged, totals.bounties_paid, totals.burned
+
+    def _count(
+        self, cid: bytes, lane: int, slot: int, entry: LaneEntry, height: int, work: _BlockWork
+    ) -> None:
+        """Charge one redeemed bundle and count it towards its payload, if it may be."""
+        bundle = entry.bundle
+        commitment = bundle.commitment
+        sender = commitment.sender
+        index = bundle.bundle_index
+        pending = self._pending.get(cid)
+        decided = cid in self._decided
+        opens = pending is None and not decided
+        ledger = self.ledger
+        if ledger is not None:
+            fee = entry.ticket.ticket.fee
+            if fee < ledger.params.fee:  # rule: a ticket pays at least the chain's fee
+                work.ignored.append(IgnoredBundle(cid, sender, lane, index, "fee_too_low"))
+                return
+            # rule: a bundle counts only if its sender pays (fee, and B for a new payload)
+            if not ledger.can_pay(sender, ledger.cost_of(fee, opens)):
+                work.ignored.append(IgnoredBundle(cid, sender, lane, index, "insufficient_balance"))
+                return
+            ledger.charge_ticket(sender, lane, fee)
+        if decided:
+            work.late += 1
+            return
+        if pending is None:
+            layout = layout_of(self.params, commitment)
+            if layout is None or not self._make_room(sender, height, work):
+                work.dropped += 1
+                work.ignored.append(IgnoredBundle(cid, sender, lane, index, "tracker_full"))
+                return
+            pending = _Pending(commitment, layout, first_slot=height, last_progress=height)
+            self._pending[cid] = pending
+            self._occupancy.add(sender, cid)
+            if ledger is not None:
+                ledger.open_escrow(cid, sender)  # affordable: checked with cost_of above
+        if index in pending.bundles:  # rule: a bundle counts once (first copy in pivot order)
+            work.duplicates += 1
+            return
+        pending.bundles[index] = bundle.symbols
+        pending.order.append((slot, lane, index))
+        pending.last_progress = height
+        self._occupancy.progressed(sender, cid)
+        work.touched.add(cid)
+
+    def _make_room(self, sender: bytes, height: int, work: _BlockWork) -> bool:
+        """Room for one more pending payload of `sender`: True if there is some, or after
+        evicting the least recently progressing payload of the heaviest other sender."""
+        if len(self._pending) < self.max_pending:
+            return True
+        top, heaviest = self._occupancy.heaviest()
+        # rule: when full, the heaviest occupant makes room (ties: the newcomer's sender)
+        if self._occupancy.count(sender) + 1 >= top:
+            return False
+        victim = self._occupancy.oldest(heaviest)
+        work.touched.discard(victim)
+        work.others.append(self._decide(victim, "expired", height, -1, None, "evicted"))
+        work.evicted += 1
+        self.evicted += 1
+        return True
+
+    def _decode_ready(self, height: int, parent_id: bytes, work: _BlockWork) -> list[PayloadEvent]:
+        ready = [
+            (cid, self._pending[cid])
+            for cid in sorted(work.touched)
+            if len(self._pending[cid].bundles) >= self._pending[cid].layout.kappa
+        ]
+        # one batched decode for the block; each result depends on its own payload only
+        results = decode_payloads([(p.layout, p.commitment, p.bundles) for _, p in ready])
+        decoded: list[tuple[bytes, bytes, bytes]] = []  # (execution key, cid, payload)
+        for (cid, _), result in zip(ready, results, strict=True):
+            if result.status == "decoded":
+                assert result.payload is not None
+                decoded.append((execution_key(parent_id, cid), cid, result.payload))
+            elif result.status == "commitment_mismatch":
+                work.others.append(self._decide(cid, "rejected", height, -1, None))
+        decoded.sort()
+        return [
+            self._decide(cid, "executed", height, position, data)
+            for position, (_, cid, data) in enumerate(decoded)
+        ]
+
+    def _expire_stale(self, height: int, work: _BlockWork) -> None:
+        ttl = self.pending_ttl_slots
+        stale: list[tuple[bytes, str]] = []
+        for cid, p in self._pending.items():
+            if height > p.commitment.expiry_slot:  # no ticket of it can be valid any more
+                stale.append((cid, "lifetime"))
+            elif height - p.last_progress >= ttl:
+                stale.append((cid, "ttl"))
+        for cid, reason in sorted(stale):
+            work.others.append(self._decide(cid, "expired", height, -1, None, reason))
+
+    def _forget_expired(self, height: int) -> None:
+        """Forget decided ids whose commitment expired: no bundle of them can be valid."""
+        while self._forget and self._forget[0][0] < height:
+            _, cid = heapq.heappop(self._forget)
+            self._decided.pop(cid, None)
+
     def _decide(
-        self, cid: bytes, status: PayloadStatus, height: int, position: int, payload: bytes | None
+        self,
+        cid: bytes,
+        status: PayloadStatus,
+        height: int,
+        position: int,
+        payload: bytes | None,
+        reason: str = "",
     ) -> PayloadEvent:
         pending = self._pending.pop(cid)
+        sender = pending.commitment.sender
+        self._occupancy.remove(sender, cid)
         self._decided[cid] = status
-        while len(self._decided) > self.max_decided:
-            self._decided.popitem(last=False)
+        heapq.heappush(self._forget, (pending.commitment.expiry_slot, cid))
         self.counts[status] += 1
+        pivotal = tuple(pending.order[: pending.layout.kappa])
+        payouts: tuple[tuple[int, int], ...] = ()
+        if self.ledger is not None:
+            if status == "executed":  # rule: PIVOT-K pays the pivotal bundles' lanes
+                payouts = self.ledger.pay_bounty(cid, [lane for _, lane, _ in pivotal])
+            else:  # rule: a payload that never executes forfeits its escrow
+                self.ledger.burn_escrow(cid)
         return PayloadEvent(
             commitment_id=cid,
-            sender=pending.commitment.sender,
+            sender=sender,
             status=status,
             height=height,
             position=position,
@@ -235,5 +482,7 @@ class DecodeTracker:
             kappa=pending.layout.kappa,
             first_slot=pending.first_slot,
             finalized_bundles=len(pending.bundles),
-            pivotal=tuple(pending.order[: pending.layout.kappa]),
+            pivotal=pivotal,
+            bounty_payouts=payouts,
+            reason=reason,
         )

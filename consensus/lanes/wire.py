@@ -45,7 +45,14 @@ class _LaneData(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fie
 
 
 class PayloadCommitment(_LaneData):
-    """Binds codec, sender, length, layout and the Merkle root of the capped repair stream."""
+    """Binds codec, sender, length, layout, the Merkle root of the capped repair stream and
+    the payload's last slot.
+
+    `expiry_slot`: the last slot in which a ticket of this payload can be redeemed, at
+    most `LaneParams.max_lifetime_slots` after the slot of any of its tickets. A decided
+    payload is remembered until that slot, after which no bundle of it can be finalized
+    again: that is how nothing executes twice with bounded memory (docs/lanes.md).
+    """
 
     codec_id: Literal["raptorq", "rs"]
     sender: PublicKey
@@ -57,6 +64,7 @@ class PayloadCommitment(_LaneData):
     source_symbols: Annotated[int, Meta(ge=1, lt=MAX_STREAM_INDEX)]
     cap_bundles: Annotated[int, Meta(ge=1, lt=MAX_STREAM_INDEX)]
     merkle_root: Digest
+    expiry_slot: U64
 
 
 class Bundle(_LaneData):

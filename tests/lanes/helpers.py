@@ -12,6 +12,7 @@ from consensus.lanes.tickets import make_ticket, sign_ticket
 from consensus.lanes.wire import Bundle, LaneEntry, PayloadCommitment, commitment_id
 
 SMALL = LaneParams(symbol_size_bytes=64, symbols_per_bundle=4, decode_margin_symbols=2)
+EXPIRY = 4000  # commitments' expiry_slot in tests (their slots stay far below it)
 RS_SMALL = LaneParams(  # the oracle: a short fixed-rate stream keeps pure-Python RS fast
     codec_id="rs",
     symbol_size_bytes=8,
@@ -85,6 +86,7 @@ def forged_payload(
         source_symbols=layout.source_symbols,
         cap_bundles=layout.cap_bundles,
         merkle_root=tree.root,
+        expiry_slot=EXPIRY,
     )
     bundles = tuple(
         Bundle(commitment=commitment, bundle_index=i, symbols=g, proof=tree.proof(i))

@@ -43,7 +43,7 @@ from consensus.lanes.merkle import (
 from consensus.lanes.params import LaneParams, layout_for
 from consensus.lanes.payload import build_block_payload
 from consensus.lanes.tickets import sign_lane_block
-from consensus.lanes.tracker import DecodeTracker
+from consensus.lanes.tracker import DecodeTracker, execution_key
 from consensus.lanes.wire import (
     BlockPayload,
     LanePayloadError,
@@ -55,7 +55,15 @@ from consensus.lanes.wire import (
 from consensus.messages import BlockBody
 from consensus.validators import ValidatorSet, schedule_by_name
 from node.lanes_node import NODE_LANE_PARAMS, NodeLanes
-from tests.lanes.helpers import RS_SMALL, SMALL, entry_for, forged_payload, seeded_bytes, sender_key
+from tests.lanes.helpers import (
+    EXPIRY,
+    RS_SMALL,
+    SMALL,
+    entry_for,
+    forged_payload,
+    seeded_bytes,
+    sender_key,
+)
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LANES = 4
@@ -241,7 +249,13 @@ def test_batched_decoding_equals_one_decoder_per_payload(params, count) -> None:
     key = sender_key("codec")
     size = 1500 if params.symbol_size_bytes == 8 else 5000
     honest = [
-        encode_payload(params, seeded_bytes(f"d{i}", size), seeded_bytes(f"dk{i}", 32), key.public)
+        encode_payload(
+            params,
+            seeded_bytes(f"d{i}", size),
+            seeded_bytes(f"dk{i}", 32),
+            key.public,
+            expiry_slot=EXPIRY,
+        )
         for i in range(count)
     ]
     layout = honest[0].layout
@@ -292,7 +306,11 @@ def test_decode_payloads_equals_decode_payload_one_by_one(sizes, pattern, forged
     for n, size in enumerate(sizes):
         tag = seed + bytes([n])
         honest = encode_payload(
-            params, seeded_bytes(b"x" + tag, size), seeded_bytes(tag, 32), key.public
+            params,
+            seeded_bytes(b"x" + tag, size),
+            seeded_bytes(tag, 32),
+            key.public,
+            expiry_slot=EXPIRY,
         )
         encoded = honest
         if n in forged:  # every other forged stream is half honest, half junk
@@ -320,10 +338,18 @@ def test_decode_payloads_keeps_every_verdict_in_one_batch() -> None:
     """Honest, forged, undecodable, non-zero padding and another layout, all together."""
     key = sender_key("verdicts")
     honest = [
-        encode_payload(SMALL, seeded_bytes(f"h{i}", 300), seeded_bytes(f"hk{i}", 32), key.public)
+        encode_payload(
+            SMALL,
+            seeded_bytes(f"h{i}", 300),
+            seeded_bytes(f"hk{i}", 32),
+            key.public,
+            expiry_slot=EXPIRY,
+        )
         for i in range(4)
     ]
-    other = encode_payload(SMALL, seeded_bytes("o", 40), seeded_bytes("ok", 32), key.public)
+    other = encode_payload(
+        SMALL, seeded_bytes("o", 40), seeded_bytes("ok", 32), key.public, expiry_slot=EXPIRY
+    )
     junk = forged_payload(SMALL, 300, key.public, "junk", None)
     mixed = forged_payload(SMALL, 300, key.public, "mixed", honest[0])
     padded = _padding_forgery(key.public)
@@ -355,7 +381,9 @@ def test_decode_payloads_keeps_every_verdict_in_one_batch() -> None:
 def _padding_forgery(sender: bytes):
     """A true codeword whose commitment claims fewer bytes than were encrypted: the extra
     plaintext bytes sit in the padding, which then does not decrypt to zeros."""
-    real = encode_payload(SMALL, seeded_bytes("pad", 300), seeded_bytes("padk", 32), sender)
+    real = encode_payload(
+        SMALL, seeded_bytes("pad", 300), seeded_bytes("padk", 32), sender, expiry_slot=EXPIRY
+    )
     claimed = layout_for(SMALL, 290)
     assert (claimed.source_symbols, claimed.cap_bundles) == (
         real.layout.source_symbols,
@@ -391,7 +419,9 @@ def _chain(slots: int, seed: str) -> tuple[list[tuple], dict[bytes, bytes]]:
         for n in range(6):
             size = (100, 700)[n % 2] + slot
             data = seeded_bytes(f"{seed}/{slot}/{n}", size)
-            e = encode_payload(SMALL, data, seeded_bytes(f"{seed}/k{slot}/{n}", 32), key.public)
+            e = encode_payload(
+                SMALL, data, seeded_bytes(f"{seed}/k{slot}/{n}", 32), key.public, expiry_slot=EXPIRY
+            )
             payloads[e.commitment_id] = data
             kappa = e.layout.kappa
             if n == 5 and slot + 1 < slots:  # straddles two blocks, then a late duplicate
@@ -450,10 +480,12 @@ def test_tracker_entry_points_and_node_track_agree(seed: str) -> None:
     executed = rejected = 0
     for header, body in blocks:
         a = by_body.on_finalized(header, body)
-        b = by_payload.on_finalized_payload(header.seq_num, decode_block_payload(body.payload))
+        b = by_payload.on_finalized_payload(
+            header.seq_num, decode_block_payload(body.payload), header.qc.block_id
+        )
         assert a == b
-        outcome, n_txs = node.track(header, body)
-        assert n_txs == len(decode_block_payload(body.payload).transactions)
+        outcome, offset = node.track(header, body)
+        assert offset == 0  # decoded payloads run before the block's transactions
         assert outcome == old_node.on_finalized(header, _lane_only_body(body))
         for event in a.payloads:
             if event.status == "executed":
@@ -468,19 +500,20 @@ def test_tracker_entry_points_and_node_track_agree(seed: str) -> None:
     assert by_body.counts == by_payload.counts
 
 
-def test_tracker_positions_follow_the_transactions_and_expiry_is_unchanged() -> None:
+def test_decoded_payloads_run_first_in_execution_key_order_and_expiry_is_unchanged() -> None:
     blocks, _ = _chain(3, "pos")
     tracker = DecodeTracker(SMALL, pending_ttl_slots=1)
     twin = DecodeTracker(SMALL, pending_ttl_slots=1)
     for header, body in blocks:
         outcome = tracker.on_finalized(header, body)
         assert outcome == twin.on_finalized_payload(
-            header.seq_num, decode_block_payload(body.payload)
+            header.seq_num, decode_block_payload(body.payload), header.qc.block_id
         )
         executed = [e for e in outcome.payloads if e.status == "executed"]
-        base = len(outcome.transactions)
-        assert [e.position for e in executed] == list(range(base, base + len(executed)))
-        assert [e.commitment_id for e in executed] == sorted(e.commitment_id for e in executed)
+        assert [e.position for e in executed] == list(range(len(executed)))
+        parent = header.qc.block_id
+        keys = [execution_key(parent, e.commitment_id) for e in executed]
+        assert keys == sorted(keys)
         assert all(e.position == -1 for e in outcome.payloads if e.status != "executed")
 
 
@@ -490,7 +523,7 @@ def test_out_of_order_heights_fail_in_both_entry_points() -> None:
     tracker.on_finalized(*blocks[0])
     payload = decode_block_payload(blocks[0][1].payload)
     with pytest.raises(ValueError, match="expected finalized height 2"):
-        tracker.on_finalized_payload(1, payload)
+        tracker.on_finalized_payload(1, payload, bytes(32))
     with pytest.raises(ValueError, match="expected finalized height 2"):
         tracker.on_finalized(*blocks[0])
     assert tracker.height == 1
@@ -510,7 +543,7 @@ def test_node_track_frames_non_canonical_lane_blocks_as_before() -> None:
 
     unsorted = raw((*reversed(lane_blocks), empty))
     node, old = _node_lanes(), DecodeTracker(SMALL)
-    assert node.track(header, unsorted) == (old.on_finalized(header, _lane_only_body(unsorted)), 1)
+    assert node.track(header, unsorted) == (old.on_finalized(header, _lane_only_body(unsorted)), 0)
     twice = raw((lane_blocks[0], lane_blocks[0]))
     with pytest.raises(LanePayloadError, match="two lane blocks"):
         _node_lanes().track(header, twice)

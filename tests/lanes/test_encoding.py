@@ -17,12 +17,13 @@ from consensus.lanes.encoding import (
 from consensus.lanes.merkle import MerkleTree, bundle_leaf, tree_depth, verify_proof
 from consensus.lanes.params import (
     AONT_KEY_BYTES,
+    MIN_UNKNOWN_BITS,
     LaneParams,
     LaneParamsError,
     layout_for,
     params_for_kappa,
 )
-from tests.lanes.helpers import RS_SMALL, SMALL, forged_payload, seeded_bytes, sender_key
+from tests.lanes.helpers import EXPIRY, RS_SMALL, SMALL, forged_payload, seeded_bytes, sender_key
 
 SENDER = sender_key().public
 
@@ -41,7 +42,8 @@ def _bundles(encoded, indices):
     h=st.integers(0, 3),
 )
 def test_layout_formula_and_privacy_margin(payload_len: int, t: int, s_b: int, h: int) -> None:
-    if h >= s_b:
+    # rule: κ−1 bundles hold fewer than K symbols and leave >= 128 bits to guess
+    if h >= s_b or 8 * t * (s_b - h) < MIN_UNKNOWN_BITS:
         with pytest.raises(LaneParamsError):
             LaneParams(symbol_size_bytes=t, symbols_per_bundle=s_b, decode_margin_symbols=h)
         return
@@ -67,9 +69,11 @@ def test_params_for_kappa_hits_kappa_or_no_layout_exists(payload_len: int, kappa
         a = payload_len + AONT_KEY_BYTES
         for s_b in range(3, 65):
             for t in range(8, a + 8, 8):
-                assert -(-(-(-a // t) + 2) // s_b) != kappa, (s_b, t)
+                private = 8 * t * (s_b - 2) >= MIN_UNKNOWN_BITS
+                assert not private or -(-(-(-a // t) + 2) // s_b) != kappa, (s_b, t)
         return
     assert layout_for(params, payload_len).kappa == kappa
+    assert 8 * params.symbol_size_bytes * (params.symbols_per_bundle - 2) >= MIN_UNKNOWN_BITS
 
 
 @pytest.mark.parametrize(
@@ -87,6 +91,47 @@ def test_params_for_kappa_hits_kappa_or_no_layout_exists(payload_len: int, kappa
 def test_bad_params_are_refused(kwargs: dict) -> None:
     with pytest.raises(LaneParamsError):
         LaneParams(**kwargs)
+
+
+def _unchecked_params(**fields) -> LaneParams:
+    """LaneParams built around its validation (only to show what the rule prevents)."""
+    params = object.__new__(LaneParams)
+    for name in LaneParams.__dataclass_fields__:
+        default = LaneParams.__dataclass_fields__[name].default
+        object.__setattr__(params, name, fields.get(name, default))
+    return params
+
+
+def test_kappa_minus_one_bundles_leaving_few_unknown_bits_are_brute_forced_so_refused() -> None:
+    """With 8 unknown bits below κ (T = 1 B, s_b = 2, h = 1), κ−1 bundles plus 256 guesses
+    of the one missing symbol recover the payload: the commitment check confirms the right
+    guess. Such layouts are refused; 128 unknown bits is the smallest accepted."""
+    fields = {
+        "codec_id": "rs",
+        "symbol_size_bytes": 1,
+        "symbols_per_bundle": 2,
+        "decode_margin_symbols": 1,
+        "cap_factor": 2,
+        "cap_extra_bundles": 0,
+    }
+    weak = _unchecked_params(**fields)
+    payload = b"transfer 10"
+    encoded = encode_payload(weak, payload, seeded_bytes("secret", 32), SENDER, expiry_slot=EXPIRY)
+    kappa = encoded.layout.kappa
+    known = _bundles(encoded, range(kappa - 1))  # what κ−1 lanes (or a cartel) hold
+    assert decode_payload(encoded.layout, encoded.commitment, known).status == "undecodable"
+    recovered = set()
+    for guess in range(256):
+        trial = {**known, kappa - 1: (bytes([guess]), b"\x00")}
+        result = decode_payload(encoded.layout, encoded.commitment, trial)
+        if result.status == "decoded":
+            recovered.add(result.payload)
+    assert recovered == {payload}
+    with pytest.raises(LaneParamsError, match="only 8 unknown bits"):
+        LaneParams(**fields)
+    with pytest.raises(LaneParamsError, match="unknown bits"):  # 120 bits: still refused
+        LaneParams(**{**fields, "symbol_size_bytes": 15})
+    assert LaneParams(**{**fields, "symbol_size_bytes": 16})  # 128 bits: accepted
 
 
 def test_payload_limits() -> None:
@@ -142,7 +187,9 @@ def test_merkle_proofs(leaves: int, index: int) -> None:
 @given(payload_len=st.integers(0, 6000), offset=st.integers(0, 12), seed=st.integers(0, 2**32))
 def test_raptorq_round_trip_from_kappa_bundles(payload_len: int, offset: int, seed: int) -> None:
     payload = seeded_bytes(f"payload/{seed}", payload_len)
-    encoded = encode_payload(SMALL, payload, seeded_bytes(f"key/{seed}", 32), SENDER)
+    encoded = encode_payload(
+        SMALL, payload, seeded_bytes(f"key/{seed}", 32), SENDER, expiry_slot=EXPIRY
+    )
     layout = encoded.layout
     start = offset % (layout.cap_bundles - layout.kappa + 1)
     chosen = range(start, start + layout.kappa)
@@ -154,7 +201,7 @@ def test_raptorq_round_trip_from_kappa_bundles(payload_len: int, offset: int, se
 def test_round_trip_many_sizes_and_any_kappa_subset() -> None:
     for payload_len in (0, 1, 31, 32, 33, 200, 255, 256, 257, 1000, 4096, 10_000):
         payload = seeded_bytes(f"sizes/{payload_len}", payload_len)
-        encoded = encode_payload(SMALL, payload, seeded_bytes("k", 32), SENDER)
+        encoded = encode_payload(SMALL, payload, seeded_bytes("k", 32), SENDER, expiry_slot=EXPIRY)
         kappa, cap = encoded.layout.kappa, encoded.layout.cap_bundles
         spread = range(cap - 1, cap - 1 - 2 * kappa, -2)[:kappa]  # scattered, from the end
         for chosen in (range(kappa), spread):
@@ -165,7 +212,7 @@ def test_round_trip_many_sizes_and_any_kappa_subset() -> None:
 @pytest.mark.parametrize("params", [SMALL, RS_SMALL], ids=["raptorq", "rs"])
 def test_decodes_from_exactly_k_symbols_and_never_below(params: LaneParams) -> None:
     payload = seeded_bytes("exact", 100)
-    encoded = encode_payload(params, payload, seeded_bytes("k", 32), SENDER)
+    encoded = encode_payload(params, payload, seeded_bytes("k", 32), SENDER, expiry_slot=EXPIRY)
     layout = encoded.layout
     codec = codec_by_id(params.codec_id)
     stream = [s for b in encoded.bundles for s in b.symbols]
@@ -193,8 +240,8 @@ def test_reed_solomon_oracle_agrees_with_raptorq() -> None:
     for payload_len, seed in ((0, "a"), (17, "b"), (40, "c"), (57, "d")):
         payload = seeded_bytes(seed, payload_len)
         key = seeded_bytes("key/" + seed, 32)
-        rq = encode_payload(SMALL, payload, key, SENDER)
-        rs = encode_payload(RS_SMALL, payload, key, SENDER)
+        rq = encode_payload(SMALL, payload, key, SENDER, expiry_slot=EXPIRY)
+        rs = encode_payload(RS_SMALL, payload, key, SENDER, expiry_slot=EXPIRY)
         assert rq.commitment_id != rs.commitment_id  # the codec id is committed
         rq_out = decode_payload(
             rq.layout, rq.commitment, _bundles(rq, range(2, 2 + rq.layout.kappa))
@@ -211,7 +258,7 @@ def test_reed_solomon_oracle_agrees_with_raptorq() -> None:
 
 
 def test_commitment_binds_layout_and_proofs_bind_symbols() -> None:
-    encoded = encode_payload(SMALL, b"x" * 300, seeded_bytes("k", 32), SENDER)
+    encoded = encode_payload(SMALL, b"x" * 300, seeded_bytes("k", 32), SENDER, expiry_slot=EXPIRY)
     assert layout_of(SMALL, encoded.commitment) == encoded.layout
     assert layout_of(RS_SMALL, encoded.commitment) is None  # other codec
     for field, value in (
@@ -247,7 +294,7 @@ def test_commitment_binds_layout_and_proofs_bind_symbols() -> None:
 @pytest.mark.parametrize("mixed", [False, True], ids=["garbage", "half-honest"])
 def test_symbols_not_matching_the_commitment_are_rejected_from_any_subset(mixed: bool) -> None:
     payload = seeded_bytes("victim", 500)
-    honest = encode_payload(SMALL, payload, seeded_bytes("k", 32), SENDER)
+    honest = encode_payload(SMALL, payload, seeded_bytes("k", 32), SENDER, expiry_slot=EXPIRY)
     forged = forged_payload(SMALL, 500, SENDER, "forge", honest if mixed else None)
     layout = forged.layout
     assert all(bundle_proof_ok(b) for b in forged.bundles)  # lanes cannot tell
@@ -268,7 +315,9 @@ def test_symbols_not_matching_the_commitment_are_rejected_from_any_subset(mixed:
 def test_fewer_than_kappa_bundles_reveal_nothing(params: LaneParams) -> None:
     # low-entropy, recognisable plaintext: any leak would show up as a substring
     payload = (b"PAY-ALICE-100-COINS;" * 50)[: 120 if params.codec_id == "rs" else 1000]
-    encoded = encode_payload(params, payload, seeded_bytes("secret", 32), SENDER)
+    encoded = encode_payload(
+        params, payload, seeded_bytes("secret", 32), SENDER, expiry_slot=EXPIRY
+    )
     layout = encoded.layout
     below = range(layout.kappa - 1)
     assert (

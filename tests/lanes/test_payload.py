@@ -27,17 +27,29 @@ from consensus.lanes.wire import (
 )
 from consensus.messages import BlockBody
 from consensus.validators import ValidatorSet
-from tests.lanes.helpers import SMALL, entry_for, seeded_bytes, sender_key
+from tests.lanes.helpers import EXPIRY, SMALL, entry_for, seeded_bytes, sender_key
 
 KEYS = derive_keys(4, "payload-tests")
 VALIDATORS = ValidatorSet.from_keys([k.public for k in KEYS])
 SENDER = sender_key()
 SLOT = 5
-ENCODED = encode_payload(SMALL, seeded_bytes("pl", 600), seeded_bytes("k", 32), SENDER.public)
+ENCODED = encode_payload(
+    SMALL, seeded_bytes("pl", 600), seeded_bytes("k", 32), SENDER.public, expiry_slot=EXPIRY
+)
+EXPIRED = encode_payload(  # its tickets may name slots up to SLOT - 1 only
+    SMALL, seeded_bytes("old", 600), seeded_bytes("ko", 32), SENDER.public, expiry_slot=SLOT - 1
+)
+LONG_LIVED = encode_payload(  # expires more than max_lifetime_slots after SLOT
+    SMALL,
+    seeded_bytes("long", 600),
+    seeded_bytes("kl", 32),
+    SENDER.public,
+    expiry_slot=SLOT + SMALL.max_lifetime_slots + 1,
+)
 
 
-def _entries(lane: int, indices, slot: int = SLOT):
-    return tuple(entry_for(ED25519, SENDER, ENCODED, i, lane, slot) for i in indices)
+def _entries(lane: int, indices, slot: int = SLOT, encoded=ENCODED):
+    return tuple(entry_for(ED25519, SENDER, encoded, i, lane, slot) for i in indices)
 
 
 def _lane_block(lane: int, indices, slot: int = SLOT, entries=None):
@@ -175,7 +187,12 @@ INVALID = {
     "bundle twice in a lane block": lambda: _raw(
         [], [_lane_block(1, [], entries=_entries(1, [0, 0]))]
     ),
-    "bundle in two lane blocks": lambda: _raw([], [_lane_block(1, [0]), _lane_block(2, [0])]),
+    "ticket after the payload's expiry": lambda: _raw(
+        [], [_lane_block(1, [], entries=_entries(1, [0], encoded=EXPIRED))]
+    ),
+    "payload lifetime above the chain's bound": lambda: _raw(
+        [], [_lane_block(1, [], entries=_entries(1, [0], encoded=LONG_LIVED))]
+    ),
     "bad ticket signature": lambda: _raw([], [_tamper_ticket_signature()]),
     "bad proof": lambda: _raw([], [_tamper_symbol()]),
     "bad lane block signature": lambda: _raw([], [_bad_lane_signature()]),
@@ -186,6 +203,15 @@ INVALID = {
 @pytest.mark.parametrize("case", list(INVALID))
 def test_validator_rejects(case: str) -> None:
     assert _check(INVALID[case]()) is not None
+
+
+def test_the_same_bundle_in_two_lane_blocks_is_valid() -> None:
+    """Inclusion rule: a sender that gives one bundle index to two lanes in one slot must
+    not make the block invalid (each lane checks only its own block; rejecting the block
+    would let one sender halt the chain). The tracker counts the first copy."""
+    data = _raw([], [_lane_block(1, [0]), _lane_block(2, [0, 1])])
+    assert _check(data) is None
+    assert data == build_block_payload((), [_lane_block(2, [0, 1]), _lane_block(1, [0])])
 
 
 def test_validator_rejects_a_body_the_header_does_not_commit_to() -> None:

@@ -16,7 +16,7 @@ from consensus.lanes.proposer import (
 )
 from consensus.lanes.tickets import lane_block_signature_ok, make_ticket, sign_ticket
 from consensus.lanes.wire import LaneEntry, SignedTicket, Ticket, encode_lane_entry
-from tests.lanes.helpers import SMALL, entry_for, forged_payload, seeded_bytes, sender_key
+from tests.lanes.helpers import EXPIRY, SMALL, entry_for, forged_payload, seeded_bytes, sender_key
 
 LANE = 3
 KEY = sender_key()
@@ -28,7 +28,13 @@ def _proposer(scheme=ED25519, **kwargs) -> LaneProposer:
 
 
 def _encoded(seed: str = "p", size: int = 700):
-    return encode_payload(SMALL, seeded_bytes(seed, size), seeded_bytes("k" + seed, 32), KEY.public)
+    return encode_payload(
+        SMALL,
+        seeded_bytes(seed, size),
+        seeded_bytes("k" + seed, 32),
+        KEY.public,
+        expiry_slot=EXPIRY,
+    )
 
 
 def _replace(struct, **changes):
@@ -110,7 +116,9 @@ def test_each_rejection_reason_is_detected_and_counted(reason: RejectReason | No
 def test_duplicates_capacity_and_bytes() -> None:
     params = LaneParams(symbol_size_bytes=64, symbols_per_bundle=4, max_entries_per_lane_block=2)
     proposer = LaneProposer(lane=LANE, key=LANE_KEY, scheme=TRUSTED, params=params)
-    encoded = encode_payload(params, b"d" * 500, seeded_bytes("k", 32), KEY.public)
+    encoded = encode_payload(
+        params, b"d" * 500, seeded_bytes("k", 32), KEY.public, expiry_slot=EXPIRY
+    )
     first = entry_for(TRUSTED, KEY, encoded, 0, LANE, 1)
     assert proposer.submit(first) is None
     assert proposer.submit(first) == RejectReason.DUPLICATE_SYMBOL

@@ -27,7 +27,7 @@ from consensus.lanes.params import (
     params_for_kappa,
 )
 from consensus.lanes.wire import Bundle, PayloadCommitment, commitment_id
-from tests.lanes.helpers import RS_SMALL, SMALL, seeded_bytes, sender_key
+from tests.lanes.helpers import EXPIRY, RS_SMALL, SMALL, seeded_bytes, sender_key
 
 SENDER = sender_key().public
 
@@ -85,7 +85,7 @@ def test_stream_leaves_equal_per_bundle_leaves_and_root_equals_tree(bundles: int
 def test_bundle_stream_is_a_lazy_sequence_of_the_committed_bundles() -> None:
     payload = seeded_bytes("lazy", 700)
     key = seeded_bytes("k", 32)
-    encoded = encode_payload(SMALL, payload, key, SENDER)
+    encoded = encode_payload(SMALL, payload, key, SENDER, expiry_slot=EXPIRY)
     layout = encoded.layout
     bundles = encoded.bundles
     assert len(bundles) == layout.cap_bundles
@@ -111,7 +111,7 @@ def test_bundle_stream_is_a_lazy_sequence_of_the_committed_bundles() -> None:
 def test_a_single_non_matching_bundle_outside_the_decoded_set_is_rejected() -> None:
     """The full capped stream is re-derived: junk no decoding set contains still rejects."""
     payload = seeded_bytes("tail", 500)
-    honest = encode_payload(SMALL, payload, seeded_bytes("k", 32), SENDER)
+    honest = encode_payload(SMALL, payload, seeded_bytes("k", 32), SENDER, expiry_slot=EXPIRY)
     layout = honest.layout
     groups = [b.symbols for b in honest.bundles]
     last = layout.cap_bundles - 1
@@ -129,7 +129,7 @@ def test_a_single_non_matching_bundle_outside_the_decoded_set_is_rejected() -> N
 
 
 def test_bundle_proof_ok_is_false_not_an_error_for_impossible_positions() -> None:
-    encoded = encode_payload(SMALL, b"p" * 100, seeded_bytes("k", 32), SENDER)
+    encoded = encode_payload(SMALL, b"p" * 100, seeded_bytes("k", 32), SENDER, expiry_slot=EXPIRY)
     fields = {f: getattr(encoded.commitment, f) for f in encoded.commitment.__struct_fields__}
     huge = PayloadCommitment(**{**fields, "source_symbols": MAX_POSITION})
     bundle = encoded.bundles[1]

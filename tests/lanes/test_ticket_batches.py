@@ -30,7 +30,7 @@ from consensus.lanes.wire import (
     decode_lane_entry,
     encode_lane_entry,
 )
-from tests.lanes.helpers import SMALL, seeded_bytes, sender_key
+from tests.lanes.helpers import EXPIRY, SMALL, seeded_bytes, sender_key
 
 KEY = sender_key("batch")
 OTHER = sender_key("other")
@@ -112,7 +112,7 @@ def test_sign_tickets_cuts_consecutive_batches_in_order() -> None:
 
 
 def test_wire_rejects_a_path_longer_than_the_maximum_depth() -> None:
-    encoded = encode_payload(SMALL, b"x" * 300, bytes(32), KEY.public)
+    encoded = encode_payload(SMALL, b"x" * 300, bytes(32), KEY.public, expiry_slot=EXPIRY)
     signed = sign_ticket(TRUSTED, KEY, make_ticket(encoded.commitment_id, 0, 1, 0, 1))
     entry = LaneEntry(encoded.bundles[0], signed)
     assert decode_lane_entry(encode_lane_entry(entry), 1 << 16) == entry
@@ -153,7 +153,7 @@ def test_verifier_cache_is_bounded() -> None:
 
 
 def test_lane_proposer_admits_batch_tickets_and_counts_bad_paths() -> None:
-    encoded = encode_payload(SMALL, b"y" * 400, bytes(32), KEY.public)
+    encoded = encode_payload(SMALL, b"y" * 400, bytes(32), KEY.public, expiry_slot=EXPIRY)
     tickets = [make_ticket(encoded.commitment_id, 0, 1, b, 1) for b in range(4)]
     signed = sign_ticket_batch(ED25519, KEY, tickets)
     verifier = TicketVerifier(ED25519)

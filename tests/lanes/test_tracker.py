@@ -13,10 +13,10 @@ from consensus.lanes.payload import LanePayloadValidator, build_block_payload
 from consensus.lanes.proposer import LaneProposer
 from consensus.lanes.sender import AddressPolicy, SenderConfig
 from consensus.lanes.tickets import sign_lane_block
-from consensus.lanes.tracker import DecodeTracker
+from consensus.lanes.tracker import DecodeTracker, execution_key
 from consensus.messages import BlockBody
 from consensus.validators import ValidatorSet
-from tests.lanes.helpers import SMALL, entry_for, forged_payload, seeded_bytes, sender_key
+from tests.lanes.helpers import EXPIRY, SMALL, entry_for, forged_payload, seeded_bytes, sender_key
 
 LANES = 6
 KEYS = derive_keys(LANES, "tracker-tests")
@@ -61,11 +61,11 @@ def _merge(*parts: dict[int, list]) -> dict[int, list]:
     return out
 
 
-def test_execution_position_is_end_of_decode_block_by_commitment_id() -> None:
+def test_decoded_payloads_execute_first_in_their_block_in_execution_key_order() -> None:
     senders = [sender_key(f"s{i}") for i in range(3)]
     payloads = [seeded_bytes(f"p{i}", 200 + 50 * i) for i in range(3)]
     encoded = [
-        encode_payload(SMALL, p, seeded_bytes(f"k{i}", 32), s.public)
+        encode_payload(SMALL, p, seeded_bytes(f"k{i}", 32), s.public, expiry_slot=EXPIRY)
         for i, (p, s) in enumerate(zip(payloads, senders, strict=True))
     ]
     kappas = [e.layout.kappa for e in encoded]
@@ -83,8 +83,11 @@ def test_execution_position_is_end_of_decode_block_by_commitment_id() -> None:
     assert first[0].payloads == () and len(first[0].redemptions) == sum(kappas) - 3
     executed = first[1].payloads
     assert [e.status for e in executed] == ["executed"] * 3
-    assert [e.commitment_id for e in executed] == sorted(e.commitment_id for e in encoded)
-    assert [e.position for e in executed] == [2, 3, 4]  # after the block's 2 transactions
+    parent = blocks[1][0].qc.block_id
+    assert [e.commitment_id for e in executed] == sorted(
+        (e.commitment_id for e in encoded), key=lambda cid: execution_key(parent, cid)
+    )
+    assert [e.position for e in executed] == [0, 1, 2]  # before the block's 2 transactions
     by_id = {e.commitment_id: p for e, p in zip(encoded, payloads, strict=True)}
     assert all(e.payload == by_id[e.commitment_id] for e in executed)
     assert all(len(e.pivotal) == e.kappa and e.first_slot == 1 for e in executed)
@@ -96,9 +99,11 @@ def test_execution_position_is_end_of_decode_block_by_commitment_id() -> None:
 def test_a_cheating_sender_is_rejected_identically_and_honest_payloads_still_execute() -> None:
     honest_key, cheat_key = sender_key("honest"), sender_key("cheat")
     honest = encode_payload(
-        SMALL, seeded_bytes("h", 400), seeded_bytes("kh", 32), honest_key.public
+        SMALL, seeded_bytes("h", 400), seeded_bytes("kh", 32), honest_key.public, expiry_slot=EXPIRY
     )
-    base = encode_payload(SMALL, seeded_bytes("c", 400), seeded_bytes("kc", 32), cheat_key.public)
+    base = encode_payload(
+        SMALL, seeded_bytes("c", 400), seeded_bytes("kc", 32), cheat_key.public, expiry_slot=EXPIRY
+    )
     cheat = forged_payload(SMALL, 400, cheat_key.public, "junk", base)
     kappa = honest.layout.kappa
     # the cheater's finalized bundles straddle its honest and junk halves
@@ -125,9 +130,13 @@ def test_a_cheating_sender_is_rejected_identically_and_honest_payloads_still_exe
 
 def test_duplicates_late_bundles_order_and_expiry() -> None:
     key = sender_key()
-    encoded = encode_payload(SMALL, seeded_bytes("d", 300), seeded_bytes("kd", 32), key.public)
+    encoded = encode_payload(
+        SMALL, seeded_bytes("d", 300), seeded_bytes("kd", 32), key.public, expiry_slot=EXPIRY
+    )
     kappa = encoded.layout.kappa
-    stuck = encode_payload(SMALL, seeded_bytes("s", 300), seeded_bytes("ks", 32), key.public)
+    stuck = encode_payload(
+        SMALL, seeded_bytes("s", 300), seeded_bytes("ks", 32), key.public, expiry_slot=EXPIRY
+    )
     tracker = DecodeTracker(SMALL, pending_ttl_slots=3)
     h1 = _block(
         1,
@@ -156,7 +165,13 @@ def test_duplicates_late_bundles_order_and_expiry() -> None:
 def test_lane_block_does_not_depend_on_arrival_order() -> None:
     key = sender_key()
     encoded = [
-        encode_payload(SMALL, seeded_bytes(f"o{i}", 100), seeded_bytes(f"ko{i}", 32), key.public)
+        encode_payload(
+            SMALL,
+            seeded_bytes(f"o{i}", 100),
+            seeded_bytes(f"ko{i}", 32),
+            key.public,
+            expiry_slot=EXPIRY,
+        )
         for i in range(2)
     ]
     entries = [entry_for(TRUSTED, key, e, i, 2, 1) for e in encoded for i in range(3)]

@@ -270,3 +270,20 @@ def test_registered_in_the_sedna_command(capsys):
     code = node_cli.main(["mech", "delay", "--kappa", "56", "--m", "16", "--beta", "0.1", "--json"])
     out, _ = capsys.readouterr()
     assert code == 0 and json.loads(out)["t_star"] == 4
+
+
+def test_without_the_analysis_extra_the_command_says_which_extra(capsys, monkeypatch):
+    """The node image has no scipy: `sedna mech ...` names the extra instead of a traceback."""
+    import sys
+
+    from node import cli as node_cli
+
+    for name in [m for m in sys.modules if m == "scipy" or m.startswith("scipy.")]:
+        monkeypatch.delitem(sys.modules, name)
+    for name in [m for m in sys.modules if m == "mechanism" or m.startswith("mechanism.")]:
+        monkeypatch.delitem(sys.modules, name)  # re-imported below, without scipy
+    monkeypatch.setitem(sys.modules, "scipy", None)  # as if not installed
+    code = node_cli.main(["mech", "delay", "--kappa", "56", "--m", "16", "--beta", "0.1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "'analysis' extra" in err[0] and "sedna-bft[analysis]" in err[0]

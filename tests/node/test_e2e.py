@@ -20,7 +20,7 @@ import pytest
 
 from node.faults import CRASH_EXIT_CODE
 from node.runtime import FATAL_ERROR_EXIT_CODE
-from node.testnet import Testnet, generate_network
+from node.tools.testnet import Testnet, generate_network
 
 pytestmark = pytest.mark.e2e
 

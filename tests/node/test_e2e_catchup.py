@@ -24,7 +24,7 @@ from benchmarks.catchup_chain import build_chain_database, install_chain
 from consensus.crypto import derive_keys
 from node.rpc import HttpClient
 from node.storage import Storage
-from node.testnet import Testnet, generate_network
+from node.tools.testnet import Testnet, generate_network
 
 pytestmark = pytest.mark.e2e
 

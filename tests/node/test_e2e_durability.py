@@ -19,7 +19,7 @@ from node.faults import CRASH_EXIT_CODE
 from node.mempool import tx_id
 from node.rpc import HttpClient
 from node.storage import SHORT_ID_BYTES, Storage, short_id
-from node.testnet import Testnet, generate_network
+from node.tools.testnet import Testnet, generate_network
 
 pytestmark = pytest.mark.e2e
 

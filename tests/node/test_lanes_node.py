@@ -19,8 +19,9 @@ from consensus.lanes.encoding import encode_payload
 from consensus.lanes.payload import build_block_payload
 from consensus.lanes.proposer import max_entry_bytes
 from consensus.lanes.tickets import make_ticket, sign_ticket, sign_ticket_batch
+from consensus.lanes.tracker import execution_key
 from consensus.lanes.wire import LaneEntry, SignedTicket, encode_lane_entry
-from consensus.messages import BlockBody
+from consensus.messages import GENESIS_BLOCK_ID, BlockBody
 from consensus.validators import ValidatorSet, schedule_by_name
 from node.assembly import build_runtime
 from node.config import load_config, load_key
@@ -37,8 +38,9 @@ from node.lanes_node import (
 from node.mempool import PlainPayloadValidator
 from node.rpc import HttpClient, encode_binary_txs
 from node.runtime import NodeRuntime
-from node.sedna_client import MAX_LEAD_BONUS, MAX_SLOT_LEAD, SednaClient, SednaPolicy
-from node.testnet import generate_network
+from node.tools.sedna_client import MAX_LEAD_BONUS, MAX_SLOT_LEAD, SednaClient, SednaPolicy
+from node.tools.testnet import generate_network
+from tests.lanes.helpers import EXPIRY
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = derive_keys(4, b"tests/lanes-node")
@@ -56,7 +58,9 @@ def _lanes() -> list[NodeLanes]:
 
 def _encoded(size: int = 512, seed: int = 0):
     payload = bytes((seed + i) % 251 for i in range(size))
-    return encode_payload(NODE_LANE_PARAMS, payload, bytes([seed]) * 32, SENDER.public)
+    return encode_payload(
+        NODE_LANE_PARAMS, payload, bytes([seed]) * 32, SENDER.public, expiry_slot=EXPIRY
+    )
 
 
 def _entry(encoded, lane: int, slot: int, bundle: int) -> LaneEntry:
@@ -291,13 +295,13 @@ def test_tracker_executes_a_payload_once_its_bundles_are_final() -> None:
             assert lanes[lane].submit([_data(enc, lane, slot, bundle)]) == [None]
         blocks = [b for lane in lanes for b in lane.lane_blocks_for(slot, 1 << 20)]
         body = BlockBody(build_block_payload([b"t%d" % slot], blocks))
-        outcome, n_txs = tracker.track(stand_in_header(slot, 0, body), body)
-        assert n_txs == 1 and len(outcome.redemptions) == len(addressed)
+        outcome, offset = tracker.track(stand_in_header(slot, 0, body), body)
+        assert offset == 0 and len(outcome.redemptions) == len(addressed)
         if slot == 1:
             assert outcome.payloads == ()
             assert tracker.payload_status(enc.commitment_id) == ("pending", [0, 1])
     (event,) = outcome.payloads
-    assert event.status == "executed" and event.position == 0  # the node adds n_txs
+    assert event.status == "executed" and event.position == 0  # before the block's txs
     assert event.payload == bytes(i % 251 for i in range(900))
     assert tracker.tracker_height == 2
     assert tracker.payload_status(enc.commitment_id) == ("executed", [])
@@ -412,7 +416,7 @@ def test_decoded_payloads_survive_a_restart_without_double_execution(tmp_path: P
             assert await _until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
             targets = [(n.index, "127.0.0.1", n.rpc.port) for n in nodes]
             client = SednaClient(targets, policy=SednaPolicy(extra_bundles=1))
-            for n in nodes:  # plain txs alongside: payloads execute after a block's txs
+            for n in nodes:  # plain txs alongside: payloads execute before a block's txs
                 n.view.rpc_submit([b"plain-%d-%d" % (n.index, i) for i in range(40)])
             first = await _send(client, [b"first-%d" % i + bytes(300) for i in range(12)], 30)
             assert client.stats.decided["decoded"] == 12
@@ -451,15 +455,22 @@ def test_decoded_payloads_survive_a_restart_without_double_execution(tmp_path: P
             events = restarted.ledger.storage.lane_events(1, 10**9)
             ids = [e.payload_id for e in events]
             assert len(ids) == len(set(ids)) == restarted.ledger.storage.lane_event_count()
-            # positions: right after the block's plain txs, consecutive, in commitment-id order
+            # positions: first in the block (before its plain txs), consecutive, in the
+            # order keyed by the parent block's id
             by_height: dict[int, list] = {}
             for e in events:
                 by_height.setdefault(e.height, []).append(e)
             assert any(r.n_tx for r in restarted.ledger.storage.finalized_range(1, 10**9))
             for height, group in by_height.items():
-                (row,) = restarted.ledger.storage.finalized_range(height, height)
-                assert [e.position for e in group] == list(range(row.n_tx, row.n_tx + len(group)))
-                assert [e.payload_id for e in group] == sorted(e.payload_id for e in group)
+                parent = (
+                    restarted.ledger.storage.finalized_range(height - 1, height - 1)[0].block_id
+                    if height > 1
+                    else GENESIS_BLOCK_ID
+                )
+                assert [e.position for e in group] == list(range(len(group)))
+                assert [e.payload_id for e in group] == sorted(
+                    (e.payload_id for e in group), key=lambda cid: execution_key(parent, cid)
+                )
             await client.close()
         finally:
             for n in nodes:

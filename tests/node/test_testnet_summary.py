@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.testnet import duplicate_txids
+from node.tools.testnet import duplicate_txids
 
 
 def _block(*ids: bytes) -> dict[str, str]:

@@ -178,8 +178,16 @@ class SednaClient:
         return len(self._active)
 
     def encode(self, payload: bytes) -> EncodedPayload:
-        """Encode and commit a payload under this client's key (fresh AONT key)."""
-        return encode_payload(self.params, payload, os.urandom(32), self.key.public)
+        """Encode and commit a payload under this client's key (fresh AONT key). Its
+        commitment expires `max_lifetime_slots` after the lanes' open slot as known now
+        (tickets are never addressed below it): past that no lane admits its bundles."""
+        return encode_payload(
+            self.params,
+            payload,
+            os.urandom(32),
+            self.key.public,
+            expiry_slot=self.open_slot + self.params.max_lifetime_slots,
+        )
 
     def submit(self, payload: bytes, now_ns: int | None = None) -> bytes | None:
         """Encode and queue a payload; its id, or None when `max_active` are in flight."""
@@ -243,8 +251,10 @@ class SednaClient:
         slot = max(self.open_slot + self.slot_lead(), p.last_slot + 1)
         if p.first_send_ns is None:
             p.first_send_ns = time.time_ns()
-        # Bound: at most `missing` bundles, and never beyond the committed stream.
-        while p.missing > 0 and (p.reusable or p.next_bundle < cap):
+        expiry = encoded.commitment.expiry_slot
+        # Bound: at most `missing` bundles, never beyond the committed stream, and never
+        # for a slot after the commitment's expiry (no lane would admit the ticket).
+        while p.missing > 0 and (p.reusable or p.next_bundle < cap) and slot <= expiry:
             order = [lane for lane in self._lane_order(cid, p.attempts, slot) if lane in allowed]
             for lane in order[: min(per_slot, p.missing)]:
                 if p.reusable:
@@ -260,9 +270,9 @@ class SednaClient:
                 p.inflight += 1
             p.last_slot = slot
             slot += 1
-        exhausted = p.next_bundle >= cap and not p.reusable
+        exhausted = (p.next_bundle >= cap and not p.reusable) or slot > expiry
         if p.missing > 0 and exhausted and p.inflight == 0 and not p.accepted:
-            self._finish(cid, p, "abandoned", None)  # the committed stream is exhausted
+            self._finish(cid, p, "abandoned", None)  # stream exhausted or commitment expired
 
     def _sign_and_queue(self, planned: Sequence[tuple[int, Bundle, Ticket]]) -> None:
         """One signature per `ticket_batch` planned tickets, then queue each bundle."""
