@@ -39,9 +39,20 @@ KEY_SEED = b"bench-catchup"
 POLL_S = 0.25
 
 
+def _signing_tag() -> str:
+    """Changes whenever what a signature covers changes (domains, chain id, encoding), so a
+    cached chain signed the old way is never reused."""
+    import hashlib
+
+    from consensus.crypto import Domain, scheme_by_name
+
+    signature = scheme_by_name("ed25519").sign(derive_keys(1, KEY_SEED)[0], Domain.TIP, b"tag")
+    return hashlib.sha256(signature).hexdigest()[:12]
+
+
 def cached_chain(cache_dir: Path, blocks: int, txs_per_block: int) -> Path:
     """The directory of a chain database for these parameters (built on first use)."""
-    target = cache_dir / f"chain-{blocks}-{txs_per_block}"
+    target = cache_dir / f"chain-{blocks}-{txs_per_block}-{_signing_tag()}"
     if not (target / "node.sqlite3").exists():
         building = cache_dir / f"building-{os.getpid()}"
         building.mkdir(parents=True, exist_ok=True)
