@@ -51,6 +51,7 @@ from consensus.events import (
     Start,
     TimerFired,
     Trace,
+    TraceName,
 )
 from consensus.messages import (
     GENESIS_BLOCK_ID,
@@ -62,6 +63,8 @@ from consensus.messages import (
     BlockHeader,
     BlockSyncRequest,
     BlockSyncResponse,
+    ChainSyncRequest,
+    ChainSyncResponse,
     Message,
     NoEndorsement,
     NoEndorsementCertificate,
@@ -103,6 +106,8 @@ TEST_MUTATIONS = _RULE_SWITCH_NAMES
 
 MAX_TRACKED_ROUNDS = 1024  # bound on per-round bookkeeping (proposals, tips, sync requests)
 MAX_FINALIZED_IDS = 65_536  # finalized ids kept for `finalized_chain()`
+CHAIN_SYNC_MIN_GAP = 2 * MAX_SYNC_BLOCKS  # heights: a larger gap is filled forward (CS1)
+CHAIN_SYNC_BATCH = 256  # blocks asked for per chain-sync request (MAX_CHAIN_SYNC_BLOCKS)
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,16 @@ class _PendingProposal:
     last_round_tc: TimeoutCertificate | None
     seq_num: int
     parent_timestamp_ns: int
+
+
+@dataclass
+class _ChainSync:
+    """The one outstanding chain-sync request: blocks above `after_block_id` from `peer`."""
+
+    after_block_id: bytes
+    peer: int
+    sent_ns: int
+    empty_answers: int = 0  # peers in a row that had nothing above `after_block_id`
 
 
 @dataclass
@@ -256,6 +271,7 @@ class ConsensusCore:
         self._voted: dict[int, _VotedEntry] = {}  # seq_num -> speculatively final block
         self._sync_requested: dict[bytes, int] = {}  # block id -> round requested in
         self._valid_chains: set[bytes] = set()  # pending blocks whose chain passed T-CHAIN
+        self._chain_sync: _ChainSync | None = None  # forward sync while far behind (CS1-CS4)
         self._last_vote_ns: int | None = None
         self._finalized_ids: deque[bytes] = deque(maxlen=MAX_FINALIZED_IDS)
         self._finalized_height = 0
@@ -301,6 +317,7 @@ class ConsensusCore:
                 self._record_tip(tip, emit=False)
         self._high_qc = high_qc
         self._safety = without_stale_tip(self._safety, high_qc.round, self._protocol)
+        self._tree.drain_connected()  # no QC is known yet: nothing to retry
 
     # ------------------------------------------------------------------ read-only views
 
@@ -383,7 +400,7 @@ class ConsensusCore:
     def _emit(self, command: Command) -> None:
         self._out.append(command)
 
-    def _trace(self, name: str, **detail: object) -> None:
+    def _trace(self, name: TraceName, **detail: object) -> None:
         self._out.append(Trace(name, dict(detail)))
 
     def _on_message(self, sender: int, message: Message) -> None:
@@ -407,6 +424,10 @@ class ConsensusCore:
             self._on_sync_request(sender, message)
         elif isinstance(message, BlockSyncResponse):
             self._on_sync_response(sender, message)
+        elif isinstance(message, ChainSyncRequest):
+            self._on_chain_sync_request(sender, message)
+        elif isinstance(message, ChainSyncResponse):
+            self._on_chain_sync_response(sender, message)
         else:
             raise _Dropped(f"unknown message {type(message).__name__}")
 
@@ -503,7 +524,7 @@ class ConsensusCore:
         block = self._tree.get(qc.block_id)
         if block is None or not self._tree.is_pending(block.block_id):
             return
-        if self._tree.path_from_root(block.block_id) is None:
+        if not self._tree.is_connected(block.block_id):
             return  # retried when the ancestors arrive (C-RETRY)
         known = self._voted.get(block.seq_num)
         if known is not None:
@@ -548,10 +569,14 @@ class ConsensusCore:
         self._valid_chains = {b for b in self._valid_chains if self._tree.is_pending(b)}
 
     def _retry_blocks_arrived(self) -> None:
-        """C-RETRY: Voted marks and commits whose blocks were missing."""
+        """C-RETRY: Voted marks and commits whose blocks were missing. Only the QCs of blocks
+        that just became connected can change anything (T-CONNECTED), so each block's QC is
+        retried once when it connects, not every QC on every arrival."""
+        arrived = self._tree.drain_connected()
         if not self._enforced("C-RETRY"):
             return
-        for qc in self._tree.qcs_by_round_desc():
+        qcs = [qc for block_id in arrived if (qc := self._tree.qc_for(block_id)) is not None]
+        for qc in sorted(qcs, key=lambda qc: qc.round, reverse=True):
             self._mark_voted(qc)
             self._try_commit(qc)
 
@@ -650,6 +675,9 @@ class ConsensusCore:
     def _request_sync(self, block_id: bytes, hint: int, upto_round: int) -> None:
         """Block sync for a missing block (once per block per round)."""
         if self._tree.get(block_id) is not None or self._tree.is_finalized(block_id):
+            return
+        if self._chain_sync is not None:  # CS2: far behind, the forward sync fills the gap
+            self._refresh_chain_sync()
             return
         if self._sync_requested.get(block_id) == self.current_round:
             return
@@ -752,6 +780,9 @@ class ConsensusCore:
 
     def _cast_vote(self, message: ProposalMessage, block_id: bytes) -> None:
         round = message.round
+        # Paired with vote_refusal (S-VOTE-ONCE), checked by the caller: a vote is only ever
+        # cast in a round above the highest vote (the TEST-ONLY "double_vote" lifts it).
+        assert round > self._safety.highest_vote or "double_vote" in self._mutations, round
         self._safety = after_vote(
             self._safety, round, message.tip, block_id, self._high_qc.round, self._protocol
         )
@@ -1074,6 +1105,7 @@ class ConsensusCore:
         can only make the restarted node more conservative (it believes it already voted).
         It saves the driver one fsync per proposal.
         """
+        assert isinstance(self._out[first], PersistSafety), "a merged batch starts with a write"
         later = [
             position
             for position in range(first + 1, len(self._out))
@@ -1211,7 +1243,10 @@ class ConsensusCore:
             self._record_tip(synced.tip)
             added |= self._add_block(block_id, synced.tip, synced.body)
         if parent is None and oldest.seq_num > self._tree.root_seq + 1:
-            self._request_sync(oldest.parent_id, sender, oldest.qc.round)
+            if oldest.seq_num - self._tree.root_seq - 1 > CHAIN_SYNC_MIN_GAP:
+                self._start_chain_sync(sender)  # CS1: too far to walk back block by block
+            else:
+                self._request_sync(oldest.parent_id, sender, oldest.qc.round)
         if added:
             self._retry_blocks_arrived()
         waiting = self._local.awaiting_ancestors
@@ -1219,3 +1254,129 @@ class ConsensusCore:
             self._local.awaiting_ancestors = None
             self._try_vote(waiting, paced=False)
         self._try_propose()
+
+    # ------------------------------------------------------------------ chain sync
+
+    def _start_chain_sync(self, peer: int) -> None:
+        """CS1: fetch the finalized chain forward from the root, in batches."""
+        if self._chain_sync is not None:
+            self._refresh_chain_sync()
+            return
+        self._send_chain_request(self._tree.root_id, peer)
+
+    def _send_chain_request(self, after_block_id: bytes, peer: int, empty_answers: int = 0) -> None:
+        if peer == self._index:
+            peer = (self._index + 1) % len(self.validators)
+            if peer == self._index:
+                return  # a single-validator network has nobody to ask
+        self._chain_sync = _ChainSync(after_block_id, peer, self._now_ns, empty_answers)
+        self._emit(
+            Send(peer, ChainSyncRequest(after_block_id=after_block_id, count=CHAIN_SYNC_BATCH))
+        )
+        self._trace("chain_sync_requested", peer=peer, after=after_block_id.hex())
+
+    def _refresh_chain_sync(self) -> None:
+        """CS2: an unanswered request is sent again, to the next peer, after a round timeout
+        (from the newest block still held, else from the root)."""
+        sync = self._chain_sync
+        assert sync is not None
+        if self._now_ns - sync.sent_ns < self._pacemaker.round_timeout_ms() * 1e6:
+            return
+        after = sync.after_block_id
+        if self._tree.parent_seq_and_timestamp(after) is None:
+            after = self._tree.root_id
+        self._send_chain_request(after, self._next_peer(sync.peer))
+
+    def _next_peer(self, peer: int) -> int:
+        """The validator after `peer` in index order, skipping this node."""
+        following = (peer + 1) % len(self.validators)
+        return following if following != self._index else (following + 1) % len(self.validators)
+
+    def _on_chain_sync_request(self, sender: int, message: ChainSyncRequest) -> None:
+        """Serve up to `count` kept finalized blocks above the given one, oldest first."""
+        blocks = self._tree.finalized_after(message.after_block_id, message.count)
+        response = ChainSyncResponse(
+            after_block_id=message.after_block_id,
+            blocks=tuple(SyncedBlock(tip=b.tip, body=b.body) for b in blocks),
+        )
+        if sender != self._index:
+            self._emit(Send(sender, response))
+
+    def _on_chain_sync_response(self, sender: int, message: ChainSyncResponse) -> None:
+        """CS3: validate the whole batch, then insert it oldest first and process the QCs
+        its headers carry, newest first (one commit per batch); ask the next peer for the
+        next batch while the high QC's block is still not connected.
+
+        SY3 for a chain: the newest tip is verified in full (its signature and its QC). Its
+        QC certifies the block below it, whose id is the hash of a header that names its
+        parent and carries its own QC, and so on down to `after_block_id`: the hash chain
+        authenticates every older block and every QC in it (the quorum that certified a
+        block verified its tip first), so their signatures are not checked one by one.
+        """
+        sync = self._chain_sync
+        if sync is None or message.after_block_id != sync.after_block_id:
+            raise _Dropped("unsolicited chain sync response")
+        parent = self._tree.parent_seq_and_timestamp(message.after_block_id)
+        if message.blocks and parent is None:
+            raise _Dropped("chain sync response does not attach to a held block")
+        ids: list[bytes] = []
+        parent_id = message.after_block_id
+        parent_seq, parent_timestamp_ns = parent or (0, 0)
+        for synced in message.blocks:
+            header = synced.tip.header
+            if header.parent_id != parent_id:  # SY1: each block names the previous one
+                raise _Dropped("chain sync blocks do not chain")
+            if header.body_id != codec.body_id(synced.body):  # SY2
+                raise _Dropped("chain sync body does not match its header")
+            if header.seq_num != parent_seq + 1:  # T-SEQ
+                raise _Dropped("chain sync heights do not chain")
+            if header.timestamp_ns < parent_timestamp_ns:  # T-TIME
+                raise _Dropped("chain sync timestamp earlier than its parent's")
+            parent_id = codec.block_id(header)
+            parent_seq, parent_timestamp_ns = header.seq_num, header.timestamp_ns
+            ids.append(parent_id)
+        if message.blocks:
+            self._verify(self.verifier.tip, message.blocks[-1].tip)  # SY3 (chain form)
+        for synced in message.blocks:  # B-APP, on authenticated blocks only
+            if not self._block_validator.validate(synced.tip.header, synced.body):
+                raise _Dropped("synced block rejected by the block validator")
+        # ---- valid: mutate
+        self._chain_sync = None
+        if not message.blocks:
+            # CS4: that peer has nothing finalized above it (behind, or the gap is closed):
+            # the next peer is asked; once every other peer said so, back to block sync.
+            if sync.empty_answers + 1 < len(self.validators) - 1:
+                peer = self._next_peer(sender)
+                self._send_chain_request(sync.after_block_id, peer, sync.empty_answers + 1)
+                return
+            self._trace("chain_sync_done", peer=sender, reason="empty")
+            self._sync_high_qc(sender)
+            return
+        added = False
+        for block_id, synced in zip(ids, message.blocks, strict=True):
+            if synced.tip.header.seq_num <= self._tree.root_seq:
+                continue
+            self._record_tip(synced.tip)
+            added |= self._add_block(block_id, synced.tip, synced.body)
+        for synced in reversed(message.blocks):
+            self._process_qc(synced.tip.header.qc, sender)
+        if added:
+            self._retry_blocks_arrived()
+        high_id = self._high_qc.block_id
+        if not self._tree.is_connected(high_id) and self._tree.missing_ancestor(high_id):
+            # CS3: the next batch, from the next peer (round-robin spreads the serving load
+            # and limits what one faulty peer can slow down to its own turns)
+            self._send_chain_request(ids[-1], self._next_peer(sender))
+            return
+        self._trace("chain_sync_done", peer=sender, reason="connected")
+        waiting = self._local.awaiting_ancestors
+        if waiting is not None and waiting.round == self.current_round:
+            self._local.awaiting_ancestors = None
+            self._try_vote(waiting, paced=False)
+        self._try_propose()
+
+    def _sync_high_qc(self, hint: int) -> None:
+        """Block sync for the first missing ancestor of the high QC's block, if any."""
+        missing = self._tree.missing_ancestor(self._high_qc.block_id)
+        if missing is not None:
+            self._request_sync(missing, hint, self._high_qc.round)
