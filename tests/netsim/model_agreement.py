@@ -51,6 +51,19 @@ def chain_authors(run: Any, node: int) -> dict[int, int]:
     return {height: disk.blocks[block_id][0].header.author for height, block_id in disk.finalized}
 
 
+def round_robin_leader(authors: dict[int, int], first: int, last: int, n: int) -> int | None:
+    """The leader of height `first` if heights first..last were led round robin (the
+    model's schedule, §16: validator first_leader + j − 1 mod n leads the j-th slot);
+    None if a timeout shifted the schedule there or a height is not finalized."""
+    first_leader = authors.get(first)
+    if first_leader is None:
+        return None
+    for height in range(first, last + 1):  # bounded: the payload's window
+        if authors.get(height) != (first_leader + height - first) % n:
+            return None
+    return first_leader
+
+
 def measure(scenario: Scenario, seeds: Iterable[int], max_lag: int) -> Measured:
     """Run `scenario` once per seed and collect every started payload's first leader and
     lag, leaving out payloads whose schedule was not round robin."""
@@ -75,11 +88,8 @@ def measure(scenario: Scenario, seeds: Iterable[int], max_lag: int) -> Measured:
                 if lag is not None
                 else record.first_slot + lanes.t_star + max_lag - 1
             )
-            first_leader = authors.get(record.first_slot)
-            if first_leader is None or any(  # rule (§16): round robin, no timeout
-                authors.get(height) != (first_leader + height - record.first_slot) % n
-                for height in range(record.first_slot, last + 1)
-            ):
+            first_leader = round_robin_leader(authors, record.first_slot, last, n)
+            if first_leader is None:
                 measured.left_out += 1
                 continue
             measured.first_leaders.append(first_leader)

@@ -22,7 +22,13 @@ from dataclasses import replace
 
 import pytest
 
-from tests.netsim.model_agreement import assert_agrees, lanes_scenario, measure, model_setup
+from tests.netsim.model_agreement import (
+    assert_agrees,
+    lanes_scenario,
+    measure,
+    model_setup,
+    round_robin_leader,
+)
 
 MAX_LAG = 6
 ONE_CENSOR = {3: ["drop_lane_blocks"]}
@@ -49,6 +55,15 @@ def _check(byzantine, *, kappa, m, ratchet, seeds, senders, min_payloads):
     for check in checks:
         print(check)
     return measured, checks
+
+
+def test_payloads_whose_heights_left_the_round_robin_schedule_are_left_out() -> None:
+    # heights 1..6 led by 1..6, then a timeout: height 7 led by 1 instead of 0
+    authors = {h: h % 7 for h in range(1, 7)} | {7: 1, 8: 2}
+    assert round_robin_leader(authors, 2, 6, 7) == 2
+    assert round_robin_leader(authors, 5, 7, 7) is None  # its window saw the timeout
+    assert round_robin_leader(authors, 7, 8, 7) == 1  # after it: round robin again
+    assert round_robin_leader(authors, 8, 9, 7) is None  # height 9 not finalized
 
 
 def test_one_censoring_leader_agrees_with_the_model() -> None:
@@ -81,7 +96,7 @@ def test_two_censoring_leaders_against_the_ratchet_agree_with_the_model() -> Non
     [
         (ONE_CENSOR, 7, 3, False),
         (TWO_CENSORS, 7, 3, False),
-        (TWO_CENSORS, 6, 4, False),  # the bench_lane_attacks layout: P(delay) = 4/7
+        (TWO_CENSORS, 6, 4, False),  # the lanes_withholding layout: P(delay) = 4/7
         (TWO_CENSORS, 21, 5, True),
         # one lane withholds, one leader censors, with the ratchet: d ± 1 is excluded
         ({2: ["withhold_bundles"], 5: ["drop_lane_blocks"]}, 23, 5, True),
