@@ -28,7 +28,7 @@ from scipy import stats
 
 from consensus.crypto import TRUSTED
 from consensus.lanes.encoding import EncodedPayload
-from consensus.lanes.params import params_for_kappa
+from consensus.lanes.params import LaneParams, params_for_kappa
 from consensus.lanes.sender import (
     AddressPolicy,
     OutgoingPayload,
@@ -50,7 +50,9 @@ Outcome = tuple[frozenset[int], frozenset[int], frozenset[int]]  # addressed, ex
 
 
 @cache
-def _encoded(payload_bytes: int, kappa: int | None) -> tuple[EncodedPayload, object]:
+def _encoded(payload_bytes: int, kappa: int | None) -> tuple[EncodedPayload, LaneParams]:
+    """One encoded payload (κ from `params_for_kappa`, or the small test layout), shared by
+    every sender of a test: lane choice does not depend on its content."""
     params = SMALL if kappa is None else params_for_kappa(payload_bytes, kappa)
     sender = Sender(sender_key(), TRUSTED, params, SenderConfig(lanes=N, bundles_per_slot=1))
     cid = sender.submit(seeded_bytes("rule", payload_bytes), seeded_bytes("k", 32), first_slot=1)
@@ -58,9 +60,9 @@ def _encoded(payload_bytes: int, kappa: int | None) -> tuple[EncodedPayload, obj
 
 
 def _states() -> Iterator[tuple[int, State]]:
-    """(m, (kept, excluded, ever, missed)) for every state the sender can be in: kept is
-    the m lanes addressed, excluded is disjoint from kept, ever holds both, and the
-    misses just learned are any lanes ever addressed."""
+    """(m, (kept, excluded, ever, missed)) for every state of this shape: kept is the m
+    lanes addressed, excluded is disjoint from kept, ever holds both, and the misses just
+    learned are any lanes ever addressed (a lane replaced since has misses in flight)."""
     lanes = range(N)
     for m in range(1, N + 1):
         for kept_tuple in itertools.combinations(lanes, m):
