@@ -45,6 +45,7 @@ from node.config import (
     write_admin_token,
     write_key_file,
 )
+from node.tools.timeseries import SeriesRecorder
 from node.tools.yamltext import render_yaml
 
 MANIFEST = "network.json"
@@ -58,6 +59,7 @@ MAX_NODES = 64
 RECOVERY_LIMIT_S = 20.0
 STALL_LIMIT_S = 20.0
 SEDNA_WARMUP_S = 2.0
+SERIES_INTERVAL_S = 1.0  # --out: one row of the time series per second
 DEFAULT_DOWNTIME_S = {"kill": 5.0, "pause": 10.0, "restart": 0.0, "disconnect": 10.0}
 
 
@@ -715,6 +717,7 @@ class RunOptions:
     sedna_bytes: int = 512
     sedna_policy: str = "fresh"
     sedna_preencode: bool = False  # encode the run's payloads before the load starts
+    out: Path | None = None  # write per-second series (CSV, PNG) and the summary here
 
 
 @dataclass
@@ -778,6 +781,7 @@ class TestnetRun:
         self.failures: list[str] = []
         self.phase = "starting"
         self.preencode_s: float | None = None
+        self.series = SeriesRecorder()
 
     def _now(self) -> float:
         return time.monotonic() - self.load_started_s
@@ -854,6 +858,11 @@ class TestnetRun:
         start_heights = await self._sample()
         stop_sampling = asyncio.Event()
         sampler = asyncio.create_task(self._sampler(stop_sampling, loadgen, sedna))
+        series = (
+            asyncio.create_task(self._series_sampler(stop_sampling))
+            if o.out is not None
+            else None
+        )
         perturbers = [asyncio.create_task(self._perturb(p)) for p in o.perturbations]
         self.phase = "load"
         try:
@@ -869,6 +878,8 @@ class TestnetRun:
             )
             stop_sampling.set()
             await sampler
+            if series is not None:
+                await series
             for task in perturbers:
                 task.cancel()
             self.phase = "collect"
@@ -878,7 +889,44 @@ class TestnetRun:
             if sedna is not None:
                 await sedna.close()
         summary["ok"] = not self.failures
+        if o.out is not None:
+            summary["series"] = self._write_series(o.out, summary)
         return summary
+
+    async def _series_sampler(self, stop: asyncio.Event) -> None:
+        """Every node's /stats once a second until `stop` (rows of `self.series`)."""
+        assert self.net is not None
+        net = self.net
+        while True:
+            started = time.monotonic()
+            stats = await asyncio.gather(
+                *(net.rpc_json(i, "/stats", timeout_s=0.8) for i in range(len(net)))
+            )
+            self.series.add(self._now(), stats)
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    stop.wait(), timeout=max(0.0, SERIES_INTERVAL_S - (time.monotonic() - started))
+                )
+
+    def _write_series(self, out: Path, summary: dict[str, Any]) -> dict[str, str]:
+        """series.csv, series.png and summary.json in `out` (created if needed)."""
+        from node.tools.timeseries import write_csv, write_png
+
+        out.mkdir(parents=True, exist_ok=True)
+        csv_path, png_path = out / "series.csv", out / "series.png"
+        write_csv(csv_path, self.series.rows)
+        o = self.options
+        write_png(
+            png_path,
+            self.series.rows,
+            f"sedna testnet: {o.nodes} validators ({o.transport}), {o.rate_tps:g} tx/s, "
+            f"{o.sedna_rate_pps:g} Sedna payloads/s",
+        )
+        files = {"csv": str(csv_path), "png": str(png_path), "summary": str(out / "summary.json")}
+        (out / "summary.json").write_text(json.dumps({**summary, "series": files}, indent=2))
+        return files
 
     async def _sedna_summary(
         self, sedna: Any, load_start_ns: int, load_end_ns: int

@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   sedna testnet run --nodes 4 --duration 20 --rate 500 --sedna-rate 200 --sedna-bytes 2048
   sedna testnet run --nodes 4 --duration 30 --rate 1000 --perturb kill:1@5 --perturb pause:2:5@15
   sedna testnet run --nodes 4 --duration 20 --rate 500 --transport libp2p --json
+  sedna testnet run --nodes 4 --duration 30 --rate 1000 --out runs/r1   # series.csv, series.png
   sedna testnet up --nodes 4 && sedna testnet status && sedna testnet down
 """
 
@@ -104,6 +105,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="max seconds to wait for pending txs after the load (default 10)",
     )
     run.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write per-second series (series.csv, series.png) and summary.json here "
+        "(the PNG needs the analysis extra)",
+    )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(func=_run)
 
@@ -202,6 +211,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.dir is not None and (args.dir / "network.json").exists():
         _err(f"{args.dir} already holds a network; pick an empty --dir or remove it")
         return 2
+    if args.out is not None:
+        if args.out.exists() and not args.out.is_dir():
+            _err(f"--out {args.out} exists and is not a directory")
+            return 2
+        try:
+            import matplotlib  # noqa: F401 - the PNG of the series
+        except ImportError:
+            _err("--out draws a PNG with matplotlib: pip install 'sedna-bft[analysis]'")
+            return 2
     faulty = (args.nodes - 1) // 3
     if len(byzantine) > faulty:
         print(f"warning: {len(byzantine)} Byzantine nodes exceed f = {faulty}", file=sys.stderr)
@@ -227,6 +245,7 @@ def _run(args: argparse.Namespace) -> int:
         sedna_rate_pps=args.sedna_rate,
         sedna_bytes=args.sedna_bytes,
         sedna_policy=args.sedna_policy,
+        out=args.out,
     )
     bar = ProgressBar(sys.stderr)
     print(
@@ -251,6 +270,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"FAILED: {failure}", file=sys.stderr)
     if summary.get("dir"):
         print(f"network directory (logs, databases): {summary['dir']}", file=sys.stderr)
+    if summary.get("series"):
+        files = summary["series"]
+        print(f"series: {files['csv']} and {files['png']}", file=sys.stderr)
     return 0 if summary.get("ok") else 1
 
 

@@ -179,7 +179,10 @@ def test_longest_stall() -> None:
 
 def test_cli_bad_input_exits_2_and_creates_nothing(tmp_path: Path, capsys) -> None:
     target = tmp_path / "net"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
     for argv in (
+        ["testnet", "run", "--out", str(a_file), "--dir", str(target)],
         ["testnet", "run", "--nodes", "0", "--dir", str(target)],
         ["testnet", "run", "--duration", "-1", "--dir", str(target)],
         ["testnet", "run", "--rate", "nan", "--dir", str(target)],
