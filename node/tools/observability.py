@@ -141,10 +141,7 @@ def _rate(metric: str, by: str = "", labels: str = "") -> str:
 
 def _quantile(q: float, histogram: str, by: str = "") -> str:
     group = f"{by}, le" if by else "le"
-    return (
-        f"histogram_quantile({q}, sum by ({group}) "
-        f"(rate({histogram}_bucket{{{NODE}}}[{RATE}])))"
-    )
+    return f"histogram_quantile({q}, sum by ({group}) (rate({histogram}_bucket{{{NODE}}}[{RATE}])))"
 
 
 @dataclass(frozen=True)
@@ -391,7 +388,11 @@ def dashboard_document() -> dict[str, Any]:
                     "gridPos": {"h": panel.height, "w": panel.width, "x": x, "y": y},
                     "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
                     "options": {
-                        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                        "legend": {
+                            "displayMode": "list",
+                            "placement": "bottom",
+                            "showLegend": True,
+                        },
                         "tooltip": {"mode": "multi", "sort": "desc"},
                     },
                     "targets": [

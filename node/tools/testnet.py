@@ -957,9 +957,7 @@ class TestnetRun:
         stop_sampling = asyncio.Event()
         sampler = asyncio.create_task(self._sampler(stop_sampling, loadgen, sedna))
         series = (
-            asyncio.create_task(self._series_sampler(stop_sampling))
-            if o.out is not None
-            else None
+            asyncio.create_task(self._series_sampler(stop_sampling)) if o.out is not None else None
         )
         perturbers = [asyncio.create_task(self._perturb(p)) for p in o.perturbations]
         self.phase = "load"

@@ -152,8 +152,7 @@ def test_bad_hosts_files_name_the_key(change: dict[str, Any], message: str) -> N
 def test_init_hosts_cli(tmp_path: Path, capsys) -> None:
     hosts_file = tmp_path / "hosts.toml"
     hosts_file.write_text(
-        'transport = "tcp"\n'
-        + "".join(f'[[host]]\naddress = "10.2.0.{k}"\n' for k in range(1, 5))
+        'transport = "tcp"\n' + "".join(f'[[host]]\naddress = "10.2.0.{k}"\n' for k in range(1, 5))
     )
     assert tomllib.loads(hosts_file.read_text())["host"][3]["address"] == "10.2.0.4"
     net = tmp_path / "net"
@@ -163,7 +162,10 @@ def test_init_hosts_cli(tmp_path: Path, capsys) -> None:
     assert "copy" in capsys.readouterr().err
     # Once is enough: a second init refuses, --if-missing does nothing.
     assert main(["testnet", "init", "--hosts", str(hosts_file), "--dir", str(net)]) == 2
-    assert main(["testnet", "init", "--hosts", str(hosts_file), "--dir", str(net), "--if-missing"]) == 0
+    assert (
+        main(["testnet", "init", "--hosts", str(hosts_file), "--dir", str(net), "--if-missing"])
+        == 0
+    )
     # `up` on the whole-network directory or --fresh on a bundle refuses, starting nothing.
     assert main(["testnet", "up", "--dir", str(net)]) == 2
     assert main(["testnet", "up", "--fresh", "--dir", str(net / "hosts/host1")]) == 2

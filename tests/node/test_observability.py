@@ -188,7 +188,7 @@ def test_exposition_names_are_in_the_registry_names() -> None:
             {"x_bucket"},
         ),
         ("a - on (node) group_left (peer) b", {"a", "b"}),
-        ('sum without (instance) (rate(c_total[5m] offset 1m)) > bool 3', {"c_total"}),
+        ("sum without (instance) (rate(c_total[5m] offset 1m)) > bool 3", {"c_total"}),
         ('label_replace(up, "x", "$1", "instance", "(.*)")', {"up"}),
         ("vector(1) + scalar(time())", set()),
         ("max_over_time(d[1h:5m]) or e:recorded_rule", {"d", "e:recorded_rule"}),

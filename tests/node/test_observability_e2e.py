@@ -125,7 +125,9 @@ def test_prometheus_scrapes_a_testnet_and_answers_every_dashboard_query(tmp_path
             "decided payloads on every node",
             lambda: (
                 d
-                if len(d := _by_node(prometheus.query("sum by (node) (sedna_payloads_decided_total)")))
+                if len(
+                    d := _by_node(prometheus.query("sum by (node) (sedna_payloads_decided_total)"))
+                )
                 == 4
                 and min(d.values()) > 0
                 else None
