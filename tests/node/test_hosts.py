@@ -167,9 +167,14 @@ def test_init_hosts_cli(tmp_path: Path, capsys) -> None:
         == 0
     )
     # `up` on the whole-network directory or --fresh on a bundle refuses, starting nothing.
-    assert main(["testnet", "up", "--dir", str(net)]) == 2
-    assert main(["testnet", "up", "--fresh", "--dir", str(net / "hosts/host1")]) == 2
-    assert not list(net.rglob("pid"))
+    try:
+        assert main(["testnet", "up", "--dir", str(net)]) == 2
+        assert main(["testnet", "up", "--fresh", "--dir", str(net / "hosts/host1")]) == 2
+        assert not list(net.rglob("pid"))
+    finally:  # had one started anyway, stop it
+        for directory in (net, net / "hosts/host1"):
+            if list(directory.rglob("pid")):
+                main(["testnet", "down", "--dir", str(directory)])
     err = capsys.readouterr().err
     assert "multi-host network" in err and "would not match" in err
     # Bad input exits 2 and creates nothing.
