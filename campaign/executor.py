@@ -20,8 +20,9 @@ Implementations:
   code as this process (`code_fingerprint`), or the campaign stops: results computed by
   another version would be merged silently otherwise.
 
-Progress: `map` reports (done, total) to a callback after every finished task;
-`ProgressLine` draws it on stderr.
+Progress: `map` reports (done, total) to the executor's progress callback after every
+finished task, and each result to `on_result` as it arrives (a caller can show what the
+results say so far, e.g. violations found); `ProgressLine` draws progress on stderr.
 
 Dependencies: `dask.distributed` is the optional extra `sedna-bft[cluster]`; nothing here
 imports it unless a Dask executor is asked for.
@@ -55,6 +56,7 @@ FINGERPRINT_PACKAGES = ("consensus", "netsim", "mechanism", "campaign")
 _SCHEDULER = re.compile(r"^(tcp|tls)://[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 
 Progress = Callable[[int, int], None]
+OnResult = Callable[[int, Any], None]  # (item index, its result), in completion order
 
 
 class ExecutorError(RuntimeError):
@@ -67,7 +69,13 @@ class Executor(Protocol):
 
     description: str
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], label: str = "task") -> list[R]: ...
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        label: str = "task",
+        on_result: OnResult | None = None,
+    ) -> list[R]: ...
 
 
 def _noop(done: int, total: int) -> None:
@@ -89,13 +97,21 @@ class LocalExecutor:
         self.description = "this process" if jobs == 1 else f"{jobs} local processes"
         self.pool_restarts = 0
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], label: str = "task") -> list[R]:
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        label: str = "task",
+        on_result: OnResult | None = None,
+    ) -> list[R]:
         items = list(items)
         total = len(items)
         if self.jobs == 1 or total < 2:
             results = []
             for done, item in enumerate(items, 1):
                 results.append(fn(item))
+                if on_result is not None:
+                    on_result(done - 1, results[-1])
                 self.progress(done, total)
             return results
         results_by_index: dict[int, R] = {}
@@ -112,7 +128,7 @@ class LocalExecutor:
                         f"{label} {i} did not finish after {self.retries + 1} attempts "
                         "(its worker process died each time)"
                     )
-            if not self._run_pool(fn, items, pending, results_by_index, total):
+            if not self._run_pool(fn, items, pending, results_by_index, total, on_result):
                 self.pool_restarts += 1
         return [results_by_index[i] for i in range(total)]
 
@@ -123,6 +139,7 @@ class LocalExecutor:
         pending: list[int],
         results: dict[int, R],
         total: int,
+        on_result: OnResult | None,
     ) -> bool:
         """Run `pending` on a fresh pool; False when a worker process died (the tasks
         that had not finished stay pending)."""
@@ -137,6 +154,8 @@ class LocalExecutor:
                         results[futures[future]] = future.result()
                     except BrokenProcessPool:
                         return False
+                    if on_result is not None:
+                        on_result(futures[future], results[futures[future]])
                     self.progress(len(results), total)
             return True
         finally:
@@ -171,7 +190,13 @@ class DaskExecutor:
             ) from None
         check_fingerprints(mine, theirs)
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], label: str = "task") -> list[R]:
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        label: str = "task",
+        on_result: OnResult | None = None,
+    ) -> list[R]:
         from distributed import as_completed
 
         items = list(items)
@@ -193,6 +218,8 @@ class DaskExecutor:
                 # Rule: the result lives here now. Released, a worker that dies later
                 # does not make the scheduler compute it again (it would, while wanted).
                 future.release()
+                if on_result is not None:
+                    on_result(i, results[i])
                 self.progress(len(results), total)
         finally:
             for future in futures:

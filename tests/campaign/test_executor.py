@@ -92,10 +92,12 @@ class Killer:
 def test_local_executor_keeps_the_items_order_and_reports_progress() -> None:
     for jobs in (1, 3):
         calls: list[tuple[int, int]] = []
+        seen: dict[int, tuple] = {}
         executor = LocalExecutor(jobs, progress=lambda d, t, c=calls: c.append((d, t)))
-        assert executor.map(seeded_value, _items()) == EXPECTED
+        assert executor.map(seeded_value, _items(), on_result=seen.__setitem__) == EXPECTED
         assert [d for d, _ in calls] == list(range(1, ITEMS + 1))
         assert {t for _, t in calls} == {ITEMS}
+        assert seen == dict(enumerate(EXPECTED))  # each result once, under its index
 
 
 def test_local_pool_survives_a_worker_process_dying(tmp_path: Path) -> None:
@@ -131,7 +133,9 @@ def test_dask_local_cluster_gives_the_local_results_in_order(dask_executor) -> N
     try:
         # Tasks of different lengths finish out of order; the results come back in order.
         items = [(i, 0.02 * ((ITEMS - i) % 5), None) for i in range(ITEMS)]
-        assert dask_executor.map(seeded_value, items) == EXPECTED
+        seen: dict[int, tuple] = {}
+        assert dask_executor.map(seeded_value, items, on_result=seen.__setitem__) == EXPECTED
+        assert seen == dict(enumerate(EXPECTED))
     finally:
         dask_executor.progress = lambda d, t: None
     assert [d for d, _ in calls] == list(range(1, ITEMS + 1))
