@@ -11,10 +11,20 @@ import json
 import sys
 from typing import Any
 
+from campaign.executor import (
+    ExecutorError,
+    ProgressLine,
+    add_executor_arguments,
+    executor_spec,
+    open_executor,
+)
+
 EXAMPLES = """examples:
   sedna sim run netsim/scenarios/s1_crashed_successor.toml --json
   sedna sim run netsim/scenarios/s1_crashed_successor.toml --protocol vanilla
   sedna sim sweep netsim/scenarios/sweep_faults.toml --seeds 200 --randomize --json
+  sedna sim sweep netsim/scenarios/sweep_faults.toml --seeds 10000 --randomize --cluster local:8
+  sedna sim sweep netsim/scenarios/sweep_faults.toml --seeds 10000 --scheduler tcp://10.0.0.5:8786
   sedna sim twins --depth 2
   sedna sim twins --depth 3 --sample 200 --seed 7 --json
 """
@@ -50,6 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="draw a fresh fault plan per seed (crash/restart, partition, loss, one Byzantine)",
     )
     sweep.add_argument("--json", action="store_true", help="print the JSON summary")
+    add_executor_arguments(sweep)
     sweep.set_defaults(func=_sweep)
 
     twins = commands.add_parser(
@@ -119,12 +130,24 @@ def _sweep(args: argparse.Namespace) -> int:
     if not 1 <= args.seeds <= 10_000_000:
         print("error: --seeds must be in [1, 10000000]", file=sys.stderr)
         return 2
+    try:
+        spec = executor_spec(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     scenario = _load(args.scenario)
     if scenario is None:
         return 2
     from netsim.sweep import sweep
 
-    summary = sweep(scenario, args.seeds, args.protocol, randomize=args.randomize)
+    try:
+        with open_executor(spec, progress=ProgressLine("sim sweep")) as executor:
+            summary = sweep(
+                scenario, args.seeds, args.protocol, randomize=args.randomize, executor=executor
+            )
+    except ExecutorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
