@@ -410,7 +410,7 @@ class ProgressLine:
         self.started = time.monotonic()
         self._last = 0.0
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, note: str = "") -> None:
         now = time.monotonic()
         if not self.tty and done < total and now - self._last < self.every_s:
             return
@@ -422,6 +422,7 @@ class ProgressLine:
             f"{self.label}: {done}/{total} ({100.0 * done / max(1, total):.0f}%), "
             f"{rate:.1f}/s, elapsed {elapsed:.0f} s"
             + (f", eta {eta:.0f} s" if done < total and math.isfinite(eta) else "")
+            + (f"; {note}" if note else "")
         )
         if self.tty:
             self.stream.write("\r\x1b[2K" + text + ("\n" if done >= total else ""))

@@ -27,6 +27,8 @@ EXAMPLES = """examples:
   sedna sim sweep netsim/scenarios/sweep_faults.toml --seeds 10000 --scheduler tcp://10.0.0.5:8786
   sedna sim twins --depth 2
   sedna sim twins --depth 3 --sample 200 --seed 7 --json
+  sedna sim twins --depth 3 --jobs 2
+  sedna sim twins --depth 4 --scheduler tcp://10.0.0.5:8786 --json   # 2.8 M arrangements
 """
 
 
@@ -78,8 +80,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     twins.add_argument(
         "--protocol", choices=("monadbft", "v1", "vanilla"), default="monadbft", help="protocol"
     )
-    twins.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     twins.add_argument("--json", action="store_true", help="print the JSON summary")
+    add_executor_arguments(twins)
     twins.set_defaults(func=_twins)
 
 
@@ -162,8 +164,23 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _twins(args: argparse.Namespace) -> int:
-    from netsim.twins import MAX_DEPTH, MAX_EXHAUSTIVE_DEPTH, MAX_SAMPLE, TwinsConfig, run_twins
+    from netsim.twins import (
+        MAX_CLUSTER_EXHAUSTIVE_DEPTH,
+        MAX_DEPTH,
+        MAX_EXHAUSTIVE_DEPTH,
+        MAX_SAMPLE,
+        TwinsConfig,
+        run_twins,
+    )
 
+    try:
+        spec = executor_spec(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # Exhaustive depth 4 (2.8 million arrangements) only on a Dask cluster.
+    local = spec.kind == "local"
+    exhaustive_limit = MAX_EXHAUSTIVE_DEPTH if local else MAX_CLUSTER_EXHAUSTIVE_DEPTH
     problem = None
     if not 1 <= args.depth <= MAX_DEPTH:
         problem = f"--depth must be in 1..{MAX_DEPTH}"
@@ -171,19 +188,39 @@ def _twins(args: argparse.Namespace) -> int:
         problem = "--partitions must be in 1..5 (5 instances)"
     elif args.sample is not None and not 1 <= args.sample <= MAX_SAMPLE:
         problem = f"--sample must be in 1..{MAX_SAMPLE}"
-    elif args.sample is None and args.depth > MAX_EXHAUSTIVE_DEPTH:
-        problem = f"exhaustive runs go up to --depth {MAX_EXHAUSTIVE_DEPTH}; add --sample K"
+    elif args.sample is None and args.depth > exhaustive_limit:
+        problem = (
+            f"exhaustive runs go up to --depth {MAX_EXHAUSTIVE_DEPTH} here and "
+            f"{MAX_CLUSTER_EXHAUSTIVE_DEPTH} on a Dask cluster (--scheduler, --cluster); "
+            "add --sample K"
+        )
     elif not 0 <= args.seed < 2**63:
         problem = "--seed must be in [0, 2^63)"
-    elif not 1 <= args.jobs <= 64:
+    elif spec.jobs > 64:
         problem = "--jobs must be in 1..64"
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     config = TwinsConfig(protocol=args.protocol, max_blocks=args.partitions)
-    summary = run_twins(
-        args.depth, config=config, sample=args.sample, sample_seed=args.seed, jobs=args.jobs
-    )
+    line = ProgressLine("twins")
+
+    def progress(done: int, total: int, failed: int) -> None:
+        line(done, total, f"{failed} with violations" if failed else "")
+
+    try:
+        with open_executor(spec) as executor:
+            summary = run_twins(
+                args.depth,
+                config=config,
+                sample=args.sample,
+                sample_seed=args.seed,
+                executor=None if local and spec.jobs == 1 else executor,
+                max_exhaustive_depth=exhaustive_limit,
+                progress=progress,
+            )
+    except ExecutorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(summary.as_dict(), indent=2, sort_keys=True))
     else:
