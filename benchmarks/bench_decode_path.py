@@ -12,7 +12,7 @@ first block is checked by `LanePayloadValidator`). Stages timed, per payload:
     reference decodes them one by one);
 (b) `NodeLanes.track` over every block (block payload decode, tracker bookkeeping,
     decode_payload, execution-order hash), fresh tracker per run;
-(c) `NodeRuntime._track_block` over every block: (b) plus the runtime's rows, metrics and
+(c) `LaneTracker.track_block` over every block: (b) plus the runtime's rows, metrics and
     the SQLite write (fresh node database per run; current code only: the runtime and
     storage side has no reference copy).
 
@@ -373,25 +373,25 @@ def side_by_side(
 
 
 class _RuntimeHarness:
-    """A NodeRuntime (not started) on a fresh database, to time `_track_block`."""
+    """A node's lane tracker (not started) on a fresh database, to time `track_block`."""
 
     def __init__(self, root: Path):
+        from node.assembly import build_runtime
         from node.config import load_config, load_key
-        from node.runtime import NodeRuntime
         from node.tools.testnet import generate_network
 
         manifest = generate_network(root, 4)
         config = load_config(root / manifest["members"][0]["config"])
-        self.runtime = NodeRuntime(config, load_key(config))
+        self.runtime = build_runtime(config, load_key(config))
 
     def feed(self, chain: Sequence[tuple[BlockHeader, BlockBody]]) -> None:
         for header, body in chain:
-            self.runtime._track_block(header, body)
-        if self.runtime.lane_error is not None:
-            raise RuntimeError(self.runtime.lane_error)
+            self.runtime.lane_tracker.track_block(header, body)
+        if self.runtime.lane_tracker.error is not None:
+            raise RuntimeError(self.runtime.lane_tracker.error)
 
     def close(self) -> None:
-        self.runtime.storage.close()
+        self.runtime.ledger.storage.close()
 
 
 def _runtime_costs(runs: int, count: int, chain: Sequence[tuple[BlockHeader, BlockBody]]) -> float:

@@ -12,6 +12,12 @@ Rule names:
   kept by the block they certify, `get_high_committable_qc`).
 - T-SEQ: a block's `seq_num` is its parent's plus one.
 - T-PRUNE: on commit, blocks at or below the new root's height and forks off it are dropped.
+- T-ROOM: when the tree is full, a block that would be connected displaces the highest
+  block that is not (a node catching up fills its tree with far-ahead blocks it cannot
+  connect yet; the blocks that connect them must still fit).
+- T-CONNECTED: which pending blocks are connected is kept up to date as blocks arrive (each
+  block is connected once, through an index of children), so asking costs O(1) and a block
+  that arrives only re-examines the blocks it connects: catching up on n blocks is linear.
 """
 
 from __future__ import annotations
@@ -64,6 +70,10 @@ class BlockTree:
         self._pending: dict[bytes, TreeBlock] = {}
         self._finalized: OrderedDict[bytes, TreeBlock] = OrderedDict()
         self._qcs: dict[bytes, QuorumCertificate] = {}  # certified block id -> highest QC
+        self._children: dict[bytes, list[bytes]] = {}  # parent id -> pending children
+        self._connected: set[bytes] = set()  # pending blocks whose chain reaches the root
+        self._arrived: list[bytes] = []  # became connected since the last `drain_connected`
+        self._missing_memo: dict[bytes, bytes] = {}  # pending block -> an ancestor to jump to
 
     # ------------------------------------------------------------------ queries
 
@@ -79,6 +89,31 @@ class BlockTree:
 
     def is_finalized(self, block_id: bytes) -> bool:
         return block_id == self.root_id or block_id in self._finalized
+
+    def is_connected(self, block_id: bytes) -> bool:
+        """The root, or a pending block whose parent chain reaches the root (T-CONNECTED)."""
+        return block_id == self.root_id or block_id in self._connected
+
+    def drain_connected(self) -> list[bytes]:
+        """Pending blocks that became connected since the last call, parents first."""
+        arrived = [b for b in self._arrived if b in self._connected]
+        self._arrived = []
+        return arrived
+
+    def qc_for(self, block_id: bytes) -> QuorumCertificate | None:
+        """The highest QC seen on this block (C-RETRY keeps them)."""
+        return self._qcs.get(block_id)
+
+    def finalized_after(self, block_id: bytes, count: int) -> list[TreeBlock]:
+        """Up to `count` kept finalized blocks directly above `block_id`, oldest first (for
+        chain sync; empty unless `block_id` is genesis or in the kept finalized window)."""
+        kept = list(self._finalized.values())
+        if block_id == GENESIS_BLOCK_ID and kept and kept[0].parent_id == GENESIS_BLOCK_ID:
+            return kept[:count]
+        for position, block in enumerate(kept):
+            if block.block_id == block_id:
+                return kept[position + 1 : position + 1 + count]
+        return []
 
     def is_full(self) -> bool:
         return len(self._pending) >= MAX_PENDING_BLOCKS
@@ -113,18 +148,27 @@ class BlockTree:
         """The first block on the way from `block_id` to the root that is not held (or None).
 
         Returns None too when the chain ends below the root (a fork off finalized history).
+        A walk remembers its answer for the blocks it crossed (an ancestor stays an
+        ancestor), so asking again for blocks above the same gap does not walk again.
         """
+        visited: list[bytes] = []
         current = block_id
+        missing: bytes | None = None
         for _ in range(len(self._pending) + 1):
-            if current == self.root_id or current in self._finalized:
-                return None
+            if self.is_connected(current) or current in self._finalized:
+                break
             block = self._pending.get(current)
             if block is None:
-                return current
+                missing = current
+                break
             if block.seq_num <= self.root_seq:
-                return None
-            current = block.parent_id
-        return None
+                break
+            visited.append(current)
+            current = self._missing_memo.get(current, block.parent_id)
+        if missing is not None:
+            for crossed in visited:
+                self._missing_memo[crossed] = missing
+        return missing
 
     def chain(self, block_id: bytes, count: int) -> list[TreeBlock]:
         """Up to `count` held blocks starting at `block_id`, newest first (for block sync)."""
@@ -151,6 +195,8 @@ class BlockTree:
             return []
         if consecutive_only and qc.round != child.header.qc.round + 1:
             return []
+        if not self.is_connected(child.parent_id):
+            return []  # C-RETRY: tried again when it connects (no walk until then)
         path = self.path_from_root(child.parent_id)
         return path or []
 
@@ -160,10 +206,43 @@ class BlockTree:
         """Insert a verified block above the root. Returns whether it is new."""
         if block.block_id in self._pending or self.is_finalized(block.block_id):
             return False
-        if block.seq_num <= self.root_seq or self.is_full():
+        if block.seq_num <= self.root_seq:
+            return False
+        if self.is_full() and not (
+            self.is_connected(block.parent_id) and self._evict_highest_unconnected()
+        ):
             return False
         self._pending[block.block_id] = block
+        self._children.setdefault(block.parent_id, []).append(block.block_id)
+        if self.is_connected(block.parent_id):
+            self._connect(block.block_id)
         return True
+
+    def _evict_highest_unconnected(self) -> bool:
+        """T-ROOM: a full tree makes room for a connected block by dropping the highest
+        block that is not connected (it can be fetched again); False if there is none."""
+        waiting = [b for b in self._pending.values() if b.block_id not in self._connected]
+        if not waiting:
+            return False
+        victim = max(waiting, key=lambda b: (b.seq_num, b.block_id))
+        del self._pending[victim.block_id]
+        self._missing_memo.pop(victim.block_id, None)
+        siblings = self._children.get(victim.parent_id, [])
+        siblings.remove(victim.block_id)
+        if not siblings:
+            self._children.pop(victim.parent_id, None)
+        return True
+
+    def _connect(self, block_id: bytes) -> None:
+        """T-CONNECTED: mark a block and every waiting descendant connected (each once)."""
+        stack = [block_id]
+        while stack:  # bound: each pending block is pushed at most once per connection
+            current = stack.pop()
+            if current in self._connected:
+                continue
+            self._connected.add(current)
+            self._arrived.append(current)
+            stack.extend(self._children.get(current, ()))
 
     def add_qc(self, qc: QuorumCertificate) -> bool:
         """Remember the highest QC per certified block (C-RETRY). Returns whether it is new."""
@@ -193,23 +272,38 @@ class BlockTree:
         self._prune()
 
     def _prune(self) -> None:
-        """T-PRUNE."""
-        kept: dict[bytes, TreeBlock] = {}
+        """T-PRUNE: drop blocks at or below the root's height, blocks just above it that do
+        not extend it, blocks on finalized blocks other than the root, and every descendant
+        of a dropped block (through the children index: no sort of the whole tree)."""
+        root_seq, root_id = self.root_seq, self.root_id
         dropped: set[bytes] = set()
-        for block in sorted(self._pending.values(), key=lambda b: b.seq_num):
-            parent = block.parent_id
-            if block.seq_num <= self.root_seq:
-                dropped.add(block.block_id)
-            elif block.seq_num == self.root_seq + 1:
-                if parent == self.root_id:
-                    kept[block.block_id] = block
-                else:
-                    dropped.add(block.block_id)
-            elif parent in dropped or self.is_finalized(parent):
-                dropped.add(block.block_id)
-            else:
-                kept[block.block_id] = block  # connected, or waiting for a missing parent
-        self._pending = kept
+        stack: list[bytes] = []
+        for block in self._pending.values():
+            seq, parent = block.seq_num, block.parent_id
+            if (
+                seq <= root_seq
+                or (seq == root_seq + 1 and parent != root_id)
+                or (seq > root_seq + 1 and self.is_finalized(parent))
+            ):
+                stack.append(block.block_id)
+        while stack:  # bound: each pending block is dropped at most once
+            block_id = stack.pop()
+            if block_id in dropped:
+                continue
+            dropped.add(block_id)
+            stack.extend(self._children.get(block_id, ()))
+        for block_id in dropped:
+            self._pending.pop(block_id, None)
+        self._connected &= self._pending.keys()  # a kept block's path runs via the new root
+        self._children = {}
+        for block in self._pending.values():
+            self._children.setdefault(block.parent_id, []).append(block.block_id)
+        # a remembered gap that was filled or finalized is no longer a gap
+        self._missing_memo = {
+            b: m
+            for b, m in self._missing_memo.items()
+            if b in self._pending and m not in self._pending and not self.is_finalized(m)
+        }
         self._qcs = {
             block_id: qc
             for block_id, qc in self._qcs.items()

@@ -12,7 +12,7 @@ those bytes can be hashed and signed.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -33,8 +33,15 @@ _encoder = msgspec.msgpack.Encoder()
 _message_decoder = msgspec.msgpack.Decoder(Message)
 
 
+DecodeReason = Literal["not_bytes", "empty_frame", "frame_too_large", "bad_version", "malformed"]
+
+
 class DecodeError(ValueError):
-    """Untrusted bytes were not a valid message. The text says why."""
+    """Untrusted bytes were not a valid message. The text says why; `reason` is its label."""
+
+    def __init__(self, message: str, reason: DecodeReason = "malformed"):
+        super().__init__(message)
+        self.reason: DecodeReason = reason
 
 
 def encode(value: Any) -> bytes:
@@ -50,13 +57,17 @@ def encode_message(message: Message) -> bytes:
 def decode_message(data: bytes, max_bytes: int = MAX_FRAME_BYTES) -> Message:
     """Decode one versioned frame. Raises DecodeError for anything that is not a valid message."""
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+        raise DecodeError(f"expected bytes, got {type(data).__name__}", "not_bytes")
     if len(data) == 0:
-        raise DecodeError("empty frame")
+        raise DecodeError("empty frame", "empty_frame")
     if len(data) > max_bytes:
-        raise DecodeError(f"frame of {len(data)} bytes exceeds the limit of {max_bytes}")
+        raise DecodeError(
+            f"frame of {len(data)} bytes exceeds the limit of {max_bytes}", "frame_too_large"
+        )
     if data[0] != WIRE_VERSION:
-        raise DecodeError(f"unsupported wire version {data[0]} (expected {WIRE_VERSION})")
+        raise DecodeError(
+            f"unsupported wire version {data[0]} (expected {WIRE_VERSION})", "bad_version"
+        )
     try:
         return _message_decoder.decode(memoryview(data)[1:])
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:

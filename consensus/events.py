@@ -19,6 +19,29 @@ if TYPE_CHECKING:  # pragma: no cover
     from consensus.safety import SafetyState
 
 TimerKind = Literal["round", "vote_pace"]
+TraceName = Literal[
+    "dropped",  # an input was refused (detail: reason); the state is unchanged
+    "chain_sync_done",
+    "chain_sync_requested",
+    "equivocation",
+    "local_timeout",
+    "nec_formed",
+    "no_endorsement",
+    "own_proposal_rejected",
+    "proposal",
+    "qc_formed",
+    "reproposal",
+    "revert_without_evidence",
+    "round_recovery",
+    "round_recovery_held",
+    "sync_requested",
+    "tc_formed",
+    "timeout_echo",
+    "vote_refused",
+    "voted",
+    "lanes_payload",  # emitted by netsim's lane driver, not by the core
+]
+"""Every trace the core emits (a test checks the core's calls against this list)."""
 
 # --------------------------------------------------------------------------- events
 
@@ -172,7 +195,7 @@ class RoundEntered:
 class Trace:
     """A protocol fact for metrics and checkers, e.g. 'tc_formed', 'reproposal', 'nec_formed'."""
 
-    name: str
+    name: TraceName
     detail: dict[str, Any] = field(default_factory=dict)
 
 

@@ -26,6 +26,7 @@ from msgspec import Meta
 MAX_VALIDATORS = 1024
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 MAX_SYNC_BLOCKS = 64
+MAX_CHAIN_SYNC_BLOCKS = 256
 
 U64 = Annotated[int, Meta(ge=0, le=2**63 - 1)]  # msgspec bounds must fit int64
 ValidatorIndex = Annotated[int, Meta(ge=0, lt=MAX_VALIDATORS)]
@@ -286,6 +287,22 @@ class BlockSyncResponse(_Data, tag="sync_response"):
     blocks: Annotated[tuple[SyncedBlock, ...], Meta(max_length=MAX_SYNC_BLOCKS)]
 
 
+class ChainSyncRequest(_Data, tag="chain_request"):
+    """Ask for up to `count` finalized blocks directly above `after_block_id` (oldest first):
+    how a node far behind fetches the finalized chain forward from its own head."""
+
+    after_block_id: Digest
+    count: Annotated[int, Meta(ge=1, le=MAX_CHAIN_SYNC_BLOCKS)]
+
+
+class ChainSyncResponse(_Data, tag="chain_response"):
+    """Finalized blocks directly above `after_block_id`, oldest first; empty when the peer
+    does not hold `after_block_id` on its finalized chain (or holds nothing above it)."""
+
+    after_block_id: Digest
+    blocks: Annotated[tuple[SyncedBlock, ...], Meta(max_length=MAX_CHAIN_SYNC_BLOCKS)]
+
+
 Message = (
     ProposalMessage
     | VoteMessage
@@ -295,6 +312,8 @@ Message = (
     | AdvanceRoundMessage
     | BlockSyncRequest
     | BlockSyncResponse
+    | ChainSyncRequest
+    | ChainSyncResponse
 )
 
 MESSAGE_TYPES: tuple[type, ...] = (
@@ -306,4 +325,6 @@ MESSAGE_TYPES: tuple[type, ...] = (
     AdvanceRoundMessage,
     BlockSyncRequest,
     BlockSyncResponse,
+    ChainSyncRequest,
+    ChainSyncResponse,
 )

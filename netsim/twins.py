@@ -63,6 +63,26 @@ SAMPLE_ATTEMPTS_PER_ITEM = 50  # bound on draws per requested sample (duplicates
 MAX_REPORTED_FAILURES = 20
 
 
+@dataclass(frozen=True)
+class TwinsProgress:
+    """Where a Twins run is: `done` of `total` arrangements, `failed` with violations."""
+
+    done: int
+    total: int
+    failed: int
+    elapsed_s: float
+
+    @property
+    def remaining_s(self) -> float | None:
+        """Estimated seconds left (elapsed time per finished arrangement, None before any)."""
+        if self.done == 0:
+            return None
+        return self.elapsed_s / self.done * (self.total - self.done)
+
+
+ProgressCallback = Callable[[TwinsProgress], None]
+
+
 @dataclass(frozen=True, slots=True)
 class RoundSpec:
     """One round of an arrangement: the partition (blocks of instance indices) and leader."""
@@ -444,9 +464,6 @@ def check_exhaustive_depth(space: ArrangementSpace, depth: int, limit: int) -> N
         )
 
 
-TwinsProgressCallback = Callable[[int, int, int], None]  # (done, total, failed) arrangements
-
-
 def run_twins(
     depth: int,
     *,
@@ -458,7 +475,7 @@ def run_twins(
     jobs: int = 1,
     executor: Executor | None = None,
     max_exhaustive_depth: int = MAX_EXHAUSTIVE_DEPTH,
-    progress: TwinsProgressCallback | None = None,
+    progress: ProgressCallback | None = None,
 ) -> TwinsSummary:
     """Run every canonical arrangement of `depth` (or a seeded sample, or the given ones)
     and aggregate.
@@ -469,7 +486,8 @@ def run_twins(
     millions is built here); otherwise contiguous chunks of the list. The tasks'
     summaries are merged in task order, which is the arrangements' order: the summary
     (counts and the first failures) is the serial one. With `stop_after_failures`, each
-    task stops on its own."""
+    task stops on its own. `progress` is called after every arrangement (in this process)
+    or every finished task."""
     if not 1 <= depth <= MAX_DEPTH:
         raise ValueError(f"depth must be in 1..{MAX_DEPTH}")
     if not 1 <= jobs <= 64:
@@ -521,23 +539,22 @@ def run_twins(
         after_dedup=total if mode == "exhaustive" else None,
         enumerate_s=time.perf_counter() - started,
     )
-    done = failed = 0
 
-    def count(runs: int, failures: int) -> None:
-        nonlocal done, failed
-        done, failed = done + runs, failed + failures
+    def report(done: int, failed: int) -> None:
         if progress is not None:
-            progress(done, total, failed)
+            progress(TwinsProgress(done, total, failed, time.perf_counter() - started))
 
     if executor is None:
-        _run_list(summary, space, chosen, config, stop_after_failures, on_run=count)
+        _run_list(summary, space, chosen, config, stop_after_failures, on_run=report)
     else:
-        parts = executor.map(
-            _run_task,
-            tasks,
-            label="twins",
-            on_result=lambda _i, part: count(part.run, part.failed),
-        )
+        finished = [0, 0]  # arrangements run, with violations, over the tasks finished
+
+        def arrived(_index: int, part: TwinsSummary) -> None:
+            finished[0] += part.run
+            finished[1] += part.failed
+            report(finished[0], finished[1])
+
+        parts = executor.map(_run_task, tasks, label="twins", on_result=arrived)
         for part in parts:  # in task order: the arrangements' order
             _merge(summary, part)
     summary.wall_s = time.perf_counter() - started
@@ -573,7 +590,7 @@ def _run_list(
     stop_after_failures: int | None,
     on_run: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Run arrangements into `summary`; `on_run(1, failed)` after each (progress)."""
+    """Run arrangements into `summary`; `on_run(run, failed)` so far after each."""
     for indices in chosen:
         arrangement = space.arrangement(indices)
         run = run_arrangement(arrangement, config)
@@ -604,10 +621,10 @@ def _run_list(
                 )
             if stop_after_failures is not None and summary.failed >= stop_after_failures:
                 if on_run is not None:
-                    on_run(1, 1)
+                    on_run(summary.run, summary.failed)
                 return
         if on_run is not None:
-            on_run(1, int(bool(run.violations)))
+            on_run(summary.run, summary.failed)
 
 
 _SUMMED = (

@@ -16,7 +16,8 @@ Layout of a config file (all sections required except `[test]`):
     [mempool]     max_txs, max_tx_bytes, max_block_txs, max_block_bytes
     [[validators]] index, public_key (hex), stake, host, port
     [test]        crash_after_persist_safety (int, 0 = off), log_votes (bool),
-                  byzantine (str, "" = honest)
+                  byzantine (str, "" = honest), core_error_after_events (int, 0 = off),
+                  crash_after_proposing_txs (int, 0 = off)
 
 A key file is TOML with `public_key` and `secret_seed` (hex). It must match the public key
 of this node's `[[validators]]` entry and be accessible by its owner only (mode 0600).
@@ -41,7 +42,7 @@ PROTOCOLS = ("monadbft", "v1", "vanilla")
 SCHEDULES = ("round-robin", "weighted")
 SCHEMES = ("ed25519", "trusted")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-BYZANTINE_BEHAVIOURS = ("", "silent", "double_vote", "malformed")
+BYZANTINE_BEHAVIOURS = ("", "silent", "double_vote", "malformed", "replay_txs")
 MAX_VALIDATORS_IN_CONFIG = 1024
 SINGLE_VALIDATOR_VOTE_PACE_MS = 20.0  # the launcher's pace for a one-validator network
 KEY_FILE_MODE_MASK = 0o077  # key-file permission bits that must be clear (as ssh requires)
@@ -109,6 +110,8 @@ class TestSection:
     crash_after_persist_safety: int = 0  # exit(CRASH_EXIT_CODE) right after the N-th persist
     log_votes: bool = False  # log every vote sent and received (for double-vote checks)
     byzantine: str = ""
+    core_error_after_events: int = 0  # the core raises on the N-th event (a fatal error)
+    crash_after_proposing_txs: int = 0  # exit(CRASH_EXIT_CODE) after the N-th proposal of txs
 
 
 @dataclass(frozen=True)
@@ -390,8 +393,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         crash_after_persist_safety=_get(t, "test", "crash_after_persist_safety", int, 0),
         log_votes=_get(t, "test", "log_votes", bool, False),
         byzantine=_get(t, "test", "byzantine", str, ""),
+        core_error_after_events=_get(t, "test", "core_error_after_events", int, 0),
+        crash_after_proposing_txs=_get(t, "test", "crash_after_proposing_txs", int, 0),
     )
     _positive(test.crash_after_persist_safety, "test.crash_after_persist_safety", allow_zero=True)
+    _positive(test.core_error_after_events, "test.core_error_after_events", allow_zero=True)
+    _positive(test.crash_after_proposing_txs, "test.crash_after_proposing_txs", allow_zero=True)
     _choice(test.byzantine, "test.byzantine", BYZANTINE_BEHAVIOURS)
 
     return NodeConfig(

@@ -160,9 +160,17 @@ class Mempool:
         self._final_set: set[bytes] = set()
         self.accepted_total = 0
         self.finalized_local_total = 0
+        self.restored_already_final = 0  # stored txs dropped at start: already finalized
         if storage is not None:
-            for txid, tx, accepted_ns in storage.mempool_load(max_txs):
-                self._pending[txid] = _Entry(tx, accepted_ns)
+            stored = storage.mempool_load(max_txs)
+            # Rule TX-ONCE: a restored tx that is already in the finalized chain (e.g. a
+            # node killed between its block's finality and its own commit) is dropped.
+            final = storage.finalized_among([txid for txid, _, _ in stored])
+            for txid, tx, accepted_ns in stored:
+                if txid not in final:
+                    self._pending[txid] = _Entry(tx, accepted_ns)
+            storage.mempool_remove(sorted(final))
+            self.restored_already_final = len(final)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -179,16 +187,21 @@ class Mempool:
         fresh: list[tuple[bytes, bytes, int]] = []
         fresh_ids: set[bytes] = set()
         room = self.max_txs - len(self._pending)
-        for tx in txs:
-            # Rule: a tx is 1..max_tx_bytes bytes.
-            if not 0 < len(tx) <= self.max_tx_bytes:
-                result.too_large += 1
-                continue
-            txid = tx_id(tx)
+        sized = [tx for tx in txs if 0 < len(tx) <= self.max_tx_bytes]
+        result.too_large = len(txs) - len(sized)  # Rule: a tx is 1..max_tx_bytes bytes.
+        ids = [tx_id(tx) for tx in sized]
+        # Rule TX-ONCE: a tx already in the finalized chain is refused (the durable index,
+        # so a restart does not forget it; the in-memory set answers recent ones cheaply).
+        final = self._final_set.intersection(ids)
+        if self._storage is not None:
+            final |= self._storage.finalized_among(
+                [t for t in ids if t not in final and t not in self._pending]
+            )
+        for tx, txid in zip(sized, ids, strict=True):
             if txid in self._pending or txid in fresh_ids:
                 result.duplicate += 1
                 continue
-            if txid in self._final_set:
+            if txid in final:
                 result.already_final += 1
                 continue
             # Rule: the mempool never holds more than max_txs txs.

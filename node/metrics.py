@@ -42,8 +42,16 @@ MAX_LABEL_SETS = 4096  # bound on label sets of one metric (peer x type)
 
 # Frames and events the runtime dropped before the core (node/runtime.py).
 RUNTIME_DROP_REASONS = (
-    "empty_frame", "frame_too_large", "bad_version", "malformed", "inbox_full",
-    "internal_full", "core_error", "lane_tracker_error", OTHER,
+    "empty_frame", "frame_too_large", "bad_version", "malformed", "not_bytes", "inbox_full",
+    "internal_full", "lane_tracker_error", OTHER,
+)  # fmt: skip
+# Exceptions that stopped the node, by where they were raised (node/runtime.py).
+FATAL_STAGES = ("core", "command", "driver")
+# Peers' sync requests (node/sync_server.py).
+SYNC_REQUEST_RESULTS = ("served", "queue_full")
+# Blocks this node's validator refused (node/ledger.py ChainValidator).
+BLOCK_REJECT_REASONS = (
+    "payload_rules", "tx_repeated_in_block", "tx_in_pending_ancestor", "tx_already_finalized",
 )  # fmt: skip
 # Inputs the core refused, by class (core_reject_class maps the core's text to one).
 CORE_REJECT_CLASSES = (
@@ -91,6 +99,7 @@ _CORE_REJECT_RULES: tuple[tuple[str, str], ...] = (
     ("not sent by its author", "wrong_author"),
     ("epoch", "wrong_epoch"),
     ("sync response", "bad_sync_response"),
+    ("chain sync", "bad_sync_response"),
     ("synced block", "bad_sync_response"),
     ("requested block", "bad_sync_response"),
     ("future", "future_round"),
@@ -598,6 +607,42 @@ class NodeMetrics:
         self.reverts = r.counter("sedna_voted_reverts", "Voted blocks reverted")
         self.safety_writes = r.counter("sedna_safety_writes", "Durable safety-state writes")
         self.event_queue = r.gauge("sedna_event_queue_depth", "Events waiting for the core")
+        self.fatal_errors = r.counter(
+            "sedna_fatal_errors",
+            "Exceptions that stopped the node, by stage (core, command, driver)",
+            ("stage",),
+            {"stage": FATAL_STAGES},
+        )
+        # Catch-up and sync serving
+        self.sync_behind = r.gauge(
+            "sedna_sync_behind_blocks",
+            "Highest block this node holds minus its finalized height (catching up if > 8)",
+        )
+        self.synced_blocks = r.counter(
+            "sedna_synced_blocks", "Blocks received in sync responses from peers"
+        )
+        self.sync_requests = r.counter(
+            "sedna_sync_requests",
+            "Peers' block-sync requests, by result (served, queue_full)",
+            ("result",),
+            {"result": SYNC_REQUEST_RESULTS},
+        )
+        self.sync_queue = r.gauge("sedna_sync_queue_depth", "Peers' sync requests waiting")
+        # TX-ONCE
+        self.blocks_rejected = r.counter(
+            "sedna_blocks_rejected",
+            "Blocks this node's validator refused, by reason",
+            ("reason",),
+            {"reason": BLOCK_REJECT_REASONS},
+        )
+        self.txs_finalized_twice = r.counter(
+            "sedna_txs_finalized_twice",
+            "Txs of a finalized block that an earlier height had already finalized",
+        )
+        self.proposals_without_txs = r.counter(
+            "sedna_proposals_without_txs",
+            "Proposals built with no txs because the chain below the parent had a gap",
+        )
         # RPC
         self.rpc_refused = r.counter(
             "sedna_rpc_refused",

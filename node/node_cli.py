@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         removed = reset_data_dir(config.node.data_dir)
         names = ", ".join(str(p) for p in removed) or "nothing to delete"
         print(f"sedna node: --reset: deleted {names}; starting fresh", file=sys.stderr)
-    from node.runtime import run_node
+    from node.assembly import run_node
 
     return run_node(config, key)
 

@@ -5,7 +5,8 @@ Endpoints
                         `application/octet-stream`: records of 4-byte big-endian length + tx.
                         200 with counts (`accepted`, `duplicate`, `already_final`, `too_large`,
                         `full`); JSON submissions also get the accepted `txids`. 503 when
-                        nothing was accepted because the mempool is full, 400 for bad input.
+                        nothing was accepted because the mempool is full, 409 when every tx
+                        is already finalized, 400 for bad input.
 - `GET /status`         height, round, peers, mempool, rates.
 - `GET /blocks?from=A&to=B[&txids=1]`  finalized blocks A..B (at most 1000 per call).
 - `POST /bundle`        Sedna bundles (lane entry + signed ticket) for this node's lane.
@@ -612,6 +613,8 @@ class RpcServer:
                 status = 503
             elif result.get("too_large", 0):
                 status = 400
+            elif result.get("already_final", 0):
+                status = 409  # every tx is already in the finalized chain (TX-ONCE)
         return json_response(result, status)
 
     def _blocks(self, request: Request) -> Response:

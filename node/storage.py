@@ -6,6 +6,10 @@ Tables
 - `certificates` QCs carried by stored blocks, keyed by (kind, round, block id).
 - `finalized`    the finalized chain: height -> block id, round, header time, local commit
                  time, local "Voted" time, tx count and the 8-byte short ids of its txs.
+- `finalized_txs` every finalized tx id (full 32 bytes) -> the height it was finalized at,
+                 written in the same transaction as the `finalized` rows. Meta key
+                 `tx_index_height` is the highest height indexed (a database written
+                 before this table existed is indexed from its stored blocks at start).
 - `mempool`      transactions accepted over RPC and not yet finalized.
 - `lane_data`    opaque lane records (bundles, lane blocks) keyed by bytes.
 - `lane_events`  Sedna payloads decided by the decode tracker: status (executed, rejected,
@@ -49,7 +53,7 @@ import fcntl
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,6 +76,7 @@ INTEGRITY_VERSION = b"1"  # meta `integrity`: the database carries a safety chec
 SHORT_ID_BYTES = 8
 MAX_RANGE_ROWS = 1000
 MAX_EVENT_ROWS = 20_000
+LOOKUP_CHUNK = 500  # ids per `IN (...)` query (SQLite's variable limit is far above)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -86,6 +91,8 @@ CREATE TABLE IF NOT EXISTS finalized (
     height INTEGER PRIMARY KEY, block_id BLOB NOT NULL UNIQUE, block_round INTEGER NOT NULL,
     timestamp_ns INTEGER NOT NULL, committed_ns INTEGER NOT NULL, voted_ns INTEGER,
     n_tx INTEGER NOT NULL, txids BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS finalized_txs (
+    txid BLOB PRIMARY KEY, height INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mempool (
     txid BLOB PRIMARY KEY, tx BLOB NOT NULL, accepted_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS lane_data (key BLOB PRIMARY KEY, data BLOB NOT NULL);
@@ -301,6 +308,35 @@ class Storage:
         )
         db.execute("COMMIT")
 
+    def put_blocks(self, blocks: Sequence[tuple[bytes, Tip, BlockBody]]) -> None:
+        """`put_block` for several blocks in one transaction (idempotent)."""
+        if not blocks:
+            return
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany(
+                "INSERT OR IGNORE INTO blocks (block_id, seq_num, block_round, tip, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    (block_id, tip.header.seq_num, tip.header.block_round, encode(tip),
+                     encode(body))
+                    for block_id, tip, body in blocks
+                ),
+            )  # fmt: skip
+            db.executemany(
+                "INSERT OR IGNORE INTO certificates (kind, round, block_id, data) "
+                "VALUES (?, ?, ?, ?)",
+                (
+                    ("qc", tip.header.qc.round, tip.header.qc.block_id, encode(tip.header.qc))
+                    for _, tip, _ in blocks
+                ),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def get_block(self, block_id: bytes) -> tuple[Tip, BlockBody] | None:
         row = self._db.execute(
             "SELECT tip, body FROM blocks WHERE block_id = ?", (block_id,)
@@ -326,16 +362,22 @@ class Storage:
 
     # ------------------------------------------------------------------ finalized chain
 
-    def commit_blocks(self, rows: Sequence[FinalizedRow], finalized_txids: Iterable[bytes]) -> None:
-        """Append finalized blocks and drop their txs from the stored mempool, atomically.
+    def commit_blocks(
+        self, rows: Sequence[FinalizedRow], finalized_txs: Sequence[tuple[bytes, int]] = ()
+    ) -> int:
+        """Append finalized blocks, index their txs (`(txid, height)` pairs) and drop them
+        from the stored mempool, atomically. Returns how many of those txs were already in
+        the index (a tx finalized twice; the first height is kept).
 
         Heights already stored with the same block id are skipped (a replay after restart);
         a different block id at a stored height raises StorageError (divergence).
         """
         head_height, _ = self.finalized_head()
+        first_new = head_height + 1
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            fresh_rows: list[FinalizedRow] = []
             for row in rows:
                 if row.height <= head_height:
                     stored = db.execute(
@@ -352,26 +394,74 @@ class Storage:
                     raise StorageError(
                         f"finalized height {row.height} does not follow head {head_height}"
                     )
-                db.execute(
-                    "INSERT INTO finalized (height, block_id, block_round, timestamp_ns, "
-                    "committed_ns, voted_ns, n_tx, txids) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        row.height,
-                        row.block_id,
-                        row.block_round,
-                        row.timestamp_ns,
-                        row.committed_ns,
-                        row.voted_ns,
-                        row.n_tx,
-                        row.txids,
-                    ),
-                )
+                fresh_rows.append(row)
                 head_height = row.height
-            db.executemany("DELETE FROM mempool WHERE txid = ?", ((t,) for t in finalized_txids))
+            db.executemany(
+                "INSERT INTO finalized (height, block_id, block_round, timestamp_ns, "
+                "committed_ns, voted_ns, n_tx, txids) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (r.height, r.block_id, r.block_round, r.timestamp_ns, r.committed_ns,
+                     r.voted_ns, r.n_tx, r.txids)
+                    for r in fresh_rows
+                ),
+            )  # fmt: skip
+            fresh = [(t, h) for t, h in finalized_txs if first_new <= h <= head_height]
+            repeated = self._index_txs(fresh)
+            if head_height >= first_new:
+                self._set_meta("tx_index_height", str(head_height).encode())
+            db.executemany("DELETE FROM mempool WHERE txid = ?", ((t,) for t, _ in finalized_txs))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        return repeated
+
+    def _index_txs(self, entries: Sequence[tuple[bytes, int]]) -> int:
+        """Insert (txid, height) pairs, keeping the first height of a known id; returns how
+        many were already indexed. Runs inside the caller's transaction."""
+        if not entries:
+            return 0
+        cursor = self._db.executemany(
+            "INSERT OR IGNORE INTO finalized_txs (txid, height) VALUES (?, ?)", entries
+        )
+        return len(entries) - max(0, cursor.rowcount)
+
+    def index_finalized_txs(self, entries: Sequence[tuple[bytes, int]], height: int) -> None:
+        """Index the txs of finalized heights up to `height` (the backfill of a database
+        written before `finalized_txs` existed), atomically with `tx_index_height`."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._index_txs(entries)
+            self._set_meta("tx_index_height", str(height).encode())
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def tx_index_height(self) -> int:
+        """Highest finalized height whose txs are in `finalized_txs` (0: none)."""
+        value = self._meta("tx_index_height")
+        return 0 if value is None else int(value)
+
+    def finalized_tx_height(self, txid: bytes) -> int | None:
+        """The height a tx was finalized at, or None."""
+        row = self._db.execute(
+            "SELECT height FROM finalized_txs WHERE txid = ?", (txid,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def finalized_among(self, txids: Sequence[bytes]) -> set[bytes]:
+        """Which of these tx ids are finalized (bounded by len(txids) lookups)."""
+        found: set[bytes] = set()
+        for start in range(0, len(txids), LOOKUP_CHUNK):
+            chunk = txids[start : start + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT txid FROM finalized_txs WHERE txid IN ({marks})", chunk
+            ).fetchall()
+            found.update(bytes(r[0]) for r in rows)
+        return found
 
     def finalized_head(self) -> tuple[int, bytes]:
         row = self._db.execute(
@@ -380,6 +470,15 @@ class Storage:
         if row is None:
             return 0, GENESIS_BLOCK_ID
         return int(row[0]), bytes(row[1])
+
+    def finalized_height_of(self, block_id: bytes) -> int | None:
+        """The height of a finalized block (0 for genesis), or None if it is not finalized."""
+        if block_id == GENESIS_BLOCK_ID:
+            return 0
+        row = self._db.execute(
+            "SELECT height FROM finalized WHERE block_id = ?", (block_id,)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def finalized_range(self, first: int, last: int) -> list[FinalizedRow]:
         """Finalized rows with first <= height <= last, at most MAX_RANGE_ROWS of them."""
@@ -420,6 +519,14 @@ class Storage:
             "SELECT txid, tx, accepted_ns FROM mempool ORDER BY accepted_ns LIMIT ?", (limit,)
         ).fetchall()
         return [(bytes(r[0]), bytes(r[1]), int(r[2])) for r in rows]
+
+    def mempool_remove(self, txids: Sequence[bytes]) -> None:
+        if not txids:
+            return
+        db = self._db
+        db.execute("BEGIN")
+        db.executemany("DELETE FROM mempool WHERE txid = ?", ((t,) for t in txids))
+        db.execute("COMMIT")
 
     def mempool_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM mempool").fetchone()[0])

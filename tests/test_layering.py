@@ -82,3 +82,122 @@ def test_the_purity_check_detects_a_forbidden_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import time\nfrom asyncio import sleep\n")
     assert {"time", "asyncio"} <= _imported_modules(bad)
+
+
+# --------------------------------------------------------------------------- the node's rooms
+
+# Project modules each room of `node/` may import (docs/architecture.md, "The node's rooms").
+# The standard library and third-party packages are not restricted here.
+ROOM_IMPORTS: dict[str, set[str]] = {
+    "node/runtime.py": {
+        "consensus.codec",
+        "consensus.events",
+        "consensus.messages",
+        "node.api_view",
+        "node.lane_tracker",
+        "node.lanes_node",
+        "node.ledger",
+        "node.logs",
+        "node.metrics",
+        "node.router",
+        "node.sync_server",
+        "node.timers",
+        "node.txpool",
+    },
+    "node/sync_server.py": {"consensus.codec", "consensus.messages", "node.metrics"},
+    "node/router.py": {
+        "consensus.codec",
+        "consensus.events",
+        "consensus.messages",
+        "node.logs",
+        "node.metrics",
+        "node.transport",
+    },
+    "node/timers.py": {"consensus.events"},
+    "node/ledger.py": {
+        "consensus.codec",
+        "consensus.events",
+        "consensus.messages",
+        "consensus.safety",
+        "node.logs",
+        "node.mempool",
+        "node.metrics",
+        "node.storage",
+    },
+    "node/txpool.py": {
+        "consensus.events",
+        "consensus.lanes.payload",
+        "consensus.lanes.wire",
+        "consensus.messages",
+        "node.lanes_node",
+        "node.ledger",
+        "node.logs",
+        "node.mempool",
+        "node.metrics",
+    },
+    "node/lane_tracker.py": {
+        "consensus.events",
+        "consensus.lanes.wire",
+        "consensus.messages",
+        "node.lanes_node",
+        "node.logs",
+        "node.metrics",
+        "node.storage",
+    },
+    "node/api_view.py": {
+        "consensus.lanes.proposer",
+        "node.lane_tracker",
+        "node.lanes_node",
+        "node.ledger",
+        "node.metrics",
+        "node.router",
+        "node.storage",
+        "node.txpool",
+    },
+    "node/faults.py": {
+        "consensus.certificates",
+        "consensus.crypto",
+        "consensus.events",
+        "consensus.lanes.wire",
+        "consensus.messages",
+        "node.logs",
+        "node.router",
+    },
+}
+PROJECT_PACKAGES = {"consensus", "netsim", "mechanism", "node"}
+
+
+def _project_imports(path: Path) -> set[str]:
+    """Project modules `path` imports, counting `from package import module` as the module."""
+    modules = {m for m in _imported_modules(path) if m.split(".")[0] in PROJECT_PACKAGES}
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module in PROJECT_PACKAGES:
+            for alias in node.names:
+                if (ROOT / node.module / f"{alias.name}.py").exists():
+                    modules.add(f"{node.module}.{alias.name}")
+                    modules.discard(node.module)
+    return modules
+
+
+@pytest.mark.parametrize("room", sorted(ROOM_IMPORTS))
+def test_each_node_room_imports_only_what_its_allow_list_names(room: str) -> None:
+    extra = _project_imports(ROOT / room) - ROOM_IMPORTS[room]
+    assert not extra, f"{room} imports {sorted(extra)}, outside its allow-list"
+
+
+def test_only_the_assembly_imports_the_faults_and_only_the_cli_the_assembly() -> None:
+    for path in _python_files("node"):
+        imports = _project_imports(path)
+        name = str(path.relative_to(ROOT))
+        if "node.faults" in imports:
+            assert name == "node/assembly.py", f"{name} imports the test-only faults"
+        if "node.assembly" in imports:
+            assert name == "node/node_cli.py", f"{name} imports the assembly"
+
+
+def test_the_room_check_detects_a_forbidden_import(tmp_path: Path) -> None:
+    bad = tmp_path / "timers.py"
+    bad.write_text(
+        "from node.storage import Storage\nimport consensus.events\nfrom node import faults\n"
+    )
+    assert _project_imports(bad) - ROOM_IMPORTS["node/timers.py"] == {"node.storage", "node.faults"}

@@ -1354,7 +1354,7 @@ class TestnetRun:
             finality.merge(LatencyHistogram.from_dict(node_stats["finality_ms"]))
             speculative.merge(LatencyHistogram.from_dict(node_stats["speculative_ms"]))
         reference = max(heights, key=lambda i: (heights[i], -i))
-        chains = {i: await self._chain(i, heights[i], with_txids=(i == reference)) for i in heights}
+        chains = {i: await self._chain(i, heights[i], with_txids=True) for i in heights}
         ref_chain = chains[reference]
         ref_ids = [b["block_id"] for b in ref_chain]
         agreement = all(
@@ -1374,6 +1374,8 @@ class TestnetRun:
                 in_window += len(fresh)
         committed = len(committed_ids)
         lost = len(accepted_ids - committed_ids)
+        # TX-ONCE, checked from every node's chain: ids finalized more than once anywhere.
+        duplicates = set().union(*(duplicate_txids(chain) for chain in chains.values()))
         elapsed_s = max(1e-9, (load_end_ns - load_start_ns) / 1e9)
         # Block intervals: header timestamps of consecutive finalized blocks in the window.
         stamps = [
@@ -1400,6 +1402,10 @@ class TestnetRun:
             )
         if not agreement:
             self.failures.append("DIVERGENCE: finalized chains are not prefixes of one another")
+        if duplicates:
+            self.failures.append(
+                f"DUPLICATE: {len(duplicates)} tx ids were finalized more than once"
+            )
         if not progress:
             self.failures.append("NO PROGRESS: the finalized height did not advance")
         elif stall > STALL_LIMIT_S:
@@ -1438,6 +1444,7 @@ class TestnetRun:
             "accepted_tx": load.accepted,
             "committed_tx": committed,
             "lost_tx": lost,
+            "duplicate_tx": len(duplicates),
             "tps": round(in_window / elapsed_s, 1),
             "offered_tps": round(offered_rate, 1),
             "finality_ms": {"p50": pct(finality, 0.5), "p99": pct(finality, 0.99)},
@@ -1473,6 +1480,23 @@ class _NoLoad:
 
 async def _nothing() -> None:
     return None
+
+
+def duplicate_txids(chain: Sequence[Mapping[str, Any]]) -> set[bytes]:
+    """Tx ids (8-byte prefixes) that one finalized chain (`/blocks?txids=1` entries) holds
+    more than once: at two heights, or twice in one block."""
+    from node.storage import SHORT_ID_BYTES
+
+    seen: set[bytes] = set()
+    repeated: set[bytes] = set()
+    for block in chain:
+        raw = bytes.fromhex(block.get("txids", ""))
+        for k in range(0, len(raw), SHORT_ID_BYTES):
+            txid = raw[k : k + SHORT_ID_BYTES]
+            if txid in seen:
+                repeated.add(txid)
+            seen.add(txid)
+    return repeated
 
 
 def _mkdtemp() -> str:

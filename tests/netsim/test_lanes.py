@@ -274,7 +274,9 @@ def test_corrupt_sender_is_rejected_identically_on_every_node_without_fork() -> 
     counts = {i: dict(node.tracker.counts) for i, node in run.lanes.nodes.items()}
     assert set(map(str, counts.values())) == {str({"executed": 6, "rejected": 6, "expired": 0})}
     assert same_height_same_hash(report)
-    assert report["bundles_rejected"] == {"insufficient_balance": 0}  # a valid commitment over junk passes admission
+    assert report["bundles_rejected"] == {
+        "insufficient_balance": 0
+    }  # a valid commitment over junk passes admission
 
 
 # ----------------------------------------------------------------------------- withholding

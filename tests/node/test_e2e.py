@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from node.runtime import CRASH_EXIT_CODE
+from node.faults import CRASH_EXIT_CODE
+from node.runtime import FATAL_ERROR_EXIT_CODE
 from node.tools.testnet import Testnet, generate_network
 
 pytestmark = pytest.mark.e2e
@@ -67,6 +68,7 @@ def test_bounded_run_survives_kill_and_restart(transport: str, tmp_path: Path) -
     _check_series(out, summary)
     assert summary["ok"] and summary["agreement"] and summary["progress"]
     assert summary["committed_tx"] > 0 and summary["lost_tx"] == 0
+    assert summary["duplicate_tx"] == 0  # TX-ONCE, checked from every node's chain
     assert summary["committed_tx"] == summary["accepted_tx"]
     (kill,) = summary["perturbations"]
     assert kill["action"] == "kill" and kill["recovered"] and kill["recovery_s"] < 20
@@ -212,6 +214,33 @@ def test_crash_between_persisting_a_vote_and_sending_it_never_double_votes(netwo
         storage.close()
     longest = max(chains, key=len)
     assert all(c == longest[: len(c)] for c in chains)
+
+
+def test_a_core_exception_stops_the_node_process_with_its_own_exit_code(network) -> None:
+    """Defect: a core exception was logged and the node kept driving a half-changed core."""
+    net = network(node_test={1: {"core_error_after_events": 60}}, wait=False)
+    member = net.members[1]
+    process = member.process
+    assert process is not None
+    assert _wait(lambda: process.poll() is not None, 60), "node 1 kept running"
+    assert process.returncode == FATAL_ERROR_EXIT_CODE
+    records = _records(member.dir / "node.log")
+    fatal = [r for r in records if r["event"] == "fatal_error"]
+    assert len(fatal) == 1  # logged once
+    assert fatal[0]["stage"] == "core" and fatal[0]["exit_code"] == FATAL_ERROR_EXIT_CODE
+    assert "InjectedCoreError" in fatal[0]["traceback"]
+    events = [r["event"] for r in records]
+    assert events.index("node_stopped") > events.index("fatal_error")  # a clean shutdown
+    # the other three (a quorum) go on finalizing without it
+    heights = _heights(net)
+    assert heights[1] is None
+    assert _wait(
+        lambda: (
+            min(h for i, h in enumerate(_heights(net)) if i != 1)
+            > max(h for h in heights if h is not None) + 3
+        ),
+        30,
+    )
 
 
 def test_up_status_down_cli(tmp_path: Path) -> None:

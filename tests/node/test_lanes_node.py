@@ -23,6 +23,7 @@ from consensus.lanes.tracker import execution_key
 from consensus.lanes.wire import LaneEntry, SignedTicket, encode_lane_entry
 from consensus.messages import GENESIS_BLOCK_ID, BlockBody
 from consensus.validators import ValidatorSet, schedule_by_name
+from node.assembly import build_runtime
 from node.config import load_config, load_key
 from node.lanes_node import (
     LANE_FRAME_TAG,
@@ -319,7 +320,7 @@ def test_bundle_endpoint_admits_good_bundles_and_counts_junk(tmp_path: Path) -> 
 
     async def scenario() -> None:
         config = _net(tmp_path)[0]
-        node = NodeRuntime(config, load_key(config))
+        node = build_runtime(config, load_key(config))
         node.rpc.max_bundle_request_bytes = 64 * 1024
         task = asyncio.create_task(node.run())
         try:
@@ -408,15 +409,15 @@ async def _send(client: SednaClient, payloads: list[bytes], timeout_s: float) ->
 def test_decoded_payloads_survive_a_restart_without_double_execution(tmp_path: Path) -> None:
     async def scenario() -> None:
         configs = _net(tmp_path)
-        nodes = [NodeRuntime(c, load_key(c)) for c in configs]
+        nodes = [build_runtime(c, load_key(c)) for c in configs]
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         restarted: NodeRuntime | None = None
         try:
-            assert await _until(lambda: min(n.finalized_height for n in nodes) >= 3, 20)
+            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
             targets = [(n.index, "127.0.0.1", n.rpc.port) for n in nodes]
             client = SednaClient(targets, policy=SednaPolicy(extra_bundles=1))
             for n in nodes:  # plain txs alongside: payloads execute before a block's txs
-                n.rpc_submit([b"plain-%d-%d" % (n.index, i) for i in range(40)])
+                n.view.rpc_submit([b"plain-%d-%d" % (n.index, i) for i in range(40)])
             first = await _send(client, [b"first-%d" % i + bytes(300) for i in range(12)], 30)
             assert client.stats.decided["decoded"] == 12
             assert 1 <= client.stats.ticket_batches < client.stats.bundles_sent  # batched
@@ -424,19 +425,22 @@ def test_decoded_payloads_survive_a_restart_without_double_execution(tmp_path: P
                 lambda: all(n.lanes.tracker.counts["executed"] >= 12 for n in nodes), 20
             )
             victim = nodes[1]
-            before = victim.storage.lane_events(1, 10**9, with_data=True)
-            stored_height = victim.storage.lane_height()
+            before = victim.ledger.storage.lane_events(1, 10**9, with_data=True)
+            stored_height = victim.ledger.storage.lane_height()
             assert {e.payload_id for e in before} == set(first)
             victim.stop()
             await tasks[1]
-            restarted = NodeRuntime(victim.config, load_key(victim.config))
+            restarted = build_runtime(victim.config, load_key(victim.config))
             assert restarted.lanes.tracker_height == 0  # rebuilt by replaying the chain
             tasks[1] = asyncio.create_task(restarted.run())
             nodes[1] = restarted
             assert await _until(lambda: restarted.lanes.tracker_height >= stored_height, 30)
-            after = restarted.storage.lane_events(1, 10**9, with_data=True)
+            after = restarted.ledger.storage.lane_events(1, 10**9, with_data=True)
             assert after[: len(before)] == before  # same rows, same decided_ns: not re-executed
-            assert restarted.metrics.replay_mismatch.total() == 0 and restarted.lane_error is None
+            assert (
+                restarted.metrics.replay_mismatch.total() == 0
+                and restarted.lane_tracker.error is None
+            )
             assert restarted.lanes.tracker.counts["executed"] >= 12
             # the restarted node keeps decoding new payloads, in the same order as the others
             client.targets[1] = ("127.0.0.1", restarted.rpc.port)
@@ -445,21 +449,21 @@ def test_decoded_payloads_survive_a_restart_without_double_execution(tmp_path: P
             assert await _until(
                 lambda: all(n.lanes.tracker.counts["executed"] >= 18 for n in nodes), 20
             )
-            common = min(n.storage.lane_height() for n in nodes)
-            hashes = {n.storage.lane_hash_at(common) for n in nodes}
+            common = min(n.ledger.storage.lane_height() for n in nodes)
+            hashes = {n.ledger.storage.lane_hash_at(common) for n in nodes}
             assert len(hashes) == 1 and None not in hashes
-            events = restarted.storage.lane_events(1, 10**9)
+            events = restarted.ledger.storage.lane_events(1, 10**9)
             ids = [e.payload_id for e in events]
-            assert len(ids) == len(set(ids)) == restarted.storage.lane_event_count()
+            assert len(ids) == len(set(ids)) == restarted.ledger.storage.lane_event_count()
             # positions: first in the block (before its plain txs), consecutive, in the
             # order keyed by the parent block's id
             by_height: dict[int, list] = {}
             for e in events:
                 by_height.setdefault(e.height, []).append(e)
-            assert any(r.n_tx for r in restarted.storage.finalized_range(1, 10**9))
+            assert any(r.n_tx for r in restarted.ledger.storage.finalized_range(1, 10**9))
             for height, group in by_height.items():
                 parent = (
-                    restarted.storage.finalized_range(height - 1, height - 1)[0].block_id
+                    restarted.ledger.storage.finalized_range(height - 1, height - 1)[0].block_id
                     if height > 1
                     else GENESIS_BLOCK_ID
                 )
@@ -487,10 +491,10 @@ def test_a_lane_that_never_relays_is_ratcheted_out_and_payloads_still_decode(
             tmp_path, 4, consensus={"delta_ms": 50.0}, node_test={3: {"byzantine": "silent"}}
         )
         configs = [load_config(tmp_path / m["config"]) for m in manifest["members"]]
-        nodes = [NodeRuntime(c, load_key(c)) for c in configs]
+        nodes = [build_runtime(c, load_key(c)) for c in configs]
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         try:
-            assert await _until(lambda: min(n.finalized_height for n in nodes[:3]) >= 3, 20)
+            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes[:3]) >= 3, 20)
             targets = [(n.index, "127.0.0.1", n.rpc.port) for n in nodes]
             client = SednaClient(targets, policy=SednaPolicy(lanes="fresh"))
             ids = await _send(client, [b"ratchet-%d" % i + bytes(200) for i in range(20)], 40)

@@ -113,3 +113,26 @@ def test_validator_accepts_good_and_empty_payloads() -> None:
     validator = PlainPayloadValidator(3, 100, 1000)
     assert validator.validate(tip.header, BlockBody(b""))
     assert validator.validate(tip.header, BlockBody(encode_plain_payload([b"a", b"b"])))
+
+
+def test_a_restart_forgets_no_finalized_tx(tmp_path: Path) -> None:
+    """TX-ONCE: the finalized set lived in memory only; a restarted node accepted (and
+    proposed) finalized txs again, and restored stored txs that were already final."""
+    storage = Storage(tmp_path)
+    pool = _pool(storage=storage)
+    pool.submit([b"a", b"b", b"c"], now_ns=1)
+    # b is finalized by a block; c is finalized too, but (a node killed between the
+    # block's finality elsewhere and its own commit) still sits in the stored mempool
+    storage._db.execute(
+        "INSERT INTO finalized_txs (txid, height) VALUES (?, 1), (?, 1)",
+        (tx_id(b"b"), tx_id(b"c")),
+    )
+    storage.mempool_remove([tx_id(b"b")])
+    storage.close()
+    storage = Storage(tmp_path)
+    again = _pool(storage=storage)
+    assert again.restored_already_final == 1 and len(again) == 1 and tx_id(b"a") in again
+    assert [row[0] for row in storage.mempool_load(10)] == [tx_id(b"a")]  # dropped on disk
+    result = again.submit([b"b", b"c", b"d", b"a"], now_ns=2)
+    assert (result.already_final, result.accepted, result.duplicate) == (2, 1, 1)
+    storage.close()

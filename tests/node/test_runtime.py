@@ -8,11 +8,14 @@ restarts from its database catches up through block sync served from storage.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
-from consensus.codec import decode_message, encode_message
+from consensus.codec import block_id, decode_message, encode_message
+from consensus.events import Start
 from consensus.messages import GENESIS_QC, AdvanceRoundMessage, BlockSyncRequest
+from node.assembly import build_runtime
 from node.config import load_config, load_key
 from node.mempool import tx_id
 from node.runtime import NodeRuntime
@@ -23,7 +26,7 @@ from node.tools.testnet import generate_network
 def _runtimes(root: Path, nodes: int = 4) -> list[NodeRuntime]:
     manifest = generate_network(root, nodes, consensus={"delta_ms": 50.0})
     configs = [load_config(root / m["config"]) for m in manifest["members"]]
-    return [NodeRuntime(c, load_key(c)) for c in configs]
+    return [build_runtime(c, load_key(c)) for c in configs]
 
 
 async def _until(predicate, timeout_s: float) -> bool:
@@ -40,19 +43,19 @@ def test_four_runtimes_finalize_txs_and_a_restarted_node_catches_up(tmp_path: Pa
         nodes = _runtimes(tmp_path)
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         try:
-            assert await _until(lambda: min(n.finalized_height for n in nodes) >= 5, 20)
+            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes) >= 5, 20)
             # txs submitted to node 1 reach finality everywhere
             txs = [b"tx-%d" % i for i in range(50)]
-            result = nodes[1].rpc_submit(txs)
+            result = nodes[1].view.rpc_submit(txs)
             assert result["accepted"] == 50
             ids = {tx_id(t) for t in txs}
-            assert await _until(lambda: len(nodes[1].mempool) == 0, 20)
+            assert await _until(lambda: len(nodes[1].txpool.mempool) == 0, 20)
             assert nodes[1].metrics.finality.count == 50
-            status = nodes[1].rpc_status()
+            status = nodes[1].view.rpc_status()
             assert status["peers"] == [0, 2, 3] and status["height"] >= 5
             # malformed frames are dropped and counted by reason, never reach the core
             for frame in (b"", b"\x09abc", b"\x01\xc1\xc1", bytes(17 * 1024 * 1024)):
-                nodes[0]._on_frame(2, frame)
+                nodes[0].on_frame(2, frame)
             dropped = {k[0]: v for k, v in nodes[0].metrics.dropped.items() if v}
             assert dropped == {
                 "empty_frame": 1,
@@ -63,9 +66,9 @@ def test_four_runtimes_finalize_txs_and_a_restarted_node_catches_up(tmp_path: Pa
             # stop node 3, let the others move on, restart it from its database
             nodes[3].stop()
             await tasks[3]
-            stopped_at = nodes[3].finalized_height
+            stopped_at = nodes[3].ledger.finalized_height
             assert await _until(
-                lambda: min(n.finalized_height for n in nodes[:3]) >= stopped_at + 30, 30
+                lambda: min(n.ledger.finalized_height for n in nodes[:3]) >= stopped_at + 30, 30
             )
             # The peers' bounded queues may still hold every frame of the gap, which would
             # let node 3 catch up without syncing; a longer outage overflows them. Drop the
@@ -73,11 +76,21 @@ def test_four_runtimes_finalize_txs_and_a_restarted_node_catches_up(tmp_path: Pa
             for peer in nodes[:3]:
                 peer.transport._queues[3].clear()
             config = nodes[3].config
-            nodes[3] = NodeRuntime(config, load_key(config))
-            assert nodes[3].recovered and nodes[3].finalized_height == stopped_at
+            nodes[3] = build_runtime(config, load_key(config))
+            assert nodes[3].recovered and nodes[3].ledger.finalized_height == stopped_at
+            # its pending blocks (rebuilt from storage, no PersistBlock) are described, so
+            # their txs are never proposed again (TX-ONCE)
+            recovered = nodes[3].ledger.storage.load_recovered()
+            assert recovered is not None
+            pending = [
+                block_id(tip.header)
+                for tip, _ in recovered.blocks
+                if tip.header.seq_num > stopped_at
+            ]
+            assert pending and all(nodes[3].ledger.block_seq(b) is not None for b in pending)
             tasks[3] = asyncio.create_task(nodes[3].run())
-            target = max(n.finalized_height for n in nodes[:3])
-            assert await _until(lambda: nodes[3].finalized_height >= target, 20)
+            target = max(n.ledger.finalized_height for n in nodes[:3])
+            assert await _until(lambda: nodes[3].ledger.finalized_height >= target, 20)
             assert (
                 nodes[3].metrics.received.value(peer=0, type="BlockSyncResponse")
                 + sum(
@@ -109,30 +122,35 @@ def test_four_runtimes_finalize_txs_and_a_restarted_node_catches_up(tmp_path: Pa
     asyncio.run(scenario())
 
 
-def test_sync_requests_are_served_from_storage_within_the_frame_budget(tmp_path: Path) -> None:
+def test_sync_requests_are_served_from_storage_off_the_frame_callback(tmp_path: Path) -> None:
     async def scenario() -> None:
         nodes = _runtimes(tmp_path)
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         try:
-            assert await _until(lambda: min(n.finalized_height for n in nodes) >= 12, 20)
+            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes) >= 12, 20)
         finally:
             for n in nodes:
                 n.stop()
             await asyncio.gather(*tasks, return_exceptions=True)
         config = nodes[0].config
-        node = NodeRuntime(config, load_key(config))
-        head = node.storage.finalized_range(10, 10)[0].block_id
+        node = build_runtime(config, load_key(config))
+        head = node.ledger.storage.finalized_range(10, 10)[0].block_id
         sent: list[tuple[int, bytes]] = []
         node.transport.send = lambda peer, frame: sent.append((peer, frame))  # type: ignore[method-assign]
-        node._on_frame(1, encode_message(BlockSyncRequest(block_id=head, count=64)))
-        node._on_frame(2, encode_message(BlockSyncRequest(block_id=bytes(32), count=5)))
+        node.on_frame(1, encode_message(BlockSyncRequest(block_id=head, count=64)))
+        node.on_frame(2, encode_message(BlockSyncRequest(block_id=bytes(32), count=5)))
+        # Nothing is read or sent inside the transport callback: the requests wait in turn.
+        assert sent == [] and node.sync_server.queued() == 2
+        assert len(node.queue.inbox) == 0  # sync requests never reach the core
+        assert node.sync_server.serve_one() and node.sync_server.serve_one()
+        assert not node.sync_server.serve_one()
         (peer, frame), (peer2, frame2) = sent
         response = decode_message(frame)
         heights = [b.tip.header.seq_num for b in response.blocks]
         assert peer == 1 and heights == list(range(10, 0, -1))  # down to genesis, newest first
         assert peer2 == 2 and decode_message(frame2).blocks == ()  # unknown block: empty
-        assert len(node._inbox) == 0  # sync requests never reach the core
-        node.storage.close()
+        assert node.metrics.sync_requests.value(result="served") == 2
+        node.ledger.storage.close()
 
     asyncio.run(scenario())
 
@@ -141,12 +159,130 @@ def test_inbox_is_bounded(tmp_path: Path) -> None:
     async def scenario() -> None:
         generate_network(tmp_path, 4)
         config = load_config(tmp_path / "node0" / "config.toml")
-        node = NodeRuntime(config, load_key(config), max_inbox_events=3)
+        node = build_runtime(config, load_key(config), max_inbox_events=3)
         frame = encode_message(AdvanceRoundMessage(certificate=GENESIS_QC))
         for _ in range(5):
-            node._on_frame(1, frame)  # not started: nothing drains the inbox
-        assert len(node._inbox) == 3
+            node.on_frame(1, frame)  # not started: nothing drains the inbox
+        assert len(node.queue.inbox) == 3
         assert node.metrics.dropped.value(reason="inbox_full") == 2
-        node.storage.close()
+        node.ledger.storage.close()
 
     asyncio.run(scenario())
+
+
+def test_every_command_type_has_a_route(tmp_path: Path) -> None:
+    """The runtime refuses to be built when a command type the core returns has no room."""
+    from typing import get_args
+
+    from consensus.events import Command, Trace
+
+    generate_network(tmp_path, 4)
+    config = load_config(tmp_path / "node0" / "config.toml")
+    node = build_runtime(config, load_key(config))
+    assert set(node.routes) == set(get_args(Command))
+    node.ledger.storage.close()
+
+    class Unrouted(NodeRuntime):
+        def _build_routes(self):
+            routes = super()._build_routes()
+            del routes[Trace]
+            return routes
+
+    fields = {
+        name: getattr(node, name)
+        for name in (
+            "config",
+            "core",
+            "queue",
+            "ledger",
+            "txpool",
+            "lanes",
+            "lane_tracker",
+            "router",
+            "timers",
+            "sync_server",
+            "transport",
+            "metrics",
+        )
+    }
+    try:
+        Unrouted(**fields, logger=node.log, recovered=False)
+    except RuntimeError as exc:
+        assert "Trace" in str(exc)
+    else:
+        raise AssertionError("a command without a route was accepted")
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_core_exception_stops_the_node_with_its_exit_code(tmp_path: Path) -> None:
+    """Defect: the runtime logged a core exception and kept driving the half-changed core."""
+    from node.faults import FaultyCore
+    from node.runtime import FATAL_ERROR_EXIT_CODE
+
+    async def scenario() -> None:
+        generate_network(
+            tmp_path, 4, consensus={"delta_ms": 20.0}, node_test={0: {"core_error_after_events": 3}}
+        )
+        config = load_config(tmp_path / "node0" / "config.toml")
+        node = build_runtime(config, load_key(config))
+        assert isinstance(node.core, FaultyCore)
+        handler = _Records()
+        node.log.addHandler(handler)
+        try:
+            # Alone (no peers), the node sees Start and then its round timer: the 3rd event
+            # raises. run() must return by itself, without stop() being called.
+            await asyncio.wait_for(node.run(), timeout=20)
+        finally:
+            node.log.removeHandler(handler)
+        assert node.exit_code == FATAL_ERROR_EXIT_CODE
+        assert node.metrics.fatal_errors.value(stage="core") == 1
+        fatal = [r for r in handler.records if getattr(r, "event", "") == "fatal_error"]
+        assert len(fatal) == 1 and "InjectedCoreError" in fatal[0].fields["traceback"]
+        assert node.core._countdown == 0  # the core was never handed another event
+
+    asyncio.run(scenario())
+
+
+def test_a_command_that_fails_stops_the_node_and_sends_nothing_after_it(tmp_path: Path) -> None:
+    """Paired assertion: a vote whose round the persisted safety state does not cover is
+    never sent; the runtime stops instead (stage "command")."""
+    from consensus.events import Send
+    from consensus.messages import Vote, VoteMessage
+    from node.runtime import FATAL_ERROR_EXIT_CODE
+
+    generate_network(tmp_path, 4)
+    config = load_config(tmp_path / "node0" / "config.toml")
+    node = build_runtime(config, load_key(config))
+    sent: list[int] = []
+    node.transport.send = lambda peer, frame: sent.append(peer)  # type: ignore[method-assign]
+    vote = VoteMessage(Vote(block_id=bytes(32), round=5, epoch=1), 0, bytes(64))
+    node.core = type("Core", (), {"handle": lambda self, event: [Send(1, vote), Send(2, vote)]})()
+    node._handle(Start(now_ns=0))
+    assert node.exit_code == FATAL_ERROR_EXIT_CODE and sent == []
+    assert node.metrics.fatal_errors.value(stage="command") == 1
+    node.ledger.storage.close()
+
+
+def test_internal_events_are_bounded_and_overflow_is_logged(tmp_path: Path) -> None:
+    """The overflow log line used to raise (its `event=` field clashed with `log()`'s own)."""
+    from node.metrics import NodeMetrics
+    from node.runtime import MAX_INTERNAL_EVENTS, EventQueue
+
+    handler = _Records()
+    logger = logging.getLogger("test.queue")
+    logger.addHandler(handler)
+    queue = EventQueue(NodeMetrics(), logger, max_inbox_events=10)
+    for _ in range(MAX_INTERNAL_EVENTS + 2):
+        queue.push_internal(Start(now_ns=0))
+    assert len(queue.internal) == MAX_INTERNAL_EVENTS
+    assert queue.metrics.dropped.value(reason="internal_full") == 2
+    assert [r.fields["kind"] for r in handler.records] == ["Start", "Start"]
+    logger.removeHandler(handler)

@@ -112,7 +112,7 @@ def test_commit_removes_finalized_txs_from_the_stored_mempool(tmp_path: Path) ->
     storage = Storage(tmp_path)
     storage.mempool_add([(b"t1" * 16, b"tx1", 5), (b"t2" * 16, b"tx2", 6)])
     assert storage.mempool_count() == 2
-    storage.commit_blocks([_row(1, b"\x01" * 32, b"t1t1t1t1")], [b"t1" * 16])
+    storage.commit_blocks([_row(1, b"\x01" * 32, b"t1t1t1t1")], [(b"t1" * 16, 1)])
     assert [row[0] for row in storage.mempool_load(10)] == [b"t2" * 16]
 
 
@@ -201,6 +201,35 @@ def test_lane_data_and_finalized_blocks(tmp_path: Path) -> None:
     storage.commit_blocks([_row(1, id1), _row(2, id2)], [])
     assert storage.finalized_blocks(1, 10) == [(tip1, body1), (tip2, body2)]
     assert storage.finalized_blocks(2, 1) == [(tip2, body2)]
+    storage.close()
+
+
+def test_finalized_txs_are_indexed_durably_with_their_first_height(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
+    a, b, c = (bytes([i]) * 32 for i in (1, 2, 3))
+    t1, t2 = b"\x11" * 32, b"\x22" * 32
+    assert storage.commit_blocks([_row(1, a), _row(2, b)], [(t1, 1), (t2, 2)]) == 0
+    assert storage.tx_index_height() == 2
+    # a replay of a stored height indexes nothing and is not a repeat
+    assert storage.commit_blocks([_row(2, b)], [(t2, 2)]) == 0
+    # a tx finalized again at a new height is reported and keeps its first height
+    assert storage.commit_blocks([_row(3, c)], [(t1, 3)]) == 1
+    storage.close()
+    storage = Storage(tmp_path)  # durable: survives a reopen
+    assert storage.finalized_tx_height(t1) == 1 and storage.finalized_tx_height(t2) == 2
+    assert storage.finalized_tx_height(b"\x33" * 32) is None
+    many = [bytes([9]) * 30 + i.to_bytes(2, "big") for i in range(1200)]  # several IN chunks
+    assert storage.finalized_among([*many, t2, t1]) == {t1, t2}
+    storage.index_finalized_txs([(many[0], 3)], 3)
+    assert storage.finalized_among(many) == {many[0]} and storage.tx_index_height() == 3
+    storage.close()
+
+
+def test_mempool_rows_can_be_removed(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
+    storage.mempool_add([(b"\x01" * 32, b"a", 1), (b"\x02" * 32, b"b", 2)])
+    storage.mempool_remove([b"\x01" * 32])
+    assert [row[0] for row in storage.mempool_load(10)] == [b"\x02" * 32]
     storage.close()
 
 

@@ -1,0 +1,150 @@
+"""The lane tracker room: finalized blocks, in height order, through the decode tracker.
+
+A background task (like monad-bft's statesync, it runs beside consensus, not inside it)
+feeds every finalized block to the lanes' `DecodeTracker` and stores its decisions. It
+lags the commit path by at most a few blocks and replays the finalized chain after a
+restart: heights at or below the stored lane height are a replay, whose execution-order
+hash must equal the stored one (nothing is stored again). A failure stops the tracker
+only (the consensus node keeps running); `/status` shows the error.
+
+Bound: at most MAX_LANE_BACKLOG finalized bodies wait in memory; past that, the tracker
+reads them back from storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from consensus.events import CommittedBlock
+from consensus.lanes.wire import LanePayloadError
+from consensus.messages import BlockBody, BlockHeader
+from node.lanes_node import NodeLanes
+from node.logs import log
+from node.metrics import NodeMetrics
+from node.storage import LaneEventRow, LaneHeightRow, Storage
+
+MAX_LANE_BACKLOG = 1024  # finalized bodies kept in memory for the tracker (else read back)
+
+
+class LaneTracker:
+    """Decode tracking of finalized blocks and its durable results."""
+
+    def __init__(
+        self,
+        *,
+        lanes: NodeLanes,
+        storage: Storage,
+        metrics: NodeMetrics,
+        logger: logging.Logger,
+        finalized_height: int,
+    ):
+        self.lanes = lanes
+        self.storage = storage
+        self.metrics = metrics
+        self.log = logger
+        self.finalized_height = finalized_height
+        self.error: str | None = None
+        self._stored_height = storage.lane_height()
+        self._backlog: dict[int, tuple[BlockHeader, BlockBody]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def on_committed(self, blocks: tuple[CommittedBlock, ...]) -> None:
+        """The lane half of `CommitBlocks`: close the lane's slots, queue the bodies.
+
+        The lane closes its slots once, at the highest height of the batch (sealing a slot
+        closes every slot below it): a node catching up commits a hundred blocks at a time
+        and would otherwise sign a lane block nobody will read for each of them.
+        """
+        if not blocks:
+            return
+        for committed in blocks:
+            height = committed.header.seq_num
+            # Bound: beyond MAX_LANE_BACKLOG the tracker reads the bodies back from storage.
+            if len(self._backlog) < MAX_LANE_BACKLOG and height > self.lanes.tracker_height:
+                self._backlog[height] = (committed.header, committed.body)
+            self.finalized_height = max(self.finalized_height, height)
+        self.lanes.on_finalized(self.finalized_height)
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Feed finalized blocks to the decode tracker in height order and store results.
+
+        One block per step, yielding in between, so decoding interleaves with consensus.
+        """
+        while not self._stopping:
+            if self.error is not None or self.lanes.tracker_height >= self.finalized_height:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            first = self.lanes.tracker_height + 1
+            item = self._backlog.pop(first, None)
+            blocks = (
+                [item]
+                if item is not None
+                else [(t.header, b) for t, b in self.storage.finalized_blocks(first, 1)]
+            )
+            if not blocks:  # pragma: no cover - the finalized table has every height
+                self.fail(f"finalized block {first} missing from storage")
+                continue
+            for header, body in blocks:
+                self.track_block(header, body)
+            await asyncio.sleep(0)
+
+    def track_block(self, header: BlockHeader, body: BlockBody) -> None:
+        try:
+            outcome, offset = self.lanes.track(header, body)
+        except (ValueError, LanePayloadError) as exc:
+            self.fail(f"height {header.seq_num}: {exc}")
+            return
+        now_ns = time.time_ns()
+        height = outcome.height
+        counts = {"executed": 0, "rejected": 0, "expired": 0}
+        events: list[LaneEventRow] = []
+        for event in outcome.payloads:
+            counts[event.status] += 1
+            self.metrics.payloads_decided.inc(status=event.status)
+            events.append(
+                LaneEventRow(
+                    payload_id=event.commitment_id,
+                    status=event.status,
+                    height=height,
+                    position=event.position + offset if event.status == "executed" else -1,
+                    decided_ns=now_ns,
+                    kappa=event.kappa,
+                    finalized_bundles=event.finalized_bundles,
+                    first_slot=event.first_slot,
+                    data=event.payload,
+                )
+            )
+        self.metrics.tickets_redeemed.inc(len(outcome.redemptions))
+        self.metrics.tracker_height.set(height)
+        self.metrics.execution_order.set(height=height, hash=outcome.execution_order_hash.hex())
+        if height <= self._stored_height:  # replay: must reproduce the stored hash
+            stored = self.storage.lane_hash_at(height)
+            if stored is not None and stored != outcome.execution_order_hash:
+                self.metrics.replay_mismatch.inc()
+                self.fail(f"replayed execution-order hash differs at height {height}")
+            return
+        row = LaneHeightRow(
+            height=height,
+            exec_hash=outcome.execution_order_hash,
+            executed=counts["executed"],
+            rejected=counts["rejected"],
+            expired=counts["expired"],
+            redeemed=len(outcome.redemptions),
+        )
+        self.storage.lane_record([row], events)
+        self._stored_height = height
+
+    def fail(self, error: str) -> None:
+        """Stop tracking (the consensus node keeps running); /status shows the error."""
+        self.error = error
+        self.metrics.dropped.inc(reason="lane_tracker_error")
+        log(self.log, "lane_tracker_error", logging.ERROR, error=error)

@@ -1,0 +1,114 @@
+"""The tx pool room: the mempool, the lane blocks forwarded to leaders, proposal payloads.
+
+- `request_payload` answers the core's `RequestPayload`: the oldest pending txs that are not
+  in the proposal's uncommitted ancestors (asked of the ledger; none at all when the chain
+  down to the finalized head has a gap), plus the lane blocks this node holds for that
+  height, within the body budget; it pushes `PayloadReady`.
+- `lane_blocks_before_vote` seals this lane's block for (voted height + 2) and returns the
+  frames the router sends just before the vote (`NodeLanes.on_vote`).
+- `on_finalized` / `on_voted` are the mempool half of `CommitBlocks` / `MarkVoted` (they
+  feed the finality and speculative-finality histograms).
+- `submit` admits txs from RPC.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from consensus.events import Event, PayloadReady, RequestPayload
+from consensus.lanes.payload import build_block_payload
+from consensus.lanes.wire import LanePayloadError
+from consensus.messages import MAX_PAYLOAD_BYTES, BlockBody, VoteMessage
+from node.lanes_node import PAYLOAD_BYTES_RESERVE, NodeLanes
+from node.ledger import Ledger
+from node.logs import log
+from node.mempool import Mempool, SubmitResult
+from node.metrics import NodeMetrics
+
+REJECT_REASONS = ("duplicate", "already_final", "too_large", "full")
+
+
+class TxPool:
+    """Builds this node's proposals and tracks its submitted txs to finality."""
+
+    def __init__(
+        self,
+        *,
+        mempool: Mempool,
+        lanes: NodeLanes,
+        ledger: Ledger,
+        metrics: NodeMetrics,
+        logger: logging.Logger,
+        push_internal: Callable[[Event], None],
+    ):
+        self.mempool = mempool
+        self.lanes = lanes
+        self.ledger = ledger
+        self.metrics = metrics
+        self.log = logger
+        self._push_internal = push_internal
+
+    # ------------------------------------------------------------------ commands
+
+    def request_payload(self, command: RequestPayload) -> None:
+        exclude, complete = self.ledger.pending_ancestor_txids(command.parent_id)
+        if complete:
+            txs, ids = self.mempool.select(exclude)
+        else:
+            # TX-ONCE at the proposer: with a gap between the finalized head and the parent
+            # (catching up), the txs below the gap are unknown and may include ours: propose
+            # no txs rather than a block honest validators would refuse.
+            txs, ids = [], []
+            self.metrics.proposals_without_txs.inc()
+        tx_bytes = sum(len(tx) + 5 for tx in txs)
+        budget = MAX_PAYLOAD_BYTES - tx_bytes - PAYLOAD_BYTES_RESERVE
+        lane_blocks = self.lanes.lane_blocks_for(command.seq_num, budget)
+        try:
+            payload = build_block_payload(txs, lane_blocks)
+        except LanePayloadError as exc:  # over the body limit after all: propose txs only
+            log(self.log, "lane_payload_too_large", logging.WARNING, error=str(exc))
+            lane_blocks = []
+            payload = build_block_payload(txs, ())
+        self.lanes.note_built(command.seq_num, BlockBody(payload))
+        self._push_internal(
+            PayloadReady(now_ns=time.time_ns(), round=command.round, payload=payload)
+        )
+        if self.log.isEnabledFor(logging.DEBUG):
+            log(
+                self.log,
+                "payload_built",
+                logging.DEBUG,
+                round=command.round,
+                txs=len(ids),
+                lane_blocks=len(lane_blocks),
+            )
+
+    def lane_blocks_before_vote(self, message: VoteMessage) -> list[tuple[int, bytes]]:
+        """Before a vote leaves: this lane's block for slot (voted height + 2) to the
+        leaders that may propose it (same connection, so it arrives before the vote)."""
+        seq_num = self.ledger.block_seq(message.vote.block_id)
+        if seq_num is None:
+            return []
+        return self.lanes.on_vote(seq_num, message.vote.round)
+
+    def on_finalized(self, txids: Iterable[bytes], now_ns: int) -> None:
+        accept_times = self.mempool.on_finalized(txids)
+        self.metrics.observe_finality((now_ns - t) / 1e6 for t in accept_times)
+
+    def on_voted(self, txids: Iterable[bytes], now_ns: int) -> None:
+        for accepted_ns in self.mempool.mark_voted(txids):
+            self.metrics.speculative.observe((now_ns - accepted_ns) / 1e6)
+
+    # ------------------------------------------------------------------ RPC writes
+
+    def submit(self, txs: list[bytes]) -> SubmitResult:
+        result = self.mempool.submit(txs, time.time_ns())
+        self.metrics.txs_accepted.inc(result.accepted)
+        for reason in REJECT_REASONS:
+            count = getattr(result, reason)
+            if count:
+                self.metrics.txs_rejected.inc(count, reason=reason)
+        self.metrics.mempool_size.set(len(self.mempool))
+        return result
