@@ -173,6 +173,21 @@ def test_workers_must_run_the_same_code() -> None:
         check_fingerprints(mine, {})
 
 
+def test_a_cluster_whose_workers_run_other_code_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client here stands for another version: its fingerprint differs from the
+    (real) workers', so the campaign stops before any task."""
+    import campaign.executor
+
+    monkeypatch.setattr(campaign.executor, "code_fingerprint", lambda: "f" * 64)
+    with (
+        pytest.raises(ExecutorError, match="run other code than this process"),
+        open_executor(ExecutorSpec(cluster_workers=1)),
+    ):
+        pytest.fail("a task could have run")
+
+
 def test_an_unreachable_scheduler_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import campaign.executor
 
