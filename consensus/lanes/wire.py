@@ -169,9 +169,13 @@ def ticket_signing_bytes(ticket: Ticket) -> bytes:
     return _encoder.encode(ticket)
 
 
+def entries_digest(entries: tuple[LaneEntry, ...]) -> bytes:
+    """SHA-256 of a lane block's entries (what lane block signatures and ids cover)."""
+    return _digest(b"sedna/lane-entries/1", _encoder.encode(entries))
+
+
 def lane_block_signing_bytes(lane: int, slot: int, entries: tuple[LaneEntry, ...]) -> bytes:
-    entries_digest = _digest(b"sedna/lane-entries/1", _encoder.encode(entries))
-    return _encoder.encode((lane, slot, entries_digest))
+    return _encoder.encode((lane, slot, entries_digest(entries)))
 
 
 def encode_lane_entry(entry: LaneEntry) -> bytes:
