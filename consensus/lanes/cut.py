@@ -30,11 +30,10 @@ from msgspec import Meta
 from consensus.codec import body_id
 from consensus.crypto import SignatureScheme
 from consensus.lanes.chain import LaneChainBlock, LaneTip, TipRef, verify_poa
-from consensus.lanes.wire import MAX_TRANSACTIONS, LanePayloadError
+from consensus.lanes.wire import CUT_PAYLOAD_VERSION, MAX_TRANSACTIONS, LanePayloadError
 from consensus.messages import MAX_PAYLOAD_BYTES, MAX_VALIDATORS, BlockBody, BlockHeader
 from consensus.validators import ValidatorSet
 
-CUT_PAYLOAD_VERSION = 2
 MIN_CUT_DELAY_SLOTS = 2  # CUT-SLOT: a tip of slot s is cited at height s + 2 or later
 
 
