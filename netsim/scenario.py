@@ -27,7 +27,8 @@ Documented extras (all optional):
     [core]         vote_pace_ms, round_timeout_ms, timeout_backoff, max_round_timeout_ms
     [network]      latency_model ("constant"|"uniform"|"pareto"|"lognormal"; pareto/lognormal
                    read latency_ms = [scale-or-median, cap]), latency_shape, duplicate,
-                   reorder, reorder_ms
+                   reorder, reorder_ms, bandwidth_mbps (per node, uplink and downlink;
+                   omitted: unlimited), max_queue_ms (uplink backlog bound, default 10000)
     [[link]]       src, dst, message (wire tag), from_ms, to_ms, loss, latency_ms, extra_delay_ms
     [[crash]]      at_round (instead of at_ms: dies while entering that round),
                    restart_after_ms (relative restart, the only one allowed with at_round)
@@ -384,6 +385,8 @@ def _network(data: Any) -> tuple[NetworkConfig, float]:
         duplicate=table.get("duplicate", probability, default=0.0),
         reorder=table.get("reorder", probability, default=0.0),
         reorder_ms=table.get("reorder_ms", _number(0, 1e7), default=0.0),
+        bandwidth_mbps=table.get("bandwidth_mbps", _number(0, 1e7, low_open=True)),
+        max_queue_ms=table.get("max_queue_ms", _number(0, 1e7, low_open=True), default=10_000.0),
     )
     delta_ms = table.get("delta_ms", _number(0, 1e7, low_open=True), default=100.0)
     if config.reorder > 0 and config.reorder_ms == 0:
