@@ -75,8 +75,18 @@ Lanes under attack (issue 10; docs/netsim.md "Lanes under attack"):
     ratchet_policy = "keep_redeemed"   # | "exclude" (= ratchet = true)
     feedback_slots = 4             # keep_redeemed: slot s's outcome is used from slot s + d;
                                    # default and minimum: lookahead_slots (what the senders
-                                   # really know when they plan a slot)
+                                   # really know when they plan a slot; certified lanes:
+                                   # lookahead_slots + 2, the PoAs' lag)
     tracker_capacity = 4096        # documented extra: pending payloads per decode tracker
+
+Certified lanes (issue 11; docs/netsim.md "Certified lanes"):
+
+    [lanes]
+    dissemination = "certified"    # | "carried": lane blocks inside the leader's block
+    [network]
+    bandwidth_mbps = 1000          # per-node uplink and downlink (optional)
+    [[byzantine]]  behaviour = "drop_lane_blocks"   # certified: the leader omits or
+                   # under-cites every other lane's tip (keeps its parent's)
     [ledger]                       # (needs [lanes]; defaults when omitted)
     sender_balance = 1000000000    # genesis balance of every sender (attackers included)
     fee = 1                        # per ticket (the chain's minimum; senders pay exactly it)
@@ -113,6 +123,8 @@ MAX_UNTIL_MS = 1e9  # ~11.6 simulated days
 LANE_POLICIES = ("all", "fresh", "fixed")
 LANE_SENDING = ("until_decoded", "one_shot")
 LANE_CODECS = ("raptorq", "rs")
+LANE_DISSEMINATION = ("certified", "carried")
+CERTIFIED_FEEDBACK_EXTRA_SLOTS = 2  # certified senders learn a slot's outcome from PoAs
 MAX_LOOKAHEAD_SLOTS = 7  # below the lane proposer's window of 8 future slots
 RATCHET_POLICIES = ("exclude", "keep_redeemed")
 SENDER_ATTACKS = ("duplicate_across_lanes", "junk_commitments", "replay_after_decide")
@@ -157,6 +169,7 @@ class LanesConfig:
     ratchet_policy: str | None = None  # None: "exclude" if ratchet else no ratchet
     feedback_slots: int | None = None  # keep_redeemed only; None: lookahead_slots
     tracker_capacity: int = 4096
+    dissemination: str = "certified"  # "certified" (lane chains, PoAs, tip cuts) | "carried"
 
     @property
     def effective_ratchet(self) -> str:
@@ -166,9 +179,20 @@ class LanesConfig:
         return "exclude" if self.ratchet else "none"
 
     @property
+    def knowledge_lag_slots(self) -> int:
+        """When netsim senders know slot s's outcome: when they plan slot s + this.
+        Carried: at finality (`lookahead_slots`). Certified: from PoAs, which form about
+        a latency after the first honest finality of the slot's height, so two slots later
+        (measured: every PoA of the shipped ratchet scenario within 5 slots of planning)."""
+        extra = CERTIFIED_FEEDBACK_EXTRA_SLOTS if self.dissemination == "certified" else 0
+        return self.lookahead_slots + extra
+
+    @property
     def effective_feedback_slots(self) -> int:
         """keep_redeemed's d: the scenario's, or what netsim senders really have."""
-        return self.feedback_slots if self.feedback_slots is not None else self.lookahead_slots
+        if self.feedback_slots is not None:
+            return self.feedback_slots
+        return self.knowledge_lag_slots
 
     def lane_params(self) -> Any:
         """The chain-wide `LaneParams` giving exactly `kappa` bundles for `payload_bytes`."""
@@ -642,6 +666,7 @@ def _lanes(data: Any, validators: int) -> LanesConfig:
         ratchet_policy=table.get("ratchet_policy", _choice(RATCHET_POLICIES)),
         feedback_slots=table.get("feedback_slots", _integer(1, 10_000)),
         tracker_capacity=table.get("tracker_capacity", _integer(1, 1 << 20), default=4096),
+        dissemination=table.get("dissemination", _choice(LANE_DISSEMINATION), default="certified"),
     )
     if table.has("ratchet") and table.has("ratchet_policy") and not config.ratchet:
         raise ScenarioError("lanes.ratchet: false contradicts lanes.ratchet_policy")
@@ -650,12 +675,13 @@ def _lanes(data: Any, validators: int) -> LanesConfig:
             raise ScenarioError(
                 "lanes.feedback_slots: only used by ratchet_policy = 'keep_redeemed'"
             )
-        # rule: a sender cannot use an outcome before it learns it (lookahead_slots)
-        if config.feedback_slots < config.lookahead_slots:
+        # rule: a sender cannot use an outcome before it learns it
+        if config.feedback_slots < config.knowledge_lag_slots:
+            extra = " + 2 (certified lanes: from PoAs)" if config.dissemination == "certified" else ""
             raise ScenarioError(
-                f"lanes.feedback_slots: {config.feedback_slots} is below lookahead_slots "
-                f"({config.lookahead_slots}): netsim senders learn slot s's outcome only "
-                "when planning slot s + lookahead_slots"
+                f"lanes.feedback_slots: {config.feedback_slots} is below lookahead_slots"
+                f"{extra} ({config.knowledge_lag_slots}): netsim senders learn slot s's "
+                f"outcome only when planning slot s + {config.knowledge_lag_slots}"
             )
     if config.effective_ratchet == "keep_redeemed" and config.policy == "all":
         raise ScenarioError(

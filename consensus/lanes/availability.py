@@ -134,6 +134,7 @@ class AvailabilityConfig:
     max_parked_per_lane: int = 16  # blocks waiting for their parent
     finalized_kept_per_lane: int = 32  # finalized blocks kept in memory to serve fetches
     resend_interval_heights: int = 8  # RE-SEND period
+    fetch_retry_heights: int = 2  # FETCH: ask the next peer after this many heights
     max_pending_cuts: int = 4096  # finalized cuts waiting for lane data
     max_outstanding_fetches: int = 1024
 
@@ -144,6 +145,7 @@ class AvailabilityConfig:
             "max_parked_per_lane",
             "finalized_kept_per_lane",
             "resend_interval_heights",
+            "fetch_retry_heights",
             "max_pending_cuts",
             "max_outstanding_fetches",
         ):
@@ -459,12 +461,15 @@ class AvailabilityLayer:
                 return
             view.parked[digest] = (block, fetched, peer)
             missing = block.height - 1 - view.finalized_height
-            self._fetch(block.lane, block.parent, [peer, block.lane], missing)
+            # a broadcast's parent is usually in flight (reordering): ask only if it stays
+            # missing; a fetched chain's parent is asked for at once
+            self._fetch(block.lane, block.parent, [peer, block.lane], missing, now=fetched)
             return
         if block.slot <= parent_slot:  # rule LC: slots strictly increase along a chain
             self._drop("slot not above the parent's")
             return
         view.blocks[digest] = block
+        self._fetches.pop(digest, None)  # it came another way: stop asking
         vote = voted is None
         if vote:
             view.voted[block.height] = digest
@@ -542,7 +547,11 @@ class AvailabilityLayer:
 
     # ------------------------------------------------------------------ fetch
 
-    def _fetch(self, lane: int, digest: bytes, peers: list[int], count: int) -> None:
+    def _fetch(
+        self, lane: int, digest: bytes, peers: list[int], count: int, *, now: bool = True
+    ) -> None:
+        """Fetch `digest` (and up to `count` ancestors) from `peers` in turn; `now=False`
+        waits for the first retry (a parked block's parent is usually still in flight)."""
         if digest in self._fetches:
             return
         if len(self._fetches) >= self.config.max_outstanding_fetches:
@@ -553,7 +562,10 @@ class AvailabilityLayer:
             return
         fetch = _Fetch(lane, order, max(1, min(MAX_FETCH_BLOCKS, count)))
         self._fetches[digest] = fetch
-        self._ask(digest, fetch)
+        if now:
+            self._ask(digest, fetch)
+        else:
+            fetch.asked_at = self.known_height
 
     def _ask(self, digest: bytes, fetch: _Fetch) -> None:
         peer = fetch.peers[fetch.next_peer % len(fetch.peers)]
@@ -565,7 +577,7 @@ class AvailabilityLayer:
     def _retry_fetches(self, height: int) -> None:
         """FETCH: one more peer per missing digest per height without an answer."""
         for digest, fetch in list(self._fetches.items()):
-            if fetch.asked_at < height:
+            if fetch.asked_at + self.config.fetch_retry_heights <= height:
                 self._ask(digest, fetch)
 
     def _on_fetch_request(self, sender: int, request: LaneFetchRequest) -> None:

@@ -15,6 +15,15 @@ misses a ticket: checked), the cartel withholds everything and pools it.
     miss is learned at slot 5, where the lane is replaced by one of the 2 never-addressed
     lanes, one of them the other cartel lane: delayed with probability 1/2. So
     P(delay) = 10/21 + (10/21)·(1/2) = 15/21, against 20/21 if the ratchet did nothing.
+
+Both in both lane modes. Certified senders learn a slot's outcome from PoAs, two slots
+after carried ones (d = lookahead_slots + 2 = 6), so (b) needs a horizon beyond 6 and a
+slack of at least d for one cartel lane to be replaceable in time: N = 10, c = 2, κ = 43,
+m = 7, t* = 7, Δ = 6, d = 6. X ~ Hypergeom(10, 2, 7). X = 0 (8/120): no miss. X = 2
+(56/120): 12 misses by slot 6, delayed. X = 1 (56/120): 6 misses in slots 1..6 (= Δ);
+at slot 7 the lane is replaced by one of the 3 never-addressed lanes, one of them the
+other cartel lane: delayed with probability 1/3. P(delay) = 56/120 + (56/120)·(1/3) =
+28/45, against 112/120 if the ratchet did nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from mechanism.montecarlo import binomial_ci
 from mechanism.params import SednaParams
 from netsim.runner import run_scenario
 from netsim.scenario import Scenario, load_scenario, parse_scenario_text
+from tests.netsim.lane_modes import in_mode, modes, scenario_in_mode
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "netsim" / "scenarios"
 SEEDS = (1, 2, 3)
@@ -53,6 +63,34 @@ node = 5
 behaviour = "withhold_bundles"
 """
 
+ACTING_CERTIFIED = """
+validators = 10
+until_ms = 60000
+until_blocks = 130
+[network]
+latency_ms = [1, 20]
+delta_ms = 100
+[lanes]
+payloads = 40
+payload_bytes = 8192
+kappa = 43
+bundles_per_slot = 7
+ratchet_policy = "keep_redeemed"
+senders = 2
+interval_slots = 2
+[[byzantine]]
+node = 2
+behaviour = "withhold_bundles"
+[[byzantine]]
+node = 5
+behaviour = "withhold_bundles"
+"""
+# mode -> (scenario, (t*, Δ, d), exact P(delay), P(delay) if the ratchet did nothing)
+ACTING_BY_MODE = {
+    "carried": (ACTING, (5, 4, 4), 15 / 21, 20 / 21),
+    "certified": (ACTING_CERTIFIED, (7, 6, 6), 28 / 45, 112 / 120),
+}
+
 
 def delayed_over_seeds(scenario: Scenario) -> tuple[int, int, dict]:
     delayed = total = 0
@@ -70,8 +108,9 @@ def delayed_over_seeds(scenario: Scenario) -> tuple[int, int, dict]:
     return delayed, total, lanes
 
 
-def test_the_shipped_ratchet_scenario_agrees_with_the_model() -> None:
-    scenario = load_scenario(SCENARIOS / "lanes_ratchet.toml")
+@modes
+def test_the_shipped_ratchet_scenario_agrees_with_the_model(mode: str) -> None:
+    scenario = scenario_in_mode(load_scenario(SCENARIOS / "lanes_ratchet.toml"), mode)
     delayed, total, lanes = delayed_over_seeds(scenario)
     assert (lanes["kappa"], lanes["bundles_per_slot"], lanes["t_star"], lanes["slack"]) == (
         8,
@@ -80,7 +119,8 @@ def test_the_shipped_ratchet_scenario_agrees_with_the_model() -> None:
         1,
     )
     assert lanes["ratchet_policy"] == "keep_redeemed"
-    assert lanes["feedback_slots"] == 4 > lanes["t_star"]  # no feedback before t*
+    d = 4 if mode == "carried" else 6
+    assert lanes["feedback_slots"] == d > lanes["t_star"]  # no feedback before t*
     model = p_delay(SednaParams(kappa=8, m=3, beta=2 / 7, lanes=7, addressing="fixed"))
     assert abs(model - 5 / 7) < 1e-9
     interval = binomial_ci(delayed, total, level=0.99)
@@ -88,10 +128,12 @@ def test_the_shipped_ratchet_scenario_agrees_with_the_model() -> None:
     assert interval.low <= model <= interval.high, (delayed / total, model, interval)
 
 
-def test_the_ratchet_acting_before_the_horizon_agrees_with_its_exact_value() -> None:
-    delayed, total, lanes = delayed_over_seeds(parse_scenario_text(ACTING))
-    assert (lanes["t_star"], lanes["slack"], lanes["feedback_slots"]) == (5, 4, 4)
-    model = 15 / 21
+@modes
+def test_the_ratchet_acting_before_the_horizon_agrees_with_its_exact_value(mode: str) -> None:
+    text, shape, model, inert = ACTING_BY_MODE[mode]
+    delayed, total, lanes = delayed_over_seeds(parse_scenario_text(in_mode(text, mode)))
+    assert (lanes["t_star"], lanes["slack"], lanes["feedback_slots"]) == shape
+    assert lanes["dissemination"] == mode
     interval = binomial_ci(delayed, total, level=0.99)
     assert interval.low <= model <= interval.high, (delayed / total, model, interval)
-    assert interval.high < 20 / 21  # the ratchet did act: below the fixed-set value
+    assert interval.high < inert  # the ratchet did act: below the fixed-set value
