@@ -677,7 +677,9 @@ def _lanes(data: Any, validators: int) -> LanesConfig:
             )
         # rule: a sender cannot use an outcome before it learns it
         if config.feedback_slots < config.knowledge_lag_slots:
-            extra = " + 2 (certified lanes: from PoAs)" if config.dissemination == "certified" else ""
+            extra = (
+                " + 2 (certified lanes: from PoAs)" if config.dissemination == "certified" else ""
+            )
             raise ScenarioError(
                 f"lanes.feedback_slots: {config.feedback_slots} is below lookahead_slots"
                 f"{extra} ({config.knowledge_lag_slots}): netsim senders learn slot s's "
