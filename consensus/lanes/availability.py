@@ -662,7 +662,9 @@ class AvailabilityLayer:
             view = self.lanes[tip.lane]
             view.finalized = tip
             self._prune(tip.lane, view, tip.height)
-        self.finalized_cut = dict(tips)
+            # CUT-MONOTONE makes a valid cut never lower a tip; a lane is only ever raised
+            # here, so no lane height can be finalized twice even if that rule failed
+            self.finalized_cut[tip.lane] = tip
         self.finalized_height = event.height
         self.stats.lanes_finalized += len(blocks)
         own = tips.get(self.index)
