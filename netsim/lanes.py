@@ -101,7 +101,15 @@ from consensus.lanes.sender import (
     SenderConfig,
 )
 from consensus.lanes.tracker import BlockOutcome, DecodeTracker, Redemption
-from consensus.lanes.wire import Bundle, LaneBlock, LaneEntry, commitment_id, encode_lane_entry
+from consensus.lanes.wire import (
+    Bundle,
+    LaneBlock,
+    LaneEntry,
+    commitment_id,
+    encode,
+    encode_lane_entry,
+)
+from consensus.messages import MAX_PAYLOAD_BYTES
 from consensus.validators import ValidatorSet
 from netsim.certified_lanes import (
     CertifiedNode,
@@ -158,6 +166,7 @@ class PayloadRecord:
     wire_bytes: int = 0  # encoded LaneEntry bytes (symbols, proof, commitment, ticket)
     symbol_bytes: int = 0  # s_b * T per bundle
     started_ms: float | None = None  # simulated time its first slot was planned
+    arrival_ms: float | None = None  # payload_rate_per_s: when it arrived (else started_ms)
     decided_ms: float | None = None  # simulated time the senders learned its decision
 
 
@@ -329,6 +338,7 @@ class LaneSim(Observer):
             spec.node for spec in scenario.byzantine if spec.behaviour == "drop_lane_blocks"
         )
         self.lane_blocks_omitted: Counter[int] = Counter()  # leader -> lane blocks left out
+        self.lane_blocks_over_budget = 0  # carried: lane blocks that did not fit a body
         self.fees_charged = 0
         self.bounties_paid = 0
         self.duplicate_bundles = 0  # chain view: bundles counted before, ignored
@@ -349,13 +359,29 @@ class LaneSim(Observer):
         self.checker = ExecutionOrderChecker()
         self.records: list[PayloadRecord] = []
         self._starting: dict[int, list[PayloadRecord]] = {}
+        self._arrivals: deque[PayloadRecord] = deque()  # payload_rate_per_s, in order
         corrupt = set(config.corrupt_senders)
-        for seq in range(config.payloads):
-            for sender in range(config.senders):
-                first = config.first_slot + seq * config.interval_slots
-                record = PayloadRecord(f"s{sender}/p{seq}", sender, seq, first, sender in corrupt)
+        if config.payload_rate_per_s is not None:
+            period_ms = 1000.0 / config.payload_rate_per_s
+            for k in range(config.payloads):
+                sender, seq = k % config.senders, k // config.senders
+                record = PayloadRecord(
+                    f"s{sender}/p{seq}", sender, seq, config.first_slot, sender in corrupt
+                )
+                record.arrival_ms = k * period_ms
                 self.records.append(record)
-                self._starting.setdefault(first, []).append(record)
+                self._arrivals.append(record)
+        else:
+            for seq in range(config.payloads):
+                for sender in range(config.senders):
+                    first = config.first_slot + seq * config.interval_slots
+                    record = PayloadRecord(
+                        f"s{sender}/p{seq}", sender, seq, first, sender in corrupt
+                    )
+                    self.records.append(record)
+                    self._starting.setdefault(first, []).append(record)
+        self._executed_on: dict[bytes, set[int]] = {}  # honest nodes that executed it
+        self._executed_last_ms: dict[bytes, float] = {}
         self.certified = config.dissemination == "certified"
         # pure-function caches shared by the simulated nodes (docs/netsim.md)
         self.digests = DigestMemo()
@@ -490,6 +516,7 @@ class LaneSim(Observer):
             if disk is not None
             else None,
             digester=self.digests,
+            poa_checker=self.cut_validator.check_poa,
         )
         life = CertifiedNode(layer, lane_disk, start_events=pending)
         for block_id, body in bodies[-64:]:
@@ -650,6 +677,18 @@ class LaneSim(Observer):
             blocks.append(block)
         size = self.scenario.payload_bytes
         transactions = [sim.rng("workload").randbytes(size)] if size > 0 else []
+        # the body is bounded (MAX_PAYLOAD_BYTES): lane blocks beyond it are left out, so
+        # their tickets expire (the carried mode's ceiling at high load, counted)
+        budget = MAX_PAYLOAD_BYTES - size - 4096
+        kept: list[LaneBlock] = []
+        for block in blocks:
+            cost = len(encode(block)) + 16
+            if cost > budget:
+                self.lane_blocks_over_budget += 1
+                continue
+            budget -= cost
+            kept.append(block)
+        blocks = kept
         payload = build_block_payload(transactions, blocks)
         detail = {
             "seq_num": slot,
@@ -738,6 +777,11 @@ class LaneSim(Observer):
         )
         if index not in self.honest:
             return False
+        now_ms = self.sim.now_ms if self.sim is not None else 0.0
+        for event in outcome.payloads:
+            if event.status == "executed" and event.commitment_id in self.by_cid:
+                self._executed_on.setdefault(event.commitment_id, set()).add(index)
+                self._executed_last_ms[event.commitment_id] = now_ms
         self.checker.record(index, outcome.height, outcome.execution_order_hash)
         return self._advance_chain(outcome)
 
@@ -781,6 +825,15 @@ class LaneSim(Observer):
             if self.certified:
                 self._feedback(slot - self.config.knowledge_lag_slots)
             for record in self._starting.pop(slot, ()):
+                self._start(record, slot)
+            now_ms = self.sim.now_ms if self.sim is not None else 0.0
+            while (
+                self._arrivals
+                and self._arrivals[0].arrival_ms <= now_ms  # type: ignore[operator]
+                and slot >= self.config.first_slot
+            ):  # bounded by the number of payloads
+                record = self._arrivals.popleft()
+                record.first_slot = slot
                 self._start(record, slot)
             for record in self.active:
                 if self.config.sending == "one_shot" and not (
@@ -891,13 +944,28 @@ class LaneSim(Observer):
         return record.decided_height - record.decode_slot
 
     def decode_ms(self) -> list[float]:
-        """Honest executed payloads: simulated ms from their first planned slot to the
-        senders learning they executed."""
+        """Honest executed payloads: simulated ms from their arrival (rate mode) or first
+        planned slot to the senders learning they executed."""
         return [
-            r.decided_ms - r.started_ms
+            r.decided_ms - (r.arrival_ms if r.arrival_ms is not None else r.started_ms)
             for r in self.records
             if r.status == "executed" and r.decided_ms is not None and r.started_ms is not None
         ]
+
+    def decode_all_ms(self) -> list[float]:
+        """Per submitted payload: simulated ms from arrival (or first planned slot) until
+        every honest node executed it; infinity if some honest node has not."""
+        honest = len(self.honest)
+        out = []
+        for r in self.records:
+            if r.status == "scheduled" or r.started_ms is None:
+                continue
+            start = r.arrival_ms if r.arrival_ms is not None else r.started_ms
+            if len(self._executed_on.get(r.cid, ())) < honest:
+                out.append(math.inf)
+            else:
+                out.append(self._executed_last_ms[r.cid] - start)
+        return out
 
     def report(self) -> dict[str, Any]:
         started = [r for r in self.records if r.status != "scheduled"]
@@ -977,7 +1045,11 @@ class LaneSim(Observer):
                 },
                 "sender_attacks": [a.report() | {"label": a.label} for a in self.attackers],
                 "dissemination": self.config.dissemination,
+                "lane_blocks_over_budget": self.lane_blocks_over_budget,
                 "decode_ms_p99": _quantile(decode_ms, 0.99),
+                "decode_all_ms_p50": _quantile(sorted(self.decode_all_ms()), 0.5),
+                "decode_all_ms_p99": _quantile(sorted(self.decode_all_ms()), 0.99),
+                "payloads_unstarted": sum(1 for r in self.records if r.status == "scheduled"),
                 "cut_delay": {
                     "p50": _median([float(d) for d in known_delays]),
                     "max": known_delays[-1] if known_delays else None,
@@ -1026,7 +1098,7 @@ def _quantile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     rank = min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))
-    return round(values[rank], 3)
+    return round(values[rank], 3) if math.isfinite(values[rank]) else None
 
 
 def _median(values: list[float]) -> float | None:

@@ -83,6 +83,10 @@ Certified lanes (issue 11; docs/netsim.md "Certified lanes"):
 
     [lanes]
     dissemination = "certified"    # | "carried": lane blocks inside the leader's block
+    payload_rate_per_s = 200       # documented extra: `payloads` in all, arriving at this
+                                   # rate in simulated time (round-robin over senders) and
+                                   # addressed from the next slot planned after arrival;
+                                   # replaces the per-slot schedule (interval_slots)
     [network]
     bandwidth_mbps = 1000          # per-node uplink and downlink (optional)
     [[byzantine]]  behaviour = "drop_lane_blocks"   # certified: the leader omits or
@@ -170,6 +174,7 @@ class LanesConfig:
     feedback_slots: int | None = None  # keep_redeemed only; None: lookahead_slots
     tracker_capacity: int = 4096
     dissemination: str = "certified"  # "certified" (lane chains, PoAs, tip cuts) | "carried"
+    payload_rate_per_s: float | None = None  # None: per slot (interval_slots); else arrivals
 
     @property
     def effective_ratchet(self) -> str:
@@ -667,6 +672,7 @@ def _lanes(data: Any, validators: int) -> LanesConfig:
         feedback_slots=table.get("feedback_slots", _integer(1, 10_000)),
         tracker_capacity=table.get("tracker_capacity", _integer(1, 1 << 20), default=4096),
         dissemination=table.get("dissemination", _choice(LANE_DISSEMINATION), default="certified"),
+        payload_rate_per_s=table.get("payload_rate_per_s", _number(0, 1e6, low_open=True)),
     )
     if table.has("ratchet") and table.has("ratchet_policy") and not config.ratchet:
         raise ScenarioError("lanes.ratchet: false contradicts lanes.ratchet_policy")
@@ -685,6 +691,8 @@ def _lanes(data: Any, validators: int) -> LanesConfig:
                 f"{extra} ({config.knowledge_lag_slots}): netsim senders learn slot s's "
                 f"outcome only when planning slot s + {config.knowledge_lag_slots}"
             )
+    if config.payload_rate_per_s is not None and table.has("interval_slots"):
+        raise ScenarioError("lanes.interval_slots: not used with lanes.payload_rate_per_s")
     if config.effective_ratchet == "keep_redeemed" and config.policy == "all":
         raise ScenarioError(
             "lanes.ratchet_policy: 'keep_redeemed' addresses bundles_per_slot lanes; "

@@ -228,6 +228,7 @@ class AvailabilityLayer:
         config: AvailabilityConfig | None = None,
         recovered: RecoveredLanes | None = None,
         digester: Callable[[LaneChainBlock], bytes] = chain_block_digest,
+        poa_checker: Callable[[LaneTip], str | None] | None = None,
     ):
         if validators.public_key(index) != key.public:
             raise ValueError(f"key does not match validator {index}'s public key")
@@ -241,6 +242,8 @@ class AvailabilityLayer:
         self.checker = checker
         self.config = config or AvailabilityConfig()
         self.digest_of = digester
+        # verify_poa, or a cached equivalent (a `CutValidator`'s `check_poa`)
+        self.check_poa = poa_checker or self._verify_poa
         self.stats = AvailabilityStats()
         self.lanes = [_LaneView() for _ in range(len(validators))]
         self.known_height = 0
@@ -535,12 +538,16 @@ class AvailabilityLayer:
             if known.tip != ref:
                 self.stats.equivocations += 1  # two certified blocks at one height
             return
-        reason = verify_poa(self.validators, self.scheme, ref, tip.poa)
+        reason = self.check_poa(tip)
         if reason is not None:
             self._drop(f"invalid PoA: {reason}")
             return
         self.stats.poas_received += 1
         self._certify(tip)
+
+    def _verify_poa(self, tip: LaneTip) -> str | None:
+        assert tip.poa is not None
+        return verify_poa(self.validators, self.scheme, tip.tip, tip.poa)
 
     def _certify(self, tip: LaneTip) -> None:
         self.lanes[tip.tip.lane].certified.setdefault(tip.tip.height, tip)

@@ -167,6 +167,10 @@ class CutValidator:
             return f"malformed payload: {exc}"
         return monotone_violation(cut_tips(parent), child.tips)
 
+    def check_poa(self, entry: LaneTip) -> str | None:
+        """`verify_poa` of a tip that carries a PoA, cached when valid."""
+        return self._poa(entry)
+
     def _poa(self, entry: LaneTip) -> str | None:
         assert entry.poa is not None
         key = _encoder.encode(entry)
