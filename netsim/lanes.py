@@ -52,7 +52,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -127,6 +127,7 @@ ATTACKER_KEY_SEED = b"sedna-netsim/attackers"
 MAX_CHECKED_HEIGHTS = 4096  # heights the execution-order checker remembers
 MAX_VIOLATIONS = 200
 MAX_CHAINED_PROPOSALS = 64  # RequestPayloads answered within one handled event
+MAX_REDEEMED_SLOTS = 1 << 16  # redemptions remembered per payload (bounded by its cap)
 
 
 class LaneSubmission(msgspec.Struct, frozen=True, tag="lane_submission"):
@@ -161,6 +162,7 @@ class PayloadRecord:
     status: str = "scheduled"  # scheduled | pending | executed | rejected | expired
     decided_height: int | None = None
     decode_slot: int | None = None  # the κ-th smallest slot of its counted bundles
+    redeemed_slots: list[int] = field(default_factory=list)  # slot of every finalized ticket
     bundles_sent: int = 0
     bundles_lost: int = 0
     wire_bytes: int = 0  # encoded LaneEntry bytes (symbols, proof, commitment, ticket)
@@ -791,6 +793,10 @@ class LaneSim(Observer):
             return False
         self.head = outcome.height
         self.tickets_redeemed += len(outcome.redemptions)
+        for redemption in outcome.redemptions:
+            owner = self.by_cid.get(redemption.commitment_id)
+            if owner is not None and len(owner.redeemed_slots) < MAX_REDEEMED_SLOTS:
+                owner.redeemed_slots.append(redemption.slot)
         self.fees_charged += outcome.fees_charged
         self.bounties_paid += outcome.bounties_paid
         self.duplicate_bundles += outcome.duplicates
@@ -924,24 +930,32 @@ class LaneSim(Observer):
             total.update(node.proposer.rejected)
         return total
 
+    def decodable_slot(self, record: PayloadRecord) -> int | None:
+        """The first slot by which κ of its bundles were in lane blocks the chain
+        finalized (whenever a cut finalized them: omission only delays). Carried: the
+        decode block's height."""
+        if record.status != "executed" or record.decided_height is None:
+            return None
+        if not self.certified:
+            return record.decided_height
+        slots = sorted(record.redeemed_slots)
+        return slots[self.kappa - 1] if len(slots) >= self.kappa else record.decode_slot
+
     def decode_slot_delay(self, record: PayloadRecord) -> int | None:
         """Slots past the honest horizon first_slot + t* − 1 until decodable (None: never
-        executed). Carried: the decode block's height. Certified: the slot by which κ of
-        its bundles were in lane blocks, however late the cuts finalized them."""
-        if record.status != "executed" or record.decided_height is None:
+        executed): the model's delay, in slots (docs/lanes.md, "What a slot is")."""
+        decodable = self.decodable_slot(record)
+        if decodable is None:
             return None
-        decoded = record.decided_height
-        if self.certified and record.decode_slot is not None:
-            decoded = record.decode_slot
-        return decoded - (record.first_slot + self.t_star - 1)
+        return decodable - (record.first_slot + self.t_star - 1)
 
     def cut_delay_slots(self, record: PayloadRecord) -> int | None:
-        """Heights from its decode slot to the cut that executed it (carried: 0)."""
-        if record.status != "executed" or record.decided_height is None:
+        """Heights from the slot it became decodable to the cut that executed it
+        (carried: 0)."""
+        decodable = self.decodable_slot(record)
+        if decodable is None or record.decided_height is None:
             return None
-        if not self.certified or record.decode_slot is None:
-            return 0
-        return record.decided_height - record.decode_slot
+        return record.decided_height - decodable
 
     def decode_ms(self) -> list[float]:
         """Honest executed payloads: simulated ms from their arrival (rate mode) or first
