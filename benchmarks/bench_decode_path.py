@@ -378,7 +378,7 @@ class _RuntimeHarness:
     def __init__(self, root: Path):
         from node.config import load_config, load_key
         from node.runtime import NodeRuntime
-        from node.testnet import generate_network
+        from node.tools.testnet import generate_network
 
         manifest = generate_network(root, 4)
         config = load_config(root / manifest["members"][0]["config"])

@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mechanism import delay, montecarlo  # noqa: E402
-from mechanism.params import SednaParams  # noqa: E402
+from mechanism import delay, lanechain, leaders, montecarlo, response  # noqa: E402
+from mechanism.params import EconParams, SednaParams  # noqa: E402
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -103,12 +103,48 @@ def main() -> None:
         p_d = delay.p_delay_heterogeneous(miss_probs, kappa)
         print(f"  {name}  n={len(miss_probs):>8}  Δ={slack:>5}  P={p_d:.4g}  {ms:8.2f} ms")
 
+    print("cartel best response: exact-IC bounty (Newton over the DP), median ms")
+    econ = EconParams(1.0)
+    br_cases = {
+        "κ=56  m=16 β=0.1 fresh          ": SednaParams(56, 16, 0.1),
+        "κ=56  m=16 β=0.1 ratchet        ": SednaParams(56, 16, 0.1, ratchet=True),
+        "κ=232 m=64 β=0.1 fresh          ": SednaParams(232, 64, 0.1),
+        "κ=232 m=64 β=0.1 ratchet        ": SednaParams(232, 64, 0.1, ratchet=True),
+        "κ=20  m=6  β=0.3 q=0.9 (general)": SednaParams(20, 6, 0.3, q=0.9),
+    }
+    for name, p in br_cases.items():
+        ms = median_ms(lambda p=p: response.bounty(p, econ), max(1, r // 2))
+        print(f"  {name}  b/V={response.bounty(p, econ).bounty:.4g}  {ms:9.1f} ms")
+
+    print("leader cartels and the shipped ratchet, exact (median ms)")
+    lane_cases = {
+        "lanechain N=7 m=3 κ=8 ratchet d=2 q=1   ": lanechain.LaneSetup(
+            7, 3, 8, withholding={2, 5}, feedback_slots=2
+        ),
+        "lanechain N=7 m=3 κ=8 ratchet d=2 q=0.9 ": lanechain.LaneSetup(
+            7, 3, 8, withholding={2, 5}, q=0.9, feedback_slots=2
+        ),
+        "lanechain N=7 censors 2,5 carried       ": lanechain.LaneSetup(
+            7, 3, 8, censoring={2, 5}, policy="fresh"
+        ),
+    }
+    for name, setup in lane_cases.items():
+        ms = median_ms(lambda s=setup: lanechain.predict(s), max(1, r // 2))
+        print(f"  {name}  P(delay)={lanechain.predict(setup).p_delay:.4g}  {ms:9.1f} ms")
+    big = leaders.LeaderCartel(100, 16, 56, withholding=5, censoring=5)
+    kinds = ["c"] * 5 + ["w"] * 5 + ["h"] * 90
+    ms = median_ms(lambda: leaders.predict_round_robin(big, kinds), max(1, r // 2))
+    print(f"  leaders count model N=100 m=16 κ=56, 100 starts  {ms:9.1f} ms")
+
     print("Monte Carlo throughput (bundle-slot trials per second, target >= 1e7)")
     mc_cases = {
         "binomial fresh m=16 t*=4  ": SednaParams(56, 16, 0.1, q=0.95),
         "hypergeometric m=16 N=100 ": SednaParams(56, 16, 0.1, q=0.95, lanes=100),
         "ratchet binomial m=16     ": SednaParams(56, 16, 0.1, q=0.95, ratchet=True),
         "ratchet hypergeom m=64    ": SednaParams(232, 64, 0.1, lanes=400, ratchet=True),
+        "ratchet d=3 hypergeom m=64": SednaParams(
+            232, 64, 0.1, lanes=400, ratchet=True, feedback_slots=3
+        ),
     }
     trials = 1_000_000
     for name, p in mc_cases.items():

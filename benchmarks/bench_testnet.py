@@ -2,7 +2,7 @@
 
 import sys
 
-from node.bench_testnet import main
+from node.tools.bench_testnet import main
 
 if __name__ == "__main__":
     sys.exit(main())

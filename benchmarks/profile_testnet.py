@@ -161,7 +161,7 @@ async def _monitor(run: Any, args: argparse.Namespace, out_dir: Path) -> dict[st
 
 
 async def _profile(args: argparse.Namespace, root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    from node.testnet import RunOptions, TestnetRun
+    from node.tools.testnet import RunOptions, TestnetRun
 
     options = RunOptions(
         nodes=args.nodes,

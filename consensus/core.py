@@ -79,6 +79,7 @@ from consensus.messages import (
     Vote,
     VoteMessage,
 )
+from consensus.mutations import TEST_MUTATIONS as _RULE_SWITCH_NAMES
 from consensus.pacemaker import Pacemaker
 from consensus.safety import (
     SafetyState,
@@ -96,16 +97,9 @@ from consensus.vote_state import VoteState
 
 Protocol_ = Literal["monadbft", "v1", "vanilla"]
 
-# TEST ONLY: each switch is a deliberate one-rule break, used to prove that the netsim
-# property/Twins suites catch it. Never enable outside tests.
-TEST_MUTATIONS = frozenset(
-    {
-        "skip_high_tip_check",  # timeouts carry the high QC, never the high tip (breaks P5)
-        "double_vote",  # the vote guard ignores highest_vote / one proposal per round (P3)
-        "commit_non_consecutive",  # commit rule without the consecutive-round check (P1)
-        "skip_reproposal_rule",  # leaders never repropose, holders still sign NEs (P5/P8)
-    }
-)
+# TEST ONLY: each switch disables one named rule (consensus/mutations.py), to prove that
+# some test fails without it (the mutation matrix). Never enabled outside tests.
+TEST_MUTATIONS = _RULE_SWITCH_NAMES
 
 MAX_TRACKED_ROUNDS = 1024  # bound on per-round bookkeeping (proposals, tips, sync requests)
 MAX_FINALIZED_IDS = 65_536  # finalized ids kept for `finalized_chain()`
@@ -240,10 +234,19 @@ class ConsensusCore:
         self._index = index
         self._protocol = config.protocol
         self._mutations = config.test_mutations
-        self.verifier = Verifier(validators, schedule, scheme, config.protocol, config.epoch)
+        self.verifier = Verifier(
+            validators,
+            schedule,
+            scheme,
+            config.protocol,
+            config.epoch,
+            test_mutations=config.test_mutations,
+        )
         self._signer = Signer(index, key, scheme, verifier=self.verifier)
         self._block_validator: BlockValidator = block_validator or AcceptAllBlocks()
-        self._votes = VoteState(validators, self._vote_signature_valid)
+        self._votes = VoteState(
+            validators, self._vote_signature_valid, disabled=config.test_mutations
+        )
         self._out: list[Command] = []
         self._now_ns = 0
         self._local = _RoundLocal()
@@ -252,6 +255,7 @@ class ConsensusCore:
         self._evidence: dict[int, EquivocationEvidence] = {}
         self._voted: dict[int, _VotedEntry] = {}  # seq_num -> speculatively final block
         self._sync_requested: dict[bytes, int] = {}  # block id -> round requested in
+        self._valid_chains: set[bytes] = set()  # pending blocks whose chain passed T-CHAIN
         self._last_vote_ns: int | None = None
         self._finalized_ids: deque[bytes] = deque(maxlen=MAX_FINALIZED_IDS)
         self._finalized_height = 0
@@ -268,6 +272,7 @@ class ConsensusCore:
             backoff=config.timeout_backoff,
             max_timeout_ms=config.max_round_timeout_ms,
             high_certificate=self._high_qc,
+            disabled=config.test_mutations,
         )
 
     def _restore(self, recovered: RecoveredState) -> None:
@@ -371,6 +376,10 @@ class ConsensusCore:
         out, self._out = self._out, []
         return _commits_last(out)
 
+    def _enforced(self, rule: str) -> bool:
+        """False only under the TEST-ONLY switch named after `rule` (consensus.mutations)."""
+        return rule not in self._mutations
+
     def _emit(self, command: Command) -> None:
         self._out.append(command)
 
@@ -420,6 +429,8 @@ class ConsensusCore:
 
     def _arm_round_timer(self) -> None:
         """P-TIMER."""
+        if not self._enforced("P-TIMER"):
+            return
         self._emit(SetTimer("round", self.current_round, self._pacemaker.round_timeout_ms()))
 
     def _on_timer(self, event: TimerFired) -> None:
@@ -534,9 +545,12 @@ class ConsensusCore:
         self._sync_requested = {
             b: r for b, r in self._sync_requested.items() if not self._tree.is_finalized(b)
         }
+        self._valid_chains = {b for b in self._valid_chains if self._tree.is_pending(b)}
 
     def _retry_blocks_arrived(self) -> None:
         """C-RETRY: Voted marks and commits whose blocks were missing."""
+        if not self._enforced("C-RETRY"):
+            return
         for qc in self._tree.qcs_by_round_desc():
             self._mark_voted(qc)
             self._try_commit(qc)
@@ -556,6 +570,8 @@ class ConsensusCore:
             return False
         if first.header == tip.header or block_round in self._evidence:
             return False
+        if not self._enforced("EQ"):
+            return False
         evidence = EquivocationEvidence(tip.header.author, block_round, first, tip)
         self._evidence[block_round] = evidence
         if emit:
@@ -565,6 +581,45 @@ class ConsensusCore:
 
     # ------------------------------------------------------------------ block tree entry
 
+    def _link_refusal(
+        self, header: BlockHeader, parent_seq: int, parent_timestamp_ns: int
+    ) -> str | None:
+        """T-SEQ and T-TIME on one child-parent link (the one place both rules live)."""
+        if header.seq_num != parent_seq + 1 and self._enforced("T-SEQ"):  # T-SEQ
+            return f"seq_num {header.seq_num} does not follow its parent's {parent_seq}"
+        if header.timestamp_ns < parent_timestamp_ns and self._enforced("T-TIME"):  # T-TIME
+            return "timestamp earlier than its parent's"
+        return None
+
+    def _chain_refusal(self, block_id: bytes) -> str | None:
+        """T-CHAIN: every link from the finalized head up to `block_id` that is held obeys
+        T-SEQ and T-TIME (None: no held link is broken).
+
+        A block whose parent was missing entered the tree unchecked against it; this is
+        re-run before every vote, reproposal and NE decision, so such a block is never
+        endorsed once its parent turns out not to fit. Chains found valid up to the root
+        are remembered (their links cannot change: ids hash the headers).
+        """
+        if not self._enforced("T-CHAIN"):
+            return None
+        walked: list[bytes] = []
+        current = block_id
+        for _ in range(len(self._tree) + 1):  # bounded walk
+            if current in self._valid_chains or current == self._tree.root_id:
+                self._valid_chains.update(walked)
+                return None
+            block = self._tree.get(current)
+            if block is None or not self._tree.is_pending(current):
+                return None  # not connected (yet): the held part had no broken link
+            parent = self._tree.parent_seq_and_timestamp(block.parent_id)
+            if parent is not None:
+                refusal = self._link_refusal(block.header, *parent)
+                if refusal is not None:
+                    return refusal
+            walked.append(current)
+            current = block.parent_id
+        return None
+
     def _block_refusal(self, header: BlockHeader, body: BlockBody) -> str | None:
         """Block validity that does not need the signature checks (done by the Verifier)."""
         if header.author != self.leader(header.block_round):  # T1 (re-checked, cheap)
@@ -573,16 +628,14 @@ class ConsensusCore:
             return "block body does not match its header"
         parent = self._tree.parent_seq_and_timestamp(header.parent_id)
         if parent is not None:
-            parent_seq, parent_timestamp_ns = parent
-            if header.seq_num != parent_seq + 1:  # T-SEQ
-                return f"seq_num {header.seq_num} does not follow its parent's {parent_seq}"
-            if header.timestamp_ns < parent_timestamp_ns:  # T-TIME
-                return "timestamp earlier than its parent's"
-        elif self._tree.is_finalized(header.parent_id):
-            return "extends a finalized block other than the head"
-        if header.seq_num <= self._tree.root_seq:
-            return "at or below the finalized height"
-        if not self._block_validator.validate(header, body):  # B-APP (coherency)
+            refusal = self._link_refusal(header, *parent)  # T-SEQ, T-TIME
+            if refusal is not None:
+                return refusal
+        elif self._tree.is_finalized(header.parent_id) and self._enforced("T-FORK"):
+            return "extends a finalized block other than the head"  # T-FORK
+        if header.seq_num <= self._tree.root_seq and self._enforced("T-HEIGHT"):
+            return "at or below the finalized height"  # T-HEIGHT
+        if not self._block_validator.validate(header, body) and self._enforced("B-APP"):  # B-APP
             return "rejected by the block validator"
         return None
 
@@ -616,15 +669,13 @@ class ConsensusCore:
         """handle_proposal_message (reference §4.5)."""
         tip, header, body = message.tip, message.tip.header, message.body
         tc = message.last_round_tc
-        if message.round <= self._tree.root_round:  # H1: nothing at or below the finalized round
+        if message.round <= self._tree.root_round and self._enforced("H1"):  # H1
             raise _Dropped(f"proposal round {message.round} at or below the finalized round")
-        if message.author != self.leader(message.round):  # H3: author leads the round
-            raise _Dropped(f"proposal author {message.author} is not the leader")
         block_id = codec.block_id(header)
         handled = self._handled_proposals.get(message.round)
         # H4: one proposal per round (TEST-ONLY "double_vote" lifts it); a second, different
         # block for the round is verified only to keep it as equivocation evidence.
-        duplicate = handled is not None and "double_vote" not in self._mutations
+        duplicate = handled is not None and self._enforced("double_vote") and self._enforced("H4")
         if duplicate and handled == block_id:
             raise _Dropped(f"already handled the proposal for round {message.round}")
         self._verify(self.verifier.proposal_message, message)  # W1-W4 and signatures
@@ -632,11 +683,8 @@ class ConsensusCore:
             if self._record_tip(tip):
                 return  # evidence recorded; the proposal itself is not handled
             raise _Dropped(f"already handled a proposal for round {message.round}")
-        round_after = max(
-            self.current_round, header.qc.round + 1, tc.round + 1 if tc is not None else 0
-        )
-        if message.round > round_after:  # H3: no proposals for future rounds
-            raise _Dropped(f"proposal for future round {message.round}")
+        # H3 (the author leads the round) is the Verifier's W0; a valid proposal's own
+        # QC (W2) or TC (W3) always leads to its round, so none is for a future round.
         refusal = self._block_refusal(header, body)  # H5: block validity
         if refusal is not None:
             raise _Dropped(refusal)
@@ -650,22 +698,29 @@ class ConsensusCore:
             self._process_tc(tc, sender)
         if self._add_block(block_id, tip, body):  # H6
             self._retry_blocks_arrived()
-        if message.round == self.current_round:
+        if message.round == self.current_round or not self._enforced("H6"):
             self._try_vote(message, paced=False)
         self._try_propose()
 
     def _try_vote(self, message: ProposalMessage, *, paced: bool) -> None:
         """try_vote: the vote guard, then persist, then send (monadbft: next and current
         leader; v1/vanilla: next leader only)."""
-        if message.round != self.current_round:  # H6: vote only in the current round
+        if message.round != self.current_round and self._enforced("H6"):  # H6: current round
             return
         block_id = codec.block_id(message.tip.header)
         missing = self._tree.missing_ancestor(block_id)
-        if missing is not None or self._tree.get(block_id) is None:
+        if (missing is not None or self._tree.get(block_id) is None) and self._enforced(
+            "V-CONNECTED"
+        ):
             # V-CONNECTED: vote only for a block whose chain to the finalized head is held.
             self._local.awaiting_ancestors = message
             if missing is not None:
                 self._request_sync(missing, message.author, message.round)
+            return
+        chain_refusal = self._chain_refusal(block_id)  # T-CHAIN: re-check gap-filled links
+        if chain_refusal is not None:
+            self._local.awaiting_ancestors = None
+            self._trace("vote_refused", round=message.round, reason=chain_refusal)
             return
         tc = message.last_round_tc
         tc_tip_id = None
@@ -675,12 +730,17 @@ class ConsensusCore:
             self._safety,
             message.round,
             tc_tip_id,
-            allow_double_vote="double_vote" in self._mutations,
+            allow_double_vote=not (self._enforced("double_vote") and self._enforced("S-VOTE-ONCE")),
+            ne_exclusion=self._enforced("S-NE-EXCLUSION"),
         )
         if refusal is not None:
             self._trace("vote_refused", round=message.round, reason=refusal)
             return
-        happy = message.round == message.tip.header.qc.round + 1
+        # VP: the happy path is judged by the parent's block round (as monad-bft), not the
+        # QC round: a child of a reproposal certified in round r-1 is voted at once.
+        parent = self._tree.get(message.tip.header.parent_id)
+        parent_round = self._tree.root_round if parent is None else parent.block_round
+        happy = message.round == parent_round + 1
         pace_ns = int(self.config.vote_pace_ms * 1e6)
         if not paced and happy and pace_ns > 0 and self._last_vote_ns is not None:
             ready_ns = self._last_vote_ns + pace_ns
@@ -761,7 +821,9 @@ class ConsensusCore:
             return
         extend = self._timeout_extend(round)
         tip_id = codec.block_id(extend.header) if isinstance(extend, Tip) else None
-        self._safety, tip_vote = after_timeout(self._safety, round, tip_id)  # S-VOTE-ONCE
+        self._safety, tip_vote = after_timeout(  # S-VOTE-ONCE, S-TIP-VOTE
+            self._safety, round, tip_id, tip_vote_rule=self._enforced("S-TIP-VOTE")
+        )
         tip_vote = tip_vote and self._protocol == "monadbft"  # FR: tip votes in timeouts
         base_qc = extend_qc(extend)
         info = TimeoutInfo(
@@ -807,9 +869,15 @@ class ConsensusCore:
     def _on_timeout(self, sender: int, message: TimeoutMessage) -> None:
         """handle_timeout_message (reference §4.3)."""
         info = message.info
-        if info.round < self.current_round:  # TO1: stale
+        if sender != message.author and self._enforced("TO-AUTHOR"):  # only info is signed
+            raise _Dropped("timeout not sent by its author")
+        if info.round < self.current_round and self._enforced("TO1"):  # TO1: stale
             raise _Dropped(f"timeout for past round {info.round}")
-        if info.round == self.current_round and self._pacemaker.has_timeout_from(message.author):
+        if (
+            info.round == self.current_round
+            and self._pacemaker.has_timeout_from(message.author)
+            and self._enforced("P-ONE-TIMEOUT")
+        ):
             raise _Dropped(f"duplicate timeout from {message.author}")  # P-ONE-TIMEOUT
         self._verify(self.verifier.timeout_message, message)
         # ---- valid: mutate
@@ -848,10 +916,14 @@ class ConsensusCore:
         if not self._pacemaker.add_timeout(message):
             return
         round = self.current_round
-        if self._pacemaker.should_echo():
+        if self._pacemaker.should_echo() and self._enforced("P-ECHO"):
             self._trace("timeout_echo", round=round)
             self._local_timeout()  # adds our own timeout, which may complete the TC
-        if self.current_round == round and self._pacemaker.has_tc_quorum():
+        if (
+            self.current_round == round
+            and self._pacemaker.has_tc_quorum()
+            and self._enforced("P-TC")
+        ):
             tc = build_tc(self._epoch, round, self._pacemaker.timeouts(), self.validators)
             self._trace("tc_formed", round=round, high_extend=type(tc.high_extend).__name__)
             self._process_tc(tc, self._index)
@@ -861,7 +933,7 @@ class ConsensusCore:
 
     def _on_advance_round(self, sender: int, message: AdvanceRoundMessage) -> None:
         certificate = message.certificate
-        if certificate.round < self.current_round:  # AR1: only certificates that move us
+        if certificate.round < self.current_round and self._enforced("AR1"):  # AR1
             raise _Dropped(f"advance-round certificate for past round {certificate.round}")
         self._verify(self.verifier.advance_round, message)
         if isinstance(certificate, QuorumCertificate):
@@ -897,11 +969,15 @@ class ConsensusCore:
         else:
             tip_id = codec.block_id(extend.header)
             held = self._tree.get(tip_id)
+            if held is not None and self._chain_refusal(tip_id) is not None:
+                held = None  # T-CHAIN: a held block that does not fit its parent is no tip
             nec = self._local.nec
-            if held is not None and "skip_reproposal_rule" not in self._mutations:
-                self._send_proposal(round, held.tip, held.body, tc)  # LP3: reproposal
-            elif nec is not None and nec.tip_qc_round == extend.header.qc.round:
+            # LP5 before LP3, as monad-bft's try_propose: an NEC held for this round is used
+            # even if the tip's block arrived meanwhile (both proposals are valid).
+            if nec is not None and nec.tip_qc_round == extend.header.qc.round:
                 self._prepare_fresh(round, extend.header.qc, nec, tc)  # LP5: fresh with NEC
+            elif held is not None and "skip_reproposal_rule" not in self._mutations:
+                self._send_proposal(round, held.tip, held.body, tc)  # LP3: reproposal
             else:  # LP4: fetch the block, ask once per round who lacks it
                 self._request_sync(tip_id, self._tip_holder(tc), round)
                 if self._safety.highest_recovery_request < round:
@@ -1027,12 +1103,14 @@ class ConsensusCore:
         extend = tc.high_extend
         assert isinstance(extend, Tip)  # RR3, checked by the Verifier
         tip_id = codec.block_id(extend.header)
-        held = self._tree.get(tip_id) is not None or self._tree.is_finalized(tip_id)
+        held = self._tree.is_finalized(tip_id) or (
+            self._tree.get(tip_id) is not None and self._chain_refusal(tip_id) is None  # T-CHAIN
+        )
         if held and "skip_reproposal_rule" not in self._mutations:
             self._trace("round_recovery_held", round=message.round)  # served through sync
             return
-        if not may_no_endorse(self._safety, message.round):  # S-NE-ONCE
-            return
+        if not may_no_endorse(self._safety, message.round) and self._enforced("S-NE-ONCE"):
+            return  # S-NE-ONCE
         self._safety = after_no_endorse(self._safety, message.round, tip_id)
         ne = self._signer.no_endorsement(
             NoEndorsement(
@@ -1051,12 +1129,12 @@ class ConsensusCore:
 
     def _on_no_endorsement(self, sender: int, message: NoEndorsementMessage) -> None:
         ne = message.no_endorsement
-        if sender != message.author:  # NEs travel point-to-point from their author
+        if sender != message.author and self._enforced("NE-AUTHOR"):  # NE-AUTHOR
             raise _Dropped("no-endorsement not sent by its author")
         if self.leader(self.current_round) != self._index:
             raise _Dropped("not the leader of the current round")
-        if ne.round != self.current_round or ne.epoch != self._epoch:  # NE1: current round only
-            raise _Dropped(f"no-endorsement for round {ne.round}")
+        if (ne.round != self.current_round and self._enforced("NE1")) or ne.epoch != self._epoch:
+            raise _Dropped(f"no-endorsement for round {ne.round}")  # NE1: current round only
         if self._local.nec is not None or message.author in self._local.ne_authors:
             raise _Dropped("no-endorsement not needed (duplicate or NEC formed)")
         self._verify(self.verifier.no_endorsement_message, message)
@@ -1089,8 +1167,8 @@ class ConsensusCore:
 
     def _on_sync_response(self, sender: int, message: BlockSyncResponse) -> None:
         """Validate the whole response (ids chain, tips verify, bodies match), then insert."""
-        if message.block_id not in self._sync_requested:
-            raise _Dropped("unsolicited block sync response")
+        if message.block_id not in self._sync_requested and self._enforced("SY0"):
+            raise _Dropped("unsolicited block sync response")  # SY0
         if not message.blocks:
             raise _Dropped(f"peer {sender} does not hold the requested block")
         expected = message.block_id
@@ -1098,25 +1176,32 @@ class ConsensusCore:
         ids: list[bytes] = []
         for synced in message.blocks:
             block_id = codec.block_id(synced.tip.header)
-            if block_id != expected:  # SY1: ids chain from the requested block down
+            if block_id != expected and self._enforced("SY1"):  # SY1: ids chain down
                 raise _Dropped("sync response blocks do not chain")
-            if synced.tip.header.body_id != codec.body_id(synced.body):  # SY2
+            if synced.tip.header.body_id != codec.body_id(synced.body) and self._enforced("SY2"):
                 raise _Dropped("sync response body does not match its header")
-            if (
-                previous is not None
-                and previous.tip.header.seq_num != synced.tip.header.seq_num + 1
-            ):
-                raise _Dropped("sync response heights do not chain")  # T-SEQ
-            self._verify(self.verifier.tip, synced.tip)  # SY3: every tip verifies
-            if not self._block_validator.validate(synced.tip.header, synced.body):
+            if previous is not None:  # T-SEQ, T-TIME on every link of the response
+                header = synced.tip.header
+                refusal = self._link_refusal(
+                    previous.tip.header, header.seq_num, header.timestamp_ns
+                )
+                if refusal is not None:
+                    raise _Dropped(f"sync response: {refusal}")
+            if self._enforced("SY3"):
+                self._verify(self.verifier.tip, synced.tip)  # SY3: every tip verifies
+            if not self._block_validator.validate(
+                synced.tip.header, synced.body
+            ) and self._enforced("B-APP"):
                 raise _Dropped("synced block rejected by the block validator")
             ids.append(block_id)
             expected = synced.tip.header.parent_id
             previous = synced
         oldest = message.blocks[-1].tip.header
         parent = self._tree.parent_seq_and_timestamp(oldest.parent_id)
-        if parent is not None and parent[0] + 1 != oldest.seq_num:
-            raise _Dropped("sync response does not attach to its parent's height")
+        if parent is not None:  # T-SEQ, T-TIME where the response attaches to a held block
+            refusal = self._link_refusal(oldest, *parent)
+            if refusal is not None:
+                raise _Dropped(f"sync response does not attach to its parent: {refusal}")
         # ---- valid: mutate
         self._sync_requested.pop(message.block_id, None)
         added = False

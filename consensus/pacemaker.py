@@ -34,12 +34,16 @@ class Pacemaker:
         backoff: float = 1.0,
         max_timeout_ms: float = 30_000.0,
         high_certificate: RoundCertificate = GENESIS_QC,
+        disabled: frozenset[str] = frozenset(),
     ):
+        """`disabled`: TEST-ONLY rule switches (consensus.mutations): P-ROUND, P-ONE-TIMEOUT."""
         if base_timeout_ms <= 0:
             raise ValueError(f"round timeout must be positive, got {base_timeout_ms} ms")
         if backoff < 1.0:
             raise ValueError(f"timeout backoff must be >= 1.0, got {backoff}")
         self._validators = validators
+        self._rounds_only_grow = "P-ROUND" not in disabled
+        self._one_timeout_per_author = "P-ONE-TIMEOUT" not in disabled
         self._base_timeout_ms = base_timeout_ms
         self._backoff = backoff
         self._max_timeout_ms = max(max_timeout_ms, base_timeout_ms)
@@ -57,6 +61,8 @@ class Pacemaker:
         return min(scaled, self._max_timeout_ms)
 
     def would_advance(self, certificate: RoundCertificate) -> bool:
+        if not self._rounds_only_grow:  # TEST-ONLY switch P-ROUND: any other round is entered
+            return certificate.round + 1 != self.current_round
         return certificate.round + 1 > self.current_round
 
     def timeout_stake(self) -> int:
@@ -95,7 +101,9 @@ class Pacemaker:
 
     def add_timeout(self, message: TimeoutMessage) -> bool:
         """Keep a verified timeout for the current round (P-ONE-TIMEOUT). Returns whether new."""
-        if message.info.round != self.current_round or message.author in self._timeouts:
+        if message.info.round != self.current_round:
+            return False
+        if message.author in self._timeouts and self._one_timeout_per_author:
             return False
         self._timeouts[message.author] = message
         return True

@@ -42,18 +42,22 @@ def vote_refusal(
     tc_high_tip_id: bytes | None,
     *,
     allow_double_vote: bool = False,
+    ne_exclusion: bool = True,
 ) -> str | None:
     """Why this node may not vote in `proposal_round` (None: the vote guard holds).
 
     `tc_high_tip_id` is the block id of the proposal's `last_round_tc.high_extend` when that
-    is a Tip, else None. `allow_double_vote` is the TEST-ONLY mutation "double_vote".
+    is a Tip, else None. `allow_double_vote` (S-VOTE-ONCE off) and `ne_exclusion=False`
+    (S-NE-EXCLUSION off) exist only for the TEST-ONLY rule switches.
     """
     # S-VOTE-ONCE (the TEST-ONLY mutation "double_vote" deliberately breaks exactly this).
     if proposal_round <= state.highest_vote and not allow_double_vote:
         return f"already voted or timed out in round {state.highest_vote}"
     # S-NE-EXCLUSION: after NE(r) against T, only proposals whose TC high tip is T.
-    if state.highest_no_endorse_round == proposal_round and (
-        tc_high_tip_id != state.highest_no_endorse_tip_id
+    if (
+        ne_exclusion
+        and state.highest_no_endorse_round == proposal_round
+        and tc_high_tip_id != state.highest_no_endorse_tip_id
     ):
         return "sent a no-endorsement in this round for another tip"
     return None
@@ -75,9 +79,12 @@ def after_vote(
     )
 
 
-def after_timeout(state: SafetyState, round: int, tip_id: bytes | None) -> tuple[SafetyState, bool]:
+def after_timeout(
+    state: SafetyState, round: int, tip_id: bytes | None, *, tip_vote_rule: bool = True
+) -> tuple[SafetyState, bool]:
     """State after timing out in `round`, and whether a tip vote for the high tip (block id
-    `tip_id`, None without a tip) may ride along (S-TIP-VOTE)."""
+    `tip_id`, None without a tip) may ride along (S-TIP-VOTE; `tip_vote_rule=False` is the
+    TEST-ONLY switch that drops it: any high tip is tip-voted)."""
     tip = state.high_tip
     safe_after_ne = state.highest_no_endorse_round != round or (
         tip is not None and tip.header.block_round == round
@@ -89,6 +96,8 @@ def after_timeout(state: SafetyState, round: int, tip_id: bytes | None) -> tuple
     else:
         unique = state.highest_vote < round
     new = msgspec.structs.replace(state, highest_vote=max(state.highest_vote, round))
+    if not tip_vote_rule:
+        return new, tip_id is not None
     return new, tip_id is not None and safe_after_ne and unique
 
 

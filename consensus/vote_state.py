@@ -10,7 +10,8 @@ Rule names:
 - V-ONE-PER-SIGNER: the first vote of each author in a round counts; later ones (duplicates,
   or a second vote for another block) are ignored.
 - V-LAZY: verification happens at aggregation time, one signature at a time.
-- V-BAD-SIGNER: an author whose vote signature failed is ignored for the rest of the round.
+- V-BAD-SIGNER: an author whose vote signature failed is ignored for the rest of the round
+  (a consequence of V-ONE-PER-SIGNER: the bad vote was its one vote of the round).
 - V-ONE-QC: at most one QC is formed per round.
 """
 
@@ -29,15 +30,22 @@ VOTE_WINDOW = 10  # rounds ahead of the current round that are still pooled
 @dataclass
 class _RoundVotes:
     authors: set[int] = field(default_factory=set)  # authors whose (first) vote was pooled
-    bad_signers: set[int] = field(default_factory=set)
     pending: dict[Vote, dict[int, bytes]] = field(default_factory=dict)  # unverified
     verified: dict[Vote, dict[int, bytes]] = field(default_factory=dict)
     qc_formed: bool = False
 
 
 class VoteState:
-    def __init__(self, validators: ValidatorSet, verify: Callable[[VoteMessage], bool]):
-        """`verify(message)` returns whether the vote signature is valid (no other checks)."""
+    def __init__(
+        self,
+        validators: ValidatorSet,
+        verify: Callable[[VoteMessage], bool],
+        *,
+        disabled: frozenset[str] = frozenset(),
+    ):
+        """`verify(message)` returns whether the vote signature is valid (no other checks).
+        `disabled`: TEST-ONLY rule switches (consensus.mutations) for the V-rules."""
+        self._disabled = disabled
         self._validators = validators
         self._verify = verify
         self._rounds: dict[int, _RoundVotes] = {}
@@ -46,20 +54,19 @@ class VoteState:
     def refusal(self, message: VoteMessage, current_round: int) -> str | None:
         """Why this vote would not be pooled (None: it would be). Does not mutate."""
         round = message.vote.round
-        if round < current_round:  # V-WINDOW (stale)
+        window = "V-WINDOW" not in self._disabled
+        if round < current_round and window:  # V-WINDOW (stale)
             return f"vote for past round {round} (current {current_round})"
-        if round > current_round + VOTE_WINDOW:  # V-WINDOW (too far ahead)
+        if round > current_round + VOTE_WINDOW and window:  # V-WINDOW (too far ahead)
             return f"vote for round {round} beyond the window of the current {current_round}"
         if not self._validators.contains(message.author):
             return f"vote author {message.author} is not a validator"
         state = self._rounds.get(round)
         if state is None:
             return None
-        if state.qc_formed:  # V-ONE-QC
+        if state.qc_formed and "V-ONE-QC" not in self._disabled:  # V-ONE-QC
             return f"QC for round {round} already formed"
-        if message.author in state.bad_signers:  # V-BAD-SIGNER
-            return f"author {message.author} sent an invalid vote signature this round"
-        if message.author in state.authors:  # V-ONE-PER-SIGNER
+        if message.author in state.authors and "V-ONE-PER-SIGNER" not in self._disabled:
             return f"author {message.author} already voted in round {round}"
         return None
 
@@ -88,8 +95,7 @@ class VoteState:
             self.signatures_verified += 1
             if self._verify(VoteMessage(vote=vote, author=author, signature=signature)):
                 verified[author] = signature
-            else:
-                state.bad_signers.add(author)  # V-BAD-SIGNER
+            # else V-BAD-SIGNER: dropped; the author stays in `authors` (V-ONE-PER-SIGNER)
         if not self._validators.has_quorum(verified):
             return None
         state.qc_formed = True  # V-ONE-QC

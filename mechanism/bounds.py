@@ -61,8 +61,10 @@ def kl_lower(n: int, r: float, a: int) -> float | None:
 class DelayBounds:
     """Bounds on P(D) with their regime.
 
-    upper/lower: None outside their regime. regime: "safe" (E[M] <= Δ: delay needs an
-    upward deviation), "captured" (E[M] >= Δ+1), "critical" (in between), "n/a" (no bound).
+    upper/lower: None outside their regime. regime compares the mean missing count E[M]
+    with the slack: "below-slack" (E[M] <= Δ: delay needs an upward deviation from the
+    mean; it can still be likely), "above-slack" (E[M] >= Δ+1: delay is the typical
+    outcome), "at-slack" (in between), "n/a" (no bound).
     method: "kl" (closed form), "chernoff" (iid per-position sums), "none".
     """
 
@@ -75,10 +77,10 @@ class DelayBounds:
 
 def _regime(mean: float, a: int) -> str:
     if mean <= a - 1:
-        return "safe"
+        return "below-slack"
     if mean >= a:
-        return "captured"
-    return "critical"
+        return "above-slack"
+    return "at-slack"
 
 
 def delay_bounds(params: SednaParams) -> DelayBounds:
@@ -93,9 +95,9 @@ def delay_bounds(params: SednaParams) -> DelayBounds:
         n_honest = t * (m - c)
         mean = t * c + n_honest * (1.0 - params.q)
         if shift <= 0:
-            return DelayBounds(1.0, 1.0, "captured", "kl", mean)
+            return DelayBounds(1.0, 1.0, "above-slack", "kl", mean)
         if n_honest == 0:
-            return DelayBounds(0.0, 0.0, "safe", "kl", mean)
+            return DelayBounds(0.0, 0.0, "below-slack", "kl", mean)
         up = kl_upper(n_honest, 1.0 - params.q, shift)
         lo = kl_lower(n_honest, 1.0 - params.q, shift)
         return DelayBounds(up, lo, _regime(mean, a), "kl", mean)

@@ -9,16 +9,16 @@ a = Δ + 1.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
-from mechanism import dist
+from mechanism import dist, tails
 from mechanism.params import SednaParams, Strategy
 
-# Bound on the hypergeometric-ratchet dynamic programme: states x slots.
-_RATCHET_DP_MAX_WORK = 20_000_000
+# Bound on the finite-lane ratchet dynamic programme: state transitions summed over slots.
+_RATCHET_DP_MAX_WORK = 2_000_000
 
 
 def threshold(params: SednaParams, slots: int) -> int:
@@ -26,22 +26,29 @@ def threshold(params: SednaParams, slots: int) -> int:
     return slots * params.m - params.kappa + 1
 
 
-def p_behind(params: SednaParams, slots: int) -> float:
-    """P(S_h < κ): the chain has not decoded by the end of slot h = `slots`."""
+def log_behind(params: SednaParams, slots: int) -> float:
+    """log P(S_h < κ), computed directly as an upper tail (−inf: impossible)."""
     if slots < 1:
         raise ValueError(f"slots must be >= 1, got {slots}")
     a = threshold(params, slots)
     if a <= 0:  # fewer than κ bundles were ever addressed
-        return 1.0
-    if params.ratchet:
-        return _behind_ratchet(params, slots, a)
+        return 0.0
     if params.lanes is not None and params.lanes == params.m:
-        return _behind_all_lanes(params, slots, a)
+        # m = N: also under the ratchet, where every lane is addressed and an excluded lane
+        # can only be replaced after the exclusions reset, i.e. by itself (§6).
+        return _log_behind_all_lanes(params, slots, a)
+    if params.ratchet:
+        return _log_behind_ratchet(params, slots, a)
     if params.addressing == "fixed":
-        return _behind_fixed(params, slots, a)
+        return _log_behind_fixed(params, slots, a)
     if params.lanes is None:
-        return float(stats.binom.sf(a - 1, slots * params.m, params.r))
-    return _behind_fresh_hypergeometric(params, slots, a)
+        return tails.log_binom_sf(a, slots * params.m, params.r)
+    return tails.iid_sum_log_sf(_log_slot_miss_pmf(params), slots, a)
+
+
+def p_behind(params: SednaParams, slots: int) -> float:
+    """P(S_h < κ): the chain has not decoded by the end of slot h = `slots`."""
+    return tails.prob(log_behind(params, slots))
 
 
 def p_delay(params: SednaParams) -> float:
@@ -56,21 +63,21 @@ def p_delay_honest(params: SednaParams) -> float:
 
 def p_delay_binomial(n: int, r: float, slack: int) -> float:
     """P(Bin(n, r) >= Δ+1): the independent-miss model in closed form."""
-    return float(stats.binom.sf(slack, n, r))
+    return tails.binom_sf(slack + 1, n, r)
 
 
 def p_delay_all_lanes(kappa: int, lanes: int, cartel: int, q: float) -> float:
     """m = N: P(Bin(t*(N−c), 1−q) >= Δ+1 − t*·c); equals 1 when t*·c >= Δ+1."""
     t_star = -(-kappa // lanes)
     slack = t_star * lanes - kappa
-    return float(stats.binom.sf(slack - t_star * cartel, t_star * (lanes - cartel), 1.0 - q))
+    return tails.binom_sf(slack + 1 - t_star * cartel, t_star * (lanes - cartel), 1.0 - q)
 
 
 def p_delay_heterogeneous(miss_probs: np.ndarray, kappa: int) -> float:
     """Poisson-binomial: bundle i is missed with probability r_i; P(S < κ), exact.
 
     n = len(miss_probs) bundles were addressed up to the horizon; the chain is behind iff
-    at least n − κ + 1 are missed.
+    at least n − κ + 1 are missed. The tail is computed directly (tails.poisson_binomial_log_sf).
     """
     r = np.asarray(miss_probs, dtype=float)
     if r.ndim != 1 or len(r) == 0:
@@ -82,7 +89,8 @@ def p_delay_heterogeneous(miss_probs: np.ndarray, kappa: int) -> float:
     a = len(r) - kappa + 1
     if a <= 0:
         return 1.0
-    return dist.tail_from_lower(dist.poisson_binomial_lower(r, a))
+    with np.errstate(over="ignore"):
+        return tails.prob(tails.poisson_binomial_log_sf(r, a))
 
 
 def miss_probs_fixed_lanes(q_lanes: np.ndarray, cartel_mask: np.ndarray, t_star: int) -> np.ndarray:
@@ -98,96 +106,129 @@ def miss_probs_fixed_lanes(q_lanes: np.ndarray, cartel_mask: np.ndarray, t_star:
     return np.tile(per_lane, t_star)
 
 
-def _behind_all_lanes(params: SednaParams, slots: int, a: int) -> float:
+def _log_behind_all_lanes(params: SednaParams, slots: int, a: int) -> float:
     c = params.cartel_lanes or 0
-    n_lanes = params.m
-    if params.ratchet and params.q < 1.0:
-        raise ValueError("exact ratchet with m = lanes requires q = 1 (use montecarlo)")
-    return float(stats.binom.sf(a - 1 - slots * c, slots * (n_lanes - c), 1.0 - params.q))
+    return tails.log_binom_sf(a - slots * c, slots * (params.m - c), 1.0 - params.q)
+
+
+def _log_cartel_slot_pmf(params: SednaParams) -> np.ndarray:
+    """log pmf of X, the addressed lanes of one slot that are cartel lanes (0..m)."""
+    if params.lanes is None:
+        return tails.log_binom_pmf(params.m, params.beta)
+    return tails.log_hypergeom_pmf(params.lanes, params.cartel_lanes or 0, params.m)
 
 
 def _cartel_slot_pmf(params: SednaParams, size: int | None = None) -> np.ndarray:
     """pmf of X, the addressed lanes of one slot that are cartel lanes."""
-    if params.lanes is None:
-        return dist.binom_pmf(params.m, params.beta, size)
-    c = params.cartel_lanes or 0
-    return dist.hypergeom_pmf(params.lanes, c, params.m, size)
+    pmf = np.exp(_log_cartel_slot_pmf(params))
+    return pmf if size is None else pmf[:size]
 
 
-def _behind_fresh_hypergeometric(params: SednaParams, slots: int, a: int) -> float:
-    # M = X + Bin(h·m − X, 1−q) with X = Σ_s X_s, X_s ~ Hypergeom(N, c, m) iid.
-    x_pmf = dist.conv_power_trunc(_cartel_slot_pmf(params, a), slots, a)
-    x = np.arange(len(x_pmf))
-    honest_ok = stats.binom.cdf(a - 1 - x, slots * params.m - x, 1.0 - params.q)
-    return float(min(1.0, max(0.0, 1.0 - float(np.dot(x_pmf, honest_ok)))))
+def _log_slot_miss_pmf(params: SednaParams) -> np.ndarray:
+    """log pmf of one slot's misses Z = X + Bin(m − X, 1−q) under withhold-all (fresh).
 
-
-def _behind_fixed(params: SednaParams, slots: int, a: int) -> float:
-    # The slot-1 cartel holdings X repeat every slot: M = h·X + Bin(h(m − X), 1−q).
-    x_pmf = _cartel_slot_pmf(params)
-    x = np.arange(len(x_pmf))
-    tail = stats.binom.sf(a - 1 - slots * x, slots * (params.m - x), 1.0 - params.q)
-    return float(min(1.0, float(np.dot(x_pmf, tail))))
-
-
-def _behind_ratchet(params: SednaParams, slots: int, a: int) -> float:
-    if params.lanes is None:
-        # Positions evolve independently: M = Σ_{j<=m} G_j, G_j iid (dist.ratchet_position_pmf).
-        g = dist.ratchet_position_pmf(slots, params.beta, params.q)
-        return dist.tail_from_lower(dist.conv_power_trunc(g, params.m, a))
-    if params.lanes == params.m:
-        # No lane is left to replace an excluded one; with q = 1 the counts equal m = N.
-        return _behind_all_lanes(params, slots, a)
-    if params.q < 1.0:
-        raise ValueError("exact ratchet with finite lanes requires q = 1 (use montecarlo)")
-    return dist.tail_from_lower(ratchet_hypergeometric_lower(params, slots, a))
-
-
-def ratchet_hypergeometric_lower(params: SednaParams, slots: int, size: int) -> np.ndarray:
-    """pmf of the missing count M_h at values < size: ratchet, N lanes, c cartel, q = 1.
-
-    State after slot s: (cum_{s-1}, x_s). The x_s excluded lanes are replaced for slot s+1
-    by never-addressed lanes: a pool of N − m − cum_{s-1} lanes of which c − cum_s are cartel
-    lanes (each cartel lane is exposed, and withholds, exactly once). States with
-    cum >= size are delayed for good and dropped.
+    Honest misses above binom_top(m, 1−q) (probability < e^-760 for every X) are dropped.
     """
-    lanes, m = params.lanes, params.m
-    if lanes is None:
-        raise ValueError("ratchet_hypergeometric_lower needs finite lanes")
-    c = params.cartel_lanes or 0
-    if lanes - m < size - 1:  # the replacement pool must never run dry in a live state
+    log_x = _log_cartel_slot_pmf(params)
+    xs = np.flatnonzero(log_x > tails.NEG_INF)
+    miss = 1.0 - params.q
+    rows = tails.log_binom_pmf_rows(params.m - xs, miss, tails.binom_top(params.m, miss))
+    return tails.log_mix_shifted(log_x[xs], xs, list(rows))
+
+
+def _log_behind_fixed(params: SednaParams, slots: int, a: int) -> float:
+    # The slot-1 cartel holdings X repeat every slot: M = h·X + Bin(h(m − X), 1−q).
+    log_x = _log_cartel_slot_pmf(params)
+    terms = [
+        lx + tails.log_binom_sf(a - slots * x, slots * (params.m - x), 1.0 - params.q)
+        for x, lx in enumerate(log_x)
+        if lx > tails.NEG_INF
+    ]
+    return _logsum(terms)
+
+
+def _logsum(terms: list[float]) -> float:
+    live = [t for t in terms if t > tails.NEG_INF]
+    if not live:
+        return tails.NEG_INF
+    top = max(live)
+    return min(0.0, top + math.log(sum(math.exp(t - top) for t in live)))
+
+
+def _log_behind_ratchet(params: SednaParams, slots: int, a: int) -> float:
+    d = params.feedback_slots
+    if params.lanes is None:
+        # Positions evolve independently: M = Σ_{j<=m} G_j, G_j iid (dist.ratchet_position_log_pmf).
+        g = dist.ratchet_position_log_pmf(slots, params.beta, params.q, d)
+        return tails.iid_sum_log_sf(g, params.m, a)
+    if params.q < 1.0:
         raise ValueError(
-            f"ratchet with finite lanes needs lanes - m >= {size - 1} replacement lanes "
-            f"(got lanes={lanes}, m={m})"
+            "exact ratchet with finite lanes requires q = 1 "
+            "(use montecarlo, or mechanism.lanechain for small N)"
         )
-    width = min(m, size - 1) + 1
-    if size * width * width * slots > _RATCHET_DP_MAX_WORK:
-        raise ValueError("ratchet with finite lanes: parameters too large for the exact DP")
-    state = np.zeros((size, width))
-    state[0, :] = dist.hypergeom_pmf(lanes, c, m, width)[:width]
+    return ratchet_finite_log_behind(params, slots, a)
+
+
+def ratchet_finite_log_behind(params: SednaParams, slots: int, a: int) -> float:
+    """log P(M_h >= a): ratchet with feedback d, N lanes, c cartel lanes, q = 1 (exact DP).
+
+    With q = 1 only cartel lanes miss, and each one is addressed for exactly d consecutive
+    slots from its first (withholding) slot, then replaced. State after a slot: the misses
+    so far, the addressed cartel lanes by slots left (v_0..v_{d−1}; v_0 are replaced at
+    the next slot) and E, the cartel lanes ever addressed. Excluded lanes: E − Σv. The v_0
+    replacements come from the never-addressed pool of N − m − excluded lanes holding
+    c − E cartel lanes (Hypergeom). States with misses >= a are delayed for good and their
+    mass is summed directly (log space). A live state has E <= misses < a, so the pool never
+    runs dry when min(c, a − 1) <= N − m; if it would (the reset rule of §6), `ValueError`
+    (that case is modelled lane by lane in mechanism.lanechain and the Monte Carlo).
+    """
+    lanes, m, d = params.lanes, params.m, params.feedback_slots
+    if lanes is None:
+        raise ValueError("ratchet_finite_log_behind needs finite lanes")
+    c = params.cartel_lanes or 0
+    delayed: list[float] = []
+    states: dict[tuple[int, tuple[int, ...], int], float] = {}
+    log_x = tails.log_hypergeom_pmf(lanes, c, m)
+    for x, lx in enumerate(log_x):
+        if lx == tails.NEG_INF:
+            continue
+        v = tuple([0] * (d - 1) + [x])
+        if x >= a:
+            delayed.append(float(lx))
+        else:
+            states[(x, v, x)] = float(lx)
+    work = 0
     for _ in range(slots - 1):  # one transition per slot
-        nxt = np.zeros_like(state)
-        for prev in range(size):
-            for x in range(min(width - 1, size - 1 - prev) + 1):
-                w = state[prev, x]
-                if w == 0.0:
+        nxt: dict[tuple[int, tuple[int, ...], int], list[float]] = {}
+        for (cum, v, exposed), lw in states.items():
+            leaving = v[0]
+            excluded = exposed - sum(v)
+            pool = lanes - m - excluded
+            if pool < leaving:
+                raise ValueError(
+                    f"exact ratchet with finite lanes: the {lanes - m} replacement lanes can run "
+                    f"out (cartel={c}); use montecarlo or mechanism.lanechain"
+                )
+            carried = sum(v[1:])
+            for j, lj in _hypergeom_terms(pool, c - exposed, leaving):
+                work += 1
+                cum2 = cum + carried + j
+                if cum2 >= a:
+                    delayed.append(lw + lj)
                     continue
-                cum = prev + x
-                if x == 0:
-                    nxt[cum, 0] += w
-                    continue
-                top = min(x, size - 1 - cum)
-                if top < 0:
-                    continue
-                k = np.arange(top + 1)
-                pmf = np.exp(dist.log_hypergeom_pmf(lanes - m - prev, c - cum, x, k))
-                nxt[cum, : top + 1] += w * pmf
-        state = nxt
-    lower = np.zeros(size)
-    for prev in range(size):
-        for x in range(min(width - 1, size - 1 - prev) + 1):
-            lower[prev + x] += state[prev, x]
-    return lower
+                v2 = (*v[1:], j) if d > 1 else (j,)
+                nxt.setdefault((cum2, v2, exposed + j), []).append(lw + lj)
+        if work > _RATCHET_DP_MAX_WORK:
+            raise ValueError("ratchet with finite lanes: parameters too large for the exact DP")
+        states = {k: _logsum(v) for k, v in nxt.items()}
+    return _logsum(delayed)
+
+
+def _hypergeom_terms(total: int, good: int, draws: int) -> list[tuple[int, float]]:
+    if draws == 0:
+        return [(0, 0.0)]
+    lp = tails.log_hypergeom_pmf(total, good, draws)
+    return [(j, float(v)) for j, v in enumerate(lp) if v > tails.NEG_INF]
 
 
 @dataclass(frozen=True)
@@ -220,49 +261,47 @@ def expected_withheld_by_slot(params: SednaParams) -> np.ndarray:
     """E[bundles the withhold-all cartel withholds in slot s], s = 1..t*."""
     t = params.t_star
     b = params.beta_eff
-    if not params.ratchet:
+    if not params.ratchet or (params.lanes is not None and params.lanes == params.m):
+        # Without the ratchet, and with m = N (every lane addressed, exclusions reset at
+        # once), every slot's holdings are withheld.
         return np.full(t, params.m * b)
     if params.lanes is None:
-        return params.m * dist.ratchet_position_cartel_rates(t, params.beta, params.q)
-    if params.lanes == params.m:
-        out = np.zeros(t)
-        out[0] = float(params.cartel_lanes or 0)
-        return out
-    return _expected_withheld_ratchet_hypergeometric(params)
+        rates = dist.ratchet_position_cartel_rates(
+            t, params.beta, params.q, params.feedback_slots
+        )
+        return params.m * rates
+    return _expected_withheld_ratchet_finite(params)
 
 
-def _expected_withheld_ratchet_hypergeometric(params: SednaParams) -> np.ndarray:
-    # E[x_{s+1} | prev, x] = x·(c − cum)/(N − m − prev); iterate the full (untruncated) chain.
-    lanes, m, t = params.lanes, params.m, params.t_star
+def _expected_withheld_ratchet_finite(params: SednaParams) -> np.ndarray:
+    """E[cartel lanes addressed in slot s] for the finite-lane ratchet, q = 1 (the chain
+    of `ratchet_finite_log_behind` without the miss count)."""
+    lanes, m, t, d = params.lanes, params.m, params.t_star, params.feedback_slots
     assert lanes is not None
     c = params.cartel_lanes or 0
     if params.q < 1.0:
         raise ValueError("exact ratchet with finite lanes requires q = 1 (use montecarlo)")
-    size = min(c, t * m) + 1
-    if lanes - m < size - 1:
-        raise ValueError(
-            f"ratchet with finite lanes needs lanes - m >= {size - 1} replacement lanes "
-            f"(got lanes={lanes}, m={m})"
-        )
-    width = min(m, c) + 1
-    state = np.zeros((size, width))
-    state[0, :] = dist.hypergeom_pmf(lanes, c, m, width)[:width]
+    states: dict[tuple[tuple[int, ...], int], float] = {}
+    for x, px in enumerate(np.exp(tails.log_hypergeom_pmf(lanes, c, m))):
+        if px > 0.0:
+            states[(tuple([0] * (d - 1) + [x]), x)] = float(px)
     means = np.zeros(t)
     for s in range(t):  # one transition per slot
-        means[s] = float(np.dot(state.sum(axis=0), np.arange(width)))
+        means[s] = sum(w * sum(v) for (v, _e), w in states.items())
         if s == t - 1:
             break
-        nxt = np.zeros_like(state)
-        for prev in range(size):
-            for x in range(width):
-                w = state[prev, x]
-                if w == 0.0:
-                    continue
-                cum = prev + x
-                k = np.arange(x + 1)
-                pmf = np.exp(dist.log_hypergeom_pmf(lanes - m - prev, c - cum, x, k))
-                nxt[cum, : x + 1] += w * pmf
-        state = nxt
+        nxt: dict[tuple[tuple[int, ...], int], float] = {}
+        for (v, exposed), w in states.items():
+            pool = lanes - m - (exposed - sum(v))
+            if pool < v[0]:
+                raise ValueError(
+                    f"exact ratchet with finite lanes: the {lanes - m} replacement lanes can "
+                    f"run out (cartel={c}); use montecarlo or mechanism.lanechain"
+                )
+            for j, lj in _hypergeom_terms(pool, c - exposed, v[0]):
+                key = ((*v[1:], j) if d > 1 else (j,), exposed + j)
+                nxt[key] = nxt.get(key, 0.0) + w * math.exp(lj)
+        states = nxt
     return means
 
 
@@ -294,27 +333,20 @@ def p_delay_strategy(params: SednaParams, strategy: Strategy) -> float:
     """Exact P(D) for any strategy of `Strategy` under fresh addressing (no ratchet).
 
     Slots are independent: slot s misses w_s(X_s) withheld bundles plus Bin(m − X_s, 1−q)
-    honest misses (a cartel lane that includes always finalizes). M = Σ_s, truncated
-    convolution over the t* slots.
+    honest misses (a cartel lane that includes always finalizes). P(Σ_s Z_s >= Δ+1) is
+    computed directly from the per-slot log pmfs (tails.sum_log_sf).
     """
     if params.ratchet or (params.addressing != "fresh" and params.lanes != params.m):
         raise ValueError("p_delay_strategy covers fresh addressing without the ratchet")
-    a = params.slack + 1
     m = params.m
-    x_pmf = _cartel_slot_pmf(params)
-    x = np.arange(len(x_pmf))
-    total = np.zeros(a)
-    total[0] = 1.0
+    log_x = _log_cartel_slot_pmf(params)
+    x = np.arange(m + 1)
+    honest = [tails.log_binom_pmf(m - xs, 1.0 - params.q) for xs in range(m + 1)]
+    parts = []
     for slot in range(1, params.t_star + 1):  # one factor per slot
         w = withheld_by_strategy(strategy, x, slot, params)
-        slot_pmf = np.zeros(m + 1)
-        for xs, px in enumerate(x_pmf):  # mixture over the slot's cartel count
-            if px == 0.0:
-                continue
-            honest = dist.binom_pmf(m - xs, 1.0 - params.q)
-            slot_pmf[w[xs] : w[xs] + len(honest)] += px * honest
-        total = dist.conv_trunc(total, slot_pmf, a)
-    return dist.tail_from_lower(total)
+        parts.append((tails.log_mix_shifted(log_x, w, honest), 1))
+    return tails.prob(tails.sum_log_sf(parts, params.slack + 1))
 
 
 def p_delay_last_slot_ratchet(params: SednaParams) -> float:

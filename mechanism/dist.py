@@ -632,34 +632,108 @@ def _tree_product(
     return np.ascontiguousarray(stack[:, 0])
 
 
-def ratchet_position_pmf(slots: int, beta: float, q: float) -> np.ndarray:
+def _position_transitions(beta: float, q: float, feedback: int) -> list[tuple[int, int, int, float]]:
+    """(from, to, misses, probability) of one addressed position for one slot (ratchet).
+
+    States: 0 fresh (a never-addressed lane arrives: cartel w.p. β), 1 an honest lane with
+    no unseen miss, 2..d cartel lanes whose first miss is not yet seen with k = 1..d−1
+    slots left, d+1..2d−1 the same for honest lanes. A lane whose first miss was in slot s
+    is addressed through slot s+d−1 and replaced at slot s+d (feedback d); with d = 1 it
+    is replaced at once. Cartel lanes withhold every slot (withhold-all).
+    """
+    d = feedback
+
+    def pending(cartel: bool, left: int) -> int:
+        if left <= 0:
+            return 0  # replaced next slot
+        return (1 + left) if cartel else (d + left)
+
+    out: list[tuple[int, int, int, float]] = []
+    miss_h = 1.0 - q
+    # fresh: cartel (always misses) or honest
+    out.append((0, pending(True, d - 1), 1, beta))
+    out.append((0, pending(False, d - 1), 1, (1.0 - beta) * miss_h))
+    out.append((0, 1, 0, (1.0 - beta) * q))
+    # clean honest
+    out.append((1, pending(False, d - 1), 1, miss_h))
+    out.append((1, 1, 0, q))
+    for left in range(1, d):  # pending lanes, bounded by d
+        out.append((pending(True, left), pending(True, left - 1), 1, 1.0))
+        out.append((pending(False, left), pending(False, left - 1), 1, miss_h))
+        out.append((pending(False, left), pending(False, left - 1), 0, q))
+    return [t for t in out if t[3] > 0.0]
+
+
+def ratchet_position_log_pmf(slots: int, beta: float, q: float, feedback: int = 1) -> np.ndarray:
+    """log pmf (0..slots) of one addressed position's misses over `slots` slots (ratchet
+    with feedback d = `feedback`, unbounded lanes, withhold-all), in log space so that
+    nothing underflows (docs/mechanism.md §6)."""
+    from mechanism.tails import lse
+
+    if slots < 0 or feedback < 1:
+        raise ValueError("need slots >= 0 and feedback >= 1")
+    if q >= 1.0:
+        return _ratchet_position_log_pmf_q_one(slots, beta, feedback)
+    states = 2 * feedback
+    trans = _position_transitions(beta, q, feedback)
+    logs = [(src, dst, miss, float(np.log(prob))) for src, dst, miss, prob in trans]
+    cur = np.full((states, slots + 1), -np.inf)
+    cur[0, 0] = 0.0
+    for step in range(slots):  # one step per slot; misses so far <= step
+        width = step + 2
+        nxt = np.full_like(cur, -np.inf)
+        for src, dst, miss, log_p in logs:  # bounded by 3d + 2 transitions
+            seg = cur[src, : width - miss] + log_p
+            np.logaddexp(nxt[dst, miss:width], seg, out=nxt[dst, miss:width])
+        cur = nxt
+    return np.asarray(lse(cur, axis=0), dtype=float)
+
+
+def _ratchet_position_log_pmf_q_one(slots: int, beta: float, feedback: int) -> np.ndarray:
+    """q = 1: honest lanes never miss, each cartel lane misses exactly d slots, so a position
+    misses G = min(K·d, slots) with K consecutive cartel draws, P(K >= k) = β^k."""
+    out = np.full(slots + 1, -np.inf)
+    if beta <= 0.0:
+        out[0] = 0.0
+        return out
+    log_b = float(np.log(beta))
+    log_rest = float(np.log1p(-beta)) if beta < 1.0 else -np.inf
+    k = 0
+    while k * feedback < slots:  # bounded by slots / d
+        out[k * feedback] = k * log_b + log_rest
+        k += 1
+    out[slots] = np.logaddexp(out[slots], k * log_b)  # K >= k draws fill the horizon
+    return out
+
+
+def ratchet_position_pmf(slots: int, beta: float, q: float, feedback: int = 1) -> np.ndarray:
     """pmf of one addressed position's misses over `slots` slots under the ratchet.
 
-    A position is "fresh" (a never-addressed lane: cartel w.p. β, else honest) or "proven"
-    (a lane that redeemed last slot, hence honest under withhold-all). A fresh lane misses
-    w.p. r = β + (1−β)(1−q), a proven one w.p. 1−q; a miss excludes the lane, so the
-    position is fresh next slot; a redemption makes it proven.
+    With feedback d = 1 a position is "fresh" (a never-addressed lane: cartel w.p. β, else
+    honest) or "proven" (a lane that redeemed last slot); a fresh lane misses w.p.
+    r = β + (1−β)(1−q), a proven one w.p. 1−q; a miss makes the position fresh next slot.
+    With d > 1 a lane that misses stays addressed d − 1 more slots (`_position_transitions`).
     """
-    r = beta + (1.0 - beta) * (1.0 - q)
-    fresh = np.zeros(slots + 1)
-    proven = np.zeros(slots + 1)
-    fresh[0] = 1.0
-    for _ in range(slots):  # one step per slot
-        miss_mass = np.zeros(slots + 1)
-        miss_mass[1:] = fresh[:-1] * r + proven[:-1] * (1.0 - q)
-        proven = fresh * (1.0 - r) + proven * q
-        fresh = miss_mass
-    return fresh + proven
+    return np.exp(ratchet_position_log_pmf(slots, beta, q, feedback))
 
 
-def ratchet_position_cartel_rates(slots: int, beta: float, q: float) -> np.ndarray:
-    """E[cartel-withheld bundles per position] in each slot 1..slots under the ratchet."""
-    r = beta + (1.0 - beta) * (1.0 - q)
-    p_fresh = 1.0
+def ratchet_position_cartel_rates(
+    slots: int, beta: float, q: float, feedback: int = 1
+) -> np.ndarray:
+    """E[cartel-withheld bundles per position] in each slot 1..slots under the ratchet:
+    the probability that the position holds a cartel lane in that slot."""
+    states = 2 * feedback
+    trans = _position_transitions(beta, q, feedback)
+    cur = np.zeros(states)
+    cur[0] = 1.0
     rates = np.zeros(slots)
-    for s in range(slots):
-        rates[s] = p_fresh * beta
-        p_fresh = p_fresh * r + (1.0 - p_fresh) * (1.0 - q)
+    cartel_states = list(range(2, 1 + feedback))
+    for s in range(slots):  # one step per slot
+        rates[s] = cur[0] * beta + float(cur[cartel_states].sum())
+        nxt = np.zeros(states)
+        for src, dst, _miss, prob in trans:
+            nxt[dst] += cur[src] * prob
+        cur = nxt
     return rates
 
 

@@ -41,11 +41,16 @@ def _bounty(p: SednaParams, econ: EconParams, form: str) -> float:
     return p.m / (p.m - p.slack) * b
 
 
+# The one default of the library and the CLI: the ex-post bound against partial
+# deviations, scaled for the randomized decode-slot pivot (docs/mechanism.md §11).
+DEFAULT_BOUNTY_FORM = "ex-post"
+
+
 def recommend(
     targets: GuideTargets,
     econ: EconParams,
     ratchet: bool = True,
-    bounty_form: str = "ex-post",
+    bounty_form: str = DEFAULT_BOUNTY_FORM,
 ) -> Recommendation:
     """The best feasible (κ, m, Δ); ValueError when nothing in the grid meets the targets."""
     if bounty_form not in ("ex-post", "ex-ante"):

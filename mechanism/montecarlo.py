@@ -91,7 +91,13 @@ class MCResult:
 
 
 class _Lanes:
-    """Per-trial lane state: who holds the bundles addressed in each slot."""
+    """Per-trial lane state (counts): who holds the bundles addressed in each slot.
+
+    Under the ratchet (keep_redeemed, feedback d; docs/mechanism.md §6) the addressed lanes
+    are counted by type (cartel/honest) and by state: clean (no miss yet) or doomed with k
+    slots left before the sender sees their first miss and replaces them. Finite lanes
+    also count the pools: never addressed, excluded, and available after a reset.
+    """
 
     def __init__(self, params: SednaParams, rng: np.random.Generator, size: int) -> None:
         self.p = params
@@ -99,12 +105,17 @@ class _Lanes:
         self.size = size
         self.c = params.cartel_lanes or 0
         if params.ratchet:
+            d = params.feedback_slots
+            zeros = np.zeros(size, dtype=np.int64)
             self.fresh = np.full(size, params.m, dtype=np.int64)
-            self.kept_cartel = np.zeros(size, dtype=np.int64)
-            self.kept_honest = np.zeros(size, dtype=np.int64)
+            self.clean_c, self.clean_h = zeros.copy(), zeros.copy()
+            self.doom_c = np.zeros((d, size), dtype=np.int64)  # [k]: k slots left (k >= 1)
+            self.doom_h = np.zeros((d, size), dtype=np.int64)
             if params.lanes is not None:
-                self.pool = np.full(size, params.lanes, dtype=np.int64)
-                self.pool_cartel = np.full(size, self.c, dtype=np.int64)
+                self.never_c = np.full(size, self.c, dtype=np.int64)
+                self.never_h = np.full(size, params.lanes - self.c, dtype=np.int64)
+                self.avail_c, self.avail_h = zeros.copy(), zeros.copy()
+                self.excl_c, self.excl_h = zeros.copy(), zeros.copy()
         elif params.addressing == "fixed":
             self.fixed_x = self._draw(np.full(size, params.m, dtype=np.int64))
 
@@ -114,6 +125,14 @@ class _Lanes:
         if p.lanes is None:
             return self.rng.binomial(draws, p.beta)
         return self.rng.hypergeometric(self.c, p.lanes - self.c, draws)
+
+    def _take(self, pool_c: np.ndarray, pool_h: np.ndarray, need: np.ndarray) -> tuple:
+        """Draw up to `need` lanes from a pool: (cartel drawn, honest drawn, still needed)."""
+        take = np.minimum(need, pool_c + pool_h)
+        got_c = self.rng.hypergeometric(pool_c, pool_h, take) if np.any(take) else take * 0
+        pool_c -= got_c
+        pool_h -= take - got_c
+        return got_c, take - got_c, need - take
 
     def address(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(cartel holdings X, honest addressed, unfilled positions) for this slot."""
@@ -126,18 +145,28 @@ class _Lanes:
                 x = self._draw(np.full(self.size, p.m, dtype=np.int64))
             return x, p.m - x, zero
         if p.lanes is None:
-            drawn = self.fresh
-            new_cartel = self.rng.binomial(drawn, p.beta)
+            new_c = self.rng.binomial(self.fresh, p.beta)
+            new_h = self.fresh - new_c
         else:
-            drawn = np.minimum(self.fresh, self.pool)
-            new_cartel = self.rng.hypergeometric(
-                self.pool_cartel, self.pool - self.pool_cartel, drawn
-            )
-            self.pool = self.pool - drawn
-            self.pool_cartel = self.pool_cartel - new_cartel
-        x = new_cartel + self.kept_cartel
-        honest = drawn - new_cartel + self.kept_honest
-        return x, honest, self.fresh - drawn
+            # never-addressed lanes first, then lanes available after a reset; when both
+            # are exhausted the exclusions reset (every lane not addressed is eligible).
+            new_c, new_h, need = self._take(self.never_c, self.never_h, self.fresh)
+            c2, h2, need = self._take(self.avail_c, self.avail_h, need)
+            reset = need > 0
+            if np.any(reset):
+                self.avail_c += np.where(reset, self.excl_c, 0)
+                self.avail_h += np.where(reset, self.excl_h, 0)
+                self.excl_c = np.where(reset, 0, self.excl_c)
+                self.excl_h = np.where(reset, 0, self.excl_h)
+                c3, h3, need = self._take(self.avail_c, self.avail_h, need)
+                c2, h2 = c2 + c3, h2 + h3
+            new_c, new_h = new_c + c2, new_h + h2
+        self.fresh = zero.copy()
+        self.clean_c = self.clean_c + new_c
+        self.clean_h = self.clean_h + new_h
+        x = self.clean_c + self.doom_c.sum(axis=0)
+        honest = self.clean_h + self.doom_h.sum(axis=0)
+        return x, honest, zero
 
     def settle(
         self,
@@ -147,12 +176,37 @@ class _Lanes:
         misses: np.ndarray,
         unfilled: np.ndarray,
     ) -> None:
-        """Ratchet: exclude every lane that did not redeem; keep the others."""
+        """Ratchet: a lane's first miss dooms it; it is replaced d slots after that miss.
+
+        The cartel withholds with already doomed lanes first (it costs them nothing more);
+        which honest lanes missed is a uniform subset (iid misses), so the doomed ones
+        among them are hypergeometric.
+        """
         if not self.p.ratchet:
             return
-        self.fresh = withheld + misses + unfilled
-        self.kept_cartel = x - withheld
-        self.kept_honest = honest - misses
+        d = self.p.feedback_slots
+        doomed_c = self.doom_c.sum(axis=0)
+        new_doom_c = np.maximum(0, withheld - doomed_c)
+        doomed_h = self.doom_h.sum(axis=0)
+        if np.any(misses):
+            missed_doomed = self.rng.hypergeometric(doomed_h, self.clean_h, misses)
+        else:
+            missed_doomed = misses
+        new_doom_h = misses - missed_doomed
+        self.clean_c = self.clean_c - new_doom_c
+        self.clean_h = self.clean_h - new_doom_h
+        if d == 1:
+            leaving_c, leaving_h = new_doom_c, new_doom_h
+        else:
+            leaving_c, leaving_h = self.doom_c[1].copy(), self.doom_h[1].copy()
+            self.doom_c[1:-1] = self.doom_c[2:]
+            self.doom_h[1:-1] = self.doom_h[2:]
+            self.doom_c[d - 1] = new_doom_c
+            self.doom_h[d - 1] = new_doom_h
+        self.fresh = leaving_c + leaving_h
+        if self.p.lanes is not None:
+            self.excl_c = self.excl_c + leaving_c
+            self.excl_h = self.excl_h + leaving_h
 
 
 def simulate(

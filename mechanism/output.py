@@ -12,6 +12,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -75,38 +76,93 @@ def write_meta(
     path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def emit(payload: Mapping[str, Any], as_json: bool, title: str, out: TextIO | None = None) -> None:
-    """--json: JSON to stdout; a terminal: an aligned table; a pipe: plain key<TAB>value."""
+@dataclass
+class TextTable:
+    """A table for the terminal: columns are (header with its unit, row key)."""
+
+    title: str
+    columns: Sequence[tuple[str, str]]
+    rows: Sequence[Mapping[str, Any]]
+
+
+@dataclass
+class View:
+    """What a command prints without --json: a title, tables and notes."""
+
+    title: str
+    tables: list[TextTable] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def fmt(value: Any) -> str:
+    """A cell for people: 4 significant digits, scientific below 1e-3, words for flags."""
+    value = clean(value)
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value == 0.0:
+            return "0"
+        if math.isinf(value):
+            return "∞" if value > 0 else "−∞"
+        if 1e-3 <= abs(value) < 1e5:
+            return f"{value:.4g}"
+        return f"{value:.3e}"
+    if isinstance(value, list | tuple):
+        return ", ".join(fmt(v) for v in value)
+    return str(value)
+
+
+def render(view: View) -> str:
+    """Aligned plain-text tables (numbers right-aligned)."""
+    lines = [view.title, "=" * len(view.title)]
+    for table in view.tables:
+        cells = [[fmt(row.get(key)) for _, key in table.columns] for row in table.rows]
+        heads = [head for head, _ in table.columns]
+        widths = [
+            max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(heads)
+        ]
+        lines += ["", table.title]
+        lines.append("  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)).rstrip())
+        lines.append("  ".join("-" * w for w in widths))
+        for r in cells:
+            parts = [
+                (c.rjust(w) if _numeric(c) else c.ljust(w))
+                for c, w in zip(r, widths, strict=True)
+            ]
+            lines.append("  ".join(parts).rstrip())
+    if view.notes:
+        lines.append("")
+        lines += [f"note: {n}" for n in view.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _numeric(cell: str) -> bool:
+    return bool(cell) and (cell[0].isdigit() or cell[0] in "-−∞." or cell == "—")
+
+
+def emit(
+    payload: Mapping[str, Any], as_json: bool, view: View | None, out: TextIO | None = None
+) -> None:
+    """--json: the complete JSON; otherwise the view's tables (or key/value lines)."""
     out = out or sys.stdout
     data = clean(dict(payload))
     if as_json:
         out.write(json.dumps(data, indent=2) + "\n")
         return
-    items = [(k, _text(v)) for k, v in data.items()]
-    if out.isatty():
-        width = max((len(k) for k, _ in items), default=0)
-        out.write(f"{title}\n{'-' * len(title)}\n")
-        for k, v in items:
-            out.write(f"{k.ljust(width)}  {v}\n")
-    else:
-        for k, v in items:
-            out.write(f"{k}\t{v}\n")
+    if view is None:
+        view = View("result", [TextTable("", [("key", "k"), ("value", "v")],
+                                         [{"k": k, "v": v} for k, v in data.items()])])
+    out.write(render(view))
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
-
-
-def table_text(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
-    """A plain fixed-width table (used for report.md and terminal listings)."""
-    cells = [[_text(clean(r.get(c))) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+def markdown_table(columns: Sequence[tuple[str, str]], rows: Sequence[Mapping[str, Any]]) -> str:
+    """A GitHub-style markdown table (report.md, docs)."""
+    heads = [h for h, _ in columns]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(row.get(k)) for _, k in columns) + " |")
     return "\n".join(lines) + "\n"

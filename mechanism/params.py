@@ -8,12 +8,15 @@ CLI can validate input cheaply before the heavy modules load.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import operator
 from dataclasses import dataclass
 from typing import Any
 
 ADDRESSING = ("fresh", "fixed")
+RATCHET_POLICIES = ("keep_redeemed",)
+MAX_FEEDBACK_SLOTS = 32
 STRATEGIES = ("none", "withhold-all", "threshold", "last-slot", "partial", "pivot-order")
 
 
@@ -72,8 +75,12 @@ class SednaParams:
                 (the binomial model). With N set the cartel holds c = round(beta*N) lanes.
     addressing: "fresh" (m distinct lanes drawn anew every slot) or "fixed" (one lane set
                 drawn at slot 1 and reused). Ignored when ratchet is on.
-    ratchet:    the adaptive sender: a lane whose ticket was not redeemed is excluded and
-                replaced by a never-addressed lane; lanes that redeemed are kept.
+    ratchet:    the adaptive sender (ratchet_policy "keep_redeemed", docs/mechanism.md §6):
+                the sender keeps addressing the lanes it addressed; a lane with an
+                unredeemed ticket is excluded and replaced by a never-addressed lane.
+    feedback_slots: d, slots until the sender learns whether a ticket was redeemed: a ticket
+                of slot s is seen at the start of slot s + d (d = 1: instant feedback), so a
+                withholding lane stays addressed d slots. Only read when ratchet is on.
     """
 
     kappa: int
@@ -83,6 +90,7 @@ class SednaParams:
     lanes: int | None = None
     addressing: str = "fresh"
     ratchet: bool = False
+    feedback_slots: int = 1
 
     def __post_init__(self) -> None:
         _set(self, "kappa", _as_int("kappa", self.kappa, 1))  # κ >= 1 bundle
@@ -98,6 +106,10 @@ class SednaParams:
             raise ValueError(f"addressing must be one of {ADDRESSING}, got {self.addressing!r}")
         if not isinstance(self.ratchet, bool):
             raise ValueError(f"ratchet must be a bool, got {self.ratchet!r}")
+        d = _as_int("feedback_slots", self.feedback_slots, 1)  # feedback no sooner than 1 slot
+        if d > MAX_FEEDBACK_SLOTS:
+            raise ValueError(f"feedback_slots must be <= {MAX_FEEDBACK_SLOTS}, got {d}")
+        _set(self, "feedback_slots", d)
 
     @property
     def t_star(self) -> int:
@@ -156,6 +168,7 @@ class SednaParams:
             "lanes": self.lanes,
             "addressing": self.addressing,
             "ratchet": self.ratchet,
+            "feedback_slots": self.feedback_slots,
         }
 
 
@@ -167,12 +180,16 @@ class EconParams:
     fee:        f, ticket fee paid per bundle redeemed in its addressed slot [value], >= 0.
     tx_value:   v, the transaction's value, the denominator of the MEV cost Γ [value], > 0.
     value_race: V_race, the cartel's value from a within-slot decode race [value], >= 0.
+    lead_curve: V(1), V(2), … [value]: the cartel's value of a lead of ℓ slots, non-decreasing;
+                V(ℓ) beyond the list is its last entry. None: V(ℓ) = value_lead for every
+                ℓ >= 1 (one constant V). `lead_value(ℓ)` reads it.
     """
 
     value_lead: float
     fee: float = 0.0
     tx_value: float = 1.0
     value_race: float = 0.0
+    lead_curve: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("value_lead", "fee", "value_race"):
@@ -184,9 +201,43 @@ class EconParams:
         if v <= 0.0:  # Γ divides by v
             raise ValueError(f"tx_value must be > 0, got {v}")
         _set(self, "tx_value", v)
+        if self.lead_curve is not None:
+            curve = tuple(_as_float("lead_curve", x) for x in self.lead_curve)
+            if not curve or len(curve) > 1000:
+                raise ValueError("lead_curve must list 1..1000 values V(1), V(2), ...")
+            if curve[0] < 0.0 or any(b < a for a, b in itertools.pairwise(curve)):
+                raise ValueError("lead_curve must be non-negative and non-decreasing")
+            _set(self, "lead_curve", curve)
+            _set(self, "value_lead", curve[0])  # V = V(1)
 
-    def as_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
+    def lead_value(self, lead_slots: int) -> float:
+        """V(ℓ): the cartel's value of a lead of ℓ slots (V(0) = 0)."""
+        if lead_slots <= 0:
+            return 0.0
+        if self.lead_curve is None:
+            return self.value_lead
+        return self.lead_curve[min(lead_slots, len(self.lead_curve)) - 1]
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dataclasses.asdict(self)
+        out["lead_curve"] = None if self.lead_curve is None else list(self.lead_curve)
+        return out
+
+
+def landers_marsh_curve(
+    amplitude: float, accrual_rate: float, hazard: float, slots: int
+) -> tuple[float, ...]:
+    """V(ℓ) = A·k/(k+λ)·(1 − e^{−(k+λ)ℓ}), ℓ = 1..slots: MEV accrued by delaying a
+    transaction ℓ slots with opportunity amplitude A, accrual rate k and pre-emption hazard
+    λ per slot (Landers & Marsh, arXiv 2511.13080; shared/reference/sedna.md §2.14)."""
+    a = _as_float("amplitude", amplitude)
+    k = _as_float("accrual_rate", accrual_rate)
+    lam = _as_float("hazard", hazard)
+    if a < 0 or k <= 0 or lam < 0:
+        raise ValueError("need amplitude >= 0, accrual_rate > 0 and hazard >= 0")
+    n = _as_int("slots", slots, 1)
+    scale = a * k / (k + lam)
+    return tuple(scale * -math.expm1(-(k + lam) * ell) for ell in range(1, n + 1))
 
 
 @dataclass(frozen=True)

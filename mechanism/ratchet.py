@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mechanism import delay, dist, pivot
+from mechanism import delay, dist, pivot, response
 from mechanism.params import EconParams, SednaParams
 
 
@@ -30,6 +30,8 @@ class RatchetComparison:
     bounty_ex_ante_ratchet: float
     bounty_reduction: float | None
     bounty_ex_post: float
+    bounty_best_response_fresh: float | None
+    bounty_best_response_ratchet: float | None
     lag_tail_fresh: tuple[float, ...]
     lag_tail_ratchet: tuple[float, ...]
 
@@ -50,13 +52,32 @@ def first_slot_deficit_tail(params: SednaParams) -> float:
     return float(np.sum(z[params.slack + 1 :]))
 
 
+def _withhold_all_bounty(params: SednaParams, econ: EconParams) -> float:
+    """Ex-ante bounty against withhold-all: the exact payoff model (mechanism.response)
+    where it applies, else the counterfactual closed form (pivot.bounty_ex_ante)."""
+    try:
+        return response.bounty(params, econ, "withhold_all").bounty
+    except ValueError:
+        return pivot.bounty_ex_ante(params, econ).bounty
+
+
+def _best_response_bounty(params: SednaParams, econ: EconParams) -> float | None:
+    """Exact-IC best-response bounty when q = 1 (fast); None where not modelled or q < 1."""
+    if params.q < 1.0:
+        return None
+    try:
+        return response.bounty(params, econ).bounty
+    except ValueError:
+        return None
+
+
 def compare(params: SednaParams, econ: EconParams, max_lag: int = 3) -> RatchetComparison:
     """Withhold-all cartel: fresh lanes, a fixed lane set, and the ratchet side by side."""
     fresh = params.with_(ratchet=False, addressing="fresh")
     fixed = params.with_(ratchet=False, addressing="fixed")
     with_r = params.with_(ratchet=True)
-    b_fresh = pivot.bounty_ex_ante(fresh, econ).bounty
-    b_ratchet = pivot.bounty_ex_ante(with_r, econ).bounty
+    b_fresh = _withhold_all_bounty(fresh, econ)
+    b_ratchet = _withhold_all_bounty(with_r, econ)
     last = delay.p_delay_last_slot_ratchet(with_r) if params.q == 1.0 else None
     return RatchetComparison(
         t_star=params.t_star,
@@ -70,6 +91,8 @@ def compare(params: SednaParams, econ: EconParams, max_lag: int = 3) -> RatchetC
         bounty_ex_ante_ratchet=b_ratchet,
         bounty_reduction=(b_fresh / b_ratchet) if b_ratchet > 0 else None,
         bounty_ex_post=pivot.bounty_ex_post(fresh, econ).bounty,
+        bounty_best_response_fresh=_best_response_bounty(fresh, econ),
+        bounty_best_response_ratchet=_best_response_bounty(with_r, econ),
         lag_tail_fresh=delay.lag_distribution(fresh, max_lag).tail,
         lag_tail_ratchet=delay.lag_distribution(with_r, max_lag).tail,
     )

@@ -36,6 +36,10 @@ Behaviours (`BEHAVIOURS`):
   its lane behaviour). The omitted lane blocks are counted per leader
   (`lanes.lane_blocks_omitted`). Its consensus messages are untouched.
 
+Signed-but-invalid behaviours (`netsim.signed_invalid`): bad_height, bad_timestamp,
+bad_reproposal, forged_tc_rank, strip_timeouts send correctly signed messages that break
+one validity rule each.
+
 Several behaviours may be stacked on one node (several `[[byzantine]]` entries): each
 wraps the previous one, in file order.
 """
@@ -71,6 +75,7 @@ from consensus.messages import (
 )
 from consensus.validators import LeaderSchedule, ValidatorSet
 from netsim.invariants import certificates_in
+from netsim.signed_invalid import SIGNED_INVALID, SignedInvalid
 
 BEHAVIOURS: dict[str, str] = {
     "silent": "sends nothing",
@@ -83,6 +88,7 @@ BEHAVIOURS: dict[str, str] = {
     "ne_spam": "sends no-endorsements for every round, whatever it holds",
     "withhold_bundles": "as a lane proposer, omits and pools bundles addressed to it ([lanes])",
     "drop_lane_blocks": "as leader, includes no lane block but its own lane's ([lanes])",
+    **SIGNED_INVALID,
 }
 # Behaviours that live in the lane layer (netsim.lanes), not in the consensus messages.
 LANE_BEHAVIOURS = frozenset({"withhold_bundles", "drop_lane_blocks"})
@@ -136,10 +142,13 @@ class ByzantineMachine:
     _fork_pending: dict[int, tuple[ProposalMessage, bytes]] = field(default_factory=dict)
     _forked_with_tc: set[int] = field(default_factory=set)
     _suppressed: set[bytes] = field(default_factory=set)
+    _invalid: SignedInvalid | None = None
 
     def __post_init__(self) -> None:
         if self.behaviour not in BEHAVIOURS:
             raise ValueError(f"unknown Byzantine behaviour {self.behaviour!r}")
+        if self.behaviour in SIGNED_INVALID:
+            self._invalid = SignedInvalid(self)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -174,6 +183,8 @@ class ByzantineMachine:
             self._known_qcs.add((qc.round, qc.block_id))
         if self.behaviour == "stale_spam":
             self._replay.append((event.sender, message))
+        if self._invalid is not None:
+            return self._invalid.observe(event.sender, message)
         if self.behaviour == "tail_fork" and isinstance(message, TimeoutMessage):
             round_ = message.info.round
             self._timeouts.setdefault(round_, {}).setdefault(message.author, message)
@@ -190,6 +201,9 @@ class ByzantineMachine:
         if not self.active(round_):
             return [command]
         behaviour = self.behaviour
+        if self._invalid is not None:
+            replaced = self._invalid.rewrite(command, message)
+            return [command] if replaced is None else replaced
         if behaviour == "silent":
             if self.targets is None:
                 return []

@@ -17,6 +17,8 @@ EXAMPLES = """examples:
   sedna sim sweep netsim/scenarios/sweep_faults.toml --seeds 200 --randomize --json
   sedna sim twins --depth 2
   sedna sim twins --depth 3 --sample 200 --seed 7 --json
+  sedna sim mutants --jobs 2               # every rule switched off in turn: who kills it
+  sedna sim mutants --only T-SEQ --only TC9 --json
 """
 
 
@@ -69,7 +71,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     twins.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     twins.add_argument("--json", action="store_true", help="print the JSON summary")
+    twins.add_argument(
+        "--progress-every",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="print progress and an estimate of the time left to stderr every S seconds "
+        "(default 10; 0 = after every step)",
+    )
     twins.set_defaults(func=_twins)
+
+    mutants = commands.add_parser(
+        "mutants",
+        help="rule-coverage mutation matrix: switch each rule off, run the tests, show killers",
+        description="For each TEST-ONLY rule switch (consensus/mutations.py), run the test "
+        "selection with that one rule disabled and list the tests that fail (its killers); "
+        "exit 1 if any rule survives. Needs the source checkout.",
+    )
+    mutants.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="run this switch (repeat)"
+    )
+    mutants.add_argument("--sample", type=int, help="run this many switches, drawn by --seed")
+    mutants.add_argument("--seed", type=int, default=1, help="seed of the sample (default 1)")
+    mutants.add_argument(
+        "--suite",
+        choices=("matrix", "full"),
+        default="matrix",
+        help="test selection: 'matrix' (default, a few minutes per 10 switches) or 'full' "
+        "(every non-slow test of tests/consensus and tests/netsim; about a minute per switch)",
+    )
+    mutants.add_argument("--jobs", type=int, default=1, help="parallel pytest processes")
+    mutants.add_argument("--list", action="store_true", help="list the switches and exit")
+    mutants.add_argument("--json", action="store_true", help="print the results as JSON")
+    mutants.set_defaults(func=_mutants)
 
 
 def _load(path: str) -> Any:
@@ -154,12 +188,19 @@ def _twins(args: argparse.Namespace) -> int:
         problem = "--seed must be in [0, 2^63)"
     elif not 1 <= args.jobs <= 64:
         problem = "--jobs must be in 1..64"
+    elif not 0 <= args.progress_every <= 86_400:
+        problem = "--progress-every must be in 0..86400 seconds"
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     config = TwinsConfig(protocol=args.protocol, max_blocks=args.partitions)
     summary = run_twins(
-        args.depth, config=config, sample=args.sample, sample_seed=args.seed, jobs=args.jobs
+        args.depth,
+        config=config,
+        sample=args.sample,
+        sample_seed=args.seed,
+        jobs=args.jobs,
+        progress=_twins_progress_printer(args.progress_every),
     )
     if args.json:
         print(json.dumps(summary.as_dict(), indent=2, sort_keys=True))
@@ -178,3 +219,82 @@ def _twins(args: argparse.Namespace) -> int:
             for violation in failure["violations"]:
                 print(f"VIOLATION [{failure['describe']}] {violation}")
     return 1 if summary.failed else 0
+
+
+def _mutants(args: argparse.Namespace) -> int:
+    from consensus.mutations import RULE_SWITCHES
+    from netsim.mutants import checkout_root, format_matrix, run_matrix, select
+
+    if args.list:
+        for name, rule in RULE_SWITCHES.items():
+            print(f"{name}\t{rule}")
+        return 0
+    problem = None
+    if not 1 <= args.jobs <= 16:
+        problem = "--jobs must be in 1..16"
+    elif not 0 <= args.seed < 2**63:
+        problem = "--seed must be in [0, 2^63)"
+    elif checkout_root() is None:
+        problem = "the mutation matrix needs the source checkout (tests/ not found)"
+    names: list[str] = []
+    if problem is None:
+        try:
+            names = select(args.only, args.sample, args.seed)
+        except ValueError as exc:
+            problem = f"--only/--sample: {exc}"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+
+    def progress(result: Any, done: int, total: int) -> None:
+        print(
+            f"[{done}/{total}] {result.name}: {result.status}"
+            f" ({len(result.killed_by)} killing tests, {result.seconds:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    results = run_matrix(names, suite=args.suite, jobs=args.jobs, progress=progress)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        print(format_matrix(results))
+    unkilled = [r.name for r in results if r.status != "killed"]
+    if unkilled:
+        print(f"not killed: {', '.join(unkilled)}", file=sys.stderr)
+    return 1 if unkilled else 0
+
+
+def _twins_progress_printer(every_s: float) -> Any:
+    """A progress callback printing at most once per `every_s` seconds (and at the end)."""
+    last_printed: list[float | None] = [None]  # elapsed seconds at the last line printed
+
+    def show(progress: Any) -> None:
+        since = progress.elapsed_s - (last_printed[0] or 0.0)
+        finished = progress.done == progress.total
+        if since < every_s and not (finished and last_printed[0] is not None):
+            return  # a run shorter than one interval prints nothing
+        last_printed[0] = progress.elapsed_s
+        left = progress.remaining_s
+        estimate = "estimating" if left is None else f"about {_duration(left)} left"
+        share = 100.0 * progress.done / max(1, progress.total)
+        print(
+            f"twins: {progress.done:,}/{progress.total:,} arrangements ({share:.1f} %), "
+            f"{progress.failed} with violations, {_duration(progress.elapsed_s)} elapsed, "
+            f"{estimate}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"

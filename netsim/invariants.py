@@ -31,13 +31,15 @@ Byzantine by construction). Checks:
   nodes honest). Evidence that is present but malformed is always a violation.
 - Commit rule (C-TWO-CHAIN): every block an honest node finalizes as the head of a commit
   has a child Y in the log and a valid QC on Y of round Y.qc.round + 1.
-- Liveness after the last fault: while honest live stake is a quorum, some honest node
-  finalizes a new block within `liveness_ms` of the last fault (inconclusive, not a
-  violation, if the run ends earlier).
+- Liveness after the last fault: while honest live stake is a quorum, every honest
+  instance that is up at the end finalizes a new block within `liveness_ms` of the last
+  fault (inconclusive, not a violation, if the run ends before the faults do, or before
+  the bound while an instance has not committed yet).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +77,8 @@ from netsim.engine import Observer, Simulator
 _LANE_MESSAGES = frozenset(LANE_MESSAGE_TYPES)
 
 MAX_VIOLATIONS = 200
+MAX_REJECTION_KINDS = 256
+_DIGITS = re.compile(r"\d+")
 MAX_CACHED_CERTIFICATES = 50_000
 _CERT_TYPES = (
     QuorumCertificate,
@@ -125,6 +129,8 @@ class Stats:
     reproposal_reverts: int = 0  # reverts of blocks without a fresh QC (not accountable)
     max_round: int = 0
     qc_rounds: set[int] = field(default_factory=set)
+    # honest drops and vote refusals by reason (numbers masked), bounded
+    rejected: dict[str, int] = field(default_factory=dict)
 
 
 class ProtocolChecker(Observer):
@@ -149,10 +155,13 @@ class ProtocolChecker(Observer):
         self._ne_by_signer: dict[tuple[int, int], bytes] = {}
         self._safety: dict[int, Any] = {}
         self._commits: dict[int, list[tuple[int, bytes]]] = {}
+        self._ledger_time: dict[int, int] = {}  # instance -> timestamp of its last commit
         self._finalized: dict[int, bytes] = {}  # height -> block id (first honest commit)
         self._finalized_parent: dict[int, bytes] = {}
         self._voted: dict[int, dict[bytes, int]] = {}  # seq -> block id -> block round
-        self._honest_commit_times_ms: list[float] = []
+        # instance -> (quiet time then, its first commit after it): the liveness check needs
+        # only the first commit after the last fault (bounded state; faults only move later)
+        self._commit_after_ms: dict[int, tuple[float, float]] = {}
         self._verified: dict[int, tuple[Any, bool]] = {}
         self._children: dict[bytes, set[tuple[bytes, int]]] = {}  # parent -> (child, qc round)
         self._qc_rounds_of: dict[bytes, set[int]] = {}  # block id -> rounds of valid QCs on it
@@ -240,6 +249,8 @@ class ProtocolChecker(Observer):
 
     def _trace(self, command: Trace) -> None:
         detail = command.detail
+        if command.name in ("dropped", "vote_refused"):
+            self._count_rejection(str(detail.get("reason", "")))
         round_ = detail.get("round")
         if not isinstance(round_, int):
             return
@@ -249,6 +260,13 @@ class ProtocolChecker(Observer):
             self.stats.tcs.add(round_)
         elif command.name == "nec_formed":
             self.stats.necs.add(round_)
+
+    def _count_rejection(self, reason: str) -> None:
+        """An honest node refused an input: count it by reason, numbers masked."""
+        key = _DIGITS.sub("N", reason)
+        rejected = self.stats.rejected
+        if key in rejected or len(rejected) < MAX_REJECTION_KINDS:
+            rejected[key] = rejected.get(key, 0) + 1
 
     def _note_tip(self, tip: Tip) -> None:
         header = tip.header
@@ -384,12 +402,21 @@ class ProtocolChecker(Observer):
                 )
             history.append((height, block.block_id))
             parent = block.header.qc.block_id
-            if len(history) >= 2 and history[-2][0] == height - 1 and history[-2][1] != parent:
+            linked = len(history) >= 2 and history[-2][0] == height - 1
+            if linked and history[-2][1] != parent:
                 # P1 corollary: a finalized ledger is parent-linked.
                 self.violation(
                     f"P1 chain: instance {node} finalized {block.block_id.hex()[:12]} at "
                     f"height {height} whose parent is not its height-{height - 1} block"
                 )
+            parent_time = self._ledger_time.get(node)
+            if linked and parent_time is not None and block.header.timestamp_ns < parent_time:
+                # Ledger validity (T-TIME on the finalized chain): time never runs backwards.
+                self.violation(
+                    f"ledger time: instance {node} finalized {block.block_id.hex()[:12]} at "
+                    f"height {height} with a timestamp earlier than its parent's"
+                )
+            self._ledger_time[node] = block.header.timestamp_ns
             first = self._finalized.setdefault(height, block.block_id)
             if first != block.block_id:
                 # P1: honest nodes never finalize different blocks at one height.
@@ -401,7 +428,10 @@ class ProtocolChecker(Observer):
             self._check_voted_kept(height, block.block_id)
         if command.blocks:
             self._commit_heads.append((node, command.blocks[-1].block_id))
-        self._honest_commit_times_ms.append(sim.now_ms)
+        quiet_ms = max(sim.last_fault_ms, self.ctx.quiet_after_ms)
+        known = self._commit_after_ms.get(node)
+        if sim.now_ms > quiet_ms and (known is None or known[0] < quiet_ms):
+            self._commit_after_ms[node] = (quiet_ms, sim.now_ms)
 
     def _check_commit_rule(self) -> None:
         """C-TWO-CHAIN: a commit of X needs a child Y of X and a QC on Y from round
@@ -530,22 +560,39 @@ class ProtocolChecker(Observer):
         self._check_liveness(sim)
 
     def _check_liveness(self, sim: Simulator) -> None:
+        """Every honest instance that is up at the end finalizes a block within
+        `liveness_ms` after the last fault; `inconclusive` if the run ended before the
+        faults did or before the bound for an instance that has not committed yet."""
         quiet_ms = max(sim.last_fault_ms, self.ctx.quiet_after_ms)
-        live_honest = {
-            host.identity for host in sim.hosts if host.up and host.identity in self._honest_ids
-        }
-        if not self.ctx.validators.has_quorum(live_honest):
+        live = [host.index for host in sim.hosts if host.up and host.identity in self._honest_ids]
+        if not self.ctx.validators.has_quorum({sim.hosts[i].identity for i in live}):
             self.liveness = "not-expected"
             return
-        after = [t for t in self._honest_commit_times_ms if t > quiet_ms]
+        if sim.now_ms < quiet_ms:
+            self.liveness = "inconclusive"  # the run ended before the faults did
+            return
         deadline_ms = quiet_ms + self.ctx.liveness_ms
-        if after and after[0] <= deadline_ms:
-            self.liveness = "ok"
-        elif sim.now_ms < deadline_ms:
-            self.liveness = "inconclusive"
-        else:
+        late: list[int] = []
+        waiting = False
+        for node in live:
+            first = self._first_commit_after(node, quiet_ms)
+            if first is not None and first <= deadline_ms:
+                continue
+            if first is None and sim.now_ms < deadline_ms:
+                waiting = True  # may still commit: the run ended before the bound
+            else:
+                late.append(node)
+        if late:
             self.liveness = "violated"
             self.violation(
-                f"liveness: no honest finalization within {self.ctx.liveness_ms:g} ms after "
-                f"the last fault at {quiet_ms:g} ms"
+                f"liveness: honest instance(s) {late} finalized nothing within "
+                f"{self.ctx.liveness_ms:g} ms after the last fault at {quiet_ms:g} ms"
             )
+        else:
+            self.liveness = "inconclusive" if waiting else "ok"
+
+    def _first_commit_after(self, node: int, quiet_ms: float) -> float | None:
+        known = self._commit_after_ms.get(node)
+        if known is None or known[0] != quiet_ms:
+            return None  # no commit since the last fault
+        return known[1]

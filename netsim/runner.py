@@ -182,6 +182,8 @@ def quiet_after_ms(scenario: Scenario) -> float:
     for link in scenario.network.links:
         if link.to_ms < scenario.until_ms:
             ends.append(link.to_ms)
+        elif (link.loss or 0.0) > 0 or link.extra_delay_ms > 0:
+            ends.append(scenario.until_ms)  # a lossy or delaying rule lasting the whole run
     for fault in scenario.faults:
         if isinstance(fault, Pause):
             ends.append(fault.to_ms)
@@ -245,6 +247,7 @@ class Run:
             "reproposal_reverts": stats.reproposal_reverts,
             "equivocations": len(stats.equivocations),
             "timed_out_rounds": sorted(stats.timed_out_rounds),
+            "rejected": dict(sorted(stats.rejected.items())),
             "rounds": stats.max_round,
             "liveness": checker.liveness,
             "messages": self.result.messages_sent,
@@ -313,4 +316,16 @@ def run_scenario(
     if lanes is not None:
         lanes.attach(sim)
     result = sim.run(scenario.until_ms, stop=lambda _sim: progress.done)
+    check_expectations(scenario, checker)
     return Run(scenario, sim, checker, result, lanes)
+
+
+def check_expectations(scenario: Scenario, checker: ProtocolChecker) -> None:
+    """The scenario's `[expect]` outcomes, reported as violations when they fail."""
+    stats = checker.stats
+    for round_ in scenario.expect.no_tc_rounds:
+        if round_ in stats.tcs:
+            checker.violation(f"expect: a TC of round {round_} appeared (no_tc_rounds)")
+    for round_ in scenario.expect.qc_rounds:
+        if round_ not in stats.qc_rounds:
+            checker.violation(f"expect: no QC of round {round_} (qc_rounds)")

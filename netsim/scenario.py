@@ -36,6 +36,9 @@ Documented extras (all optional):
     [[clock]]      node, offset_ms
     [[byzantine]]  targets = [..] (which peers a behaviour singles out, see netsim.byzantine);
                    several entries for one node stack their behaviours
+    [expect]       no_tc_rounds = [..] (rounds in which no valid TC may appear),
+                   qc_rounds = [..] (rounds that must get a valid QC): the outcome the
+                   scenario is about, checked like an invariant ("expect: ..." violations)
 
 Sedna lanes (issue 4; `netsim.lanes`, docs/netsim.md "Lanes"):
 
@@ -150,6 +153,14 @@ class ByzantineSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Expectations:
+    """The `[expect]` table: outcomes a scenario is about, checked like invariants."""
+
+    no_tc_rounds: tuple[int, ...] = ()
+    qc_rounds: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class LanesConfig:
     """The `[lanes]` table: Sedna senders and lanes inside the run (netsim.lanes)."""
 
@@ -253,6 +264,7 @@ class Scenario:
     faults: tuple[Fault, ...] = ()
     byzantine: tuple[ByzantineSpec, ...] = ()
     lanes: LanesConfig | None = None
+    expect: Expectations = field(default_factory=Expectations)
     source: str = "<memory>"
     ledger: LedgerConfig | None = None  # with [lanes]: the [ledger] table or its defaults
     sender_attacks: tuple[SenderAttack, ...] = ()
@@ -537,6 +549,14 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         raise ScenarioError("ledger: needs [lanes]")
     sender_attacks = _sender_attacks(data, lanes is not None, n)
 
+    expect_table = _Table(top.raw("expect") or {}, "expect")
+    rounds_list = _int_list(1, 2**40, max_len=10_000)
+    expect = Expectations(
+        no_tc_rounds=expect_table.get("no_tc_rounds", rounds_list, default=()),
+        qc_rounds=expect_table.get("qc_rounds", rounds_list, default=()),
+    )
+    expect_table.done()
+
     byzantine: list[ByzantineSpec] = []
     for table in _array_of_tables(data, "byzantine"):
         top.read.add("byzantine")
@@ -606,6 +626,7 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         "lanes",
         "ledger",
         "sender_attack",
+        "expect",
     )
     for name in names:
         top.read.add(name)
@@ -632,6 +653,7 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         faults=tuple(faults),
         byzantine=tuple(byzantine),
         lanes=lanes,
+        expect=expect,
         source=source,
         ledger=ledger,
         sender_attacks=sender_attacks,

@@ -31,6 +31,11 @@ SWEEP_BEHAVIOURS = (
     "invalid_signatures",
     "stale_spam",
     "ne_spam",
+    "bad_height",
+    "bad_timestamp",
+    "bad_reproposal",
+    "forged_tc_rank",
+    "strip_timeouts",
 )
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,27 @@ MAX_EXHAUSTIVE_DEPTH = 3
 MAX_SAMPLE = 1_000_000
 SAMPLE_ATTEMPTS_PER_ITEM = 50  # bound on draws per requested sample (duplicates are redrawn)
 MAX_REPORTED_FAILURES = 20
+CHUNKS_PER_JOB = 32  # a parallel run is split this finely, so progress is reported often
+
+
+@dataclass(frozen=True)
+class TwinsProgress:
+    """Where a Twins run is: `done` of `total` arrangements, `failed` with violations."""
+
+    done: int
+    total: int
+    failed: int
+    elapsed_s: float
+
+    @property
+    def remaining_s(self) -> float | None:
+        """Estimated seconds left (elapsed time per finished arrangement, None before any)."""
+        if self.done == 0:
+            return None
+        return self.elapsed_s / self.done * (self.total - self.done)
+
+
+ProgressCallback = Callable[[TwinsProgress], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,9 +433,11 @@ def run_twins(
     stop_after_failures: int | None = None,
     arrangements: Iterable[tuple[int, ...]] | None = None,
     jobs: int = 1,
+    progress: ProgressCallback | None = None,
 ) -> TwinsSummary:
     """Run every canonical arrangement of `depth` (or a seeded sample, or the given ones)
-    and aggregate; `jobs` > 1 splits the list over that many processes."""
+    and aggregate; `jobs` > 1 splits the list over that many processes. `progress` is
+    called after every arrangement (serial) or every finished chunk (parallel)."""
     if not 1 <= depth <= MAX_DEPTH:
         raise ValueError(f"depth must be in 1..{MAX_DEPTH}")
     if not 1 <= jobs <= 64:
@@ -438,19 +461,31 @@ def run_twins(
         after_dedup=len(chosen) if mode == "exhaustive" else None,
         enumerate_s=time.perf_counter() - started,
     )
-    if jobs == 1 or len(chosen) < 2:
-        _run_list(summary, space, chosen, config, stop_after_failures)
-    else:
-        from concurrent.futures import ProcessPoolExecutor
+    total = len(chosen)
 
-        chunks = [chosen[k::jobs] for k in range(jobs)]
+    def report(done: int, failed: int) -> None:
+        if progress is not None:
+            progress(TwinsProgress(done, total, failed, time.perf_counter() - started))
+
+    if jobs == 1 or len(chosen) < 2:
+        _run_list(summary, space, chosen, config, stop_after_failures, on_run=report)
+    else:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        count = min(len(chosen), jobs * CHUNKS_PER_JOB)
+        chunks = [chosen[k::count] for k in range(count)]  # interleaved: balanced load
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [
                 pool.submit(_run_chunk, depth, chunk, config, stop_after_failures)
                 for chunk in chunks
                 if chunk
             ]
-            for future in futures:
+            done = failed = 0
+            for future in as_completed(futures):
+                part = future.result()
+                done, failed = done + part.run, failed + part.failed
+                report(done, failed)
+            for future in futures:  # merged in submission order: a deterministic summary
                 _merge(summary, future.result())
     summary.wall_s = time.perf_counter() - started
     return summary
@@ -475,6 +510,7 @@ def _run_list(
     chosen: Iterable[tuple[int, ...]],
     config: TwinsConfig,
     stop_after_failures: int | None,
+    on_run: Callable[[int, int], None] | None = None,
 ) -> None:
     for indices in chosen:
         arrangement = space.arrangement(indices)
@@ -505,7 +541,11 @@ def _run_list(
                     }
                 )
             if stop_after_failures is not None and summary.failed >= stop_after_failures:
+                if on_run is not None:
+                    on_run(summary.run, summary.failed)
                 return
+        if on_run is not None:
+            on_run(summary.run, summary.failed)
 
 
 _SUMMED = (

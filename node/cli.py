@@ -16,13 +16,22 @@ from collections.abc import Sequence
 
 # (module, description) for each command group, in the order `--help` lists them.
 GROUPS: tuple[tuple[str, str], ...] = (
-    ("node.demo", "in-process demo network (no sockets)"),
-    ("node.testnet_cli", "local multi-process testnet"),
+    ("node.tools.demo", "in-process demo network (no sockets)"),
+    ("node.tools.testnet_cli", "local multi-process testnet"),
     ("node.node_cli", "run one validator node"),
     ("netsim.cli", "deterministic simulation: scenarios, sweeps, Twins"),
     ("mechanism.cli", "PIVOT-K incentive analysis and cartel Monte Carlo"),
-    ("node.bench_cli", "benchmarks that print numbers"),
+    ("node.tools.bench_cli", "benchmarks that print numbers"),
 )
+
+# Top-level modules of the optional extras (pyproject.toml), for a one-line error.
+EXTRA_OF_MODULE = {
+    "scipy": "analysis",
+    "matplotlib": "analysis",
+    "libp2p": "libp2p",
+    "trio": "libp2p",
+    "uvloop": "fast",
+}
 
 EPILOG = """examples:
   sedna demo                                 4 in-process validators, prints finality
@@ -64,6 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        # An install without an optional extra (the node image has no analysis stack).
+        missing = (exc.name or "").split(".")[0]
+        extra = EXTRA_OF_MODULE.get(missing)
+        if extra is None:
+            raise
+        print(
+            f"sedna: this command needs the '{extra}' extra (missing {missing}): "
+            f"pip install 'sedna-bft[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

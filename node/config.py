@@ -9,7 +9,8 @@ Layout of a config file (all sections required except `[test]`):
 
     [node]        index, data_dir, key_file, log_level, log_file (optional)
     [network]     transport ("tcp" | "libp2p"), listen_host, listen_port,
-                  rpc_host, rpc_port, admin_rpc (bool)
+                  rpc_host, rpc_port, admin_rpc (bool), admin_token_file (default
+                  "admin.token"; read only with admin_rpc: hex, mode 0600)
     [consensus]   protocol, delta_ms, vote_pace_ms, round_timeout_ms (optional),
                   timeout_backoff, max_round_timeout_ms, epoch, schedule, signature_scheme
     [mempool]     max_txs, max_tx_bytes, max_block_txs, max_block_bytes
@@ -18,7 +19,9 @@ Layout of a config file (all sections required except `[test]`):
                   byzantine (str, "" = honest)
 
 A key file is TOML with `public_key` and `secret_seed` (hex). It must match the public key
-of this node's `[[validators]]` entry.
+of this node's `[[validators]]` entry and be accessible by its owner only (mode 0600).
+`check_environment(config)` checks what the file cannot say alone: the data dir is not a
+file, and the chosen transport's packages are installed.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ SCHEMES = ("ed25519", "trusted")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BYZANTINE_BEHAVIOURS = ("", "silent", "double_vote", "malformed")
 MAX_VALIDATORS_IN_CONFIG = 1024
+SINGLE_VALIDATOR_VOTE_PACE_MS = 20.0  # the launcher's pace for a one-validator network
+KEY_FILE_MODE_MASK = 0o077  # key-file permission bits that must be clear (as ssh requires)
+ADMIN_TOKEN_FILE = "admin.token"  # default network.admin_token_file, beside the config
 
 
 class ConfigError(ValueError):
@@ -72,6 +78,7 @@ class NetworkSection:
     rpc_host: str = "127.0.0.1"
     rpc_port: int = 26700
     admin_rpc: bool = False
+    admin_token_file: Path | None = None  # bearer token of /admin/* (needed with admin_rpc)
 
 
 @dataclass(frozen=True)
@@ -180,7 +187,11 @@ def _port(value: int, name: str) -> None:
         raise ConfigError(f"{name}: port must be in 1..65535, got {value}")
 
 
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+
 def _host(value: str, name: str) -> None:
+    """An IP address or an RFC 1123 host name (labels of 1..63 letters, digits, inner '-')."""
     if not value or len(value) > 253:
         raise ConfigError(f"{name}: empty or too long host")
     try:
@@ -188,9 +199,25 @@ def _host(value: str, name: str) -> None:
         return
     except ValueError:
         pass
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
-    if not set(value) <= allowed:
-        raise ConfigError(f"{name}: {value!r} is neither an IP address nor a host name")
+    bad = f"{name}: {value!r} is neither an IP address nor a host name"
+    labels = value.removesuffix(".").split(".")
+    for label in labels:
+        if not 1 <= len(label) <= 63 or not set(label) <= _LABEL_CHARS:
+            raise ConfigError(bad)
+        if label.startswith("-") or label.endswith("-"):
+            raise ConfigError(bad)
+    # Rule: all-numeric dotted names are meant as IPv4 addresses, and these are not valid ones.
+    if all(label.isdigit() for label in labels):
+        raise ConfigError(f"{name}: {value!r} is not a valid IPv4 address")
+
+
+def _is_wildcard(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")
+
+
+def _same_bind(host_a: str, host_b: str) -> bool:
+    """Could two listeners on these hosts collide on one port?"""
+    return host_a == host_b or _is_wildcard(host_a) or _is_wildcard(host_b)
 
 
 def _choice(value: str, name: str, choices: tuple[str, ...]) -> None:
@@ -245,12 +272,23 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         rpc_host=_get(t, "network", "rpc_host", str, "127.0.0.1"),
         rpc_port=_get(t, "network", "rpc_port", int),
         admin_rpc=_get(t, "network", "admin_rpc", bool, False),
+        admin_token_file=_resolve(
+            base, _get(t, "network", "admin_token_file", str, ADMIN_TOKEN_FILE)
+        ),
     )
     _choice(network.transport, "network.transport", TRANSPORTS)
     _host(network.listen_host, "network.listen_host")
     _host(network.rpc_host, "network.rpc_host")
     _port(network.listen_port, "network.listen_port")
     _port(network.rpc_port, "network.rpc_port")
+    # Rule: the validator transport and the RPC never share a listening address.
+    if network.rpc_port == network.listen_port and _same_bind(
+        network.rpc_host, network.listen_host
+    ):
+        raise ConfigError(
+            f"network.rpc_port: {network.rpc_port} is also network.listen_port "
+            f"(on {network.rpc_host} and {network.listen_host}); use two ports"
+        )
 
     t = _require_table(data, "consensus")
     _check_unknown(t, "consensus", {f.name for f in fields(ConsensusSection)})
@@ -335,6 +373,14 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         raise ConfigError(
             f"node.index: {node.index} is not a validator index (0..{len(validators) - 1})"
         )
+    # Rule: a lone validator is its own quorum; unpaced it would finalize empty blocks as
+    # fast as the disk syncs, so its votes must be paced.
+    if len(validators) == 1 and consensus.vote_pace_ms <= 0:
+        raise ConfigError(
+            "consensus.vote_pace_ms: must be > 0 with a single validator "
+            f"(e.g. {SINGLE_VALIDATOR_VOTE_PACE_MS:g}), else it finalizes empty blocks "
+            "as fast as the disk syncs"
+        )
 
     t = data.get("test", {})
     if not isinstance(t, dict):
@@ -359,6 +405,62 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
     )
 
 
+def check_environment(config: NodeConfig) -> None:
+    """What a valid config still needs from this machine: a usable data dir, the
+    transport's packages. Raises ConfigError naming the key."""
+    data_dir = config.node.data_dir
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"node.data_dir: {data_dir} is a file, not a directory")
+    for parent in data_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"node.data_dir: {parent} (a parent) is not a directory")
+            break
+    log_file = config.node.log_file
+    if log_file is not None and log_file.is_dir():
+        raise ConfigError(f"node.log_file: {log_file} is a directory")
+    if config.network.admin_rpc:
+        _check_admin_token(config.network.admin_token_file)
+    if config.network.transport == "libp2p":
+        import importlib.util
+
+        missing = [m for m in ("libp2p", "trio") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(
+                f"network.transport: 'libp2p' needs the libp2p extra (missing "
+                f"{', '.join(missing)}): pip install 'sedna-bft[libp2p]', or use 'tcp'"
+            )
+
+
+def _check_admin_token(path: Path | None) -> None:
+    from node.rpc import load_admin_token
+
+    name = "network.admin_token_file"
+    if path is None:  # pragma: no cover - parse_config always sets it
+        raise ConfigError(f"{name}: missing (network.admin_rpc = true needs a token)")
+    _check_private(path, name)
+    try:
+        load_admin_token(path)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _check_private(path: Path, name: str) -> None:
+    """The file exists and only its owner can access it (as ssh requires of keys)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path} ({exc.strerror})") from None
+    # Rule: a secret readable by other users is refused (as ssh refuses such keys).
+    if mode & KEY_FILE_MODE_MASK:
+        raise ConfigError(
+            f"{name}: {path} is accessible by others (mode {mode & 0o777:04o}); "
+            f"run: chmod 600 {path}"
+        )
+
+
 def load_config(path: str | os.PathLike[str]) -> NodeConfig:
     """Read and validate a config file (the key file is checked by `load_key`)."""
     path = Path(path)
@@ -378,6 +480,7 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
 def load_key(config: NodeConfig) -> KeyPair:
     """Read this node's key file and check it against its validator entry."""
     path = config.node.key_file
+    _check_private(path, "node.key_file")
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -440,3 +543,13 @@ def write_key_file(path: Path, key: KeyPair) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(render_key_file(key))
+
+
+def write_admin_token(path: Path) -> str:
+    """Write a fresh admin token (64 hex characters) readable by its owner only."""
+    token = os.urandom(32).hex()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -75,3 +78,38 @@ def get_logger() -> logging.Logger:
 def log(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     if logger.isEnabledFor(level):
         logger.log(level, event, extra={"event": event, "fields": fields})
+
+
+class WarningLimiter:
+    """At most one warning line per (event, subject) per `interval_s`, into the node's log.
+
+    For what an outsider or a misconfigured peer can repeat at will (a redialing peer with
+    a wrong key, a client flooding the RPC): the operator hears of it once per interval,
+    and the line says how many occurrences it stands for since the previous one. Bounded:
+    at most `max_subjects` subjects are tracked (the oldest is forgotten first).
+    """
+
+    def __init__(
+        self,
+        interval_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_subjects: int = 1024,
+    ) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._max_subjects = max_subjects
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}  # -> (logged at, suppressed)
+
+    def warn(self, event: str, subject: str, **fields: Any) -> bool:
+        """Log `event` unless it was logged for `subject` within the interval; True if logged."""
+        now = self._clock()
+        key = (event, subject)
+        logged_at, suppressed = self._last.get(key, (-math.inf, 0))
+        if now - logged_at < self.interval_s:
+            self._last[key] = (logged_at, suppressed + 1)
+            return False
+        if key not in self._last and len(self._last) >= self._max_subjects:
+            self._last.pop(next(iter(self._last)))  # bound: forget the oldest subject
+        self._last[key] = (now, 0)
+        log(get_logger(), event, logging.WARNING, **fields, repeats_since_last_line=suppressed)
+        return True

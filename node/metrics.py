@@ -1,8 +1,17 @@
-"""Prometheus text-format metrics and a mergeable latency histogram.
+"""Node metrics in the Prometheus text format (rendered by `prometheus_client`), and a
+mergeable latency histogram.
 
-No client library: counters, gauges and histograms with a fixed, small label set, rendered
-by `Registry.render()` in the text exposition format (version 0.0.4). Label cardinality is
-bounded by construction (labels are peer indices, drop reasons and trace names).
+Conventions (those of `prometheus_client` and the Prometheus docs): a running count is a
+counter named `..._total` (bytes: `..._bytes_total`); a gauge is a value that can go down and
+never ends in `_total`; label values come from fixed sets, declared here, and every value of
+a fixed set is exported from the start (at 0), so a rate over a reason that has not happened
+yet is 0, not absent. A value outside its set is counted as `other`. Peer labels are
+validator indices (bounded by the validator set). Nothing that changes per block is a label.
+
+Values live in plain dicts (the hot path is one dict update) and reach the exposition
+through one `prometheus_client` collector. Counts kept elsewhere (transport, lanes) are
+mirrored at scrape time with `set()` on a counter that only accepts values that do not go
+down.
 
 `LatencyHistogram` keeps counts in logarithmic bins (2 % wide) so that histograms from
 several nodes can be added and their quantiles read within 2 % of the exact sample
@@ -12,61 +21,157 @@ quantile; the testnet summary merges them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-MAX_LABEL_SETS = 4096
+from prometheus_client import generate_latest
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OTHER = "other"  # the label value of anything outside a fixed set
+MAX_LABEL_SETS = 4096  # bound on label sets of one metric (peer x type)
+
+# ---------------------------------------------------------------------- fixed label values
+
+# Frames and events the runtime dropped before the core (node/runtime.py).
+RUNTIME_DROP_REASONS = (
+    "empty_frame", "frame_too_large", "bad_version", "malformed", "inbox_full",
+    "internal_full", "core_error", "lane_tracker_error", OTHER,
+)  # fmt: skip
+# Inputs the core refused, by class (core_reject_class maps the core's text to one).
+CORE_REJECT_CLASSES = (
+    "bad_signature", "invalid", "vote_refused", "not_validator", "not_leader",
+    "wrong_author", "wrong_epoch", "stale", "future_round", "duplicate",
+    "bad_sync_response", "not_started", "unexpected", "unknown_input", OTHER,
+)  # fmt: skip
+TX_REJECT_REASONS = ("duplicate", "already_final", "too_large", "full")
+ROUND_ENTRY = ("qc", "tc", "start")
+PAYLOAD_STATUSES = ("executed", "rejected", "expired")
+LANE_FRAME_RESULTS = (
+    "held", "bad_version", "malformed", "not_own_lane", "slot_out_of_window", "duplicate",
+    "empty", "oversized", "invalid", OTHER,
+)  # fmt: skip
+LANE_BLOCK_EVENTS = ("sealed", "relayed", "received", "proposed", "omitted", "backup_used")
+BUNDLE_REJECT_REASONS = (
+    "malformed", "oversized", "bad_commitment", "ticket_mismatch", "wrong_lane", "bad_expiry",
+    "wrong_slot", "expired_ticket", "duplicate_symbol", "lane_full", "bad_ticket_signature",
+    "bad_proof", OTHER,
+)  # fmt: skip
+# RPC requests refused before a handler answered (node/rpc.py).
+RPC_REFUSAL_REASONS = (
+    "bad_request", "not_found", "method_not_allowed", "unauthorized", "body_too_large",
+    "body_budget", "header_timeout", "body_timeout",
+    "too_many_connections", "too_many_client_connections", "internal_error", OTHER,
+)  # fmt: skip
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def _transport_reasons() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    from node.transport.base import (
+        CONN_ERROR_REASONS,
+        DROP_REASONS,
+        HANDSHAKE_FAILURE_REASONS,
+    )
+
+    return DROP_REASONS, CONN_ERROR_REASONS, HANDSHAKE_FAILURE_REASONS
 
 
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
+# Ordered (substring, class) rules; the first that matches the lower-cased text wins.
+_CORE_REJECT_RULES: tuple[tuple[str, str], ...] = (
+    ("already voted or timed out", "vote_refused"),
+    ("sent a no-endorsement", "vote_refused"),
+    ("not a validator", "not_validator"),
+    ("not the leader", "not_leader"),
+    ("not sent by its author", "wrong_author"),
+    ("epoch", "wrong_epoch"),
+    ("sync response", "bad_sync_response"),
+    ("synced block", "bad_sync_response"),
+    ("requested block", "bad_sync_response"),
+    ("future", "future_round"),
+    ("past round", "stale"),
+    ("stale", "stale"),
+    ("at or below the finalized", "stale"),
+    ("already started", "unexpected"),
+    ("already", "duplicate"),
+    ("duplicate", "duplicate"),
+    ("not started", "not_started"),
+    ("no proposal pending", "unexpected"),
+    ("no vote waiting", "unexpected"),
+    ("not needed", "unexpected"),
+    ("is not for the round", "unexpected"),
+    ("no-endorsement for round", "unexpected"),
+    ("payload exceeds", "invalid"),
+    ("unknown", "unknown_input"),
+)
+# A stateless check (certificates.Verifier) failed: "qc: ...", "round recovery: ...".
+_VERIFIER_TEXT = re.compile(r"^[a-z][a-z -]*: ")
 
 
-def _number(value: float) -> str:
-    if value == math.inf:
-        return "+Inf"
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
+def core_reject_class(reason: str) -> str:
+    """The fixed class of a core refusal text (the text itself never becomes a label).
+
+    The core reports refusals as sentences; `tests/node/test_metrics.py` classifies every
+    sentence the core and its verifier can produce, so a new one cannot fall into `other`
+    unnoticed."""
+    text = reason.lower()
+    if "signature" in text:
+        return "bad_signature"
+    if _VERIFIER_TEXT.match(text):
+        return "invalid"
+    for needle, label in _CORE_REJECT_RULES:
+        if needle in text:
+            return label
+    return OTHER
+
+
+# ---------------------------------------------------------------------- metric types
 
 
 class _Metric:
     kind = ""
 
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()):
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        labelnames: Sequence[str] = (),
+        fixed: Mapping[str, Sequence[str]] | None = None,
+    ):
         self.name = name
         self.help = help_text
         self.labelnames = tuple(labelnames)
+        self.fixed = {k: tuple(v) for k, v in (fixed or {}).items()}
+        if set(self.fixed) - set(self.labelnames):
+            raise ValueError(f"{name}: fixed values for unknown labels")
+        self._values: dict[tuple[str, ...], float] = {}
+        if self.labelnames and set(self.fixed) == set(self.labelnames):
+            for key in _product([self.fixed[n] for n in self.labelnames]):
+                self._values[key] = 0.0  # every value of a fixed set exists from the start
+        elif not self.labelnames:
+            self._values[()] = 0.0
 
     def _key(self, labels: Mapping[str, object]) -> tuple[str, ...]:
-        if set(labels) != set(self.labelnames):
+        if len(labels) != len(self.labelnames) or set(labels) != set(self.labelnames):
             raise ValueError(f"{self.name}: labels {sorted(labels)} != {list(self.labelnames)}")
-        return tuple(str(labels[n]) for n in self.labelnames)
+        key = []
+        for name in self.labelnames:
+            value = str(labels[name])
+            allowed = self.fixed.get(name)
+            if allowed is not None and value not in allowed:
+                value = OTHER if OTHER in allowed else allowed[-1]
+            key.append(value)
+        return tuple(key)
 
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
-
-
-class Counter(_Metric):
-    kind = "counter"
-
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()):
-        super().__init__(name, help_text, labelnames)
-        self._values: dict[tuple[str, ...], float] = {}
-
-    def inc(self, amount: float = 1.0, **labels: object) -> None:
-        if amount < 0:
-            raise ValueError(f"{self.name}: a counter only goes up")
+    def _slot(self, labels: Mapping[str, object]) -> tuple[str, ...] | None:
         key = self._key(labels)
         if key not in self._values and len(self._values) >= MAX_LABEL_SETS:
-            return  # bound: label sets beyond the cap are not tracked
-        self._values[key] = self._values.get(key, 0.0) + amount
+            return None  # bound: label sets beyond the cap are not tracked
+        return key
 
     def value(self, **labels: object) -> float:
         return self._values.get(self._key(labels), 0.0)
@@ -77,23 +182,65 @@ class Counter(_Metric):
     def items(self) -> list[tuple[tuple[str, ...], float]]:
         return sorted(self._values.items())
 
-    def render(self) -> list[str]:
-        lines = self.header()
-        if not self._values and not self.labelnames:
-            lines.append(f"{self.name} 0")
-        for key, value in sorted(self._values.items()):
-            lines.append(f"{self.name}{_labels(self.labelnames, key)} {_number(value)}")
-        return lines
+    def family(self) -> Metric:
+        raise NotImplementedError
 
 
-class Gauge(Counter):
-    kind = "gauge"
+class Counter(_Metric):
+    """A running count; exported as `<name>_total` (the name is given without it)."""
+
+    kind = "counter"
+
+    def __init__(self, name: str, *args: object, **kwargs: object):
+        # As prometheus_client: the exposition adds `_total`; a name given with it is the same.
+        super().__init__(name.removesuffix("_total"), *args, **kwargs)  # type: ignore[arg-type]
+
+    def inc(self, amount: float = 1.0, **labels: object) -> None:
+        if amount < 0:
+            raise ValueError(f"{self.name}: a counter only goes up")
+        key = self._slot(labels)
+        if key is not None:
+            self._values[key] = self._values.get(key, 0.0) + amount
 
     def set(self, value: float, **labels: object) -> None:
-        key = self._key(labels)
-        if key not in self._values and len(self._values) >= MAX_LABEL_SETS:
-            return
-        self._values[key] = float(value)
+        """Mirror a count kept elsewhere (read at scrape time); a lower value than before
+        is that count's reset, which Prometheus's rate() handles like a restart."""
+        if value < 0:
+            raise ValueError(f"{self.name}: a count is never negative")
+        key = self._slot(labels)
+        if key is not None:
+            self._values[key] = float(value)
+
+    def family(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.help, labels=self.labelnames)
+        for key, value in sorted(self._values.items()):
+            family.add_metric(list(key), value)
+        return family
+
+
+class Gauge(_Metric):
+    kind = "gauge"
+
+    def __init__(self, name: str, *args: object, **kwargs: object):
+        if name.endswith("_total"):
+            raise ValueError(f"{name}: a gauge is never named _total")
+        super().__init__(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    def set(self, value: float, **labels: object) -> None:
+        key = self._slot(labels)
+        if key is not None:
+            self._values[key] = float(value)
+
+    def inc(self, amount: float = 1.0, **labels: object) -> None:
+        key = self._slot(labels)
+        if key is not None:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+    def family(self) -> Metric:
+        family = GaugeMetricFamily(self.name, self.help, labels=self.labelnames)
+        for key, value in sorted(self._values.items()):
+            family.add_metric(list(key), value)
+        return family
 
 
 class Histogram(_Metric):
@@ -118,39 +265,22 @@ class Histogram(_Metric):
         self.count += 1
         self.sum += value
 
-    def render(self) -> list[str]:
-        lines = self.header()
+    def family(self) -> Metric:
         running = 0
+        buckets = []
         for bound, count in zip(self.buckets, self.counts, strict=True):
             running += count
-            lines.append(f'{self.name}_bucket{{le="{_number(bound)}"}} {running}')
-        lines.append(f"{self.name}_sum {_number(self.sum)}")
-        lines.append(f"{self.name}_count {self.count}")
-        return lines
-
-
-class Info(_Metric):
-    """One current label set with value 1 (e.g. a hash); `set` replaces the previous one."""
-
-    kind = "gauge"
-
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str]):
-        super().__init__(name, help_text, labelnames)
-        self.current: tuple[str, ...] | None = None
-
-    def set(self, **labels: object) -> None:
-        self.current = self._key(labels)
-
-    def render(self) -> list[str]:
-        lines = self.header()
-        if self.current is not None:
-            lines.append(f"{self.name}{_labels(self.labelnames, self.current)} 1")
-        return lines
+            buckets.append(("+Inf" if bound == math.inf else repr(float(bound)), running))
+        return HistogramMetricFamily(self.name, self.help, buckets=buckets, sum_value=self.sum)
 
 
 class Registry:
+    """The metrics of one node; `render()` is the Prometheus text exposition."""
+
     def __init__(self) -> None:
         self._metrics: dict[str, _Metric] = {}
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(self)  # type: ignore[arg-type]
 
     def _add(self, metric: _Metric) -> _Metric:
         if metric.name in self._metrics:
@@ -158,19 +288,26 @@ class Registry:
         self._metrics[metric.name] = metric
         return metric
 
-    def counter(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> Counter:
-        metric = self._add(Counter(name, help_text, labelnames))
+    def counter(
+        self,
+        name: str,
+        help_text: str,
+        labelnames: Sequence[str] = (),
+        fixed: Mapping[str, Sequence[str]] | None = None,
+    ) -> Counter:
+        metric = self._add(Counter(name, help_text, labelnames, fixed))
         assert isinstance(metric, Counter)
         return metric
 
-    def gauge(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> Gauge:
-        metric = self._add(Gauge(name, help_text, labelnames))
+    def gauge(
+        self,
+        name: str,
+        help_text: str,
+        labelnames: Sequence[str] = (),
+        fixed: Mapping[str, Sequence[str]] | None = None,
+    ) -> Gauge:
+        metric = self._add(Gauge(name, help_text, labelnames, fixed))
         assert isinstance(metric, Gauge)
-        return metric
-
-    def info(self, name: str, help_text: str, labelnames: Sequence[str]) -> Info:
-        metric = self._add(Info(name, help_text, labelnames))
-        assert isinstance(metric, Info)
         return metric
 
     def histogram(self, name: str, help_text: str, buckets: Sequence[float]) -> Histogram:
@@ -178,11 +315,20 @@ class Registry:
         assert isinstance(metric, Histogram)
         return metric
 
-    def render(self) -> str:
-        lines: list[str] = []
+    def collect(self) -> Iterator[Metric]:
+        """The `prometheus_client` collector protocol."""
         for metric in self._metrics.values():
-            lines.extend(metric.render())  # type: ignore[attr-defined]
-        return "\n".join(lines) + "\n"
+            yield metric.family()
+
+    def render(self) -> str:
+        return generate_latest(self._registry).decode()
+
+
+def _product(values: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
+    keys: list[tuple[str, ...]] = [()]
+    for options in values:
+        keys = [(*key, option) for key in keys for option in options]
+    return keys
 
 
 # --------------------------------------------------------------------------- latency histogram
@@ -281,92 +427,158 @@ class LatencyHistogram:
 # --------------------------------------------------------------------------- node metrics
 
 COMMIT_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+HASH_PREFIX_BYTES = 6  # 48 bits: exact in a float64 sample value
+
+
+class _ExecutionOrder:
+    """The tracker's execution-order hash as a number (its first 48 bits) and its height.
+
+    A label per hash would make a new series every block; two nodes agree at a height when
+    their `sedna_lane_execution_order_hash_prefix` values are equal there."""
+
+    def __init__(self, prefix: Gauge, height: Gauge):
+        self._prefix = prefix
+        self._height = height
+
+    def set(self, *, height: int, hash: str) -> None:
+        self._height.set(height)
+        self._prefix.set(int(hash[: 2 * HASH_PREFIX_BYTES] or "0", 16))
 
 
 class NodeMetrics:
-    """Every metric a node exports, in one place."""
+    """Every metric a node exports, in one place (docs/operations.md lists them)."""
 
     def __init__(self) -> None:
+        drop_reasons, conn_error_reasons, handshake_reasons = _transport_reasons()
         r = self.registry = Registry()
         self.height = r.gauge("sedna_finalized_height", "Height of the last finalized block")
         self.round = r.gauge("sedna_current_round", "Current consensus round")
         self.rounds_entered = r.counter(
-            "sedna_rounds_entered_total", "Rounds entered, by cause", ("via",)
+            "sedna_rounds_entered", "Rounds entered, by cause", ("via",), {"via": ROUND_ENTRY}
         )
-        self.tcs = r.counter("sedna_timeout_certificates_total", "Timeout certificates seen/formed")
-        self.reproposals = r.counter("sedna_reproposals_total", "Reproposals observed")
-        self.necs = r.counter("sedna_no_endorsement_certificates_total", "NECs formed")
-        self.traces = r.counter("sedna_trace_events_total", "Core trace records by name", ("name",))
-        self.committed_blocks = r.counter("sedna_committed_blocks_total", "Finalized blocks")
-        self.committed_txs = r.counter("sedna_committed_txs_total", "Txs in finalized blocks")
+        self.tcs = r.counter("sedna_timeout_certificates", "Timeout certificates seen/formed")
+        self.reproposals = r.counter("sedna_reproposals", "Reproposals observed")
+        self.necs = r.counter("sedna_no_endorsement_certificates", "NECs formed")
+        self.traces = r.counter("sedna_trace_events", "Core trace records by name", ("name",))
+        self.committed_blocks = r.counter("sedna_committed_blocks", "Finalized blocks")
+        self.committed_txs = r.counter("sedna_committed_txs", "Txs in finalized blocks")
         self.commit_latency = r.histogram(
             "sedna_commit_latency_seconds",
             "Accept-to-finality latency of txs submitted to this node",
             COMMIT_LATENCY_BUCKETS_S,
         )
         self.dropped = r.counter(
-            "sedna_messages_dropped_total", "Inbound frames or events dropped", ("reason",)
+            "sedna_messages_dropped",
+            "Inbound frames or events dropped before the core, by reason",
+            ("reason",),
+            {"reason": RUNTIME_DROP_REASONS},
         )
-        self.core_dropped = r.counter(
-            "sedna_core_rejected_total", "Inputs the core rejected, by reason", ("reason",)
+        self.core_dropped = _CoreRejections(
+            r.counter(
+                "sedna_core_rejected",
+                "Inputs the core refused, by class",
+                ("reason",),
+                {"reason": CORE_REJECT_CLASSES},
+            )
         )
-        self.transport_dropped = r.gauge(
-            "sedna_transport_frames_dropped", "Frames dropped by the transport", ("reason",)
+        self.transport_dropped = r.counter(
+            "sedna_transport_frames_dropped",
+            "Frames dropped by the transport, by reason",
+            ("reason",),
+            {"reason": drop_reasons},
+        )
+        self.handshake_failures = r.counter(
+            "sedna_transport_handshake_failures",
+            "Peer connections that never authenticated, by reason",
+            ("reason",),
+            {"reason": handshake_reasons},
+        )
+        self.connection_errors = r.counter(
+            "sedna_transport_connection_errors",
+            "Authenticated peer connections closed for a protocol error, by reason",
+            ("reason",),
+            {"reason": conn_error_reasons},
         )
         self.received = r.counter(
-            "sedna_messages_received_total", "Decoded messages by peer and type", ("peer", "type")
+            "sedna_messages_received", "Decoded messages by peer and type", ("peer", "type")
         )
         self.sent = r.counter(
-            "sedna_messages_sent_total", "Messages sent by destination and type", ("peer", "type")
+            "sedna_messages_sent", "Messages sent by destination and type", ("peer", "type")
         )
-        self.peer_bytes_in = r.gauge(
-            "sedna_peer_bytes_received", "Bytes received from a peer (transport)", ("peer",)
+        self.peer_bytes_in = r.counter(
+            "sedna_peer_received_bytes", "Bytes received from a peer (transport)", ("peer",)
         )
-        self.peer_bytes_out = r.gauge(
-            "sedna_peer_bytes_sent", "Bytes sent to a peer (transport)", ("peer",)
+        self.peer_bytes_out = r.counter(
+            "sedna_peer_sent_bytes", "Bytes sent to a peer (transport)", ("peer",)
         )
         self.peers_connected = r.gauge("sedna_peers_connected", "Connected validator peers")
         self.mempool_size = r.gauge("sedna_mempool_txs", "Pending txs in the mempool")
-        self.txs_accepted = r.counter("sedna_txs_accepted_total", "Txs accepted over RPC")
+        self.txs_accepted = r.counter("sedna_txs_accepted", "Txs accepted over RPC")
         self.txs_rejected = r.counter(
-            "sedna_txs_rejected_total", "Txs refused over RPC, by reason", ("reason",)
+            "sedna_txs_rejected",
+            "Txs refused over RPC, by reason",
+            ("reason",),
+            {"reason": TX_REJECT_REASONS},
         )
-        self.equivocations = r.counter("sedna_equivocations_total", "Equivocation evidence seen")
-        self.reverts = r.counter("sedna_voted_reverts_total", "Voted blocks reverted")
-        self.safety_writes = r.counter("sedna_safety_writes_total", "Durable safety-state writes")
+        self.equivocations = r.counter("sedna_equivocations", "Equivocation evidence seen")
+        self.reverts = r.counter("sedna_voted_reverts", "Voted blocks reverted")
+        self.safety_writes = r.counter("sedna_safety_writes", "Durable safety-state writes")
         self.event_queue = r.gauge("sedna_event_queue_depth", "Events waiting for the core")
+        # RPC
+        self.rpc_refused = r.counter(
+            "sedna_rpc_refused",
+            "RPC requests or connections refused before a handler answered, by reason",
+            ("reason",),
+            {"reason": RPC_REFUSAL_REASONS},
+        )
+        self.rpc_connections = r.gauge("sedna_rpc_connections", "Open RPC client connections")
+        self.rpc_body_bytes = r.gauge(
+            "sedna_rpc_body_bytes_in_flight", "Request body bytes reserved by requests in progress"
+        )
         # Sedna lanes
         self.bundles_accepted = r.counter(
-            "sedna_bundles_accepted_total", "Bundles admitted by this node's lane"
+            "sedna_bundles_accepted", "Bundles admitted by this node's lane"
         )
-        self.bundles_rejected = r.gauge(
-            "sedna_bundles_rejected_total", "Bundles refused by this node's lane", ("reason",)
+        self.bundles_rejected = r.counter(
+            "sedna_bundles_rejected",
+            "Bundles refused by this node's lane, by reason",
+            ("reason",),
+            {"reason": BUNDLE_REJECT_REASONS},
         )
         self.lane_frames = r.counter(
-            "sedna_lane_frames_total", "Lane blocks relayed to this node, by result", ("result",)
+            "sedna_lane_frames",
+            "Lane blocks relayed to this node, by result",
+            ("result",),
+            {"result": LANE_FRAME_RESULTS},
         )
-        self.lane_blocks = r.gauge(
-            "sedna_lane_blocks_total",
-            "Lane blocks: sealed, relayed, received, proposed, omitted",
+        self.lane_blocks = r.counter(
+            "sedna_lane_blocks",
+            "Lane blocks by event: sealed, relayed, received, proposed, omitted, backup_used",
             ("event",),
+            {"event": LANE_BLOCK_EVENTS},
         )
         self.lane_open_slot = r.gauge("sedna_lane_open_slot", "First slot this lane still fills")
         self.payloads_decided = r.counter(
-            "sedna_payloads_decided_total", "Sedna payloads decided by the tracker", ("status",)
+            "sedna_payloads_decided",
+            "Sedna payloads decided by the tracker, by status",
+            ("status",),
+            {"status": PAYLOAD_STATUSES},
         )
         self.tickets_redeemed = r.counter(
-            "sedna_tickets_redeemed_total", "Tickets redeemed in finalized lane blocks"
+            "sedna_tickets_redeemed", "Tickets redeemed in finalized lane blocks"
         )
         self.tracker_height = r.gauge(
             "sedna_lane_tracker_height", "Last finalized height fed to the decode tracker"
         )
-        self.execution_order = r.info(
-            "sedna_execution_order_info",
-            "Execution-order hash after the tracker height",
-            ("height", "hash"),
+        self.execution_order = _ExecutionOrder(
+            r.gauge(
+                "sedna_lane_execution_order_hash_prefix",
+                "First 48 bits of the execution-order hash after the tracker height",
+            ),
+            self.tracker_height,
         )
         self.replay_mismatch = r.counter(
-            "sedna_lane_replay_mismatch_total", "Replayed heights whose hash differed from disk"
+            "sedna_lane_replay_mismatch", "Replayed heights whose hash differed from disk"
         )
         self.finality = LatencyHistogram()
         self.speculative = LatencyHistogram()
@@ -375,3 +587,22 @@ class NodeMetrics:
         for value in latencies_ms:
             self.finality.observe(value)
             self.commit_latency.observe(value / 1000.0)
+
+
+class _CoreRejections:
+    """`core_dropped`: takes the core's refusal text, counts it under its fixed class."""
+
+    def __init__(self, counter: Counter):
+        self.counter = counter
+
+    def inc(self, amount: float = 1.0, *, reason: str) -> None:
+        self.counter.inc(amount, reason=core_reject_class(reason))
+
+    def value(self, *, reason: str) -> float:
+        return self.counter.value(reason=reason)
+
+    def total(self) -> float:
+        return self.counter.total()
+
+    def items(self) -> list[tuple[tuple[str, ...], float]]:
+        return self.counter.items()

@@ -1,4 +1,4 @@
-"""HTTP/1.1 JSON RPC on asyncio streams (no framework).
+"""HTTP/1.1 JSON RPC of a node, served by aiohttp's low-level server.
 
 Endpoints
 - `POST /tx`            submit txs. JSON `{"tx": HEX}` or `{"txs": [HEX, ...]}`, or
@@ -26,11 +26,21 @@ Endpoints
 - `GET /stats`          mergeable latency histograms and counters (used by `sedna testnet`).
 - `GET /metrics`        Prometheus text format.
 - `GET /health`         200 "ok".
-- `POST /admin/isolate` `{"isolated": bool}`: transport isolation (only with `admin_rpc`).
+- `POST /admin/isolate` `{"isolated": bool}`: transport isolation. Admin endpoints (every
+                        path under `/admin/`) need `network.admin_rpc = true` and the header
+                        `Authorization: Bearer <token>` with the token of
+                        `network.admin_token_file` (401 without it, 403 when disabled).
 
-Limits: header block <= 16 KiB, body <= `max_body_bytes`, at most `max_connections`
-concurrent connections, idle connections closed after `idle_timeout_s`. Requests on one
-connection are served in order (HTTP/1.1 keep-alive; no pipelining guarantees beyond that).
+Limits (docs/operations.md, "RPC under abuse"): every bad input is a 4xx, never a 500;
+a request's headers must arrive within `header_timeout_s` of the connection's start or of
+the previous response (else the connection is closed); a body within `body_timeout_s`;
+a body is at most `max_body_bytes`, and all bodies being received at once at most
+`max_inflight_body_bytes` (the body budget: a request that does not fit is answered 503
+before its body is read); at most `max_connections` connections, `max_client_connections`
+from one address. A new connection over a cap closes the longest-idle connection in that
+scope (one not inside a request) or, if none is idle, is itself closed. Each refusal is
+counted in `sedna_rpc_refused_total{reason}`; a client refused or dropped is logged at most
+once per minute.
 """
 
 from __future__ import annotations
@@ -39,30 +49,46 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hmac
 import json
+import logging
 import struct
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from node.logs import WarningLimiter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from node.metrics import NodeMetrics
 
 MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADER_LINE_BYTES = 8190  # one header line (aiohttp's limit); at most MAX_HEADERS of them
+MAX_HEADERS = 64
 MAX_TXS_PER_REQUEST = 100_000
 MAX_BUNDLES_PER_REQUEST = 4096
 MAX_BUNDLE_REQUEST_BYTES = 8 * 1024 * 1024
+MAX_QUERY_INTEGER = 2**63 - 1  # SQLite's INTEGER
+CLIENT_LOG_INTERVAL_S = 60.0
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    411: "Length Required",
-    413: "Payload Too Large",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    503: "Service Unavailable",
+# Refusal reason (sedna_rpc_refused_total) of each status a request can be refused with.
+_STATUS_REASON = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "body_timeout",
+    411: "bad_request",
+    413: "body_too_large",
+    500: "internal_error",
+    501: "bad_request",
+    503: "body_budget",
 }
 
 
@@ -157,13 +183,157 @@ def _int_param(query: dict[str, list[str]], name: str, default: int | None = Non
         if default is None:
             raise HttpError(400, f"missing query parameter {name!r}")
         return default
-    try:
-        value = int(values[0])
-    except ValueError:
-        raise HttpError(400, f"query parameter {name!r} is not an integer") from None
-    if value < 0:
-        raise HttpError(400, f"query parameter {name!r} must be >= 0")
+    text = values[0]
+    # Rule: query integers are decimal, non-negative and fit SQLite's INTEGER.
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise HttpError(
+            400, f"query parameter {name!r} is not an integer in 0..{MAX_QUERY_INTEGER}"
+        )
+    value = int(text)
+    if value > MAX_QUERY_INTEGER:
+        raise HttpError(
+            400, f"query parameter {name!r} is not an integer in 0..{MAX_QUERY_INTEGER}"
+        )
     return value
+
+
+def _json_body(body: bytes) -> Any:
+    """Decode a JSON body; malformed or too deeply nested input is a 400."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise HttpError(400, "body is not valid JSON (or nested too deeply)") from None
+
+
+def load_admin_token(path: Path) -> str:
+    """Read an admin token file (hex, at least 32 characters). Raises ValueError."""
+    token = path.read_text().strip()
+    if len(token) < 32 or not all(c in "0123456789abcdef" for c in token):
+        raise ValueError(f"{path}: expected at least 32 lower-case hex characters")
+    return token
+
+
+class BodyBudget:
+    """Bytes of request bodies being received at once, across all connections (bounded)."""
+
+    def __init__(self, limit_bytes: int):
+        self.limit_bytes = limit_bytes
+        self.in_flight_bytes = 0
+
+    def reserve(self, size_bytes: int) -> bool:
+        if self.in_flight_bytes + size_bytes > self.limit_bytes:
+            return False
+        self.in_flight_bytes += size_bytes
+        return True
+
+    def release(self, size_bytes: int) -> None:
+        self.in_flight_bytes -= size_bytes
+        assert self.in_flight_bytes >= 0
+
+
+@dataclass(eq=False)
+class _Connection:
+    client: str
+    transport: Any
+    last_active_s: float
+    busy: int = 0  # requests of this connection inside a handler right now
+    deadline: asyncio.TimerHandle | None = field(default=None)  # for the next request's headers
+
+
+class _GatedServer(web.Server):
+    """aiohttp's low-level server plus connection caps (global and per client address).
+
+    aiohttp calls `connection_made` / `connection_lost` for every connection its protocol
+    accepts; over a cap, the longest-idle connection of that scope is closed to make room,
+    or the new one is closed when every connection is inside a request.
+    """
+
+    def __init__(self, owner: RpcServer, **kwargs: Any):
+        super().__init__(owner._handle, **kwargs)
+        self.owner = owner
+        self.open: dict[RequestHandler, _Connection] = {}
+        self.by_client: dict[str, set[RequestHandler]] = {}
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        owner = self.owner
+        peer = transport.get_extra_info("peername")
+        client = str(peer[0]) if peer else "?"
+        mine = self.by_client.get(client, set())
+        # Rule: bounded connections, per client address and in total; idle ones yield.
+        if len(mine) >= owner.max_client_connections:
+            scope, reason = mine, "too_many_client_connections"
+        elif len(self.open) >= owner.max_connections:
+            scope, reason = set(self.open), "too_many_connections"
+        else:
+            scope, reason = set(), ""
+        if reason and not self._evict(scope, reason, client):
+            owner.refuse_connection(transport, reason, client)
+            return
+        conn = _Connection(client, transport, time.monotonic())
+        self.open[handler] = conn
+        self.by_client.setdefault(client, set()).add(handler)
+        self._arm_header_deadline(handler, conn)
+        owner.gauge_connections(len(self.open))
+
+    def _arm_header_deadline(self, handler: RequestHandler, conn: _Connection) -> None:
+        """Rule: a request's headers arrive within header_timeout_s of the connection's
+        start or of the previous response (slow or silent clients do not hold slots)."""
+        loop = asyncio.get_running_loop()
+        conn.deadline = loop.call_later(self.owner.header_timeout_s, self._header_deadline, handler)
+
+    def _header_deadline(self, handler: RequestHandler) -> None:
+        conn = self.open.get(handler)
+        if conn is None or conn.busy:
+            return
+        self._forget(handler)
+        self.owner.drop_client(conn.client, "header_timeout")
+        conn.transport.close()
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        self._forget(handler)
+
+    def _forget(self, handler: RequestHandler) -> _Connection | None:
+        conn = self.open.pop(handler, None)
+        if conn is not None:
+            if conn.deadline is not None:
+                conn.deadline.cancel()
+            mine = self.by_client.get(conn.client)
+            if mine is not None:
+                mine.discard(handler)
+                if not mine:
+                    del self.by_client[conn.client]
+        self.owner.gauge_connections(len(self.open))
+        return conn
+
+    def _evict(self, scope: set[RequestHandler], reason: str, newcomer: str) -> bool:
+        """Close the longest-idle connection in `scope`; False when all are busy."""
+        idle = [(self.open[h].last_active_s, id(h), h) for h in scope if not self.open[h].busy]
+        if not idle:
+            return False
+        _, _, victim = min(idle)
+        conn = self._forget(victim)
+        assert conn is not None
+        self.owner.drop_client(conn.client, reason, evicted_for=newcomer)
+        conn.transport.close()
+        return True
+
+    def begin(self, handler: RequestHandler | None) -> None:
+        conn = self.open.get(handler) if handler is not None else None  # type: ignore[arg-type]
+        if conn is not None:
+            conn.busy += 1
+            if conn.deadline is not None:
+                conn.deadline.cancel()
+                conn.deadline = None
+
+    def end(self, handler: RequestHandler | None) -> None:
+        conn = self.open.get(handler) if handler is not None else None  # type: ignore[arg-type]
+        if conn is not None and handler is not None:
+            conn.busy -= 1
+            conn.last_active_s = time.monotonic()
+            if not conn.busy:
+                self._arm_header_deadline(handler, conn)
 
 
 class RpcServer:
@@ -174,21 +344,35 @@ class RpcServer:
         port: int,
         *,
         admin_enabled: bool = False,
+        admin_token_file: Path | None = None,
+        metrics: NodeMetrics | None = None,
         max_body_bytes: int = 32 * 1024 * 1024,
         max_bundle_request_bytes: int = MAX_BUNDLE_REQUEST_BYTES,
-        max_connections: int = 256,
-        idle_timeout_s: float = 60.0,
+        max_inflight_body_bytes: int = 64 * 1024 * 1024,
+        max_connections: int = 512,
+        max_client_connections: int = 128,
+        header_timeout_s: float = 10.0,
+        body_timeout_s: float = 30.0,
     ):
+        if max_inflight_body_bytes < max_body_bytes:
+            raise ValueError("max_inflight_body_bytes must hold at least one largest body")
         self.backend = backend
         self.host = host
         self.port = port
         self.admin_enabled = admin_enabled
+        self.admin_token_file = admin_token_file
+        self._admin_token: str | None = None
+        self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.max_bundle_request_bytes = max_bundle_request_bytes
+        self.budget = BodyBudget(max_inflight_body_bytes)
         self.max_connections = max_connections
-        self.idle_timeout_s = idle_timeout_s
-        self._server: asyncio.AbstractServer | None = None
-        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self.max_client_connections = max_client_connections
+        self.header_timeout_s = header_timeout_s
+        self.body_timeout_s = body_timeout_s
+        self._warnings = WarningLimiter(CLIENT_LOG_INTERVAL_S)
+        self._server: _GatedServer | None = None
+        self._listener: asyncio.AbstractServer | None = None
         self.requests_served = 0
         self.errors = 0
         self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[Response] | Response]] = {
@@ -199,135 +383,173 @@ class RpcServer:
             ("GET", "/status"): lambda r: json_response(self.backend.rpc_status()),
             ("GET", "/blocks"): self._blocks,
             ("GET", "/stats"): lambda r: json_response(self.backend.rpc_stats()),
-            ("GET", "/metrics"): lambda r: Response(
-                200, self.backend.rpc_metrics().encode(), "text/plain; version=0.0.4"
-            ),
+            ("GET", "/metrics"): self._metrics,
             ("GET", "/health"): lambda r: Response(200, b"ok\n", "text/plain"),
             ("POST", "/admin/isolate"): self._isolate,
         }
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._on_connection, self.host, self.port, limit=MAX_HEADER_BYTES
+        if self.admin_enabled:
+            if self.admin_token_file is None:
+                raise ValueError("the admin RPC needs an admin token file")
+            self._admin_token = load_admin_token(self.admin_token_file)
+        self._server = _GatedServer(
+            self,
+            handler_cancellation=True,
+            # aiohttp's own idle timer, a backstop behind the header deadline above
+            keepalive_timeout=2 * self.header_timeout_s,
+            max_line_size=MAX_HEADER_LINE_BYTES,
+            max_field_size=MAX_HEADER_LINE_BYTES,
+            max_headers=MAX_HEADERS,
+            access_log=None,
+            auto_decompress=False,  # a compressed body is bytes like any other (no zip bombs)
+            logger=_ProtocolLog(self._warnings).logger,
         )
+        loop = asyncio.get_running_loop()
+        try:
+            self._listener = await loop.create_server(self._server, self.host, self.port)
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"network.rpc_port: cannot listen on {self.host}:{self.port}: {exc.strerror}",
+            ) from None
         if self.port == 0:
-            self.port = self._server.sockets[0].getsockname()[1]
+            self.port = self._listener.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         if self._server is not None:
-            self._server.close()
             with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-        # Abort the sockets rather than cancel the handlers: a handler then ends on its own
-        # read error (asyncio 3.11 logs cancelled stream-server handlers as errors).
-        for writer in list(self._connections.values()):
-            writer.transport.abort()
-        if self._connections:
-            await asyncio.wait(list(self._connections), timeout=2.0)
+                await self._server.shutdown(timeout=2.0)
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._listener.wait_closed(), 2.0)
 
-    # ------------------------------------------------------------------ connection handling
+    # ------------------------------------------------------------------ accounting
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        task = asyncio.current_task()
-        if len(self._connections) >= self.max_connections:
-            # Bound: refuse connections beyond the cap.
-            writer.close()
-            return
-        assert task is not None
-        self._connections[task] = writer
+    def _count(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.rpc_refused.inc(reason=reason)
+
+    def gauge_connections(self, count: int) -> None:
+        if self.metrics is not None:
+            self.metrics.rpc_connections.set(count)
+
+    def refuse_connection(self, transport: asyncio.Transport, reason: str, client: str) -> None:
+        self.drop_client(client, reason)
+        transport.close()
+
+    def drop_client(self, client: str, reason: str, **fields: Any) -> None:
+        """Count a refused or evicted connection; log it at most once a minute per client."""
+        self._count(reason)
+        self._warnings.warn("rpc_client_dropped", client, client=client, reason=reason, **fields)
+
+    def _gauge_budget(self) -> None:
+        if self.metrics is not None:
+            self.metrics.rpc_body_bytes.set(self.budget.in_flight_bytes)
+
+    # ------------------------------------------------------------------ request handling
+
+    async def _handle(self, http: web.BaseRequest) -> web.StreamResponse:
+        server = self._server
+        assert server is not None
+        protocol = http.protocol
+        server.begin(protocol)
         try:
-            await self._serve(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
-            pass
+            response, close = await self._respond(http)
         finally:
-            self._connections.pop(task, None)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                head = await asyncio.wait_for(
-                    reader.readuntil(b"\r\n\r\n"), timeout=self.idle_timeout_s
-                )
-            except asyncio.LimitOverrunError:
-                await self._write(writer, json_response({"error": "headers too large"}, 431), False)
-                return
-            except asyncio.IncompleteReadError:
-                return
-            keep_alive = True
-            try:
-                request, keep_alive = await self._read_request(head, reader)
-                response = await self._dispatch(request)
-            except HttpError as exc:
-                self.errors += 1
-                response = json_response({"error": exc.message}, exc.status)
-                if exc.status in (411, 413, 431, 501):
-                    keep_alive = False
-            except Exception as exc:  # a handler bug must not kill the server
-                self.errors += 1
-                response = json_response({"error": f"internal error: {exc}"}, 500)
-            self.requests_served += 1
-            await self._write(writer, response, keep_alive)
-            if not keep_alive:
-                return
-
-    async def _read_request(
-        self, head: bytes, reader: asyncio.StreamReader
-    ) -> tuple[Request, bool]:
-        try:
-            text = head.decode("latin-1")
-        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-            raise HttpError(400, "undecodable header") from None
-        lines = text.split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            raise HttpError(400, "malformed request line")
-        method, target, version = parts
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if not line:
-                continue
-            name, sep, value = line.partition(":")
-            if not sep or not name.strip():
-                raise HttpError(400, "malformed header line")
-            headers[name.strip().lower()] = value.strip()
-        connection = headers.get("connection", "").lower()
-        keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-        if "transfer-encoding" in headers:
-            raise HttpError(501, "chunked bodies are not supported; send Content-Length")
-        body = b""
-        length_text = headers.get("content-length")
-        if length_text is not None:
-            try:
-                length = int(length_text)
-            except ValueError:
-                raise HttpError(400, "Content-Length is not an integer") from None
-            if length < 0:
-                raise HttpError(400, "negative Content-Length")
-            # Rule: request bodies are bounded (bundle requests more tightly).
-            limit = self.max_body_bytes
-            if method == "POST" and urlsplit(target).path == "/bundle":
-                limit = min(limit, self.max_bundle_request_bytes)
-                if length > limit:
-                    self.backend.rpc_bundle_refused("oversized")
-            if length > limit:
-                raise HttpError(413, f"body of {length} bytes exceeds {limit}")
-            body = await asyncio.wait_for(reader.readexactly(length), timeout=self.idle_timeout_s)
-        elif method == "POST":
-            raise HttpError(411, "POST needs a Content-Length")
-        split = urlsplit(target)
-        request = Request(
-            method=method,
-            path=split.path,
-            query=parse_qs(split.query),
-            headers=headers,
-            body=body,
+            server.end(protocol)
+        self.requests_served += 1
+        out = web.Response(
+            status=response.status,
+            body=response.body,
+            headers={"Content-Type": response.content_type},
         )
-        return request, keep_alive
+        if close:
+            out.force_close()
+        return out
+
+    async def _respond(self, http: web.BaseRequest) -> tuple[Response, bool]:
+        """The response and whether to close the connection after it."""
+        reserved = 0
+        try:
+            length = self._body_length(http)
+            if length:
+                # Rule: bodies being received at once stay within the body budget.
+                if not self.budget.reserve(length):
+                    self.drop_client(_client(http), "body_budget", body_bytes=length)
+                    return json_response(
+                        {"error": "server busy: too many request bodies in flight; retry later"},
+                        503,
+                    ), True
+                reserved = length
+                self._gauge_budget()
+                try:
+                    async with asyncio.timeout(self.body_timeout_s):
+                        body = await http.content.readexactly(length)
+                except TimeoutError:
+                    raise HttpError(
+                        408, f"body not received within {self.body_timeout_s:g} s"
+                    ) from None
+                except asyncio.IncompleteReadError:
+                    raise HttpError(400, "connection closed inside the body") from None
+            else:
+                body = b""
+            request = Request(
+                method=http.method,
+                path=http.path,
+                query={k: http.query.getall(k) for k in set(http.query)},
+                headers={k.lower(): v for k, v in http.headers.items()},
+                body=body,
+            )
+            return await self._dispatch(request), False
+        except HttpError as exc:
+            self.errors += 1
+            self._count(_STATUS_REASON.get(exc.status, "bad_request"))
+            return json_response({"error": exc.message}, exc.status), exc.status in (
+                408,
+                411,
+                413,
+                501,
+            )
+        except Exception as exc:  # a handler bug must not kill the server
+            self.errors += 1
+            self._count("internal_error")
+            self._warnings.warn(
+                "rpc_internal_error",
+                http.path,
+                path=http.path,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return json_response({"error": "internal error"}, 500), True
+        finally:
+            if reserved:
+                self.budget.release(reserved)
+                self._gauge_budget()
+
+    def _body_length(self, http: web.BaseRequest) -> int:
+        """The declared body size, checked against the limits before any byte is read."""
+        if "Transfer-Encoding" in http.headers:
+            raise HttpError(411, "chunked bodies are not supported; send Content-Length")
+        length = http.content_length
+        if length is None:
+            if http.method == "POST":
+                raise HttpError(411, "POST needs a Content-Length")
+            return 0
+        # Rule: request bodies are bounded (bundle requests more tightly).
+        limit = self.max_body_bytes
+        if http.method == "POST" and http.path == "/bundle":
+            limit = min(limit, self.max_bundle_request_bytes)
+            if length > limit:
+                self.backend.rpc_bundle_refused("oversized")
+        if length > limit:
+            raise HttpError(413, f"body of {length} bytes exceeds {limit}")
+        return length
 
     async def _dispatch(self, request: Request) -> Response:
+        if request.path.startswith("/admin/"):
+            self._authorize(request)
         handler = self._routes.get((request.method, request.path))
         if handler is None and request.method == "GET" and request.path.startswith("/payload/"):
             return self._payload(request)
@@ -341,19 +563,23 @@ class RpcServer:
         assert isinstance(result, Response)
         return result
 
-    @staticmethod
-    async def _write(writer: asyncio.StreamWriter, response: Response, keep_alive: bool) -> None:
-        reason = _REASONS.get(response.status, "Unknown")
-        head = (
-            f"HTTP/1.1 {response.status} {reason}\r\n"
-            f"Content-Type: {response.content_type}\r\n"
-            f"Content-Length: {len(response.body)}\r\n"
-            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
-        ).encode()
-        writer.write(head + response.body)
-        await writer.drain()
+    def _authorize(self, request: Request) -> None:
+        """Rule: admin endpoints need the admin RPC enabled and its bearer token."""
+        if not self.admin_enabled or self._admin_token is None:
+            raise HttpError(403, "admin RPC is disabled (network.admin_rpc = false)")
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), self._admin_token.encode()
+        ):
+            raise HttpError(401, "admin endpoints need 'Authorization: Bearer <admin token>'")
 
     # ------------------------------------------------------------------ handlers
+
+    def _metrics(self, request: Request) -> Response:
+        from node.metrics import CONTENT_TYPE
+
+        return Response(200, self.backend.rpc_metrics().encode(), CONTENT_TYPE)
 
     def _submit(self, request: Request) -> Response:
         content_type = request.headers.get("content-type", "application/json")
@@ -361,10 +587,7 @@ class RpcServer:
         if content_type.startswith("application/octet-stream"):
             txs = parse_binary_txs(request.body)
         elif content_type.startswith("application/json"):
-            try:
-                data = json.loads(request.body)
-            except (ValueError, UnicodeDecodeError):
-                raise HttpError(400, "body is not valid JSON") from None
+            data = _json_body(request.body)
             if not isinstance(data, dict):
                 raise HttpError(400, 'expected {"tx": HEX} or {"txs": [HEX, ...]}')
             if "tx" in data:
@@ -377,7 +600,7 @@ class RpcServer:
                 raise HttpError(400, 'expected {"tx": HEX} or {"txs": [HEX, ...]}')
             with_ids = True
         else:
-            raise HttpError(400, f"unsupported Content-Type {content_type!r}")
+            raise HttpError(400, f"unsupported Content-Type {content_type[:100]!r}")
         if not txs:
             raise HttpError(400, "no transactions in the request")
         result = self.backend.rpc_submit(txs)
@@ -393,7 +616,7 @@ class RpcServer:
 
     def _blocks(self, request: Request) -> Response:
         first = _int_param(request.query, "from", 1)
-        last = _int_param(request.query, "to", first + 99)
+        last = _int_param(request.query, "to", min(first + 99, MAX_QUERY_INTEGER))
         if last < first:
             raise HttpError(400, "'to' is below 'from'")
         with_txids = request.query.get("txids", ["0"])[0] in ("1", "true")
@@ -413,10 +636,7 @@ class RpcServer:
         if content_type.startswith("application/octet-stream"):
             records = parse_binary_txs(request.body, MAX_BUNDLES_PER_REQUEST)
         elif content_type.startswith("application/json"):
-            try:
-                data = json.loads(request.body)
-            except (ValueError, UnicodeDecodeError):
-                raise HttpError(400, "body is not valid JSON") from None
+            data = _json_body(request.body)
             if isinstance(data, dict) and "bundle" in data:
                 values = [data["bundle"]]
             elif isinstance(data, dict) and isinstance(data.get("bundles"), list):
@@ -427,7 +647,7 @@ class RpcServer:
                 raise HttpError(400, f"more than {MAX_BUNDLES_PER_REQUEST} bundles in one request")
             records = [_parse_base64(v, "bundle") for v in values]
         else:
-            raise HttpError(400, f"unsupported Content-Type {content_type!r}")
+            raise HttpError(400, f"unsupported Content-Type {content_type[:100]!r}")
         if not records:
             raise HttpError(400, "no bundles in the request")
         result = self.backend.rpc_bundles(records)
@@ -435,27 +655,45 @@ class RpcServer:
 
     def _executions(self, request: Request) -> Response:
         first = _int_param(request.query, "from", 1)
-        last = _int_param(request.query, "to", first + 999)
+        last = _int_param(request.query, "to", min(first + 999, MAX_QUERY_INTEGER))
         if last < first:
             raise HttpError(400, "'to' is below 'from'")
         with_data = request.query.get("data", ["0"])[0] in ("1", "true")
         return json_response(self.backend.rpc_executions(first, last, with_data))
 
     def _lanes(self, request: Request) -> Response:
-        at = _int_param(request.query, "at", -1)
-        return json_response(self.backend.rpc_lanes(None if at < 0 else at))
+        at = request.query.get("at")
+        height = None if not at else _int_param(request.query, "at")
+        return json_response(self.backend.rpc_lanes(height))
 
     def _isolate(self, request: Request) -> Response:
-        if not self.admin_enabled:
-            raise HttpError(403, "admin RPC is disabled (network.admin_rpc = false)")
-        try:
-            data = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise HttpError(400, "body is not valid JSON") from None
+        data = _json_body(request.body)
         if not isinstance(data, dict) or not isinstance(data.get("isolated"), bool):
             raise HttpError(400, 'expected {"isolated": true|false}')
         self.backend.rpc_set_isolated(data["isolated"])
         return json_response({"isolated": data["isolated"]})
+
+
+class _ProtocolLog(logging.Handler):
+    """Where aiohttp's protocol reports malformed requests and dropped connections: one
+    warning line per client a minute (no traceback), instead of a traceback each time."""
+
+    def __init__(self, warnings: WarningLimiter):
+        super().__init__(logging.WARNING)
+        self.warnings = warnings
+        self.logger = logging.Logger("sedna.rpc.http", logging.WARNING)
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        client = str(record.args[0]) if isinstance(record.args, tuple) and record.args else "?"
+        error = record.exc_info[1] if record.exc_info else None
+        detail = str(error).splitlines()[0][:200] if error is not None else record.getMessage()
+        self.warnings.warn("rpc_bad_http", client, client=client, error=detail)
+
+
+def _client(http: web.BaseRequest) -> str:
+    return http.remote or "?"
 
 
 # --------------------------------------------------------------------------- client
@@ -464,10 +702,11 @@ class RpcServer:
 class HttpClient:
     """Minimal keep-alive HTTP/1.1 client for the RPC (used by the launcher and loadgen)."""
 
-    def __init__(self, host: str, port: int, timeout_s: float = 5.0):
+    def __init__(self, host: str, port: int, timeout_s: float = 5.0, token: str | None = None):
         self.host = host
         self.port = port
         self.timeout_s = timeout_s
+        self._auth = f"Authorization: Bearer {token}\r\n" if token else ""  # admin endpoints
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -507,7 +746,7 @@ class HttpClient:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         assert self._reader is not None
         head = (
-            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{self._auth}"
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
         self._writer.write(head + body)

@@ -233,6 +233,8 @@ class NodeRuntime:
             config.network.rpc_host,
             config.network.rpc_port,
             admin_enabled=config.network.admin_rpc,
+            admin_token_file=config.network.admin_token_file,
+            metrics=self.metrics,
         )
 
         self._inbox: deque[Event] = deque()
@@ -1021,6 +1023,10 @@ class NodeRuntime:
         for reason, count in stats.get("drops", {}).items():
             if count:
                 self.metrics.transport_dropped.set(count, reason=reason)
+        for reason, count in stats.get("handshake_failures", {}).items():
+            self.metrics.handshake_failures.set(count, reason=reason)
+        for reason, count in stats.get("conn_errors", {}).items():
+            self.metrics.connection_errors.set(count, reason=reason)
         self.metrics.peers_connected.set(len(self.transport.connected_peers()))
         self.metrics.mempool_size.set(len(self.mempool))
         self.metrics.event_queue.set(len(self._inbox))

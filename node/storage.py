@@ -23,12 +23,31 @@ vote it protects is about to leave the machine, so `save_safety` switches the co
 `synchronous=FULL` for that one transaction (the WAL is fsynced before `commit()` returns,
 which also makes every earlier write durable) and back to NORMAL afterwards.
 
+Opening (`Storage(data_dir)`) refuses what would make the node forget what it did
+(docs/operations.md, "Storage faults"): an existing database file that is empty (0 bytes),
+is not SQLite, holds no sedna schema or fails `PRAGMA quick_check`; database side files
+(`-wal`, `-shm`) without the database; a safety state whose checksum does not match; a
+database another process holds open (an exclusive `flock` while open). Each
+refusal is a `StorageError` whose text starts with the file and says the problem. Only a
+data dir that is absent or empty starts a fresh database; `reset_data_dir` (the node's
+`--reset`) is the explicit way to start over.
+
+Safety checksum. The meta row `safety_sum` holds SHA-256 over a domain and the stored safety
+state (or over a marker when no state was stored yet). It is written at creation and in the
+same transaction as every safety write, and checked when the database is opened. It catches
+a truncated, overwritten, edited or deleted safety row; it is not a secret (whoever can
+write the database can also recompute it).
+
 Every method runs on the caller's thread (the node's event loop) and is bounded by the size of
-its arguments or by an explicit `limit`.
+its arguments or by an explicit `limit`, except the open-time integrity check, which reads
+the whole file once.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -45,6 +64,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from consensus.safety import SafetyState
 
 SCHEMA_VERSION = 2  # 2 added lane_events / lane_heights (a v1 database is migrated)
+DATABASE_FILE = "node.sqlite3"
+SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal")
+SAFETY_SUM_DOMAIN = b"sedna/safety-sum/1\x00"
+NO_SAFETY_MARKER = b"\x00no safety state stored"
+INTEGRITY_VERSION = b"1"  # meta `integrity`: the database carries a safety checksum
 SHORT_ID_BYTES = 8
 MAX_RANGE_ROWS = 1000
 MAX_EVENT_ROWS = 20_000
@@ -132,11 +156,34 @@ def _event_row(r: Sequence[object]) -> LaneEventRow:
 class Storage:
     """One node's database. Open with `Storage(data_dir)`, close with `close()`."""
 
-    def __init__(self, data_dir: Path):
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.path = data_dir / "node.sqlite3"
+    def __init__(self, data_dir: Path, *, read_only: bool = False):
+        """Open (or, in an absent or empty `data_dir`, create) the node's database.
+
+        Raises StorageError naming the file and the problem when the database is missing
+        from a data dir that holds other files, empty, not SQLite, without the sedna schema,
+        corrupt (`PRAGMA quick_check`) or when its safety state fails its checksum.
+        `read_only` opens an existing database for tools (no creation, no writes, no
+        integrity check).
+        """
+        self.path = data_dir / DATABASE_FILE
+        self.safety_writes = 0
+        self._lock_fd = None
+        if read_only:
+            self._db = _open_read_only(self.path)
+            return
+        fresh = _check_data_dir(data_dir, self.path)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot open the database ({exc})") from None
+        try:
+            self._lock_fd: int | None = _lock_exclusive(self.path)
+        except StorageError:
+            self._db.close()
+            raise
+        try:
+            if not fresh:
+                self._check_existing()
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
@@ -145,12 +192,64 @@ class Storage:
                 self._set_meta("schema_version", str(SCHEMA_VERSION).encode())
             elif int(version) != SCHEMA_VERSION:
                 raise StorageError(f"{self.path}: schema version {int(version)} is not supported")
+            self._check_safety_sum()
         except sqlite3.DatabaseError as exc:
-            raise StorageError(f"{self.path}: {exc}") from None
-        self.safety_writes = 0
+            self.close()
+            raise StorageError(
+                f"{self.path}: {exc}; restore the database or start over with --reset"
+            ) from None
+        except StorageError:
+            self.close()
+            raise
+
+    def _check_existing(self) -> None:
+        """An existing file must be a sedna database that passes SQLite's quick check."""
+        db = self._db
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        # Rule: an existing database carries the sedna schema (never re-created over).
+        if (
+            "meta" not in tables
+            or db.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is None
+        ):
+            raise StorageError(
+                f"{self.path}: holds no sedna schema (no schema_version); "
+                "restore the database or start over with --reset"
+            )
+        # Rule: a database that fails SQLite's structural check is not used.
+        problems = [str(r[0]) for r in db.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            lines = [ln for p in problems for ln in p.splitlines() if not ln.startswith("***")]
+            raise StorageError(
+                f"{self.path}: integrity check failed ({'; '.join(lines)[:300]}); "
+                "restore the database or start over with --reset"
+            )
+
+    def _check_safety_sum(self) -> None:
+        """Verify (or, in a database from before the checksum, add) the safety checksum."""
+        data = self.load_safety_bytes()
+        if self._meta("integrity") is None:
+            # Created now, or written before the checksum existed: record the current state.
+            self._db.execute("BEGIN IMMEDIATE")
+            self._set_meta("safety_sum", _safety_sum(data))
+            self._set_meta("integrity", INTEGRITY_VERSION)
+            self._db.execute("COMMIT")
+            return
+        stored = self._meta("safety_sum")
+        # Rule: the stored safety state matches its checksum (S-PERSIST survives the disk).
+        if stored is None:
+            raise StorageError(f"{self.path}: the safety state's checksum is missing")
+        if stored != _safety_sum(data):
+            what = "missing" if data is None else "does not match its checksum"
+            raise StorageError(
+                f"{self.path}: the safety state (last vote and timeout rounds) is {what}; "
+                "the node could vote twice in a round: restore the database or use --reset"
+            )
 
     def close(self) -> None:
         self._db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
 
     # ------------------------------------------------------------------ meta
 
@@ -174,6 +273,7 @@ class Storage:
         try:
             db.execute("BEGIN IMMEDIATE")
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('safety', ?)", (data,))
+            self._set_meta("safety_sum", _safety_sum(data))
             db.execute("COMMIT")
         finally:
             db.execute("PRAGMA synchronous=NORMAL")
@@ -458,6 +558,82 @@ class Storage:
         return RecoveredState(
             safety=safety, blocks=blocks, finalized_block_id=block_id, finalized_height=height
         )
+
+
+def _safety_sum(data: bytes | None) -> bytes:
+    return hashlib.sha256(SAFETY_SUM_DOMAIN + (NO_SAFETY_MARKER if data is None else data)).digest()
+
+
+def _check_data_dir(data_dir: Path, path: Path) -> bool:
+    """True when a fresh database may be created (the data dir is absent or empty).
+
+    Raises StorageError when the data dir cannot hold a database, when the database file is
+    empty, or when side files or other files are there without the database.
+    """
+    if data_dir.exists() and not data_dir.is_dir():
+        raise StorageError(f"{data_dir}: data_dir is not a directory")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        entries = sorted(p.name for p in data_dir.iterdir())
+    except OSError as exc:
+        raise StorageError(f"{data_dir}: cannot use the data dir ({exc.strerror})") from None
+    if path.exists():
+        # Rule: an existing database file is never silently re-created (a 0-byte file is
+        # what a truncation leaves; SQLite would open it as a new, empty database).
+        if not path.is_file():
+            raise StorageError(f"{path}: is not a regular file")
+        if path.stat().st_size == 0:
+            raise StorageError(
+                f"{path}: the database file is empty (0 bytes): truncated or never written; "
+                "restore it or start over with --reset"
+            )
+        return False
+    # Rule: never start fresh over an existing data dir unless told (--reset).
+    if entries:
+        raise StorageError(
+            f"{path}: missing, but {data_dir} holds {', '.join(entries[:5])}; "
+            "restore the database or start over with --reset"
+        )
+    return True
+
+
+def _lock_exclusive(path: Path) -> int:
+    """Hold an exclusive `flock` on the database file while it is open (SQLite's own locks
+    are `fcntl` locks and independent of it). Raises StorageError when another process
+    holds it: two nodes on one data dir would sign with one key from two safety states."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StorageError(
+            f"{path}: in use by another process (is this node already running?)"
+        ) from None
+    return fd
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    if not path.is_file() or path.stat().st_size == 0:
+        raise StorageError(f"{path}: no database")
+    try:
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: cannot open the database ({exc})") from None
+
+
+def reset_data_dir(data_dir: Path) -> list[Path]:
+    """Delete the node's database and its side files (the node's `--reset`); returns them.
+
+    Only files the database owns are removed; anything else in the data dir stays, so a
+    data dir that holds foreign files is still refused at open.
+    """
+    removed = []
+    for suffix in ("", *SIDE_FILE_SUFFIXES):
+        path = data_dir / f"{DATABASE_FILE}{suffix}"
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def _decode_block(tip: bytes, body: bytes) -> tuple[Tip, BlockBody]:

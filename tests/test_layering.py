@@ -50,6 +50,21 @@ def test_nothing_but_the_cli_imports_node(package: str) -> None:
         assert "node" not in top_level, f"{path} imports node"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _python_files("node") if "tools" not in p.relative_to(ROOT).parts],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_node_core_does_not_import_tools(path: Path) -> None:
+    """The launcher, load generators and benchmarks stay out of the node's own modules."""
+    if path == ROOT / "node" / "cli.py":
+        return  # the console script registers the tools' command groups
+    imported = _imported_modules(path)
+    assert not any(m == "node.tools" or m.startswith("node.tools.") for m in imported), (
+        f"{path} imports node.tools"
+    )
+
+
 @pytest.mark.parametrize("path", _python_files("consensus"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_consensus_does_not_import_drivers(path: Path) -> None:
     top_level = {name.split(".")[0] for name in _imported_modules(path)}

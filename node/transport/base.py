@@ -116,11 +116,16 @@ CONN_ERROR_REASONS = (
 # Inbound or outbound connection attempts that never became authenticated.
 HANDSHAKE_FAILURE_REASONS = (
     "unknown_key",  # the remote proved (or claimed) a key that is not a validator's
+    "wrong_peer_key",  # the dialed address answered with another key than its validator's
     "bad_handshake",  # malformed hello, wrong magic, bad signature, wrong identity
     "timeout",  # handshake did not finish within handshake_timeout_ms
     "too_many_pending",  # over max_pending_handshakes unauthenticated connections
     "isolated",  # refused because the transport is isolated
 )
+
+
+# Warnings about peers (a wrong or unknown key): at most one line per peer this often.
+PEER_WARNING_INTERVAL_S = 300.0
 
 
 @dataclass

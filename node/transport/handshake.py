@@ -51,6 +51,7 @@ class HandshakeError(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+        self.detail = detail
 
 
 class FrameError(Exception):
@@ -148,7 +149,7 @@ class Initiator:
             raise HandshakeError("bad_handshake", "reply has the wrong size")
         r_static, r_eph, sig_r = reply[:32], reply[32:64], reply[64:]
         if r_static != self._expected_peer:  # rule: the dialed validator answers
-            raise HandshakeError("bad_handshake", "responder is not the dialed validator")
+            raise HandshakeError("wrong_peer_key", r_static.hex()[:16])
         th1 = _hash(MAGIC, self.hello, r_static, r_eph)
         if not ED25519.verify(r_static, Domain.HANDSHAKE, b"responder" + th1, sig_r):
             raise HandshakeError("bad_handshake", "bad responder signature")

@@ -48,9 +48,11 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from consensus.crypto import KeyPair
+from node.logs import WarningLimiter
 from node.transport.base import (
     DEFAULT_LIMITS,
     FRAME_HEADER_BYTES,
+    PEER_WARNING_INTERVAL_S,
     FrameHandler,
     PeerAddress,
     PeerQueue,
@@ -157,6 +159,7 @@ class Libp2pTransport:
             for peer, a in self._remote.items()
         }
         self._counters = TransportCounters(sorted(self._remote))
+        self._warnings = WarningLimiter(PEER_WARNING_INTERVAL_S)  # used from the trio thread only
         self._dial_failures = dict.fromkeys(self._remote, 0)
         self._streams_opened = dict.fromkeys(self._remote, 0)  # our outbound streams
         # Shared between threads, guarded by _lock: queues, live connections, isolation.
@@ -381,6 +384,12 @@ class Libp2pTransport:
             reason = "isolated"
         if reason is not None:
             self._counters.handshake_failure(reason)
+            if reason == "unknown_key":
+                self._warnings.warn(
+                    "unknown_peer_key",
+                    str(conn.muxed_conn.peer_id),
+                    peer_id=str(conn.muxed_conn.peer_id),
+                )
             if self._nursery is not None:
                 self._nursery.start_soon(self._close_conn, conn)
             return

@@ -18,9 +18,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from consensus.crypto import KeyPair
+from node.logs import WarningLimiter
 from node.transport.base import (
     DEFAULT_LIMITS,
     FRAME_HEADER_BYTES,
+    PEER_WARNING_INTERVAL_S,
     FrameHandler,
     PeerAddress,
     PeerQueue,
@@ -100,6 +102,7 @@ class TcpTransport:
             event.set()
         self._conns: dict[int, _Connection] = {}
         self._counters = TransportCounters(sorted(self._remote))
+        self._warnings = WarningLimiter(PEER_WARNING_INTERVAL_S)
         self._dial_failures = dict.fromkeys(self._remote, 0)
         self._isolated = False
         self._not_isolated = asyncio.Event()
@@ -239,6 +242,16 @@ class TcpTransport:
         except HandshakeError as exc:
             log.debug("dial %d: %s", peer, exc)
             self._counters.handshake_failure(exc.reason)
+            if exc.reason == "wrong_peer_key":
+                self._warnings.warn(
+                    "peer_key_mismatch",
+                    str(peer),
+                    peer=peer,
+                    address=f"{address.host}:{address.port}",
+                    configured_key=address.public_key.hex()[:16],
+                    presented_key=exc.detail,
+                    hint="the validators entries of the two nodes' configs disagree",
+                )
         except FrameError as exc:
             log.debug("dial %d: bad accept frame: %s", peer, exc)
             self._counters.handshake_failure("bad_handshake")
@@ -277,6 +290,12 @@ class TcpTransport:
         except HandshakeError as exc:
             log.debug("inbound handshake: %s", exc)
             self._counters.handshake_failure(exc.reason)
+            if exc.reason == "unknown_key":
+                remote = writer.get_extra_info("peername")
+                host = str(remote[0]) if remote else "?"
+                self._warnings.warn(
+                    "unknown_peer_key", host, remote_host=host, presented_key=exc.detail
+                )
         except TimeoutError:
             self._counters.handshake_failure("timeout")
         except (OSError, asyncio.IncompleteReadError):

@@ -18,6 +18,7 @@ from consensus.certificates import (
     info_rank,
     notip_from_tc,
 )
+from consensus.core import CoreConfig
 from consensus.crypto import ED25519, Domain, derive_keys
 from consensus.messages import (
     GENESIS_QC,
@@ -43,7 +44,10 @@ BODY = BlockBody(payload=b"txs")
 
 
 def verifier(protocol: str = "monadbft") -> Verifier:
-    return Verifier(VALIDATORS, SCHEDULE, ED25519, protocol=protocol)
+    # The verifier a core would build: under the mutation matrix's plugin, a default
+    # CoreConfig carries the rule switch being tested (tests/netsim/mutant_plugin.py).
+    mutations = CoreConfig().test_mutations
+    return Verifier(VALIDATORS, SCHEDULE, ED25519, protocol=protocol, test_mutations=mutations)
 
 
 def header(
@@ -419,6 +423,19 @@ def test_proposal_after_tip_tc_reproposes_or_carries_an_nec() -> None:
         verifier().proposal_message(proposal(4, other_on_qc2, tc=tc3))
     with pytest.raises(InvalidMessage, match="not from the previous round"):
         verifier().proposal_message(proposal(5, TIP2, tc=tc3))
+
+
+def test_proposal_after_tip_tc_may_not_repropose_an_older_sibling_of_the_tip() -> None:
+    # T (round 3) and B2 (round 2) both extend QC1: same parent, same parent QC round.
+    # TC3 is won by Tip(T); reproposing the older sibling B2 in round 4 passes the
+    # "same parent QC round" half of W3n and must be refused by its freshness half.
+    tc2 = build_tc(1, 2, [timeout(a, 2, QC1) for a in (0, 1, 3)], VALIDATORS)
+    tip3 = tip(3, QC1, fresh=notip_from_tc(tc2))
+    tc3 = build_tc(1, 3, [timeout(a, 3, tip3, last=tc2) for a in (0, 1, 3)], VALIDATORS)
+    assert tc3.high_extend == tip3 and TIP2.header.qc.round == tip3.header.qc.round
+    verifier().proposal_message(proposal(4, tip3, tc=tc3))  # the exact reproposal is fine
+    with pytest.raises(InvalidMessage, match="repropose the TC's high tip"):
+        verifier().proposal_message(proposal(4, TIP2, tc=tc3))
 
 
 def test_vanilla_proposal_after_tc_extends_at_least_the_high_qc() -> None:

@@ -656,6 +656,7 @@ def test_vote_pacing_delays_happy_path_votes() -> None:
 # --------------------------------------------------------------------------- test mutations
 
 
+@pytest.mark.rule_switch_meta
 def test_mutations_are_off_by_default_and_names_are_checked() -> None:
     assert CoreConfig().test_mutations == frozenset()
     with pytest.raises(ValueError, match="unknown test mutations"):

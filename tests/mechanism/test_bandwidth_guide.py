@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+from math import comb
+
 import numpy as np
 import pytest
 
@@ -24,11 +27,40 @@ def test_coded_bundles_is_the_smallest_sufficient(kappa, eps, r):
 
 
 def test_coded_failure_matches_simulation():
+    # Tolerance from the simulation's standard error (3.29 σ, 99.9 %), not a fraction of
+    # the value: a one-bundle error (n vs n + 1) moves the value by ~30 σ here.
     rng = np.random.default_rng(3)
     n, kappa, r = 37, 16, 1 / 3
-    included = rng.binomial(n, 1 - r, size=400_000)
+    trials = 400_000
+    included = rng.binomial(n, 1 - r, size=trials)
     mc = float(np.mean(included < kappa))
-    assert mc == pytest.approx(bandwidth.coded_failure(n, kappa, r), abs=4e-4)
+    exact = bandwidth.coded_failure(n, kappa, r)
+    se = (exact * (1 - exact) / trials) ** 0.5
+    assert abs(mc - exact) <= 3.29 * se
+
+
+@pytest.mark.parametrize(("n", "kappa", "r"), [(37, 16, 1 / 3), (11, 8, 0.1), (9, 9, 0.25)])
+def test_coded_failure_is_the_exact_rational_binomial_tail(n, kappa, r):
+    exact = sum(
+        Fraction(comb(n, k)) * (1 - Fraction(r)) ** k * Fraction(r) ** (n - k)
+        for k in range(kappa)
+    )
+    assert bandwidth.coded_failure(n, kappa, r) == pytest.approx(float(exact), rel=1e-12)
+
+
+def test_coded_bundles_is_the_smallest_n_by_exact_search():
+    kappa, eps, r = 16, 1e-3, 1 / 3
+
+    def failure(n: int) -> Fraction:
+        return sum(
+            Fraction(comb(n, k)) * (1 - Fraction(r)) ** k * Fraction(r) ** (n - k)
+            for k in range(kappa)
+        )
+
+    n = kappa
+    while failure(n) > Fraction(eps):
+        n += 1
+    assert bandwidth.coded_bundles(kappa, eps, r) == n == 37
 
 
 def test_comparison_respects_the_lower_bound_and_approaches_it():

@@ -48,9 +48,9 @@ def test_upper_exact_lower_in_their_regimes(p):
         assert exact <= b.upper + TOL
     if b.lower is not None:
         assert exact >= b.lower - TOL
-    if b.regime == "safe":
+    if b.regime == "below-slack":
         assert b.upper is not None or b.method == "none"
-    if b.regime == "captured":
+    if b.regime == "above-slack":
         assert b.lower is not None or b.method == "none"
 
 
@@ -124,9 +124,9 @@ def test_safe_regime_edge_is_the_slack_fraction():
 
 
 def test_regimes_follow_the_mean():
-    assert bounds.delay_bounds(SednaParams(56, 16, 0.05)).regime == "safe"
-    assert bounds.delay_bounds(SednaParams(56, 16, 0.3)).regime == "captured"
-    assert bounds.delay_bounds(SednaParams(56, 16, 0.13)).regime == "critical"
+    assert bounds.delay_bounds(SednaParams(56, 16, 0.05)).regime == "below-slack"
+    assert bounds.delay_bounds(SednaParams(56, 16, 0.3)).regime == "above-slack"
+    assert bounds.delay_bounds(SednaParams(56, 16, 0.13)).regime == "at-slack"
     none = bounds.delay_bounds(SednaParams(56, 16, 0.1, lanes=100, ratchet=True))
     assert (none.upper, none.lower, none.method) == (None, None, "none")
 

@@ -148,7 +148,11 @@ def test_every_analysis_command_json_and_plain(capsys, argv):
     assert isinstance(json.loads(out), dict)
     code, plain, _ = run(capsys, *argv)
     assert code == 0
-    assert "\t" in plain and not plain.lstrip().startswith("{")
+    assert not plain.lstrip().startswith("{")
+    # Tables for people: a title, named columns, no Python or JSON literals.
+    assert "=====" in plain and "-----" in plain
+    for literal in ("True", "False", "None", "null", "nan"):
+        assert literal not in plain.split(), literal
 
 
 @pytest.mark.parametrize(
@@ -241,18 +245,26 @@ def test_plot_one_figure(capsys, tmp_path):
 
 
 def test_report_writes_every_file(capsys, tmp_path):
+    from mechanism import report
+
     code, out, err = run(
         capsys, "report", "--out", str(tmp_path), "--quick", "--seed", "2", "--json"
     )
     assert code == 0, err
     names = {p.name for p in tmp_path.iterdir()}
-    for fig in ("delay", "ratchet", "bounty", "race", "bandwidth", "lead", "mev"):
-        for ext in ("csv", "png", "pdf"):
+    for fig in report.FIGURES:
+        exts = ("csv", "md") if fig in report.TABLE_ONLY else ("csv", "png", "pdf")
+        for ext in exts:
             assert f"{fig}.{ext}" in names
             assert (tmp_path / f"{fig}.{ext}").stat().st_size > 0
     assert {"meta.json", "report.md"} <= names
     assert set(json.loads(out)["files"]) == names
-    assert "MEV cost" in (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text()
+    # A paper section: one heading per figure, its file named, a real markdown table.
+    for fig in report.FIGURES:
+        assert f"{fig}." in text
+    assert "| κ | m |" in text and "MEV cost" in text
+    assert "is —" not in text and "= —" not in text  # every quoted number was found
 
 
 def test_cli_module_import_keeps_heavy_modules_out():
@@ -270,3 +282,129 @@ def test_registered_in_the_sedna_command(capsys):
     code = node_cli.main(["mech", "delay", "--kappa", "56", "--m", "16", "--beta", "0.1", "--json"])
     out, _ = capsys.readouterr()
     assert code == 0 and json.loads(out)["t_star"] == 4
+
+
+def test_without_the_analysis_extra_the_command_says_which_extra(capsys, monkeypatch):
+    """The node image has no scipy: `sedna mech ...` names the extra instead of a traceback."""
+    import sys
+
+    from node import cli as node_cli
+
+    for name in [m for m in sys.modules if m == "scipy" or m.startswith("scipy.")]:
+        monkeypatch.delitem(sys.modules, name)
+    for name in [m for m in sys.modules if m == "mechanism" or m.startswith("mechanism.")]:
+        monkeypatch.delitem(sys.modules, name)  # re-imported below, without scipy
+    monkeypatch.setitem(sys.modules, "scipy", None)  # as if not installed
+    code = node_cli.main(["mech", "delay", "--kappa", "56", "--m", "16", "--beta", "0.1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "'analysis' extra" in err[0] and "sedna-bft[analysis]" in err[0]
+
+
+def test_bounty_strategy_flag_reports_that_strategys_ex_ante_bounty(capsys):
+    from mechanism import response
+    from mechanism.params import EconParams
+
+    base = ["bounty", "--kappa", "20", "--m", "6", "--beta", "0.3", "--json"]
+    code, out, err = run(capsys, *base)
+    assert code == 0, err
+    data = json.loads(out)
+    p, e = SednaParams(20, 6, 0.3), EconParams(1.0)
+    assert data["strategy"] == "best_response"  # the default
+    assert data["bounty_ex_ante"] == pytest.approx(response.bounty(p, e).bounty, rel=1e-9)
+    assert {r["strategy"] for r in data["strategies"]} == {
+        "withhold_all", "threshold", "last_slot", "best_response"
+    }
+    for strategy in ("withhold_all", "threshold", "last_slot"):
+        code, out, _ = run(capsys, *base, "--strategy", strategy)
+        data = json.loads(out)
+        assert data["strategy"] == strategy
+        assert data["bounty_ex_ante"] == pytest.approx(
+            response.bounty(p, e, strategy).bounty, rel=1e-12
+        )
+    code, _, err = run(capsys, *base, "--strategy", "nonsense")
+    assert code == 2 and "invalid choice" in err
+
+
+def test_leaders_and_sensitivity_commands(capsys):
+    code, out, err = run(capsys, "leaders", "--lanes", "7", "--m", "3", "--kappa", "8",
+                         "--censoring", "2,5", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["p_delay"] == pytest.approx(6 / 7)  # uniform start over 7 leaders
+    code, out, err = run(capsys, "leaders", "--lanes", "7", "--m", "3", "--kappa", "8",
+                         "--withholding", "2,5", "--policy", "keep_redeemed",
+                         "--feedback-slots", "2", "--first-leader", "0", "--json")
+    assert code == 0, err
+    assert json.loads(out)["p_delay"] == pytest.approx(5 / 7)
+    code, out, err = run(capsys, "sensitivity", "--kappa", "20", "--m", "6", "--design-beta",
+                         "0.1", "--actual-betas", "0.05,0.2", "--json")
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert [r["beta_actual"] for r in rows] == [0.05, 0.2]
+    assert rows[0]["p_delay"] < rows[1]["p_delay"]
+
+
+def test_issue_command_with_finite_lanes_ratchet_and_default_lag(capsys):
+    # `delay --ratchet --lanes 7 --m 3 --kappa 8` used to fail in the lag computation.
+    code, out, err = run(capsys, "delay", "--ratchet", "--lanes", "7", "--m", "3", "--kappa",
+                         "8", "--beta", "0.3", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["p_delay"] == pytest.approx(2 / 7)
+    assert len(data["lag_tail"]) == 3
+
+
+def test_heterogeneous_lanes_on_the_command_line(capsys):
+    code, out, err = run(capsys, "delay", "--kappa", "13", "--m", "4", "--beta", "0",
+                         "--lane-q", "0.99,0.95,0.9,0.99", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    import numpy as np
+
+    r = delay.miss_probs_fixed_lanes(np.array([0.99, 0.95, 0.9, 0.99]), np.zeros(4, bool), 4)
+    assert data["p_delay"] == pytest.approx(delay.p_delay_heterogeneous(r, 13), rel=1e-12)
+    code, _, err = run(capsys, "delay", "--kappa", "13", "--m", "4", "--beta", "0",
+                       "--lane-q", "0.99,0.95")
+    assert code == 2 and "needs m = 4 values" in err
+
+
+@pytest.mark.parametrize("kind", ["file", "unwritable"])
+def test_bad_out_is_one_line_and_exit_2(capsys, tmp_path, kind):
+    import os
+
+    target = tmp_path / "out"
+    if kind == "file":
+        target.write_text("x")
+    else:
+        tmp_path.chmod(0o500)
+        if os.access(tmp_path, os.W_OK):  # running as root: permissions do not bind
+            tmp_path.chmod(0o700)
+            target = Path("/proc/sedna-not-writable")
+    try:
+        code, out, err = run(capsys, "plot", "bandwidth", "--out", str(target), "--quick")
+    finally:
+        tmp_path.chmod(0o700)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "--out" in err
+
+
+def test_guide_has_one_default_bounty_form():
+    import inspect
+
+    from mechanism import guide
+
+    default = inspect.signature(guide.recommend).parameters["bounty_form"].default
+    assert default == guide.DEFAULT_BOUNTY_FORM == "ex-post"
+    parser = _parser()
+    args = parser.parse_args(["mech", "guide", "--eps-delay", "1e-3", "--eps-race", "1e-2",
+                              "--beta-max", "0.1"])
+    assert args.bounty_form is None  # the CLI defers to the library's default
+
+
+def _parser():
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="sedna")
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    return parser

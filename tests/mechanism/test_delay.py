@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from mechanism import delay, dist, montecarlo
+from mechanism import delay, dist, montecarlo, tails
 from mechanism.params import SednaParams, Strategy
 
 from .helpers import assert_in_ci, brute_force_delay
@@ -55,9 +55,8 @@ def test_all_lanes_closed_form_agrees_with_hypergeometric_path():
     closed = delay.p_delay_all_lanes(70, 16, 2, 0.9)
     assert delay.p_delay(p) == pytest.approx(closed, abs=1e-14)
     # The fresh-hypergeometric machinery with X = c deterministic gives the same number.
-    assert delay._behind_fresh_hypergeometric(p, p.t_star, p.slack + 1) == pytest.approx(
-        closed, abs=1e-12
-    )
+    fresh = tails.iid_sum_log_sf(delay._log_slot_miss_pmf(p), p.t_star, p.slack + 1)
+    assert tails.prob(fresh) == pytest.approx(closed, rel=1e-12)
 
 
 def test_all_lanes_any_cartel_at_zero_slack_delays_deterministically():

@@ -80,13 +80,18 @@ def test_crash_restart_from_disk_keeps_safety_and_catches_up() -> None:
 
 def test_crash_restart_in_every_round_phase_never_double_votes() -> None:
     # Crash node 1 at many instants (any point between persist and send of a batch is a
-    # batch boundary in the simulator); restart 50 ms later from its disk.
+    # batch boundary in the simulator); restart 50 ms later from its disk. The run lasts
+    # long enough (30 blocks, about 800 ms) for every crash and restart to happen.
     for at_ms in range(20, 400, 23):
         scenario = parse_scenario_text(BASE).with_(
-            faults=(Crash(node=1, at_ms=float(at_ms), restart_after_ms=50.0),), until_blocks=12
+            faults=(Crash(node=1, at_ms=float(at_ms), restart_after_ms=50.0),), until_blocks=30
         )
-        report = run_scenario(scenario).report()
+        run = run_scenario(scenario)
+        report = run.report()
         assert report["violations"] == [], (at_ms, report["violations"])
+        host = run.sim.hosts[1]
+        assert (host.crashes, host.restarts) == (1, 1), at_ms  # the scenario happened
+        assert host.disk.finalized_height >= 30 and report["liveness"] == "ok", at_ms
 
 
 def byzantine_run(behaviour: str, protocol: str = "monadbft") -> tuple[dict, Sent]:
@@ -151,3 +156,8 @@ def test_ne_spam_forms_no_nec_and_stale_spam_is_dropped() -> None:
 def test_tail_fork_in_vanilla_is_counted_not_a_violation() -> None:
     report, _ = byzantine_run("tail_fork", "vanilla")
     assert report["violations"] == []
+    assert report["tail_forks"] >= 1  # the forks happened and were counted
+    for protocol in ("monadbft", "v1"):  # the same attack is refused by the others
+        report, _ = byzantine_run("tail_fork", protocol)
+        assert report["tail_forks"] == 0 and report["violations"] == []
+        assert any("proposal" in reason or "tip" in reason for reason in report["rejected"])

@@ -253,6 +253,32 @@ def test_summary_counts_reproposal_reverts() -> None:
     assert report["reproposal_tail_forks"] == summary.reproposal_tail_forks
 
 
+def test_progress_is_reported_and_a_parallel_run_merges_to_the_serial_summary() -> None:
+    # The cheap CI version of the multi-process merge (the slow tests run depth 3 with 2
+    # processes): depth 1 in one process and in two must give the same summary.
+    seen: list[twins.TwinsProgress] = []
+    serial = run_twins(1, progress=seen.append)
+    assert [p.done for p in seen] == list(range(1, 21)) and seen[-1].total == 20
+    assert seen[0].remaining_s is not None and seen[-1].remaining_s == 0
+    parallel_seen: list[twins.TwinsProgress] = []
+    parallel = run_twins(1, jobs=2, progress=parallel_seen.append)
+    assert parallel_seen[-1].done == 20 and len(parallel_seen) >= 2  # per finished chunk
+    timing = ("enumerate_s", "wall_s")
+    assert {k: v for k, v in parallel.as_dict().items() if k not in timing} == {
+        k: v for k, v in serial.as_dict().items() if k not in timing
+    }
+    assert serial.run == 20 and serial.events > 0
+
+
+def test_cli_prints_progress_and_an_estimate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert sedna(["sim", "twins", "--depth", "1", "--progress-every", "0"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("twins:")]
+    assert len(lines) == 20 and "20/20 arrangements (100.0 %)" in lines[-1]
+    assert all("elapsed" in line and "left" in line for line in lines[1:])
+    assert sedna(["sim", "twins", "--depth", "1"]) == 0  # shorter than one interval: quiet
+    assert "twins:" not in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_every_depth_3_arrangement_has_no_violation() -> None:
     summary = run_twins(3, jobs=2)
@@ -261,13 +287,18 @@ def test_every_depth_3_arrangement_has_no_violation() -> None:
     assert summary.reproposal_reverts + summary.reproposal_tail_forks > 0
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["v1", "vanilla"])
 def test_every_depth_2_arrangement_has_no_violation_in_the_comparison_modes(
     protocol: str,
 ) -> None:
+    # In the default suite (about 10 s each on a quiet machine): exhaustive, not sampled.
     summary = run_twins(2, config=TwinsConfig(protocol=protocol), jobs=2)
-    assert summary.run == 816 and summary.failed == 0, summary.failures[:3]
+    assert summary.run == summary.after_dedup == 816
+    assert summary.failed == 0, summary.failures[:3]
+    assert summary.runs_with_equivocation > 0 and summary.tcs > 0
+    assert summary.liveness.get("violated", 0) == 0
+    if protocol == "v1":
+        assert summary.reproposals > 0 and summary.necs > 0
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from node.cli import main
-from node.config import ConfigError, load_config, load_key, render_config, write_key_file
+from node.config import (
+    ConfigError,
+    check_environment,
+    load_config,
+    load_key,
+    render_config,
+    write_key_file,
+)
 from tests.node.helpers import KEYS, config_document, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_valid_config_loads_with_paths_relative_to_the_file(tmp_path: Path) -> None:
@@ -31,6 +42,12 @@ BAD_DOCUMENTS = [
     ({"network": {"listen_port": 70000}}, "network.listen_port"),
     ({"network": {"rpc_port": True}}, "network.rpc_port"),
     ({"network": {"listen_host": "bad host!"}}, "network.listen_host"),
+    ({"network": {"rpc_host": "999.1.1.1"}}, "network.rpc_host"),
+    ({"network": {"rpc_host": "-lead.example"}}, "network.rpc_host"),
+    ({"network": {"listen_host": "a..b"}}, "network.listen_host"),
+    ({"network": {"listen_host": "[::1]"}}, "network.listen_host"),
+    ({"network": {"rpc_port": 26600}}, "network.rpc_port"),  # == listen_port, same host
+    ({"network": {"rpc_port": 26600, "rpc_host": "0.0.0.0"}}, "network.rpc_port"),
     ({"consensus": {"delta_ms": -1}}, "consensus.delta_ms"),
     ({"consensus": {"delta_ms": 0}}, "consensus.delta_ms"),
     ({"consensus": {"protocol": "pbft"}}, "consensus.protocol"),
@@ -88,6 +105,7 @@ def test_key_file_must_match_this_validator(tmp_path: Path) -> None:
     (tmp_path / "key.toml").write_text(
         f'public_key = "{KEYS[0].public.hex()}"\nsecret_seed = "{KEYS[1].seed.hex()}"\n'
     )
+    (tmp_path / "key.toml").chmod(0o600)
     with pytest.raises(ConfigError, match="does not match secret_seed"):
         load_key(load_config(path))
     (tmp_path / "key.toml").unlink()
@@ -107,3 +125,93 @@ def test_node_cli_exits_2_with_a_one_line_message(tmp_path: Path, capsys) -> Non
     assert len(err) == 1 and "consensus.delta_ms" in err[0]
     assert main(["node", "run", "--config", str(tmp_path / "nope.toml")]) == 2
     assert not (tmp_path / "data").exists()  # nothing was created
+
+
+def test_same_port_on_different_hosts_is_allowed(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path, network={"rpc_port": 26600, "rpc_host": "127.0.0.2", "listen_host": "127.0.0.1"}
+    )
+    assert load_config(path).network.rpc_port == 26600
+    for host in ("localhost", "node0", "validator-1.example.org", "10.0.0.7", "::1"):
+        assert (
+            load_config(write_config(tmp_path, network={"rpc_host": host})).network.rpc_host == host
+        )
+
+
+def test_a_single_validator_must_pace_its_votes(tmp_path: Path) -> None:
+    one = config_document()["validators"][:1]
+    path = write_config(tmp_path, validators=one)
+    with pytest.raises(ConfigError, match=r"^consensus\.vote_pace_ms: must be > 0"):
+        load_config(path)
+    path = write_config(tmp_path, validators=one, consensus={"vote_pace_ms": 20})
+    assert len(load_config(path).validators) == 1
+
+
+def _node_run(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`sedna node run` in a child process: a regression that starts the node cannot hang."""
+    return subprocess.run(
+        [sys.executable, "-m", "node.cli", "node", "run", "--config", str(config), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    (tmp_path / "key.toml").chmod(0o644)
+    result = _node_run(path)
+    err = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(err) == 1, result.stderr
+    assert "node.key_file" in err[0] and "chmod 600" in err[0], err
+    (tmp_path / "key.toml").chmod(0o640)
+    with pytest.raises(ConfigError, match="accessible by others"):
+        load_key(load_config(path))
+    (tmp_path / "key.toml").chmod(0o600)
+    assert load_key(load_config(path)).public == KEYS[0].public
+
+
+def test_data_dir_that_is_a_file_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = write_config(tmp_path, node={"data_dir": "data.bin"})
+    (tmp_path / "data.bin").write_bytes(b"not a directory")
+    result = _node_run(path)
+    err = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(err) == 1, result.stderr
+    assert "node.data_dir" in err[0] and "is a file" in err[0], err
+
+
+def test_libp2p_without_its_extra_is_a_config_error(tmp_path: Path, monkeypatch) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object):  # type: ignore[no-untyped-def]
+        return None if name == "libp2p" else real_find_spec(name, *args)  # type: ignore[arg-type]
+
+    path = write_config(tmp_path, network={"transport": "libp2p"})
+    check_environment(load_config(path))  # installed here: accepted
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)  # as without the extra
+    with pytest.raises(ConfigError) as info:
+        check_environment(load_config(path))
+    message = str(info.value)
+    assert message.startswith("network.transport:") and "sedna-bft[libp2p]" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("key", ["network.listen_port", "network.rpc_port"])
+def test_a_port_in_use_is_named_by_its_key(tmp_path: Path, key: str) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        other = port + 1 if port < 65000 else port - 1
+        ports = (
+            {"listen_port": port, "rpc_port": other}
+            if key == "network.listen_port"
+            else {"listen_port": other, "rpc_port": port}
+        )
+        result = _node_run(write_config(tmp_path, network=ports))
+    err = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(err) == 1, result.stderr
+    assert f"{key}: 127.0.0.1:{port} is already in use" in err[0], err
+    assert not (tmp_path / "data").exists()  # refused before the database was touched

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from node.runtime import CRASH_EXIT_CODE
-from node.testnet import Testnet, generate_network
+from node.tools.testnet import Testnet, generate_network
 
 pytestmark = pytest.mark.e2e
 

@@ -37,8 +37,8 @@ from node.lanes_node import (
 from node.mempool import PlainPayloadValidator
 from node.rpc import HttpClient, encode_binary_txs
 from node.runtime import NodeRuntime
-from node.sedna_client import MAX_LEAD_BONUS, MAX_SLOT_LEAD, SednaClient, SednaPolicy
-from node.testnet import generate_network
+from node.tools.sedna_client import MAX_LEAD_BONUS, MAX_SLOT_LEAD, SednaClient, SednaPolicy
+from node.tools.testnet import generate_network
 from tests.lanes.helpers import EXPIRY
 
 ROOT = Path(__file__).resolve().parents[2]

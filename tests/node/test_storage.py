@@ -202,3 +202,160 @@ def test_lane_data_and_finalized_blocks(tmp_path: Path) -> None:
     assert storage.finalized_blocks(1, 10) == [(tip1, body1), (tip2, body2)]
     assert storage.finalized_blocks(2, 1) == [(tip2, body2)]
     storage.close()
+
+
+# --------------------------------------------------------------------------- refusals at open
+
+
+def _stored_node(tmp_path: Path) -> Path:
+    """A database that voted (highest_vote 7) and finalized a block, closed cleanly."""
+    storage = Storage(tmp_path)
+    id1, tip1, body1 = make_block(round=1, seq_num=1, payload=b"\x01x")
+    storage.put_block(id1, tip1, body1)
+    storage.save_safety(SafetyState(highest_vote=7, highest_propose=5))
+    storage.commit_blocks([_row(1, id1)], [])
+    storage.close()
+    return tmp_path / "node.sqlite3"
+
+
+def test_an_empty_database_file_is_refused_not_recreated(tmp_path: Path) -> None:
+    path = _stored_node(tmp_path)
+    path.write_bytes(b"")
+    with pytest.raises(StorageError, match=r"node\.sqlite3: the database file is empty"):
+        Storage(tmp_path)
+    assert path.stat().st_size == 0  # nothing was written over it
+
+
+def test_a_database_without_the_sedna_schema_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "node.sqlite3")
+    db.execute("CREATE TABLE other (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(StorageError, match="holds no sedna schema"):
+        Storage(tmp_path)
+
+
+def test_side_files_without_the_database_are_refused(tmp_path: Path) -> None:
+    path = _stored_node(tmp_path)
+    path.rename(tmp_path / "elsewhere")
+    with pytest.raises(StorageError, match="missing, but"):
+        Storage(tmp_path)
+
+
+def test_a_fresh_database_needs_an_absent_or_empty_data_dir(tmp_path: Path) -> None:
+    Storage(tmp_path / "new").close()  # absent: created
+    (tmp_path / "empty").mkdir()
+    Storage(tmp_path / "empty").close()  # empty: created
+    assert (tmp_path / "empty" / "node.sqlite3").stat().st_size > 0
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StorageError, match="not a directory"):
+        Storage(tmp_path / "file")
+
+
+def test_overwritten_pages_fail_the_integrity_check(tmp_path: Path) -> None:
+    import random
+
+    storage = Storage(tmp_path)
+    for i in range(1, 200):
+        storage.mempool_add([(i.to_bytes(32, "big"), os.urandom(600), i)])
+    storage.close()
+    path = tmp_path / "node.sqlite3"
+    page_bytes = 4096
+    pages = path.stat().st_size // page_bytes
+    assert pages > 30  # non-vacuous: there are pages besides the header page
+    rng = random.Random(0)  # spares the schema and meta pages: only quick_check sees it
+    with path.open("r+b") as handle:
+        for page in rng.sample(range(1, pages), 20):  # page 0 holds the file header
+            handle.seek(page * page_bytes)
+            handle.write(rng.randbytes(page_bytes))
+    with pytest.raises(StorageError, match=r"node\.sqlite3: integrity check failed") as caught:
+        Storage(tmp_path)
+    assert "\n" not in str(caught.value)  # one line for the operator
+
+
+def test_a_tampered_or_deleted_safety_row_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    from consensus.codec import encode
+
+    path = _stored_node(tmp_path)
+    storage = Storage(tmp_path)
+    assert storage.load_recovered().safety.highest_vote == 7  # type: ignore[union-attr]
+    storage.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'safety'", (encode(SafetyState()),))
+    db.commit()
+    db.close()
+    with pytest.raises(StorageError, match="does not match its checksum"):
+        Storage(tmp_path)
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM meta WHERE key = 'safety'")
+    db.commit()
+    db.close()
+    with pytest.raises(StorageError, match=r"safety state .* is missing"):
+        Storage(tmp_path)
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM meta WHERE key = 'safety_sum'")
+    db.commit()
+    db.close()
+    with pytest.raises(StorageError, match="checksum is missing"):
+        Storage(tmp_path)
+
+
+def test_a_database_from_before_the_checksum_gets_one(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = _stored_node(tmp_path)
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM meta WHERE key IN ('safety_sum', 'integrity')")
+    db.commit()
+    db.close()
+    storage = Storage(tmp_path)  # adopted as it is
+    assert storage.load_recovered().safety.highest_vote == 7  # type: ignore[union-attr]
+    storage.close()
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM meta WHERE key = 'safety'")
+    db.commit()
+    db.close()
+    with pytest.raises(StorageError, match="is missing"):
+        Storage(tmp_path)  # from now on it is checked
+
+
+def test_reset_removes_only_the_database_files(tmp_path: Path) -> None:
+    from node.storage import reset_data_dir
+
+    _stored_node(tmp_path)
+    (tmp_path / "notes.txt").write_text("operator's")
+    removed = reset_data_dir(tmp_path)
+    assert tmp_path / "node.sqlite3" in removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_read_only_open_never_creates(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="no database"):
+        Storage(tmp_path / "absent", read_only=True)
+    assert not (tmp_path / "absent").exists()
+    _stored_node(tmp_path)
+    storage = Storage(tmp_path, read_only=True)
+    assert storage.finalized_head()[0] == 1
+    storage.close()
+
+
+def test_a_database_open_in_another_process_is_refused(tmp_path: Path) -> None:
+    _stored_node(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, pathlib; from node.storage import Storage; "
+         "s = Storage(pathlib.Path(sys.argv[1])); print('open', flush=True); sys.stdin.read()",
+         str(tmp_path)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(StorageError, match="in use by another process"):
+            Storage(tmp_path)
+    finally:
+        holder.communicate("", timeout=30)
+    Storage(tmp_path).close()  # free again once the holder has exited

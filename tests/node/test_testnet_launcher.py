@@ -10,7 +10,7 @@ import pytest
 
 from node.cli import main
 from node.config import load_config, load_key
-from node.testnet import (
+from node.tools.testnet import (
     DOCKER_P2P_PORT,
     DOCKER_ROOT,
     DOCKER_RPC_PORT,
@@ -127,19 +127,46 @@ def test_compose_file_is_what_the_launcher_generates(tmp_path: Path) -> None:
         config = load_config(tmp_path / member["config"])
         assert service["hostname"] == member["name"]
         assert service["image"] == services["init"]["image"]
-        assert f"testnet:{DOCKER_ROOT}" in service["volumes"]
+        # Rule: a validator container mounts its own directory only (its key, no other's).
+        assert service["volumes"] == [f"{member['name']}:{DOCKER_ROOT}/{member['name']}"]
+        assert service["volumes"][0] in services["init"]["volumes"]
+        assert service["pull_policy"] == "never"  # the image init built, never a registry's
         assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
         # peers reach each validator by its service name on the transport port
         for validator in config.validators:
             assert validator.host in validator_services and validator.port == DOCKER_P2P_PORT
         assert config.network.listen_host == "0.0.0.0"
         assert config.network.listen_port == DOCKER_P2P_PORT
-        host_port, container_port = service["ports"][0].split(":")
+        # Rule: RPC ports are published on the host's loopback only.
+        bind, host_port, container_port = service["ports"][0].split(":")
+        assert bind == "127.0.0.1"
         assert int(container_port) == config.network.rpc_port == DOCKER_RPC_PORT
         assert int(host_port) == LOCAL_RPC_BASE + member["index"]
         assert not config.network.admin_rpc  # the admin RPC is not exposed from containers
-    assert "build" in services["init"]
-    assert (ROOT / "Dockerfile").read_text().count('ENTRYPOINT ["sedna"]') == 1
+    assert "build" in services["init"] and services["init"]["pull_policy"] == "build"
+    # every key file the nodes read lies in exactly one node volume
+    for member in manifest["members"]:
+        assert (tmp_path / member["name"] / "key.toml").stat().st_mode & 0o077 == 0
+    assert sorted(document["volumes"]) == sorted(["testnet", *validator_services])
+
+
+def test_dockerfile_runs_unprivileged_pinned_and_health_checked() -> None:
+    import re
+
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    ]
+    (base,) = [line for line in lines if line.startswith("FROM ")]
+    assert re.fullmatch(r"FROM python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base)
+    users = [line for line in lines if line.startswith("USER ")]
+    assert users and users[-1].split()[1].split(":")[0] not in ("root", "0")
+    assert lines.index(users[-1]) < lines.index('ENTRYPOINT ["sedna"]')
+    health = " ".join(lines[lines.index(next(x for x in lines if x.startswith("HEALTHCHECK"))) :])
+    assert "/status" in health
+    # the image installs the node's extras only: no analysis stack
+    assert "ARG EXTRAS=fast" in lines and "analysis" not in text.split("ARG EXTRAS")[1]
+    assert text.count('ENTRYPOINT ["sedna"]') == 1
 
 
 def test_longest_stall() -> None:

@@ -84,8 +84,10 @@ def test_low_order_ephemeral_key_is_rejected() -> None:
 def test_initiator_rejects_wrong_responder_identity() -> None:
     initiator = Initiator(KEYS[0], KEYS[1].public)
     imposter = Responder(KEYS[2], {KEYS[0].public: 0})  # validator 2 answers at 1's address
-    with pytest.raises(HandshakeError, match="not the dialed validator"):
+    with pytest.raises(HandshakeError) as info:
         initiator.on_reply(imposter.on_hello(initiator.hello))
+    assert info.value.reason == "wrong_peer_key"  # counted apart from malformed handshakes
+    assert info.value.detail == KEYS[2].public.hex()[:16]
 
 
 def test_initiator_rejects_tampered_reply() -> None:

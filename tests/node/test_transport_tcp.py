@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Coroutine
 from typing import Any
 
 import pytest
 
 from consensus.crypto import derive_keys
+from node.logs import get_logger
 from node.transport import create_transport
 from node.transport.base import TransportLimits
 from node.transport.handshake import FINISH_BYTES, HELLO_BYTES, REPLY_BYTES, Initiator
@@ -128,8 +130,9 @@ def test_unknown_key_is_rejected_both_ways() -> None:
                 5,
                 "outsider rejected",
             )
-            # Node 0 dialing the outsider (at validator 2's address) rejects its key too.
-            await wait_until(lambda: mesh.stats(0)["handshake_failures"]["bad_handshake"] >= 1, 5)
+            # Node 0 dialing the outsider (at validator 2's address) rejects its key too,
+            # counted as a wrong peer key; it keeps redialing, and says so in one log line.
+            await wait_until(lambda: mesh.stats(0)["handshake_failures"]["wrong_peer_key"] >= 3, 5)
             mesh.nodes[0].broadcast(b"secret")
             await wait_until(lambda: mesh.inbox.count(1) == 1, 2)
             await asyncio.sleep(0.05)
@@ -137,10 +140,24 @@ def test_unknown_key_is_rejected_both_ways() -> None:
             assert 2 not in mesh.nodes[0].connected_peers()
             assert got == []
             assert mesh.stats(0)["peers"][2]["frames_in"] == 0
+            mismatches = [r for r in records if getattr(r, "event", "") == "peer_key_mismatch"]
+            # one line per node that met the wrong key, however often it redialed
+            dialers = [i for i in (0, 1) if mesh.stats(i)["handshake_failures"]["wrong_peer_key"]]
+            assert len(mismatches) == len(dialers) >= 1
+            assert all(r.fields["peer"] == 2 for r in mismatches)  # type: ignore[attr-defined]
+            assert all(r.levelno == logging.WARNING for r in mismatches)
+            assert any(getattr(r, "event", "") == "unknown_peer_key" for r in records)
         finally:
             await outsider.stop()
             await mesh.stop()
+            logger.removeHandler(handler)
 
+    logger = get_logger()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     run(scenario())
 
 

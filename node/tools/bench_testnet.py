@@ -39,7 +39,7 @@ SATURATION_FRACTION = 0.95
 
 
 def _one_run(transport: str, rate: float, duration_s: float, tx_bytes: int) -> dict[str, Any]:
-    from node.testnet import RunOptions, TestnetRun
+    from node.tools.testnet import RunOptions, TestnetRun
 
     options = RunOptions(
         nodes=4,
@@ -55,7 +55,7 @@ def _one_run(transport: str, rate: float, duration_s: float, tx_bytes: int) -> d
 def _sedna_run(
     transport: str, rate: float, duration_s: float, payload_bytes: int, plain_rate: float
 ) -> dict[str, Any]:
-    from node.testnet import RunOptions, TestnetRun
+    from node.tools.testnet import RunOptions, TestnetRun
 
     options = RunOptions(
         nodes=4,
@@ -96,7 +96,7 @@ def sedna_cost_model(payload_bytes: int, nodes: int = 4, samples: int = 320) -> 
     from consensus.lanes.tickets import TicketVerifier, make_ticket, sign_ticket_batch
     from consensus.lanes.wire import LaneEntry, decode_lane_entry, encode_lane_entry
     from node.lanes_node import NODE_LANE_PARAMS
-    from node.sedna_client import SednaPolicy
+    from node.tools.sedna_client import SednaPolicy
 
     params = NODE_LANE_PARAMS
     batch = SednaPolicy().ticket_batch

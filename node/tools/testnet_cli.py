@@ -153,7 +153,8 @@ def _err(message: str) -> None:
 
 
 def _root(args: argparse.Namespace) -> Path:
-    return args.dir if args.dir is not None else DEFAULT_DIR
+    """The network directory, resolved: every spelling of one directory is one network."""
+    return (args.dir if args.dir is not None else DEFAULT_DIR).resolve()
 
 
 # --------------------------------------------------------------------------- run
@@ -162,7 +163,7 @@ def _root(args: argparse.Namespace) -> Path:
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from node.testnet import (
+    from node.tools.testnet import (
         RunOptions,
         TestnetError,
         TestnetRun,
@@ -353,7 +354,7 @@ def _up(args: argparse.Namespace) -> int:
     import asyncio
     import shutil
 
-    from node.testnet import MANIFEST, Testnet, TestnetError, generate_network
+    from node.tools.testnet import MANIFEST, Testnet, TestnetError, generate_network
 
     root = _root(args)
     try:
@@ -374,11 +375,17 @@ def _up(args: argparse.Namespace) -> int:
             generate_network(root, args.nodes, transport=args.transport)
         net = Testnet(root)
         net.start_all(detach=True)
-        print(f"starting {len(net)} nodes in {root} ...", file=sys.stderr)
-        ready = asyncio.run(net.wait_ready(args.timeout))
     except TestnetError as exc:
         _err(str(exc))
         return 2
+    print(f"starting {len(net)} nodes in {root} ...", file=sys.stderr)
+    try:
+        ready = asyncio.run(net.wait_ready(args.timeout))
+    except TestnetError as exc:  # a node exited while starting
+        _err(f"failed start: {exc}")
+        if net.running():
+            _err(f"nodes {net.running()} are running; `sedna testnet down --dir {root}` stops them")
+        return 1
     if not ready:
         _err(f"nodes not ready after {args.timeout:g} s; see `sedna testnet logs --dir {root}`")
         return 1
@@ -429,7 +436,7 @@ def _status_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from node.testnet import Testnet, TestnetError
+    from node.tools.testnet import Testnet, TestnetError
 
     try:
         net = Testnet(_root(args))
@@ -457,7 +464,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from node.testnet import Testnet, TestnetError
+    from node.tools.testnet import Testnet, TestnetError
 
     try:
         net = Testnet(_root(args))
@@ -470,7 +477,7 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from node.testnet import Testnet, TestnetError
+    from node.tools.testnet import Testnet, TestnetError
 
     try:
         net = Testnet(_root(args))
@@ -527,7 +534,7 @@ def _tail(path: Path, count: int) -> list[str]:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from node.testnet import MANIFEST, TestnetError, generate_network
+    from node.tools.testnet import MANIFEST, TestnetError, generate_network
 
     root = _root(args)
     if (root / MANIFEST).exists() and args.if_missing:

@@ -11,7 +11,7 @@ A tx is `run_id (8 B) || sequence (8 B) || send time ns (8 B) || filler` of `tx_
 bytes, so txs are unique per run. The generator keeps the short ids (`storage.short_id`)
 of every accepted tx so that the launcher can check each one against the finalized chain.
 
-`SednaLoadGenerator` offers Sedna payloads alongside, through `node.sedna_client`.
+`SednaLoadGenerator` offers Sedna payloads alongside, through `node.tools.sedna_client`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from consensus.lanes.encoding import EncodedPayload
 from node.mempool import tx_id
 from node.rpc import HttpClient, encode_binary_txs
-from node.sedna_client import SednaClient, SednaPolicy
 from node.storage import short_id
+from node.tools.sedna_client import SednaClient, SednaPolicy
 
 MIN_TX_BYTES = 24
 MAX_PREPARED_PAYLOADS = 200_000

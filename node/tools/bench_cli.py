@@ -122,13 +122,13 @@ def _run_core(args) -> int:
 
 # name -> (help, add_arguments(parser), run(args) -> exit code)
 def _testnet_arguments(parser: argparse.ArgumentParser) -> None:
-    from node.bench_testnet import add_arguments
+    from node.tools.bench_testnet import add_arguments
 
     add_arguments(parser)
 
 
 def _run_testnet(args) -> int:
-    from node.bench_testnet import run
+    from node.tools.bench_testnet import run
 
     return run(args)
 
