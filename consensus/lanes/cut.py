@@ -9,7 +9,7 @@ Validity needs no lane data (`CutValidator`, the core's block validator):
 - CUT-FORM: the payload decodes; lanes strictly increasing, each in the validator set;
 - CUT-POA: every PoA the cut carries is valid for its tip (f+1 stake);
 - CUT-SLOT: a tip carrying a PoA has slot <= the block's height − 2;
-- CUT-MONOTONE (`check_extension`, needs the parent's cut): every lane of the parent's
+- CUT-MONOTONE (`check_link`, needs the parent's cut): every lane of the parent's
   cut is present at a height >= the parent's; at the same height it is the parent's tip
   (same digest) with no PoA; a tip above the parent's, or a new lane, carries a PoA.
 
@@ -99,8 +99,8 @@ def cut_tips(payload: CutPayload) -> dict[int, TipRef]:
 class CutValidator:
     """The core's `BlockValidator` in certified mode: pure, deterministic, no lane data.
 
-    `check` runs CUT-FORM, CUT-POA and CUT-SLOT; `check_extension` adds CUT-MONOTONE
-    against the parent block. Verified PoAs are cached (bounded) so a reproposal or a
+    `check` runs CUT-FORM, CUT-POA and CUT-SLOT (the core's B-APP); `check_link` runs
+    CUT-MONOTONE against the parent block (the core's B-APP-LINK). Verified PoAs are cached (bounded) so a reproposal or a
     sync does not verify them again; a cache may be shared by several simulated nodes.
     """
 
@@ -115,14 +115,9 @@ class CutValidator:
     def validate(self, header: BlockHeader, body: BlockBody) -> bool:
         return self.check(header, body) is None
 
-    def validate_extension(
-        self,
-        parent_header: BlockHeader,
-        parent_body: BlockBody,
-        header: BlockHeader,
-        body: BlockBody,
-    ) -> bool:
-        return self.check_extension(parent_header, parent_body, header, body) is None
+    def validate_link(self, parent: BlockBody, header: BlockHeader, body: BlockBody) -> bool:
+        """The core's B-APP-LINK (consensus.core.LinkValidator): CUT-MONOTONE."""
+        return self.check_link(parent, header, body) is None
 
     def check(self, header: BlockHeader, body: BlockBody) -> str | None:
         """None if valid on its own, else the rule broken (one line)."""
@@ -152,20 +147,14 @@ class CutValidator:
                 return f"lane {tip.lane}: {reason}"
         return None
 
-    def check_extension(
-        self,
-        parent_header: BlockHeader,
-        parent_body: BlockBody,
-        header: BlockHeader,
-        body: BlockBody,
-    ) -> str | None:
+    def check_link(self, parent: BlockBody, header: BlockHeader, body: BlockBody) -> str | None:
         """CUT-MONOTONE: `body`'s cut against its parent's (both decodable, else the rule)."""
         try:
-            parent = decode_cut_payload(parent_body.payload)
+            parent_cut = decode_cut_payload(parent.payload)
             child = decode_cut_payload(body.payload)
         except LanePayloadError as exc:
             return f"malformed payload: {exc}"
-        return monotone_violation(cut_tips(parent), child.tips)
+        return monotone_violation(cut_tips(parent_cut), child.tips)
 
     def check_poa(self, entry: LaneTip) -> str | None:
         """`verify_poa` of a tip that carries a PoA, cached when valid."""

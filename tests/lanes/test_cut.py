@@ -66,12 +66,9 @@ def check(tips, height: int = 10) -> str | None:
 def extension(parent_tips, tips) -> str | None:
     validator = CutValidator(VALIDATORS, ED25519)
     parent, child = body(parent_tips), body(tips)
-    result = validator.check_extension(
-        lane_block_header(9, 0, parent), parent, lane_block_header(10, 0, child), child
-    )
-    assert validator.validate_extension(
-        lane_block_header(9, 0, parent), parent, lane_block_header(10, 0, child), child
-    ) == (result is None)
+    header = lane_block_header(10, 0, child)
+    result = validator.check_link(parent, header, child)
+    assert validator.validate_link(parent, header, child) == (result is None)
     return result
 
 
