@@ -24,7 +24,13 @@ pure lane layer (`consensus.lanes`, docs/lanes.md). One `LaneSim` per run:
   from the scenario's global latency model and lost with probability `[lanes] loss`.
   Senders are outside the validator network: partitions and link rules do not apply to
   them; a crashed lane loses them, a paused one receives them when it resumes.
-- **Lane blocks reach the block in full.** The driver answers a core's
+- **Two modes** (`[lanes] dissemination`). Certified (the default): every node also runs
+  the availability layer (`netsim.certified_lanes`, docs/netsim.md "Certified lanes"):
+  lane chains broadcast by their lanes, votes, PoAs, fetches as simulated messages, the
+  leader's block carries a cut, the tracker runs the lane blocks a finalized cut
+  finalizes, and senders learn redemptions from PoAs. Carried (below): lane blocks ride
+  in the leader's block.
+- **Carried: lane blocks reach the block in full.** The driver answers a core's
   `RequestPayload(seq_num=h)` itself (the engine's random payload is not used): it
   collects `seal(h)` from every lane the leader can reach at that instant (up, not
   paused, not partitioned from the leader) and proposes

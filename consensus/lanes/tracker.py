@@ -43,6 +43,13 @@ new payload takes the place of the least recently progressing payload of the sen
 holds the most entries, unless its own sender is (or ties) the heaviest, in which case
 the new payload is dropped. A junk sender can therefore only ever crowd out itself.
 
+**Certified lanes** (`on_finalized_lanes`, docs/lanes.md "Tip cuts"): a finalized cut
+hands over lane blocks of several slots. They are redeemed and counted in the order
+(slot, pivot key) per payload, so pivotal bundles are still the first κ in slot order; a
+lane block cut more than W = `max_cut_lag_slots` heights after its slot is void (its
+tickets are not redeemed), and decided ids are remembered W heights past their expiry:
+nothing executes twice with bounded memory, however late a cut finalizes a lane block.
+
 The outcome depends only on the sequence of finalized blocks, so every node fed the
 same chain reports the same executions, rejections, ledger and `execution_order_hash`.
 """
