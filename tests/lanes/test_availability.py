@@ -515,3 +515,16 @@ def test_a_lost_poa_is_broadcast_again(net: LaneNet) -> None:
     net.height(1 + AvailabilityConfig().resend_interval_heights)
     net.run()
     assert net.nodes[3].layer.certified_tip(0) is not None
+
+
+def test_a_block_whose_slot_is_not_above_its_parents_is_not_voted(net: LaneNet) -> None:
+    first = seal(net, 0, [0], 5)
+    net.queue.clear()
+    assert len(votes_in(commands_of(net, 1, 0, LaneBlockMessage(first)))) == 1
+    digest = chain_block_digest(first)
+    for slot in (5, 4):  # rule LC: slots strictly increase along a chain
+        stale = signed(net, 0, 2, digest, slot, entries(0, [1], slot))
+        assert commands_of(net, 1, 0, LaneBlockMessage(stale)) == []
+    assert net.nodes[1].layer.stats.dropped == {"slot not above the parent's": 2}
+    fresh = signed(net, 0, 2, digest, 6, entries(0, [1], 6))
+    assert len(votes_in(commands_of(net, 1, 0, LaneBlockMessage(fresh)))) == 1

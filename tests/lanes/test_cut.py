@@ -264,17 +264,19 @@ def test_the_tracker_counts_bundles_in_slot_order_and_reports_the_decode_slot() 
     assert event.decode_slot == 7  # κ counted bundles of slots <= 7
     assert event.first_slot == 7  # its first counted bundle's slot
     assert {r.slot for r in outcome.redemptions} == {5}
-    # within one cut: every bundle of slot 5 counts before any of slot 7
+    # within one cut: every bundle of slot 5 counts before any of slot 7, whatever the
+    # parent (the pivot key alone would put a slot-7 bundle first for most parents)
     other = encoded("one-cut")
-    tracker2 = DecodeTracker(SMALL, certified=True)
     blocks = [
         lane_block(1, 7, [entry_for(TRUSTED, SENDER, other, i, 1, 7) for i in range(kappa)]),
         lane_block(2, 5, [entry_for(TRUSTED, SENDER, other, kappa + 1, 2, 5)]),
     ]
-    for height in range(1, 9):
-        tracker2.on_finalized_lanes(height, [], [], bytes(32))
-    (executed,) = tracker2.on_finalized_lanes(9, [], blocks, b"c" * 32).payloads
-    assert executed.pivotal[0] == (5, 2, kappa + 1) and executed.decode_slot == 7
+    for parent in range(8):
+        tracker2 = DecodeTracker(SMALL, certified=True)
+        for height in range(1, 9):
+            tracker2.on_finalized_lanes(height, [], [], bytes(32))
+        (executed,) = tracker2.on_finalized_lanes(9, [], blocks, bytes([parent]) * 32).payloads
+        assert executed.pivotal[0] == (5, 2, kappa + 1) and executed.decode_slot == 7
 
 
 def test_a_lane_block_cut_more_than_w_after_its_slot_is_void_and_nothing_executes_twice() -> None:
