@@ -262,6 +262,12 @@ class Sender:
                         outgoing.feedback.setdefault(past, []).append((lane, hit))
                     elif not hit and ratchet == RatchetPolicy.EXCLUDE:
                         outgoing.excluded.add(lane)  # rule: an unredeemed ticket excludes
+        self.on_decided(decided)
+
+    def on_decided(self, decided: Iterable[bytes]) -> None:
+        """These payloads were decided (executed, rejected, expired): stop sending them.
+        (Certified lanes learn decisions from finality and redemptions from PoAs, so
+        the two arrive separately; docs/lanes.md, "What a slot is".)"""
         for cid in decided:
             if cid in self.payloads:
                 self.payloads[cid].decided = True

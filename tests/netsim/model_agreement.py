@@ -214,7 +214,8 @@ def lanes_scenario(
     policy: str = "fresh",
 ) -> Scenario:
     """7 validators, no timeouts (latency U(1, 20) ms, Δ = 100 ms), one payload every 2
-    slots per sender, lookahead and feedback 4 slots (netsim's defaults)."""
+    slots per sender, lookahead and feedback 4 slots, carried lanes (the model's mode:
+    certified senders learn outcomes two slots later)."""
     lines = [
         "validators = 7",
         "until_ms = 60000",
@@ -223,6 +224,7 @@ def lanes_scenario(
         "latency_ms = [1, 20]",
         "delta_ms = 100",
         "[lanes]",
+        'dissemination = "carried"',
         f"payloads = {payloads}",
         "payload_bytes = 2048",
         f"kappa = {kappa}",

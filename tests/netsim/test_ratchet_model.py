@@ -14,6 +14,16 @@ the cartel withholds everything, no timeouts (payloads that saw one would be lef
     withholding lanes of the first draw are replaced at slot 5, so P(lag >= 2) = 2/7
     against 5/7 for fixed lanes (or d = 5), and P(lag >= 3) = 1/7 against 0 for d = 3.
     (slow: κ = 21, m = 5, where the replacement changes P(delay): 15/21 against 20/21.)
+Certified lanes (`dissemination = "certified"`, the netsim default) are checked against
+exact values: certified senders learn a slot's outcome from PoAs, two slots after carried
+ones (d = lookahead_slots + 2 = 6). (a) still gives 5/7 (d > t*). The ratchet acting before
+the horizon needs a horizon beyond 6 and a slack of at least d: N = 10, c = 2, κ = 43,
+m = 7, t* = 7, Δ = 6, d = 6. X ~ Hypergeom(10, 2, 7) cartel lanes in the first draw.
+X = 0 (8/120): no miss. X = 2 (56/120): 12 misses by slot 6, delayed. X = 1 (56/120):
+6 misses in slots 1..6 (= Δ); at slot 7 the lane is replaced by one of the 3
+never-addressed lanes, one of them the other cartel lane: delayed with probability 1/3.
+P(delay) = 56/120 + (56/120)·(1/3) = 28/45, against 112/120 if the ratchet did nothing.
+The carried tests above run carried scenarios (the model's feedback is the carried one).
 """
 
 from __future__ import annotations
@@ -24,8 +34,11 @@ from pathlib import Path
 import pytest
 
 from mechanism.delay import p_delay
+from mechanism.montecarlo import binomial_ci
 from mechanism.params import SednaParams
-from netsim.scenario import Scenario, load_scenario
+from netsim.runner import run_scenario
+from netsim.scenario import Scenario, load_scenario, parse_scenario_text
+from tests.netsim.lane_modes import scenario_in_mode
 from tests.netsim.model_agreement import assert_agrees, lanes_scenario, measure, model_setup
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "netsim" / "scenarios"
@@ -34,7 +47,7 @@ WITHHOLDING = {2: ["withhold_bundles"], 5: ["withhold_bundles"]}
 
 
 def test_the_shipped_ratchet_scenario_agrees_with_the_model() -> None:
-    scenario = load_scenario(SCENARIOS / "lanes_ratchet.toml")
+    scenario = scenario_in_mode(load_scenario(SCENARIOS / "lanes_ratchet.toml"), "carried")
     measured = measure(scenario, seeds=(1, 2, 3), max_lag=MAX_LAG)
     setup = model_setup(scenario, measured, MAX_LAG)
     lanes = measured.report_lanes
@@ -94,3 +107,70 @@ def test_the_ratchet_acting_before_the_horizon_agrees_with_the_model_slow(kappa,
         min_payloads=960,
     ):
         print(check)
+
+
+CERTIFIED_SEEDS = (1, 2, 3)
+ACTING_CERTIFIED = """
+validators = 10
+until_ms = 60000
+until_blocks = 130
+[network]
+latency_ms = [1, 20]
+delta_ms = 100
+[lanes]
+dissemination = "certified"
+payloads = 40
+payload_bytes = 8192
+kappa = 43
+bundles_per_slot = 7
+ratchet_policy = "keep_redeemed"
+senders = 2
+interval_slots = 2
+[[byzantine]]
+node = 2
+behaviour = "withhold_bundles"
+[[byzantine]]
+node = 5
+behaviour = "withhold_bundles"
+"""
+
+
+def delayed_over_seeds(scenario: Scenario) -> tuple[int, int, dict]:
+    delayed = total = 0
+    lanes: dict = {}
+    for seed in CERTIFIED_SEEDS:
+        report = run_scenario(scenario, seed=seed).report()
+        assert report["violations"] == []
+        rejected = {k: v for k, v in report["bundles_rejected"].items() if v}
+        assert rejected == {}, rejected  # q = 1: every honest ticket landed in its slot
+        delays = list(report["decode_slot_delay"].values())
+        assert None not in delays  # every payload executed
+        delayed += sum(d > 0 for d in delays)
+        total += len(delays)
+        lanes = report["lanes"]
+    return delayed, total, lanes
+
+
+def test_the_shipped_ratchet_scenario_in_certified_mode_gives_the_fixed_set_value() -> None:
+    scenario = scenario_in_mode(load_scenario(SCENARIOS / "lanes_ratchet.toml"), "certified")
+    delayed, total, lanes = delayed_over_seeds(scenario)
+    assert (lanes["kappa"], lanes["bundles_per_slot"], lanes["t_star"], lanes["slack"]) == (
+        8,
+        3,
+        3,
+        1,
+    )
+    assert lanes["ratchet_policy"] == "keep_redeemed"
+    assert lanes["feedback_slots"] == 6 > lanes["t_star"]  # no feedback before t*
+    interval = binomial_ci(delayed, total, level=0.99)
+    assert total == 240
+    assert interval.low <= 5 / 7 <= interval.high, (delayed / total, interval)
+
+
+def test_the_certified_ratchet_acting_before_the_horizon_agrees_with_its_exact_value() -> None:
+    delayed, total, lanes = delayed_over_seeds(parse_scenario_text(ACTING_CERTIFIED))
+    assert (lanes["t_star"], lanes["slack"], lanes["feedback_slots"]) == (7, 6, 6)
+    assert lanes["dissemination"] == "certified"
+    interval = binomial_ci(delayed, total, level=0.99)
+    assert interval.low <= 28 / 45 <= interval.high, (delayed / total, interval)
+    assert interval.high < 112 / 120  # the ratchet did act: below the fixed-set value
