@@ -16,6 +16,10 @@ tracker dropped (goal: 0).
     .venv/bin/python benchmarks/bench_lane_attacks.py                 # every attack, 3 seeds
     .venv/bin/python benchmarks/bench_lane_attacks.py --attacks junk_commitments --seeds 1 2 3
     .venv/bin/python benchmarks/bench_lane_attacks.py --json
+    .venv/bin/python benchmarks/bench_lane_attacks.py --dissemination certified
+
+The default lane mode here is `carried` (the mode of the issue-10 table in docs/lanes.md);
+`--dissemination certified` runs the same adversaries against certified lanes.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ until_ms = {until_ms}
 latency_ms = [1, 20]
 delta_ms = 100
 [lanes]
+dissemination = "{dissemination}"
 payloads = {payloads}
 payload_bytes = 1024
 kappa = 6
@@ -99,9 +104,10 @@ def _delayed_fraction(report: dict[str, Any]) -> float:
     return sum(d is None or d > 0 for d in delays) / max(1, len(delays))
 
 
-def measure(name: str, seed: int) -> dict[str, Any]:
+def measure(name: str, seed: int, dissemination: str = "carried") -> dict[str, Any]:
     spec = ATTACKS[name]
     text = BASE.format(
+        dissemination=dissemination,
         validators=spec["validators"],
         seed=seed,
         until_ms=spec["until_ms"],
@@ -147,6 +153,7 @@ def measure(name: str, seed: int) -> dict[str, Any]:
         row["lane_blocks_omitted"] = lanes["lane_blocks_omitted"]
         delays = [d for d in attacked["decode_slot_delay"].values() if d is not None]
         row["mean_delay_slots"] = round(statistics.mean(delays), 3) if delays else None
+        row["cut_delay"] = {"base": base_lanes["cut_delay"], "attacked": lanes["cut_delay"]}
     return row
 
 
@@ -154,10 +161,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attacks", nargs="+", choices=sorted(ATTACKS), default=list(ATTACKS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument(
+        "--dissemination",
+        choices=["carried", "certified"],
+        default="carried",
+        help="lane mode (carried: the mode the issue-10 table was measured in)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    rows = [measure(name, seed) for name in args.attacks for seed in args.seeds]
+    rows = [measure(name, seed, args.dissemination) for name in args.attacks for seed in args.seeds]
     summary = {}
     for name in args.attacks:
         mine = [r for r in rows if r["attack"] == name]

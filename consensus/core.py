@@ -145,9 +145,20 @@ class BlockValidator(Protocol):
     def validate(self, header: BlockHeader, body: BlockBody) -> bool: ...
 
 
+class LinkValidator(Protocol):
+    """A block validator whose rules also read the parent block (B-APP-LINK): optional.
+    Certified lanes use it for CUT-MONOTONE (a cut never lowers its parent's lane tips,
+    consensus/lanes/cut.py). Must be pure and deterministic, like `BlockValidator`."""
+
+    def validate_link(self, parent: BlockBody, header: BlockHeader, body: BlockBody) -> bool: ...
+
+
 class AcceptAllBlocks:
     def validate(self, header: BlockHeader, body: BlockBody) -> bool:
         return True
+
+
+_GENESIS_BODY = BlockBody(payload=b"")  # what a child of genesis reads as its parent's body
 
 
 @dataclass
@@ -259,6 +270,7 @@ class ConsensusCore:
         )
         self._signer = Signer(index, key, scheme, verifier=self.verifier)
         self._block_validator: BlockValidator = block_validator or AcceptAllBlocks()
+        self._link_validator = getattr(block_validator, "validate_link", None)  # B-APP-LINK
         self._votes = VoteState(
             validators, self._vote_signature_valid, disabled=config.test_mutations
         )
@@ -620,6 +632,22 @@ class ConsensusCore:
             return "timestamp earlier than its parent's"
         return None
 
+    def _app_link_refusal(self, header: BlockHeader, body: BlockBody) -> str | None:
+        """B-APP-LINK: the block validator accepts the block as a child of its parent,
+        when the parent is held (otherwise T-CHAIN re-checks the link once it arrives)."""
+        if self._link_validator is None or not self._enforced("B-APP-LINK"):
+            return None
+        if header.parent_id == GENESIS_BLOCK_ID:
+            parent_body = _GENESIS_BODY
+        else:
+            parent = self._tree.get(header.parent_id)
+            if parent is None:
+                return None
+            parent_body = parent.body
+        if not self._link_validator(parent_body, header, body):
+            return "rejected by the block validator as a child of its parent"
+        return None
+
     def _chain_refusal(self, block_id: bytes) -> str | None:
         """T-CHAIN and B-APP-CHAIN along the held chain from the finalized head up to
         `block_id` (None: nothing held is refused).
@@ -652,6 +680,9 @@ class ConsensusCore:
                 refusal = self._link_refusal(block.header, *parent)
                 if refusal is not None:
                     return refusal
+            refusal = self._app_link_refusal(block.header, block.body)  # B-APP-LINK
+            if refusal is not None:
+                return refusal
             walked.append(current)
             current = block.parent_id
         else:
@@ -690,7 +721,7 @@ class ConsensusCore:
             return "at or below the finalized height"  # T-HEIGHT
         if not self._block_validator.validate(header, body) and self._enforced("B-APP"):  # B-APP
             return "rejected by the block validator"
-        return None
+        return self._app_link_refusal(header, body)  # B-APP-LINK
 
     def _add_block(
         self, block_id: bytes, tip: Tip, body: BlockBody, *, validated_detached: bool = False
@@ -1252,6 +1283,13 @@ class ConsensusCore:
                 refusal = self._link_refusal(
                     previous.tip.header, header.seq_num, header.timestamp_ns
                 )
+                if (
+                    refusal is None
+                    and self._link_validator is not None
+                    and self._enforced("B-APP-LINK")
+                    and not self._link_validator(synced.body, previous.tip.header, previous.body)
+                ):
+                    refusal = "rejected by the block validator as a child of its parent"
                 if refusal is not None:
                     raise _Dropped(f"sync response: {refusal}")
             if self._enforced("SY3"):
@@ -1267,7 +1305,9 @@ class ConsensusCore:
         oldest = message.blocks[-1].tip.header
         parent = self._tree.parent_seq_and_timestamp(oldest.parent_id)
         if parent is not None:  # T-SEQ, T-TIME where the response attaches to a held block
-            refusal = self._link_refusal(oldest, *parent)
+            refusal = self._link_refusal(oldest, *parent) or self._app_link_refusal(
+                oldest, message.blocks[-1].body
+            )
             if refusal is not None:
                 raise _Dropped(f"sync response does not attach to its parent: {refusal}")
         # ---- valid: mutate

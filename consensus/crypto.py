@@ -38,6 +38,8 @@ class Domain:
     ROUND_RECOVERY = b"sedna/round-recovery/1"
     TICKET = b"sedna/ticket/1"
     LANE_BLOCK = b"sedna/lane-block/1"
+    LANE_CHAIN_BLOCK = b"sedna/lane-chain-block/1"  # certified lanes: a lane chain's block
+    AVAILABILITY_VOTE = b"sedna/availability-vote/1"  # certified lanes: "I hold this block"
     HANDSHAKE = b"sedna/handshake/1"
     TRANSACTION = b"sedna/transaction/1"
 
@@ -50,6 +52,8 @@ class Domain:
         ROUND_RECOVERY,
         TICKET,
         LANE_BLOCK,
+        LANE_CHAIN_BLOCK,
+        AVAILABILITY_VOTE,
         HANDSHAKE,
         TRANSACTION,
     )

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
+
+from campaign.executor import ExecutorError
 
 EXAMPLES = """examples:
   sedna mech delay --kappa 56 --m 16 --beta 0.1
@@ -151,6 +154,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--ci", choices=("wilson", "clopper-pearson"), default="wilson")
     p.add_argument("--adversarial-order", action="store_true",
                    help="cartel lanes come last in the canonical order of slot t*")
+    _executor_args(p)
 
     p = command("sweep", "delay vs cartel fraction per slack: CSV, meta.json, PNG/PDF", _sweep)
     p.add_argument("--m", type=int, default=16)
@@ -166,6 +170,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--mc-every", type=int, default=5, help="Monte Carlo on every k-th β")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
+    _executor_args(p)
 
     from_figures = (
         "delay", "ratchet", "feedback", "bounty", "response", "race", "bandwidth", "lead",
@@ -199,6 +204,24 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="fixed lane set with per-lane q: m comma-separated values (heterogeneous)")
     p.add_argument("--cartel-positions", default="",
                    help="with --lane-q: which of the m lanes (0-based) are cartel lanes")
+
+
+def _executor_args(p: argparse.ArgumentParser) -> None:
+    """Where the Monte Carlo runs: --jobs N | --scheduler tcp://HOST:PORT | --cluster local:N
+    (campaign.executor; the same numbers on each)."""
+    from campaign.executor import add_executor_arguments
+
+    add_executor_arguments(p, default_jobs=1)
+
+
+@contextmanager
+def _executor(args: argparse.Namespace, label: str) -> Iterator[Any]:
+    """The executor the arguments ask for, with progress on stderr."""
+    from campaign.executor import ProgressLine, executor_spec, open_executor
+
+    spec = executor_spec(args)  # ValueError: bad input, exit 2
+    with open_executor(spec, progress=ProgressLine(f"sedna mech {label}")) as executor:
+        yield executor
 
 
 def _econ_args(p: argparse.ArgumentParser) -> None:
@@ -235,6 +258,9 @@ def _runner(name: str, handler: Handler) -> Callable[[argparse.Namespace], int]:
             print(f"sedna mech {name}: error: {exc.strerror or exc}: {exc.filename}",
                   file=sys.stderr)
             return 2
+        except ExecutorError as exc:  # the cluster could not run the campaign
+            print(f"sedna mech {name}: {exc}", file=sys.stderr)
+            return 1
         output.emit(payload, args.json, view)
         return 0
 
@@ -850,16 +876,18 @@ def _montecarlo(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     from mechanism import delay, montecarlo, race
     from mechanism.output import View
 
-    res = montecarlo.simulate(
-        p,
-        strategy,
-        trials=args.trials,
-        seed=args.seed,
-        max_lag=args.max_lag,
-        level=args.level,
-        ci_method=args.ci,
-        adversarial_order=args.adversarial_order,
-    )
+    with _executor(args, "montecarlo") as executor:
+        res = montecarlo.simulate(
+            p,
+            strategy,
+            trials=args.trials,
+            seed=args.seed,
+            max_lag=args.max_lag,
+            level=args.level,
+            ci_method=args.ci,
+            adversarial_order=args.adversarial_order,
+            executor=executor,
+        )
     exact = _exact_for_strategy(p, strategy, delay)
     p_race = None
     if strategy.kind in ("none", "last-slot", "pivot-order"):
@@ -952,8 +980,9 @@ def _sweep(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         mc_every=args.mc_every,
     )
     _check_seed(args.seed)
-    out = _out_dir(args.out)
-    rows = sweep.delay_sweep(spec, args.seed)
+    with _executor(args, "sweep") as executor:  # validates --jobs/--scheduler/--cluster
+        out = _out_dir(args.out)
+        rows = sweep.delay_sweep(spec, args.seed, executor)
     from mechanism import output, plots
 
     output.write_csv(out / "sweep.csv", sweep.DELAY_COLUMNS, rows)

@@ -4,19 +4,24 @@ docs/mechanism.md §12. Trials run in parallel as numpy arrays; the only Python 
 slots (at most t* + max_lag). Each slot draws the cartel's holdings per trial (binomial or
 hypergeometric), the honest misses (binomial), applies the strategy, finalizes, and, under
 the ratchet, excludes the lanes that did not redeem and replaces them by never-addressed
-lanes. One `numpy.random.Generator(PCG64(seed))` drives everything, so a seed fixes the
-result bit for bit.
+lanes. Blocks of 2^19 trials each have their own `numpy.random.Generator` (`block_rng`:
+PCG64(seed) for the first), so a seed fixes the result bit for bit, on any executor
+(`campaign.executor`: this process, local processes or a Dask cluster).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mechanism.delay import withheld_by_strategy
 from mechanism.params import STRATEGIES, SednaParams, Strategy
+
+if TYPE_CHECKING:
+    from campaign.executor import Executor
 
 __all__ = ["STRATEGIES", "MCResult", "Strategy", "binomial_ci", "simulate"]
 
@@ -218,11 +223,16 @@ def simulate(
     level: float = 0.99,
     ci_method: str = "wilson",
     adversarial_order: bool = False,
+    executor: Executor | None = None,
 ) -> MCResult:
     """Simulate `trials` transactions for t* + max_lag slots; estimate P(D) and P(race).
 
     adversarial_order: the cartel's lanes come last in the canonical order ≺ of slot t*
     (worst case for the designer); otherwise lane positions in ≺ are uniformly random.
+
+    The trials run in blocks of _CHUNK_TRIALS, each with its own random stream
+    (`block_rng`), on `executor` (default: this process); the blocks' counts are merged in
+    block order, so the result is the same on any executor.
     """
     strategy = strategy or Strategy()
     if not 1 <= trials <= MAX_TRIALS:
@@ -231,29 +241,31 @@ def simulate(
         raise ValueError(f"max_lag must be in 0..{MAX_LAG}, got {max_lag}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
-    rng = np.random.Generator(np.random.PCG64(seed))
     t_star = params.t_star
     horizon = t_star + max_lag
+    blocks = [
+        _Block(params, strategy, seed, index, min(_CHUNK_TRIALS, trials - start), horizon,
+               max_lag, adversarial_order)
+        for index, start in enumerate(range(0, trials, _CHUNK_TRIALS))
+    ]  # fmt: skip
+    if executor is None:
+        from campaign.executor import LocalExecutor
+
+        executor = LocalExecutor(1)
     delays = races = 0
     lag_counts = np.zeros(max_lag + 2, dtype=np.int64)
     lead_counts = np.zeros(max_lag + 2, dtype=np.int64)
     t_chain_min = horizon + 1
     sum_withheld = sum_piv_order = sum_piv_random = 0.0
-    done = 0
-    while done < trials:  # bounded: ceil(trials / chunk) rounds
-        size = min(_CHUNK_TRIALS, trials - done)
-        chunk = _simulate_chunk(params, strategy, rng, size, horizon, adversarial_order)
-        done += size
-        delays += int(np.count_nonzero(chunk["t_chain"] > t_star))
-        races += int(np.count_nonzero(chunk["race"]))
-        lag = np.minimum(chunk["t_chain"] - t_star, max_lag + 1)
-        lag_counts += np.bincount(lag, minlength=max_lag + 2)[: max_lag + 2]
-        lead = np.clip(chunk["t_chain"] - chunk["t_cart"], 0, max_lag + 1)
-        lead_counts += np.bincount(lead, minlength=max_lag + 2)[: max_lag + 2]
-        t_chain_min = min(t_chain_min, int(chunk["t_chain"].min()))
-        sum_withheld += float(chunk["withheld"].sum())
-        sum_piv_order += float(chunk["piv_order"].sum())
-        sum_piv_random += float(chunk["piv_random"].sum())
+    for part in executor.map(_run_block, blocks, label="mc-block"):  # in block order
+        delays += part.delays
+        races += part.races
+        lag_counts += np.asarray(part.lag_counts, dtype=np.int64)
+        lead_counts += np.asarray(part.lead_counts, dtype=np.int64)
+        t_chain_min = min(t_chain_min, part.t_chain_min)
+        sum_withheld += part.sum_withheld
+        sum_piv_order += part.sum_piv_order
+        sum_piv_random += part.sum_piv_random
     ci = binomial_ci(delays, trials, level, ci_method)
     race_ci = binomial_ci(races, trials, level, ci_method)
     return MCResult(
@@ -277,6 +289,67 @@ def simulate(
         bundle_slots=trials * params.m * horizon,
         ci_method=ci_method,
         level=level,
+    )
+
+
+def block_rng(seed: int, block: int) -> np.random.Generator:
+    """The random stream of trial block `block`: PCG64(seed) for the first block (a run of
+    up to _CHUNK_TRIALS trials is what it always was), PCG64(SeedSequence([seed, block]))
+    for the others (independent streams, so blocks can run anywhere, in any order)."""
+    if block == 0:
+        return np.random.Generator(np.random.PCG64(seed))
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, block])))
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One block of trials: a task for an executor (picklable)."""
+
+    params: SednaParams
+    strategy: Strategy
+    seed: int
+    index: int
+    size: int
+    horizon: int
+    max_lag: int
+    adversarial_order: bool
+
+
+@dataclass(frozen=True)
+class _BlockCounts:
+    delays: int
+    races: int
+    lag_counts: tuple[int, ...]
+    lead_counts: tuple[int, ...]
+    t_chain_min: int
+    sum_withheld: float
+    sum_piv_order: float
+    sum_piv_random: float
+
+
+def _run_block(block: _Block) -> _BlockCounts:
+    t_star, max_lag = block.params.t_star, block.max_lag
+    chunk = _simulate_chunk(
+        block.params,
+        block.strategy,
+        block_rng(block.seed, block.index),
+        block.size,
+        block.horizon,
+        block.adversarial_order,
+    )
+    lag = np.minimum(chunk["t_chain"] - t_star, max_lag + 1)
+    lead = np.clip(chunk["t_chain"] - chunk["t_cart"], 0, max_lag + 1)
+    return _BlockCounts(
+        delays=int(np.count_nonzero(chunk["t_chain"] > t_star)),
+        races=int(np.count_nonzero(chunk["race"])),
+        lag_counts=tuple(int(v) for v in np.bincount(lag, minlength=max_lag + 2)[: max_lag + 2]),
+        lead_counts=tuple(
+            int(v) for v in np.bincount(lead, minlength=max_lag + 2)[: max_lag + 2]
+        ),
+        t_chain_min=int(chunk["t_chain"].min()),
+        sum_withheld=float(chunk["withheld"].sum()),
+        sum_piv_order=float(chunk["piv_order"].sum()),
+        sum_piv_random=float(chunk["piv_random"].sum()),
     )
 
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mechanism import bounds, delay, montecarlo
 from mechanism.params import SednaParams
+
+if TYPE_CHECKING:
+    from campaign.executor import Executor
 
 DELAY_COLUMNS = (
     "slack",
@@ -68,8 +71,13 @@ class SweepSpec:
         return dict(self.__dict__)
 
 
-def delay_sweep(spec: SweepSpec, seed: int) -> list[dict[str, Any]]:
+def delay_sweep(
+    spec: SweepSpec, seed: int, executor: Executor | None = None
+) -> list[dict[str, Any]]:
+    """One row per (slack, beta); the Monte Carlo points run on `executor` (default: this
+    process) and land in their rows in grid order, so the table is the same anywhere."""
     rows: list[dict[str, Any]] = []
+    tasks: list[tuple[int, SednaParams, int, int]] = []  # (row, params, trials, seed)
     point = 0
     for slack in spec.slacks:
         kappa = spec.t_star * spec.m - slack
@@ -90,16 +98,26 @@ def delay_sweep(spec: SweepSpec, seed: int) -> list[dict[str, Any]]:
                 "regime": b.regime,
             }
             if spec.mc_every and i % spec.mc_every == 0:
-                res = montecarlo.simulate(p, trials=spec.trials, seed=seed + point)
-                row.update(
-                    p_delay_mc=res.p_delay_mc,
-                    ci_low=res.ci_low,
-                    ci_high=res.ci_high,
-                    trials=spec.trials,
-                )
+                tasks.append((len(rows), p, spec.trials, seed + point))
             point += 1
             rows.append(row)
+    if executor is None:
+        from campaign.executor import LocalExecutor
+
+        executor = LocalExecutor(1)
+    for (index, _p, trials, _seed), res in zip(
+        tasks, executor.map(_monte_carlo_point, tasks, label="sweep-point"), strict=True
+    ):
+        rows[index].update(
+            p_delay_mc=res.p_delay_mc, ci_low=res.ci_low, ci_high=res.ci_high, trials=trials
+        )
     return rows
+
+
+def _monte_carlo_point(task: tuple[int, SednaParams, int, int]) -> montecarlo.MCResult:
+    """One Monte Carlo point of the sweep (a task for an executor)."""
+    _row, params, trials, seed = task
+    return montecarlo.simulate(params, trials=trials, seed=seed)
 
 
 def beta_grid(beta_min: float, beta_max: float, steps: int) -> tuple[float, ...]:

@@ -11,12 +11,24 @@ import json
 import sys
 from typing import Any
 
+from campaign.executor import (
+    ExecutorError,
+    ProgressLine,
+    add_executor_arguments,
+    executor_spec,
+    open_executor,
+)
+
 EXAMPLES = """examples:
   sedna sim run netsim/scenarios/s1_crashed_successor.toml --json
   sedna sim run netsim/scenarios/s1_crashed_successor.toml --protocol vanilla
   sedna sim sweep netsim/scenarios/sweep_faults.toml --seeds 200 --randomize --json
+  sedna sim sweep netsim/scenarios/sweep_faults.toml --seeds 10000 --randomize --cluster local:8
+  sedna sim sweep netsim/scenarios/sweep_faults.toml --seeds 10000 --scheduler tcp://10.0.0.5:8786
   sedna sim twins --depth 2
   sedna sim twins --depth 3 --sample 200 --seed 7 --json
+  sedna sim twins --depth 3 --jobs 2
+  sedna sim twins --depth 4 --scheduler tcp://10.0.0.5:8786 --json   # 2.8 M arrangements
   sedna sim mutants --jobs 2               # every rule switched off in turn: who kills it
   sedna sim mutants --only T-SEQ --only TC9 --json
 """
@@ -52,6 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="draw a fresh fault plan per seed (crash/restart, partition, loss, one Byzantine)",
     )
     sweep.add_argument("--json", action="store_true", help="print the JSON summary")
+    add_executor_arguments(sweep)
     sweep.set_defaults(func=_sweep)
 
     twins = commands.add_parser(
@@ -69,7 +82,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     twins.add_argument(
         "--protocol", choices=("monadbft", "v1", "vanilla"), default="monadbft", help="protocol"
     )
-    twins.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     twins.add_argument("--json", action="store_true", help="print the JSON summary")
     twins.add_argument(
         "--progress-every",
@@ -79,6 +91,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="print progress and an estimate of the time left to stderr every S seconds "
         "(default 10; 0 = after every step)",
     )
+    add_executor_arguments(twins)
     twins.set_defaults(func=_twins)
 
     mutants = commands.add_parser(
@@ -153,12 +166,24 @@ def _sweep(args: argparse.Namespace) -> int:
     if not 1 <= args.seeds <= 10_000_000:
         print("error: --seeds must be in [1, 10000000]", file=sys.stderr)
         return 2
+    try:
+        spec = executor_spec(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     scenario = _load(args.scenario)
     if scenario is None:
         return 2
     from netsim.sweep import sweep
 
-    summary = sweep(scenario, args.seeds, args.protocol, randomize=args.randomize)
+    try:
+        with open_executor(spec, progress=ProgressLine("sim sweep")) as executor:
+            summary = sweep(
+                scenario, args.seeds, args.protocol, randomize=args.randomize, executor=executor
+            )
+    except ExecutorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
@@ -173,8 +198,23 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _twins(args: argparse.Namespace) -> int:
-    from netsim.twins import MAX_DEPTH, MAX_EXHAUSTIVE_DEPTH, MAX_SAMPLE, TwinsConfig, run_twins
+    from netsim.twins import (
+        MAX_CLUSTER_EXHAUSTIVE_DEPTH,
+        MAX_DEPTH,
+        MAX_EXHAUSTIVE_DEPTH,
+        MAX_SAMPLE,
+        TwinsConfig,
+        run_twins,
+    )
 
+    try:
+        spec = executor_spec(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # Exhaustive depth 4 (2.8 million arrangements) only on a Dask cluster.
+    local = spec.kind == "local"
+    exhaustive_limit = MAX_EXHAUSTIVE_DEPTH if local else MAX_CLUSTER_EXHAUSTIVE_DEPTH
     problem = None
     if not 1 <= args.depth <= MAX_DEPTH:
         problem = f"--depth must be in 1..{MAX_DEPTH}"
@@ -182,11 +222,15 @@ def _twins(args: argparse.Namespace) -> int:
         problem = "--partitions must be in 1..5 (5 instances)"
     elif args.sample is not None and not 1 <= args.sample <= MAX_SAMPLE:
         problem = f"--sample must be in 1..{MAX_SAMPLE}"
-    elif args.sample is None and args.depth > MAX_EXHAUSTIVE_DEPTH:
-        problem = f"exhaustive runs go up to --depth {MAX_EXHAUSTIVE_DEPTH}; add --sample K"
+    elif args.sample is None and args.depth > exhaustive_limit:
+        problem = (
+            f"exhaustive runs go up to --depth {MAX_EXHAUSTIVE_DEPTH} here and "
+            f"{MAX_CLUSTER_EXHAUSTIVE_DEPTH} on a Dask cluster (--scheduler, --cluster); "
+            "add --sample K"
+        )
     elif not 0 <= args.seed < 2**63:
         problem = "--seed must be in [0, 2^63)"
-    elif not 1 <= args.jobs <= 64:
+    elif spec.jobs > 64:
         problem = "--jobs must be in 1..64"
     elif not 0 <= args.progress_every <= 86_400:
         problem = "--progress-every must be in 0..86400 seconds"
@@ -194,14 +238,20 @@ def _twins(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     config = TwinsConfig(protocol=args.protocol, max_blocks=args.partitions)
-    summary = run_twins(
-        args.depth,
-        config=config,
-        sample=args.sample,
-        sample_seed=args.seed,
-        jobs=args.jobs,
-        progress=_twins_progress_printer(args.progress_every),
-    )
+    try:
+        with open_executor(spec) as executor:
+            summary = run_twins(
+                args.depth,
+                config=config,
+                sample=args.sample,
+                sample_seed=args.seed,
+                executor=None if local and spec.jobs == 1 else executor,
+                max_exhaustive_depth=exhaustive_limit,
+                progress=_twins_progress_printer(args.progress_every),
+            )
+    except ExecutorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(summary.as_dict(), indent=2, sort_keys=True))
     else:

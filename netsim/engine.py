@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -58,7 +58,7 @@ from consensus.events import (
     TimerFired,
 )
 from netsim.faults import ClockOffset, Crash, Fault, Pause
-from netsim.network import NS_PER_MS, Network
+from netsim.network import NS_PER_MS, Bandwidth, Network
 
 STREAMS = ("network", "faults", "workload", "schedule", "byzantine")
 MAX_EVENTS_DEFAULT = 20_000_000
@@ -143,6 +143,17 @@ class _Deliver:
     src_identity: int
     message: Any
     digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrive:
+    """A message's last byte reached `dst`'s downlink (bandwidth model only)."""
+
+    dst: int
+    src_identity: int
+    message: Any
+    digest: bytes
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +266,11 @@ class Simulator:
         self.messages_delivered = 0
         self.messages_dropped = 0
         self.bytes_sent = 0
+        self.sent_bytes_by_tag: list[Counter[str]] = [Counter() for _ in self.hosts]
+        config = network.config
+        self.bandwidth: Bandwidth | None = None
+        if config.bandwidth_mbps is not None:
+            self.bandwidth = Bandwidth(len(self.hosts), config.bandwidth_mbps, config.max_queue_ms)
         self.last_fault_ms = 0.0
         self._started = False
         for host in self.hosts:
@@ -289,15 +305,25 @@ class Simulator:
         self._check_node(node)
         self._push(round(at_ms * NS_PER_MS), _PRIORITY_CONTROL, _Control(kind, node))  # type: ignore[arg-type]
 
-    def inject(self, dst: int, src_identity: int, message: Any, delay_ms: float = 0.0) -> None:
-        """Deliver a message to instance `dst` as if sent by `src_identity` (test hook)."""
+    def inject(
+        self,
+        dst: int,
+        src_identity: int,
+        message: Any,
+        delay_ms: float = 0.0,
+        *,
+        downlink: bool = False,
+    ) -> None:
+        """Deliver a message to instance `dst` as if sent by `src_identity` (test hook;
+        netsim's lane senders). With `downlink`, its bytes also queue on `dst`'s downlink
+        when the network has a bandwidth (a client's upload is not modelled)."""
         self._check_node(dst)
-        digest, _size = message_digest(message)
-        self._push(
-            self._now_ns + round(delay_ms * NS_PER_MS),
-            _PRIORITY_NORMAL,
-            _Deliver(dst, src_identity, message, digest),
-        )
+        digest, size = message_digest(message)
+        at_ns = self._now_ns + round(delay_ms * NS_PER_MS)
+        if downlink and self.bandwidth is not None:
+            self._push(at_ns, _PRIORITY_NORMAL, _Arrive(dst, src_identity, message, digest, size))
+            return
+        self._push(at_ns, _PRIORITY_NORMAL, _Deliver(dst, src_identity, message, digest))
 
     def run(self, until_ms: float, stop: Callable[[Simulator], bool] | None = None) -> RunResult:
         """Process events in order until `until_ms`, `stop(sim)` holds, or nothing is left."""
@@ -478,6 +504,14 @@ class Simulator:
                 return
             self._record(("local", event.node, *event.label))
             self._feed(host, event.make(self._node_now(host)))
+        elif type(event) is _Arrive:
+            assert self.bandwidth is not None
+            done_ns = self.bandwidth.receive(event.dst, event.size, self._now_ns)
+            self._push(
+                done_ns,
+                _PRIORITY_NORMAL,
+                _Deliver(event.dst, event.src_identity, event.message, event.digest),
+            )
         elif type(event) is _Control:
             self._control(event)
         else:  # pragma: no cover - internal events only
@@ -591,11 +625,26 @@ class Simulator:
             delays = self.network.route(host.index, dst, tag, self.now_ms, self.rngs["network"])
             if not delays:
                 self.messages_dropped += 1
+                continue
+            self.sent_bytes_by_tag[host.index][tag] += size
+            bandwidth = self.bandwidth
+            if bandwidth is None:
+                for delay_ms in delays:
+                    self._push(
+                        self._now_ns + max(0, round(delay_ms * NS_PER_MS)),
+                        _PRIORITY_NORMAL,
+                        _Deliver(dst, host.identity, message, digest),
+                    )
+                continue
+            left_ns = bandwidth.send(host.index, size, self._now_ns)
+            if left_ns is None:  # the uplink's backlog is over its bound: tail drop
+                self.messages_dropped += 1
+                continue
             for delay_ms in delays:
                 self._push(
-                    self._now_ns + max(0, round(delay_ms * NS_PER_MS)),
+                    left_ns + max(0, round(delay_ms * NS_PER_MS)),
                     _PRIORITY_NORMAL,
-                    _Deliver(dst, host.identity, message, digest),
+                    _Arrive(dst, host.identity, message, digest, size),
                 )
 
 

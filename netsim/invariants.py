@@ -59,6 +59,7 @@ from consensus.events import (
     Send,
     Trace,
 )
+from consensus.lanes.chain import LANE_MESSAGE_TYPES
 from consensus.messages import (
     NoEndorsementCertificate,
     NoEndorsementMessage,
@@ -72,6 +73,8 @@ from consensus.messages import (
 )
 from consensus.validators import LeaderSchedule, ValidatorSet
 from netsim.engine import Observer, Simulator
+
+_LANE_MESSAGES = frozenset(LANE_MESSAGE_TYPES)
 
 MAX_VIOLATIONS = 200
 MAX_REJECTION_KINDS = 256
@@ -221,6 +224,8 @@ class ProtocolChecker(Observer):
         honest = self._honest_instance(sim, node)
         identity = sim.hosts[node].identity
         if kind is Send or kind is Broadcast:
+            if type(command.message) in _LANE_MESSAGES:
+                return  # certified lane traffic carries no consensus certificate
             self._message(sim, identity, honest, command.message)
         elif not honest:
             return

@@ -229,8 +229,8 @@ class ReplayAfterDecide(AttackingSender):
 
     def on_outcome(self, outcome: BlockOutcome) -> None:
         super().on_outcome(outcome)
-        if self.sender is not None:
-            self.sender.on_outcome(outcome)
+        if self.sender is not None:  # no ratchet: only the decision matters (both modes)
+            self.sender.on_decided(event.commitment_id for event in outcome.payloads)
 
     def report(self) -> dict[str, Any]:
         report = super().report()

@@ -24,7 +24,13 @@ pure lane layer (`consensus.lanes`, docs/lanes.md). One `LaneSim` per run:
   from the scenario's global latency model and lost with probability `[lanes] loss`.
   Senders are outside the validator network: partitions and link rules do not apply to
   them; a crashed lane loses them, a paused one receives them when it resumes.
-- **Lane blocks reach the block in full.** The driver answers a core's
+- **Two modes** (`[lanes] dissemination`). Certified (the default): every node also runs
+  the availability layer (`netsim.certified_lanes`, docs/netsim.md "Certified lanes"):
+  lane chains broadcast by their lanes, votes, PoAs, fetches as simulated messages, the
+  leader's block carries a cut, the tracker runs the lane blocks a finalized cut
+  finalizes, and senders learn redemptions from PoAs. Carried (below): lane blocks ride
+  in the leader's block.
+- **Carried: lane blocks reach the block in full.** The driver answers a core's
   `RequestPayload(seq_num=h)` itself (the engine's random payload is not used): it
   collects `seal(h)` from every lane the leader can reach at that instant (up, not
   paused, not partitioned from the leader) and proposes
@@ -50,14 +56,43 @@ pure lane layer (`consensus.lanes`, docs/lanes.md). One `LaneSim` per run:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from consensus.crypto import KeyPair, SignatureScheme, derive_keys
-from consensus.events import CommitBlocks, MessageReceived, PayloadReady, RequestPayload, Trace
+from consensus.events import (
+    Broadcast,
+    CommitBlocks,
+    MessageReceived,
+    PayloadReady,
+    PersistBlock,
+    RequestPayload,
+    Send,
+    Start,
+    Trace,
+)
+from consensus.lanes.availability import (
+    AvailabilityLayer,
+    CutFinalized,
+    HeightReached,
+    LaneMessageReceived,
+    LanesFinalized,
+    RecoveredLanes,
+    ServeFromStorage,
+    StoreLaneBlock,
+)
+from consensus.lanes.chain import LANE_MESSAGE_TYPES, ChainBlockChecker, LaneTip
+from consensus.lanes.cut import (
+    CutValidator,
+    build_cut_payload,
+    cut_tips,
+    decode_cut_payload,
+    finalized_order,
+)
 from consensus.lanes.encoding import EncodedPayload, encode_payload
 from consensus.lanes.ledger import Ledger, LedgerParams
 from consensus.lanes.merkle import MerkleTree, bundle_leaf
@@ -71,9 +106,24 @@ from consensus.lanes.sender import (
     Sender,
     SenderConfig,
 )
-from consensus.lanes.tracker import BlockOutcome, DecodeTracker
-from consensus.lanes.wire import Bundle, LaneBlock, LaneEntry, commitment_id, encode_lane_entry
+from consensus.lanes.tracker import BlockOutcome, DecodeTracker, Redemption
+from consensus.lanes.wire import (
+    Bundle,
+    LaneBlock,
+    LaneEntry,
+    commitment_id,
+    encode,
+    encode_lane_entry,
+)
+from consensus.messages import MAX_PAYLOAD_BYTES
 from consensus.validators import ValidatorSet
+from netsim.certified_lanes import (
+    CertifiedNode,
+    DecodeMemo,
+    DigestMemo,
+    LaneDisk,
+    replay_segments,
+)
 from netsim.engine import Disk, Observer, Simulator
 from netsim.lane_attacks import ATTACKS, AttackContext, AttackingSender
 from netsim.scenario import LedgerConfig, Scenario
@@ -83,6 +133,7 @@ ATTACKER_KEY_SEED = b"sedna-netsim/attackers"
 MAX_CHECKED_HEIGHTS = 4096  # heights the execution-order checker remembers
 MAX_VIOLATIONS = 200
 MAX_CHAINED_PROPOSALS = 64  # RequestPayloads answered within one handled event
+MAX_REDEEMED_SLOTS = 1 << 16  # redemptions remembered per payload (bounded by its cap)
 
 
 class LaneSubmission(msgspec.Struct, frozen=True, tag="lane_submission"):
@@ -116,11 +167,14 @@ class PayloadRecord:
     outgoing: Sender | None = None
     status: str = "scheduled"  # scheduled | pending | executed | rejected | expired
     decided_height: int | None = None
+    decode_slot: int | None = None  # the κ-th smallest slot of its counted bundles
+    redeemed_slots: list[int] = field(default_factory=list)  # slot of every finalized ticket
     bundles_sent: int = 0
     bundles_lost: int = 0
     wire_bytes: int = 0  # encoded LaneEntry bytes (symbols, proof, commitment, ticket)
     symbol_bytes: int = 0  # s_b * T per bundle
     started_ms: float | None = None  # simulated time its first slot was planned
+    arrival_ms: float | None = None  # payload_rate_per_s: when it arrived (else started_ms)
     decided_ms: float | None = None  # simulated time the senders learned its decision
 
 
@@ -132,6 +186,7 @@ class LaneNode:
     tracker: DecodeTracker
     broken: str | None = None  # the tracker lost the chain (a finalized body not on disk)
     honest_bundles_dropped: int = 0  # honest senders' bundles its tracker had no room for
+    certified: CertifiedNode | None = None  # dissemination = "certified"
 
 
 class ExecutionOrderChecker:
@@ -210,10 +265,17 @@ class LaneMachine:
         self.index = index
 
     def handle(self, event: Any) -> list[Any]:
-        if type(event) is MessageReceived and type(event.message) is LaneSubmission:
-            self.lanes.on_submission(self.index, event.message)
-            return []  # lane traffic never reaches the consensus core
-        return self._answer_payloads(self.inner.handle(event), event.now_ns)
+        if type(event) is MessageReceived:
+            kind = type(event.message)
+            if kind is LaneSubmission:
+                self.lanes.on_submission(self.index, event.message)
+                return []  # lane traffic never reaches the consensus core
+            if kind in _LANE_MESSAGES:
+                return self.lanes.on_lane_message(self.index, event.sender, event.message)
+        commands = self._answer_payloads(self.inner.handle(event), event.now_ns)
+        if self.lanes.certified:
+            commands += self.lanes.after_core(self.index, type(event) is Start, commands)
+        return commands
 
     def _answer_payloads(self, commands: list[Any], now_ns: int) -> list[Any]:
         """Replace each RequestPayload by a lane payload, handed back at the same instant."""
@@ -222,6 +284,8 @@ class LaneMachine:
         answered = 0
         while batches:
             for command in batches.popleft():
+                if type(command) is PersistBlock:
+                    self.lanes.on_persisted(self.index, command)
                 if type(command) is not RequestPayload or answered >= MAX_CHAINED_PROPOSALS:
                     out.append(command)
                     continue
@@ -237,8 +301,11 @@ class LaneMachine:
         return getattr(self.inner, name)
 
 
+_LANE_MESSAGES = frozenset(LANE_MESSAGE_TYPES)
+
+
 class LaneSim(Observer):
-    """All lane state of one run; an engine observer for `CommitBlocks`."""
+    """All lane state of one run; an engine observer for `CommitBlocks` (carried mode)."""
 
     def __init__(
         self,
@@ -279,6 +346,7 @@ class LaneSim(Observer):
             spec.node for spec in scenario.byzantine if spec.behaviour == "drop_lane_blocks"
         )
         self.lane_blocks_omitted: Counter[int] = Counter()  # leader -> lane blocks left out
+        self.lane_blocks_over_budget = 0  # carried: lane blocks that did not fit a body
         self.fees_charged = 0
         self.bounties_paid = 0
         self.duplicate_bundles = 0  # chain view: bundles counted before, ignored
@@ -299,13 +367,42 @@ class LaneSim(Observer):
         self.checker = ExecutionOrderChecker()
         self.records: list[PayloadRecord] = []
         self._starting: dict[int, list[PayloadRecord]] = {}
+        self._arrivals: deque[PayloadRecord] = deque()  # payload_rate_per_s, in order
         corrupt = set(config.corrupt_senders)
-        for seq in range(config.payloads):
-            for sender in range(config.senders):
-                first = config.first_slot + seq * config.interval_slots
-                record = PayloadRecord(f"s{sender}/p{seq}", sender, seq, first, sender in corrupt)
+        if config.payload_rate_per_s is not None:
+            period_ms = 1000.0 / config.payload_rate_per_s
+            for k in range(config.payloads):
+                sender, seq = k % config.senders, k // config.senders
+                record = PayloadRecord(
+                    f"s{sender}/p{seq}", sender, seq, config.first_slot, sender in corrupt
+                )
+                record.arrival_ms = k * period_ms
                 self.records.append(record)
-                self._starting.setdefault(first, []).append(record)
+                self._arrivals.append(record)
+        else:
+            for seq in range(config.payloads):
+                for sender in range(config.senders):
+                    first = config.first_slot + seq * config.interval_slots
+                    record = PayloadRecord(
+                        f"s{sender}/p{seq}", sender, seq, first, sender in corrupt
+                    )
+                    self.records.append(record)
+                    self._starting.setdefault(first, []).append(record)
+        self._executed_on: dict[bytes, set[int]] = {}  # honest nodes that executed it
+        self._executed_last_ms: dict[bytes, float] = {}
+        self.certified = config.dissemination == "certified"
+        # pure-function caches shared by the simulated nodes (docs/netsim.md)
+        self.digests = DigestMemo()
+        self.decodes = DecodeMemo()
+        self.chain_checker = ChainBlockChecker(
+            validators, self.params, scheme, min_fee=self.ledger_params.fee
+        )
+        self.cut_validator = CutValidator(validators, scheme)
+        self.lane_disks: dict[int, LaneDisk] = {}  # survive crashes, like the engine's Disk
+        self.certified_slots: dict[int, list[Redemption]] = {}  # slot -> redeemed (PoA)
+        self.poa_formed = 0
+        self.lane_block_cut_delay: Counter[int] = Counter()  # chain view: height − slot
+        self.retired_availability: Counter[str] = Counter()
         self.by_cid: dict[bytes, PayloadRecord] = {}
         self.active: list[PayloadRecord] = []
         self.head = 0  # the senders' view: highest height some honest node finalized
@@ -337,7 +434,10 @@ class LaneSim(Observer):
             )
         self._plan()
 
-    def validator(self) -> LanePayloadValidator:
+    def validator(self) -> LanePayloadValidator | CutValidator:
+        """The core's block validator: cuts (shared: pure and cached) or carried lanes."""
+        if self.certified:
+            return self.cut_validator
         return LanePayloadValidator(self.validators, self.params, self.scheme)
 
     def wrap(self, index: int, machine: Any, disk: Disk | None) -> LaneMachine:
@@ -346,11 +446,15 @@ class LaneSim(Observer):
         if old is not None:
             self.retired_rejections.update(old.proposer.rejected)
             self.retired_included += old.proposer.stats.included
+            if old.certified is not None:
+                self.retired_availability.update(_availability_counts(old.certified.layer))
         first_open = disk.finalized_height + 1 if disk is not None else 1
         tracker = DecodeTracker(
             self.params,
             max_pending_payloads=self.config.tracker_capacity,
             ledger=Ledger.from_genesis(self.ledger_params, self.genesis),
+            certified=self.certified,
+            decoder=self.decodes,
         )
         proposer = LaneProposer(
             lane=index,
@@ -363,7 +467,9 @@ class LaneSim(Observer):
         )
         node = LaneNode(proposer, tracker)
         self.nodes[index] = node
-        if disk is not None:
+        if self.certified:
+            node.certified = self._certified_life(index, node, disk)
+        elif disk is not None:
             for height, block_id in disk.finalized:
                 stored = disk.blocks.get(block_id)
                 if stored is None:
@@ -371,6 +477,172 @@ class LaneSim(Observer):
                     break
                 self._finalize(index, node, stored[0].header, stored[1])
         return LaneMachine(machine, self, index)
+
+    def _certified_life(self, index: int, node: LaneNode, disk: Disk | None) -> CertifiedNode:
+        """The availability layer of a new life: rebuilt from the lane disk, the tracker
+        replayed over the finalized chain as far as that disk holds the lane blocks; the
+        remaining finalized heights go to the layer (which fetches) when the node starts."""
+        lane_disk = self.lane_disks.setdefault(index, LaneDisk())
+        previous: dict[int, Any] = {}
+        replayed = 0
+        pending: list[CutFinalized] = []
+        bodies: list[tuple[bytes, Any]] = []
+        for height, block_id in disk.finalized if disk is not None else ():
+            stored = disk.blocks.get(block_id) if disk is not None else None
+            if stored is None:
+                node.broken = f"finalized block at height {height} is not on disk"
+                break
+            header, body = stored[0].header, stored[1]
+            bodies.append((block_id, body))
+            payload = decode_cut_payload(body.payload)  # finalized ⇒ validated ⇒ decodes
+            tips = cut_tips(payload)
+            event = CutFinalized(height, header.qc.block_id, payload.transactions, payload.tips)
+            blocks = None if pending else replay_segments(previous, tips, lane_disk)
+            if blocks is None:
+                pending.append(event)
+                continue
+            self._finalize_lanes(
+                index,
+                node,
+                LanesFinalized(
+                    height, event.parent_id, event.transactions, tuple(finalized_order(blocks))
+                ),
+            )
+            previous, replayed = tips, height
+        layer = AvailabilityLayer(
+            index=index,
+            key=self.keys[index],
+            scheme=self.scheme,
+            validators=self.validators,
+            proposer=node.proposer,
+            checker=self.chain_checker,
+            recovered=RecoveredLanes(
+                blocks=[(b, d, voted) for d, (b, voted) in lane_disk.blocks.items()],
+                finalized_cut=previous,
+                finalized_height=replayed,
+            )
+            if disk is not None
+            else None,
+            digester=self.digests,
+            poa_checker=self.cut_validator.check_poa,
+        )
+        life = CertifiedNode(layer, lane_disk, start_events=pending)
+        for block_id, body in bodies[-64:]:
+            life.remember(block_id, body)
+        if disk is not None:
+            for block_id, (_tip, body) in disk.blocks.items():
+                life.remember(block_id, body)
+        return life
+
+    # ------------------------------------------------------------------ certified lanes
+
+    def on_persisted(self, index: int, command: PersistBlock) -> None:
+        node = self.nodes.get(index)
+        if node is not None and node.certified is not None:
+            node.certified.remember(command.block_id, command.body)
+
+    def on_lane_message(self, index: int, sender: int, message: Any) -> list[Any]:
+        node = self.nodes.get(index)
+        if node is None or node.certified is None:
+            return []  # carried mode: lane chain traffic is not part of the protocol
+        commands = node.certified.layer.handle(LaneMessageReceived(sender, message))
+        return self._execute(index, node, commands)
+
+    def after_core(self, index: int, started: bool, commands: list[Any]) -> list[Any]:
+        """Feed the layer what the core's batch means for lanes: the highest block held
+        (the slot clock) and the finalized cuts, in height order."""
+        node = self.nodes.get(index)
+        if node is None or node.certified is None:
+            return []
+        life = node.certified
+        layer = life.layer
+        events: list[Any] = []
+        if started and not life.started:
+            life.started = True
+            sim = self.sim
+            held = sim.hosts[index].disk.blocks if sim is not None else {}
+            top = max((tip.header.seq_num for tip, _ in held.values()), default=0)
+            if top:
+                events.append(HeightReached(top))
+            events.extend(life.start_events)
+            life.start_events = []
+        top = 0
+        for command in commands:
+            if type(command) is PersistBlock:
+                top = max(top, command.tip.header.seq_num)
+            elif type(command) is CommitBlocks:
+                if top > layer.known_height:
+                    events.append(HeightReached(top))
+                    top = 0
+                for block in command.blocks:
+                    payload = decode_cut_payload(block.body.payload)
+                    events.append(
+                        CutFinalized(
+                            block.header.seq_num,
+                            block.header.qc.block_id,
+                            payload.transactions,
+                            payload.tips,
+                        )
+                    )
+        if top > layer.known_height:
+            events.append(HeightReached(top))
+        out: list[Any] = []
+        for event in events:
+            out.extend(self._execute(index, node, layer.handle(event)))
+        return out
+
+    def _execute(self, index: int, node: LaneNode, commands: list[Any]) -> list[Any]:
+        """Run the layer's commands; return those the engine executes (messages, traces)."""
+        life = node.certified
+        assert life is not None
+        out: list[Any] = []
+        for command in commands:
+            kind = type(command)
+            if kind is Send or kind is Broadcast:
+                out.append(command)
+            elif kind is StoreLaneBlock:
+                life.disk.store(command.block, command.digest, command.voted)
+            elif kind is ServeFromStorage:
+                out.append(Send(command.to, life.disk.serve(command.request)))
+            elif kind is LanesFinalized:
+                self._finalize_lanes(index, node, command)
+            elif kind is Trace:
+                if command.name == "lane_poa_formed":
+                    self._on_poa_formed(life.layer, command.detail)
+                out.append(command)
+            else:  # pragma: no cover - the layer's command set is closed
+                raise TypeError(f"unknown availability command {command!r}")
+        return out
+
+    def _on_poa_formed(self, layer: AvailabilityLayer, detail: dict) -> None:
+        """A lane's block got its PoA: its tickets are redeemed (the senders' feedback)."""
+        self.poa_formed += 1
+        block = layer.own_block(detail["height"])
+        if block is None or block.slot <= self.planned - self.config.knowledge_lag_slots:
+            return  # the senders already used this slot's feedback: too late to count
+        redeemed = self.certified_slots.setdefault(block.slot, [])
+        for entry in block.entries:
+            cid, bundle = entry.ticket.ticket.commitment_id, entry.bundle.bundle_index
+            sender, fee = entry.bundle.commitment.sender, entry.ticket.ticket.fee
+            redeemed.append(Redemption(cid, sender, block.lane, block.slot, bundle, fee))
+
+    def _finalize_lanes(self, index: int, node: LaneNode, command: LanesFinalized) -> None:
+        if node.broken is not None:
+            return
+        tracker = node.tracker
+        expected = (tracker.height or 0) + 1
+        if command.height < expected:
+            return  # already processed in this life
+        if command.height != expected:
+            node.broken = f"finalized height {command.height} after {expected - 1}"
+            return
+        outcome = tracker.on_finalized_lanes(
+            command.height, command.transactions, command.blocks, command.parent_id
+        )
+        if self._record_outcome(index, node, outcome):
+            for block in command.blocks:
+                self.lane_block_cut_delay[command.height - block.slot] += 1
+        self._plan()
 
     # ------------------------------------------------------------------ lanes
 
@@ -388,6 +660,8 @@ class LaneSim(Observer):
 
     def build_payload(self, leader: int, request: RequestPayload) -> tuple[bytes, dict]:
         """The leader's block payload for height `request.seq_num`."""
+        if self.certified:
+            return self._build_cut(leader, request)
         sim = self.sim
         assert sim is not None, "attach() the simulator first"
         slot = request.seq_num
@@ -411,6 +685,18 @@ class LaneSim(Observer):
             blocks.append(block)
         size = self.scenario.payload_bytes
         transactions = [sim.rng("workload").randbytes(size)] if size > 0 else []
+        # the body is bounded (MAX_PAYLOAD_BYTES): lane blocks beyond it are left out, so
+        # their tickets expire (the carried mode's ceiling at high load, counted)
+        budget = MAX_PAYLOAD_BYTES - size - 4096
+        kept: list[LaneBlock] = []
+        for block in blocks:
+            cost = len(encode(block)) + 16
+            if cost > budget:
+                self.lane_blocks_over_budget += 1
+                continue
+            budget -= cost
+            kept.append(block)
+        blocks = kept
         payload = build_block_payload(transactions, blocks)
         detail = {
             "seq_num": slot,
@@ -421,11 +707,49 @@ class LaneSim(Observer):
         }
         return payload, detail
 
+    def _build_cut(self, leader: int, request: RequestPayload) -> tuple[bytes, dict]:
+        """Certified mode: the leader's cut (a censor keeps every other lane's parent tip)."""
+        sim = self.sim
+        assert sim is not None, "attach() the simulator first"
+        node = self.nodes[leader]
+        assert node.certified is not None
+        life = node.certified
+        parent = life.parent_cut(request.parent_id, sim.hosts[leader].disk.blocks)
+        if parent is None:
+            parent = {}  # not held (cannot happen: the core proposes on held parents)
+        tips = list(life.layer.cut_for(request.seq_num, parent))
+        if leader in self.censors:
+            # drop_lane_blocks: omit or under-cite every other lane's tip (CUT-MONOTONE
+            # lets a leader keep its parent's tips, nothing less)
+            kept: list[LaneTip] = []
+            for tip in tips:
+                before = parent.get(tip.tip.lane)
+                if tip.tip.lane == leader or tip.poa is None:
+                    kept.append(tip)
+                    continue
+                self.lane_blocks_omitted[leader] += tip.tip.height - (
+                    before.height if before is not None else 0
+                )
+                if before is not None:
+                    kept.append(LaneTip(before))
+            tips = kept
+        size = self.scenario.payload_bytes
+        transactions = [sim.rng("workload").randbytes(size)] if size > 0 else []
+        payload = build_cut_payload(transactions, tips)
+        detail = {
+            "seq_num": request.seq_num,
+            "round": request.round,
+            "tips": len(tips),
+            "poas": sum(1 for tip in tips if tip.poa is not None),
+            "bytes": len(payload),
+        }
+        return payload, detail
+
     # ------------------------------------------------------------------ finality
 
     def on_command(self, sim: Simulator, node: int, command: Any) -> None:
-        if type(command) is not CommitBlocks:
-            return
+        if type(command) is not CommitBlocks or self.certified:
+            return  # certified lanes finalize through the availability layer
         lane_node = self.nodes.get(node)
         if lane_node is None:
             return
@@ -445,25 +769,40 @@ class LaneSim(Observer):
             node.broken = f"finalized height {height} after {expected - 1}"
             return
         outcome = tracker.on_finalized(header, body)
+        proposer = node.proposer
+        if height >= proposer.open_slot:
+            self._seal(node, height)  # closes the slot nobody asked this lane for
+        proposer.on_finalized(height)
+        self._record_outcome(index, node, outcome)
+
+    def _record_outcome(self, index: int, node: LaneNode, outcome: BlockOutcome) -> bool:
+        """Account one finalized height of one node; True if it advanced the senders'
+        view of the chain."""
         node.honest_bundles_dropped += sum(
             1
             for item in outcome.ignored
             if item.reason == "tracker_full" and item.sender in self.honest_senders
         )
-        proposer = node.proposer
-        if height >= proposer.open_slot:
-            self._seal(node, height)  # closes the slot nobody asked this lane for
-        proposer.on_finalized(height)
-        if index in self.honest:
-            self.checker.record(index, height, outcome.execution_order_hash)
-            self._advance_chain(outcome)
+        if index not in self.honest:
+            return False
+        now_ms = self.sim.now_ms if self.sim is not None else 0.0
+        for event in outcome.payloads:
+            if event.status == "executed" and event.commitment_id in self.by_cid:
+                self._executed_on.setdefault(event.commitment_id, set()).add(index)
+                self._executed_last_ms[event.commitment_id] = now_ms
+        self.checker.record(index, outcome.height, outcome.execution_order_hash)
+        return self._advance_chain(outcome)
 
-    def _advance_chain(self, outcome: BlockOutcome) -> None:
+    def _advance_chain(self, outcome: BlockOutcome) -> bool:
         """The senders learn height `head + 1` from the first honest node finalizing it."""
         if outcome.height != self.head + 1:
-            return
+            return False
         self.head = outcome.height
         self.tickets_redeemed += len(outcome.redemptions)
+        for redemption in outcome.redemptions:
+            owner = self.by_cid.get(redemption.commitment_id)
+            if owner is not None and len(owner.redeemed_slots) < MAX_REDEEMED_SLOTS:
+                owner.redeemed_slots.append(redemption.slot)
         self.fees_charged += outcome.fees_charged
         self.bounties_paid += outcome.bounties_paid
         self.duplicate_bundles += outcome.duplicates
@@ -474,13 +813,19 @@ class LaneSim(Observer):
             if record is not None and record.status == "pending":
                 record.status = event.status
                 record.decided_height = event.height
+                record.decode_slot = event.decode_slot
                 record.decided_ms = now_ms
+        decided = [event.commitment_id for event in outcome.payloads]
         for record in self.active:
             assert record.outgoing is not None
-            record.outgoing.on_outcome(outcome)
+            if self.certified:  # redemptions come from PoAs (`_feedback`), decisions here
+                record.outgoing.on_decided(decided)
+            else:
+                record.outgoing.on_outcome(outcome)
         for attacker in self.attackers:
             attacker.on_outcome(outcome)
         self.active = [r for r in self.active if r.status == "pending"]
+        return True
 
     # ------------------------------------------------------------------ senders
 
@@ -489,7 +834,18 @@ class LaneSim(Observer):
         limit = self.head + self.config.lookahead_slots
         while self.planned < limit:  # bounded: the head moved by finitely many heights
             slot = self.planned + 1
+            if self.certified:
+                self._feedback(slot - self.config.knowledge_lag_slots)
             for record in self._starting.pop(slot, ()):
+                self._start(record, slot)
+            now_ms = self.sim.now_ms if self.sim is not None else 0.0
+            while (
+                self._arrivals
+                and self._arrivals[0].arrival_ms <= now_ms  # type: ignore[operator]
+                and slot >= self.config.first_slot
+            ):  # bounded by the number of payloads
+                record = self._arrivals.popleft()
+                record.first_slot = slot
                 self._start(record, slot)
             for record in self.active:
                 if self.config.sending == "one_shot" and not (
@@ -503,6 +859,18 @@ class LaneSim(Observer):
                 for lane, entry in attacker.plan(slot):
                     self._deliver_attack(lane, entry)
             self.planned = slot
+
+    def _feedback(self, slot: int) -> None:
+        """Certified mode: slot `slot`'s outcome as certified so far (docs/lanes.md, "What
+        a slot is"), given to every sender when it plans slot + knowledge_lag_slots."""
+        redeemed = self.certified_slots.pop(slot, [])
+        for stale in [s for s in self.certified_slots if s < slot]:
+            del self.certified_slots[stale]  # bounded: nothing older is ever used
+        if slot < 1:
+            return
+        for record in self.active:
+            assert record.outgoing is not None
+            record.outgoing.on_slot_finalized(slot, redeemed)
 
     def _start(self, record: PayloadRecord, slot: int) -> None:
         assert self.sim is not None
@@ -546,7 +914,9 @@ class LaneSim(Observer):
             record.bundles_lost += 1
             return
         delay_ms = self.scenario.network.latency.sample_ms(rng)
-        self.sim.inject(lane, lane, LaneSubmission(record.sender, lane, data), delay_ms)
+        self.sim.inject(
+            lane, lane, LaneSubmission(record.sender, lane, data), delay_ms, downlink=True
+        )
 
     def _deliver_attack(self, lane: int, entry: LaneEntry) -> None:
         """An attacker's submission: the same private path (latency, loss) as any sender's."""
@@ -556,7 +926,7 @@ class LaneSim(Observer):
             return
         delay_ms = self.scenario.network.latency.sample_ms(rng)
         data = encode_lane_entry(entry)
-        self.sim.inject(lane, lane, LaneSubmission(-1, lane, data), delay_ms)
+        self.sim.inject(lane, lane, LaneSubmission(-1, lane, data), delay_ms, downlink=True)
 
     # ------------------------------------------------------------------ report
 
@@ -566,20 +936,56 @@ class LaneSim(Observer):
             total.update(node.proposer.rejected)
         return total
 
-    def decode_slot_delay(self, record: PayloadRecord) -> int | None:
-        """Slots past the honest horizon first_slot + t* − 1 until executed (None: never)."""
+    def decodable_slot(self, record: PayloadRecord) -> int | None:
+        """The first slot by which κ of its bundles were in lane blocks the chain
+        finalized (whenever a cut finalized them: omission only delays). Carried: the
+        decode block's height."""
         if record.status != "executed" or record.decided_height is None:
             return None
-        return record.decided_height - (record.first_slot + self.t_star - 1)
+        if not self.certified:
+            return record.decided_height
+        slots = sorted(record.redeemed_slots)
+        return slots[self.kappa - 1] if len(slots) >= self.kappa else record.decode_slot
+
+    def decode_slot_delay(self, record: PayloadRecord) -> int | None:
+        """Slots past the honest horizon first_slot + t* − 1 until decodable (None: never
+        executed): the model's delay, in slots (docs/lanes.md, "What a slot is")."""
+        decodable = self.decodable_slot(record)
+        if decodable is None:
+            return None
+        return decodable - (record.first_slot + self.t_star - 1)
+
+    def cut_delay_slots(self, record: PayloadRecord) -> int | None:
+        """Heights from the slot it became decodable to the cut that executed it
+        (carried: 0)."""
+        decodable = self.decodable_slot(record)
+        if decodable is None or record.decided_height is None:
+            return None
+        return record.decided_height - decodable
 
     def decode_ms(self) -> list[float]:
-        """Honest executed payloads: simulated ms from their first planned slot to the
-        senders learning they executed."""
+        """Honest executed payloads: simulated ms from their arrival (rate mode) or first
+        planned slot to the senders learning they executed."""
         return [
-            r.decided_ms - r.started_ms
+            r.decided_ms - (r.arrival_ms if r.arrival_ms is not None else r.started_ms)
             for r in self.records
             if r.status == "executed" and r.decided_ms is not None and r.started_ms is not None
         ]
+
+    def decode_all_ms(self) -> list[float]:
+        """Per submitted payload: simulated ms from arrival (or first planned slot) until
+        every honest node executed it; infinity if some honest node has not."""
+        honest = len(self.honest)
+        out = []
+        for r in self.records:
+            if r.status == "scheduled" or r.started_ms is None:
+                continue
+            start = r.arrival_ms if r.arrival_ms is not None else r.started_ms
+            if len(self._executed_on.get(r.cid, ())) < honest:
+                out.append(math.inf)
+            else:
+                out.append(self._executed_last_ms[r.cid] - start)
+        return out
 
     def report(self) -> dict[str, Any]:
         started = [r for r in self.records if r.status != "scheduled"]
@@ -587,7 +993,16 @@ class LaneSim(Observer):
         rejected = self.rejections()
         rejected.setdefault("insufficient_balance", 0)  # contract key, present even at 0
         decode_ms = sorted(self.decode_ms())
+        cut_delays = {r.label: self.cut_delay_slots(r) for r in started}
+        known_delays = sorted(d for d in cut_delays.values() if d is not None)
+        sim = self.sim
+        proposals = {
+            str(i): sim.sent_bytes_by_tag[i]["proposal"] if sim is not None else 0 for i in nodes
+        }
         return {
+            "leader_upload_bytes": proposals,
+            "poa_formed": self.poa_formed,
+            "cut_delay_slots": cut_delays,
             "payloads_submitted": len(started),
             "payloads_decoded": {str(i): self.nodes[i].tracker.counts["executed"] for i in nodes},
             "execution_order_hash": {
@@ -649,13 +1064,61 @@ class LaneSim(Observer):
                     "conserved": all(self._ledger(i).conserved() for i in nodes),
                 },
                 "sender_attacks": [a.report() | {"label": a.label} for a in self.attackers],
+                "dissemination": self.config.dissemination,
+                "lane_blocks_over_budget": self.lane_blocks_over_budget,
+                "decode_ms_p99": _quantile(decode_ms, 0.99),
+                "decode_all_ms_p50": _quantile(sorted(self.decode_all_ms()), 0.5),
+                "decode_all_ms_p99": _quantile(sorted(self.decode_all_ms()), 0.99),
+                "payloads_unstarted": sum(1 for r in self.records if r.status == "scheduled"),
+                "cut_delay": {
+                    "p50": _median([float(d) for d in known_delays]),
+                    "max": known_delays[-1] if known_delays else None,
+                },
+                "lane_block_cut_delay": {
+                    str(k): self.lane_block_cut_delay[k] for k in sorted(self.lane_block_cut_delay)
+                },
+                "availability": self.availability_counts(),
             },
         }
+
+    def availability_counts(self) -> dict[str, int]:
+        """Availability-layer counters summed over every node and life (certified)."""
+        total = Counter(self.retired_availability)
+        for node in self.nodes.values():
+            if node.certified is not None:
+                total.update(_availability_counts(node.certified.layer))
+        return {k: total[k] for k in sorted(total) if total[k]}
 
     def _ledger(self, node: int) -> Ledger:
         ledger = self.nodes[node].tracker.ledger
         assert ledger is not None  # netsim always runs the lanes with a ledger
         return ledger
+
+
+def _availability_counts(layer: AvailabilityLayer) -> Counter[str]:
+    stats = layer.stats
+    counts: Counter[str] = Counter(
+        {
+            "sealed": stats.sealed,
+            "votes_sent": stats.votes_sent,
+            "poas_received": stats.poas_received,
+            "equivocations": stats.equivocations,
+            "fetches_sent": stats.fetches_sent,
+            "fetched_blocks": stats.fetched_blocks,
+            "entries_dropped_full": stats.entries_dropped_full,
+        }
+    )
+    for reason, count in stats.dropped.items():
+        counts[f"dropped: {reason}"] += count
+    return counts
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    """The q-quantile of sorted `values` (nearest rank)."""
+    if not values:
+        return None
+    rank = min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))
+    return round(values[rank], 3) if math.isfinite(values[rank]) else None
 
 
 def _median(values: list[float]) -> float | None:

@@ -13,6 +13,15 @@ Rules apply in this order, each one evaluated at the send time:
    (with probability `reorder`, a copy is held back by an extra U(0, reorder_ms)).
 Messages already in flight when a partition starts are still delivered (as on a real
 network whose cable is cut after the packet left).
+
+Bandwidth (`bandwidth_mbps`, optional): every node has an uplink and a downlink of that
+rate (`Bandwidth`). A message's bytes queue on the sender's uplink (FIFO in send order),
+travel for the drawn latency, then pass the receiver's downlink (FIFO in arrival order,
+at the same rate): with no contention a message of S bytes arrives S·8/rate after its
+latency, and a busy downlink delays it by its backlog; a leader broadcasting a large
+block sends its n − 1 copies one after the other. A message
+that would wait more than `max_queue_ms` on an uplink is dropped (tail drop, counted), so
+the queues stay bounded.
 """
 
 from __future__ import annotations
@@ -135,6 +144,8 @@ class NetworkConfig:
     reorder_ms: float = 0.0
     partitions: tuple[Partition, ...] = ()
     links: tuple[LinkRule, ...] = ()
+    bandwidth_mbps: float | None = None  # per node, uplink and downlink; None: unlimited
+    max_queue_ms: float = 10_000.0  # an uplink backlog beyond this drops the message
 
     def __post_init__(self) -> None:
         for name in ("loss", "duplicate", "reorder"):
@@ -143,6 +154,58 @@ class NetworkConfig:
                 raise ValueError(f"network {name} must be in [0, 1], got {value}")
         if self.reorder_ms < 0:
             raise ValueError(f"reorder_ms must be >= 0, got {self.reorder_ms}")
+        if self.bandwidth_mbps is not None and not (
+            math.isfinite(self.bandwidth_mbps) and self.bandwidth_mbps > 0
+        ):
+            raise ValueError(f"bandwidth_mbps must be > 0, got {self.bandwidth_mbps}")
+        if not self.max_queue_ms > 0:
+            raise ValueError(f"max_queue_ms must be > 0, got {self.max_queue_ms}")
+
+
+class Bandwidth:
+    """Per-node uplink and downlink queues of `mbps` each (times in integer ns).
+
+    `send` reserves the sender's uplink and returns when the last byte left (None: the
+    backlog exceeds `max_queue_ns`, drop); `receive` reserves the receiver's downlink for
+    a message whose last byte arrives at `arrival_ns` and returns its delivery time. The
+    byte counters feed the report (`upload_bytes`, `download_bytes`).
+    """
+
+    def __init__(self, nodes: int, mbps: float, max_queue_ms: float):
+        self.ns_per_byte = 8_000.0 / mbps  # 8 bits at mbps·10^6 bit/s, in ns
+        self.max_queue_ns = round(max_queue_ms * NS_PER_MS)
+        self._up_free = [0] * nodes
+        self._down_free = [0] * nodes
+        self.upload_bytes = [0] * nodes
+        self.download_bytes = [0] * nodes
+        self.dropped = 0
+
+    def transfer_ns(self, size: int) -> int:
+        return round(size * self.ns_per_byte)
+
+    def send(self, src: int, size: int, now_ns: int) -> int | None:
+        start = max(now_ns, self._up_free[src])
+        if start - now_ns > self.max_queue_ns:  # rule: bounded queues (tail drop)
+            self.dropped += 1
+            return None
+        done = start + self.transfer_ns(size)
+        self._up_free[src] = done
+        self.upload_bytes[src] += size
+        return done
+
+    def receive(self, dst: int, size: int, arrival_ns: int) -> int:
+        """`arrival_ns`: when the last byte reaches `dst`. Its bytes came in at the link
+        rate, so an idle downlink delivers then; a busy one after its backlog."""
+        transfer = self.transfer_ns(size)
+        start = max(arrival_ns - transfer, self._down_free[dst])
+        done = start + transfer
+        self._down_free[dst] = done
+        self.download_bytes[dst] += size
+        return done
+
+    def backlog_ms(self, node: int, now_ns: int) -> float:
+        """How long the node's uplink is busy from now (for reports and tests)."""
+        return max(0, self._up_free[node] - now_ns) / NS_PER_MS
 
 
 class Network:

@@ -258,6 +258,16 @@ class Run:
             "stop_reason": self.result.stop_reason,
             "trace_hash": self.result.trace_hash,
         }
+        bandwidth = sim.bandwidth
+        if bandwidth is not None:
+            report["bandwidth"] = {
+                "mbps": self.scenario.network.bandwidth_mbps,
+                "upload_bytes": {str(h.index): bandwidth.upload_bytes[h.index] for h in sim.hosts},
+                "download_bytes": {
+                    str(h.index): bandwidth.download_bytes[h.index] for h in sim.hosts
+                },
+                "dropped": bandwidth.dropped,
+            }
         if self.lanes is not None:
             report.update(self.lanes.report())
         return report

@@ -27,7 +27,8 @@ Documented extras (all optional):
     [core]         vote_pace_ms, round_timeout_ms, timeout_backoff, max_round_timeout_ms
     [network]      latency_model ("constant"|"uniform"|"pareto"|"lognormal"; pareto/lognormal
                    read latency_ms = [scale-or-median, cap]), latency_shape, duplicate,
-                   reorder, reorder_ms
+                   reorder, reorder_ms, bandwidth_mbps (per node, uplink and downlink;
+                   omitted: unlimited), max_queue_ms (uplink backlog bound, default 10000)
     [[link]]       src, dst, message (wire tag), from_ms, to_ms, loss, latency_ms, extra_delay_ms
     [[crash]]      at_round (instead of at_ms: dies while entering that round),
                    restart_after_ms (relative restart, the only one allowed with at_round)
@@ -77,8 +78,22 @@ Lanes under attack (issue 10; docs/netsim.md "Lanes under attack"):
     ratchet_policy = "keep_redeemed"   # | "exclude" (= ratchet = true)
     feedback_slots = 4             # keep_redeemed: slot s's outcome is used from slot s + d;
                                    # default and minimum: lookahead_slots (what the senders
-                                   # really know when they plan a slot)
+                                   # really know when they plan a slot; certified lanes:
+                                   # lookahead_slots + 2, the PoAs' lag)
     tracker_capacity = 4096        # documented extra: pending payloads per decode tracker
+
+Certified lanes (issue 11; docs/netsim.md "Certified lanes"):
+
+    [lanes]
+    dissemination = "certified"    # | "carried": lane blocks inside the leader's block
+    payload_rate_per_s = 200       # documented extra: `payloads` in all, arriving at this
+                                   # rate in simulated time (round-robin over senders) and
+                                   # addressed from the next slot planned after arrival;
+                                   # replaces the per-slot schedule (interval_slots)
+    [network]
+    bandwidth_mbps = 1000          # per-node uplink and downlink (optional)
+    [[byzantine]]  behaviour = "drop_lane_blocks"   # certified: the leader omits or
+                   # under-cites every other lane's tip (keeps its parent's)
     [ledger]                       # (needs [lanes]; defaults when omitted)
     sender_balance = 1000000000    # genesis balance of every sender (attackers included)
     fee = 1                        # per ticket (the chain's minimum; senders pay exactly it)
@@ -115,6 +130,8 @@ MAX_UNTIL_MS = 1e9  # ~11.6 simulated days
 LANE_POLICIES = ("all", "fresh", "fixed")
 LANE_SENDING = ("until_decoded", "one_shot")
 LANE_CODECS = ("raptorq", "rs")
+LANE_DISSEMINATION = ("certified", "carried")
+CERTIFIED_FEEDBACK_EXTRA_SLOTS = 2  # certified senders learn a slot's outcome from PoAs
 MAX_LOOKAHEAD_SLOTS = 7  # below the lane proposer's window of 8 future slots
 RATCHET_POLICIES = ("exclude", "keep_redeemed")
 SENDER_ATTACKS = ("duplicate_across_lanes", "junk_commitments", "replay_after_decide")
@@ -167,6 +184,8 @@ class LanesConfig:
     ratchet_policy: str | None = None  # None: "exclude" if ratchet else no ratchet
     feedback_slots: int | None = None  # keep_redeemed only; None: lookahead_slots
     tracker_capacity: int = 4096
+    dissemination: str = "certified"  # "certified" (lane chains, PoAs, tip cuts) | "carried"
+    payload_rate_per_s: float | None = None  # None: per slot (interval_slots); else arrivals
 
     @property
     def effective_ratchet(self) -> str:
@@ -176,9 +195,20 @@ class LanesConfig:
         return "exclude" if self.ratchet else "none"
 
     @property
+    def knowledge_lag_slots(self) -> int:
+        """When netsim senders know slot s's outcome: when they plan slot s + this.
+        Carried: at finality (`lookahead_slots`). Certified: from PoAs, which form about
+        a latency after the first honest finality of the slot's height, so two slots later
+        (measured: every PoA of the shipped ratchet scenario within 5 slots of planning)."""
+        extra = CERTIFIED_FEEDBACK_EXTRA_SLOTS if self.dissemination == "certified" else 0
+        return self.lookahead_slots + extra
+
+    @property
     def effective_feedback_slots(self) -> int:
         """keep_redeemed's d: the scenario's, or what netsim senders really have."""
-        return self.feedback_slots if self.feedback_slots is not None else self.lookahead_slots
+        if self.feedback_slots is not None:
+            return self.feedback_slots
+        return self.knowledge_lag_slots
 
     def lane_params(self) -> Any:
         """The chain-wide `LaneParams` giving exactly `kappa` bundles for `payload_bytes`."""
@@ -396,6 +426,8 @@ def _network(data: Any) -> tuple[NetworkConfig, float]:
         duplicate=table.get("duplicate", probability, default=0.0),
         reorder=table.get("reorder", probability, default=0.0),
         reorder_ms=table.get("reorder_ms", _number(0, 1e7), default=0.0),
+        bandwidth_mbps=table.get("bandwidth_mbps", _number(0, 1e7, low_open=True)),
+        max_queue_ms=table.get("max_queue_ms", _number(0, 1e7, low_open=True), default=10_000.0),
     )
     delta_ms = table.get("delta_ms", _number(0, 1e7, low_open=True), default=100.0)
     if config.reorder > 0 and config.reorder_ms == 0:
@@ -661,6 +693,8 @@ def _lanes(data: Any, validators: int) -> LanesConfig:
         ratchet_policy=table.get("ratchet_policy", _choice(RATCHET_POLICIES)),
         feedback_slots=table.get("feedback_slots", _integer(1, 10_000)),
         tracker_capacity=table.get("tracker_capacity", _integer(1, 1 << 20), default=4096),
+        dissemination=table.get("dissemination", _choice(LANE_DISSEMINATION), default="certified"),
+        payload_rate_per_s=table.get("payload_rate_per_s", _number(0, 1e6, low_open=True)),
     )
     if table.has("ratchet") and table.has("ratchet_policy") and not config.ratchet:
         raise ScenarioError("lanes.ratchet: false contradicts lanes.ratchet_policy")
@@ -669,13 +703,18 @@ def _lanes(data: Any, validators: int) -> LanesConfig:
             raise ScenarioError(
                 "lanes.feedback_slots: only used by ratchet_policy = 'keep_redeemed'"
             )
-        # rule: a sender cannot use an outcome before it learns it (lookahead_slots)
-        if config.feedback_slots < config.lookahead_slots:
-            raise ScenarioError(
-                f"lanes.feedback_slots: {config.feedback_slots} is below lookahead_slots "
-                f"({config.lookahead_slots}): netsim senders learn slot s's outcome only "
-                "when planning slot s + lookahead_slots"
+        # rule: a sender cannot use an outcome before it learns it
+        if config.feedback_slots < config.knowledge_lag_slots:
+            extra = (
+                " + 2 (certified lanes: from PoAs)" if config.dissemination == "certified" else ""
             )
+            raise ScenarioError(
+                f"lanes.feedback_slots: {config.feedback_slots} is below lookahead_slots"
+                f"{extra} ({config.knowledge_lag_slots}): netsim senders learn slot s's "
+                f"outcome only when planning slot s + {config.knowledge_lag_slots}"
+            )
+    if config.payload_rate_per_s is not None and table.has("interval_slots"):
+        raise ScenarioError("lanes.interval_slots: not used with lanes.payload_rate_per_s")
     if config.effective_ratchet == "keep_redeemed" and config.policy == "all":
         raise ScenarioError(
             "lanes.ratchet_policy: 'keep_redeemed' addresses bundles_per_slot lanes; "

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netsim.engine import derive_rng
 from netsim.faults import Crash
 from netsim.network import Partition
 from netsim.scenario import ByzantineSpec, Scenario
+
+if TYPE_CHECKING:
+    from campaign.executor import Executor
 
 SWEEP_BEHAVIOURS = (
     "silent",
@@ -62,20 +65,46 @@ def randomized(base: Scenario, seed: int) -> Scenario:
     return replace(base, seed=seed, network=network, faults=(crash,), byzantine=byzantine)
 
 
+# Chunks are sized for this many workers (4 chunks each), whatever the executor: the
+# chunking never changes a result, only how evenly a cluster is loaded.
+SWEEP_CHUNKING_WORKERS = 16
 LIVENESS_STATES = ("ok", "inconclusive", "not-expected", "violated", "not-checked")
 
 
-def sweep(
-    scenario: Scenario, seeds: int, protocol: str | None = None, randomize: bool = False
-) -> dict[str, Any]:
-    """Run seeds scenario.seed .. scenario.seed + seeds - 1 and aggregate the reports."""
+def run_seeds(
+    task: tuple[Scenario, tuple[int, ...], str | None, bool],
+) -> list[dict[str, Any]]:
+    """The reports of some seeds of a scenario (one task of a sweep, for an executor)."""
     from netsim.runner import run_scenario
 
+    scenario, seeds, protocol, randomize = task
     reports = []
-    for i in range(seeds):
-        seed = scenario.seed + i
+    for seed in seeds:
         current = randomized(scenario, seed) if randomize else scenario
         reports.append(run_scenario(current, seed=seed, protocol=protocol).report())
+    return reports
+
+
+def sweep(
+    scenario: Scenario,
+    seeds: int,
+    protocol: str | None = None,
+    randomize: bool = False,
+    executor: Executor | None = None,
+) -> dict[str, Any]:
+    """Run seeds scenario.seed .. scenario.seed + seeds - 1 and aggregate the reports.
+
+    The seeds run in chunks on `executor` (default: this process); the reports are
+    aggregated in seed order, so the summary is the same on any executor."""
+    from campaign.executor import LocalExecutor, chunk_size, chunks
+
+    all_seeds = [scenario.seed + i for i in range(seeds)]
+    tasks = [
+        (scenario, tuple(chunk), protocol, randomize)
+        for chunk in chunks(all_seeds, chunk_size(seeds, SWEEP_CHUNKING_WORKERS, at_most=50))
+    ]
+    executor = executor if executor is not None else LocalExecutor(1)
+    reports = [r for part in executor.map(run_seeds, tasks, label="seeds") for r in part]
     minima = [
         min(h for node, h in r["finalized"].items() if int(node) not in r["byzantine"])
         for r in reports

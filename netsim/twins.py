@@ -38,7 +38,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netsim.byzantine import message_round
 from netsim.driver import make_checker, world_with_schedule
@@ -47,14 +47,20 @@ from netsim.network import Latency, Network, NetworkConfig
 from netsim.runner import Progress, make_factory
 from netsim.scenario import PROTOCOLS, Scenario
 
+if TYPE_CHECKING:
+    from campaign.executor import Executor
+
 DEFAULT_VALIDATORS = 4
 DEFAULT_TWIN = 1
 MAX_DEPTH = 8
-MAX_EXHAUSTIVE_DEPTH = 3
+MAX_EXHAUSTIVE_DEPTH = 3  # in this process or local processes
+MAX_CLUSTER_EXHAUSTIVE_DEPTH = 4  # on a Dask cluster: 2,829,056 arrangements (docs/netsim.md)
+PREFIX_ROUNDS = 2  # an exhaustive campaign's task: the completions of a 2-round prefix
+TASK_CHUNKING_WORKERS = 16  # list chunks sized for this many workers (never changes results)
+MAX_TASK_ARRANGEMENTS = 500
 MAX_SAMPLE = 1_000_000
 SAMPLE_ATTEMPTS_PER_ITEM = 50  # bound on draws per requested sample (duplicates are redrawn)
 MAX_REPORTED_FAILURES = 20
-CHUNKS_PER_JOB = 32  # a parallel run is split this finely, so progress is reported often
 
 
 @dataclass(frozen=True)
@@ -168,13 +174,38 @@ class ArrangementSpace:
     def raw_count(self, depth: int) -> int:
         return self.choices_per_round**depth
 
-    def canonical(self, depth: int) -> Iterator[tuple[int, ...]]:
-        """Canonical arrangements (choice indices), lexicographic order, one per orbit."""
+    def canonical_count(self, depth: int) -> int:
+        """How many canonical arrangements `depth` has, without enumerating them.
+
+        Burnside's lemma: the orbits number the mean, over the relabelling group, of the
+        arrangements each relabelling fixes; a relabelling acts on every round alike, so it
+        fixes f^depth arrangements when it fixes f choices of one round."""
+        fixed = [sum(1 for c, image in enumerate(table) if image == c) for table in self._act]
+        return (self.choices_per_round**depth + sum(f**depth for f in fixed)) // self.symmetries
+
+    def canonical(self, depth: int, prefix: Sequence[int] = ()) -> Iterator[tuple[int, ...]]:
+        """Canonical arrangements (choice indices), lexicographic order, one per orbit.
+
+        With a `prefix` (of `canonical(len(prefix))`), only those that start with it: the
+        canonical arrangements of a depth are split exactly by their prefixes, which is how
+        a campaign shares them out without listing them all in one place."""
         if not 0 <= depth <= MAX_DEPTH:
             raise ValueError(f"depth must be in 0..{MAX_DEPTH}")
+        if len(prefix) > depth:
+            raise ValueError(f"prefix of {len(prefix)} rounds is deeper than {depth}")
         act = self._act
         count = len(self.choices)
-        prefix: list[int] = []
+        active = list(range(len(act)))
+        for choice in prefix:  # the relabellings that still fix the prefix
+            still = []
+            for g in active:
+                image = act[g][choice]
+                if image < choice:
+                    return  # not a canonical prefix: no canonical arrangement starts with it
+                if image == choice:
+                    still.append(g)
+            active = still
+        prefix = list(prefix)
 
         def extend(active: list[int]) -> Iterator[tuple[int, ...]]:
             if len(prefix) == depth:
@@ -193,7 +224,7 @@ class ArrangementSpace:
                     yield from extend(still)
                     prefix.pop()
 
-        yield from extend(list(range(len(act))))
+        yield from extend(active)
 
     def canonicalize(self, arrangement: Sequence[int]) -> tuple[int, ...]:
         """The smallest member of the arrangement's orbit."""
@@ -412,16 +443,25 @@ class TwinsSummary:
 
 
 def arrangements_for(
-    space: ArrangementSpace, depth: int, sample: int | None, seed: int
+    space: ArrangementSpace,
+    depth: int,
+    sample: int | None,
+    seed: int,
+    max_exhaustive_depth: int = MAX_EXHAUSTIVE_DEPTH,
 ) -> tuple[list[tuple[int, ...]], str]:
     if sample is None:
-        if depth > MAX_EXHAUSTIVE_DEPTH:
-            raise ValueError(
-                f"exhaustive runs go up to depth {MAX_EXHAUSTIVE_DEPTH} "
-                f"({space.raw_count(depth)} raw arrangements at depth {depth}); use --sample"
-            )
+        check_exhaustive_depth(space, depth, max_exhaustive_depth)
         return list(space.canonical(depth)), "exhaustive"
     return space.sample(depth, sample, seed), "sample"
+
+
+def check_exhaustive_depth(space: ArrangementSpace, depth: int, limit: int) -> None:
+    if depth > limit:
+        raise ValueError(
+            f"exhaustive runs go up to depth {limit} here ({space.canonical_count(depth):,} "
+            f"canonical arrangements at depth {depth}); use --sample, or a cluster for "
+            f"depth {MAX_CLUSTER_EXHAUSTIVE_DEPTH} (docs/netsim.md)"
+        )
 
 
 def run_twins(
@@ -433,24 +473,62 @@ def run_twins(
     stop_after_failures: int | None = None,
     arrangements: Iterable[tuple[int, ...]] | None = None,
     jobs: int = 1,
+    executor: Executor | None = None,
+    max_exhaustive_depth: int = MAX_EXHAUSTIVE_DEPTH,
     progress: ProgressCallback | None = None,
 ) -> TwinsSummary:
     """Run every canonical arrangement of `depth` (or a seeded sample, or the given ones)
-    and aggregate; `jobs` > 1 splits the list over that many processes. `progress` is
-    called after every arrangement (serial) or every finished chunk (parallel)."""
+    and aggregate.
+
+    In this process by default; `jobs` > 1 (local processes) or an `executor` (a Dask
+    cluster) runs tasks: for an exhaustive run, one per canonical prefix of
+    PREFIX_ROUNDS rounds (each worker enumerates its own arrangements, so no list of
+    millions is built here); otherwise contiguous chunks of the list. The tasks'
+    summaries are merged in task order, which is the arrangements' order: the summary
+    (counts and the first failures) is the serial one. With `stop_after_failures`, each
+    task stops on its own. `progress` is called after every arrangement (in this process)
+    or every finished task."""
     if not 1 <= depth <= MAX_DEPTH:
         raise ValueError(f"depth must be in 1..{MAX_DEPTH}")
     if not 1 <= jobs <= 64:
         raise ValueError("jobs must be in 1..64")
+    if executor is None and jobs > 1:
+        from campaign.executor import LocalExecutor
+
+        executor = LocalExecutor(jobs)
     space = ArrangementSpace(config.validators, config.twin, config.max_blocks)
     started = time.perf_counter()
-    if arrangements is None:
-        chosen, mode = arrangements_for(space, depth, sample, sample_seed)
+    tasks: list[_TwinsTask] = []
+    chosen: list[tuple[int, ...]] = []
+    if arrangements is None and sample is None and executor is not None:
+        check_exhaustive_depth(space, depth, max_exhaustive_depth)
+        mode, total = "exhaustive", space.canonical_count(depth)
+        split = min(depth, PREFIX_ROUNDS)
+        tasks = [
+            _TwinsTask(depth, config, stop_after_failures, prefix=prefix)
+            for prefix in space.canonical(split)
+        ]
     else:
-        chosen, mode = list(arrangements), "given"
-    for indices in chosen:
-        if len(indices) != depth or not all(0 <= c < space.choices_per_round for c in indices):
-            raise ValueError(f"arrangement {list(indices)} does not fit depth {depth}")
+        if arrangements is None:
+            chosen, mode = arrangements_for(
+                space, depth, sample, sample_seed, max_exhaustive_depth
+            )
+        else:
+            chosen, mode = list(arrangements), "given"
+        for indices in chosen:
+            if len(indices) != depth or not all(
+                0 <= c < space.choices_per_round for c in indices
+            ):
+                raise ValueError(f"arrangement {list(indices)} does not fit depth {depth}")
+        total = len(chosen)
+        if executor is not None:
+            from campaign.executor import chunk_size, chunks
+
+            size = chunk_size(total, TASK_CHUNKING_WORKERS, at_most=MAX_TASK_ARRANGEMENTS)
+            tasks = [
+                _TwinsTask(depth, config, stop_after_failures, given=tuple(chunk))
+                for chunk in chunks(chosen, size)
+            ]
     summary = TwinsSummary(
         depth=depth,
         max_blocks=config.max_blocks,
@@ -458,49 +536,49 @@ def run_twins(
         mode=mode,
         choices_per_round=space.choices_per_round,
         generated=space.raw_count(depth),
-        after_dedup=len(chosen) if mode == "exhaustive" else None,
+        after_dedup=total if mode == "exhaustive" else None,
         enumerate_s=time.perf_counter() - started,
     )
-    total = len(chosen)
 
     def report(done: int, failed: int) -> None:
         if progress is not None:
             progress(TwinsProgress(done, total, failed, time.perf_counter() - started))
 
-    if jobs == 1 or len(chosen) < 2:
+    if executor is None:
         _run_list(summary, space, chosen, config, stop_after_failures, on_run=report)
     else:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        finished = [0, 0]  # arrangements run, with violations, over the tasks finished
 
-        count = min(len(chosen), jobs * CHUNKS_PER_JOB)
-        chunks = [chosen[k::count] for k in range(count)]  # interleaved: balanced load
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [
-                pool.submit(_run_chunk, depth, chunk, config, stop_after_failures)
-                for chunk in chunks
-                if chunk
-            ]
-            done = failed = 0
-            for future in as_completed(futures):
-                part = future.result()
-                done, failed = done + part.run, failed + part.failed
-                report(done, failed)
-            for future in futures:  # merged in submission order: a deterministic summary
-                _merge(summary, future.result())
+        def arrived(_index: int, part: TwinsSummary) -> None:
+            finished[0] += part.run
+            finished[1] += part.failed
+            report(finished[0], finished[1])
+
+        parts = executor.map(_run_task, tasks, label="twins", on_result=arrived)
+        for part in parts:  # in task order: the arrangements' order
+            _merge(summary, part)
     summary.wall_s = time.perf_counter() - started
     return summary
 
 
-def _run_chunk(
-    depth: int,
-    chunk: list[tuple[int, ...]],
-    config: TwinsConfig,
-    stop_after_failures: int | None,
-) -> TwinsSummary:
-    """Worker side of a parallel run: the partial summary of one chunk."""
+@dataclass(frozen=True)
+class _TwinsTask:
+    """Arrangements for one worker: the canonical completions of `prefix`, or `given`."""
+
+    depth: int
+    config: TwinsConfig
+    stop_after_failures: int | None
+    prefix: tuple[int, ...] | None = None
+    given: tuple[tuple[int, ...], ...] = ()
+
+
+def _run_task(task: _TwinsTask) -> TwinsSummary:
+    """Worker side: the partial summary of one task."""
+    config = task.config
     space = ArrangementSpace(config.validators, config.twin, config.max_blocks)
-    part = TwinsSummary(depth, config.max_blocks, config.protocol, "part", 0, 0, None)
-    _run_list(part, space, chunk, config, stop_after_failures)
+    part = TwinsSummary(task.depth, config.max_blocks, config.protocol, "part", 0, 0, None)
+    chosen = space.canonical(task.depth, task.prefix) if task.prefix is not None else task.given
+    _run_list(part, space, chosen, config, task.stop_after_failures)
     return part
 
 
@@ -512,6 +590,7 @@ def _run_list(
     stop_after_failures: int | None,
     on_run: Callable[[int, int], None] | None = None,
 ) -> None:
+    """Run arrangements into `summary`; `on_run(run, failed)` so far after each."""
     for indices in chosen:
         arrangement = space.arrangement(indices)
         run = run_arrangement(arrangement, config)

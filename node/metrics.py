@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client import generate_latest
@@ -266,13 +267,16 @@ class Histogram(_Metric):
         self.count = 0
         self.sum = 0.0
 
-    def observe(self, value: float) -> None:
+    def observe(self, value: float, count: int = 1) -> None:
+        """Record `value` (`count` times: several events with one value)."""
+        if count < 1:
+            return
         for i, bound in enumerate(self.buckets):
             if value <= bound:
-                self.counts[i] += 1
+                self.counts[i] += count
                 break
-        self.count += 1
-        self.sum += value
+        self.count += count
+        self.sum += value * count
 
     def family(self) -> Metric:
         running = 0
@@ -290,6 +294,10 @@ class Registry:
         self._metrics: dict[str, _Metric] = {}
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self)  # type: ignore[arg-type]
+
+    def add(self, metric: _Metric) -> _Metric:
+        """Register a metric built outside the helpers below (a subclass with behaviour)."""
+        return self._add(metric)
 
     def _add(self, metric: _Metric) -> _Metric:
         if metric.name in self._metrics:
@@ -323,6 +331,19 @@ class Registry:
         metric = self._add(Histogram(name, help_text, buckets))
         assert isinstance(metric, Histogram)
         return metric
+
+    def sample_names(self) -> set[str]:
+        """Every sample name the exposition can hold, whether or not it has a value yet
+        (`<name>_total` for counters, `_bucket`/`_sum`/`_count` for histograms)."""
+        names: set[str] = set()
+        for metric in self._metrics.values():
+            if metric.kind == "counter":
+                names.add(f"{metric.name}_total")
+            elif metric.kind == "histogram":
+                names.update(f"{metric.name}{s}" for s in ("_bucket", "_sum", "_count"))
+            else:
+                names.add(metric.name)
+        return names
 
     def collect(self) -> Iterator[Metric]:
         """The `prometheus_client` collector protocol."""
@@ -436,22 +457,72 @@ class LatencyHistogram:
 # --------------------------------------------------------------------------- node metrics
 
 COMMIT_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DECODE_DELAY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+MAX_STAMPED_HEIGHTS = 4096  # finalization times kept for the decode delay
 HASH_PREFIX_BYTES = 6  # 48 bits: exact in a float64 sample value
 
 
-class _ExecutionOrder:
-    """The tracker's execution-order hash as a number (its first 48 bits) and its height.
+class _FinalizedHeight(Gauge):
+    """`sedna_finalized_height`, which also remembers when each height became final here.
 
-    A label per hash would make a new series every block; two nodes agree at a height when
-    their `sedna_lane_execution_order_hash_prefix` values are equal there."""
+    Only heights finalized while this process runs are stamped: the first value set after
+    a start stamps that height alone (the heights below were final before the restart).
+    At most MAX_STAMPED_HEIGHTS stamps are kept (the oldest go first)."""
 
-    def __init__(self, prefix: Gauge, height: Gauge):
+    def __init__(self, name: str, help_text: str):
+        super().__init__(name, help_text)
+        self.final_at_s: dict[int, float] = {}  # height -> time.monotonic() when final
+        self._stamped_up_to: int | None = None
+
+    def set(self, value: float, **labels: object) -> None:
+        super().set(value, **labels)
+        height = int(value)
+        low = height - 1 if self._stamped_up_to is None else self._stamped_up_to
+        now_s = time.monotonic()
+        for h in range(max(low + 1, height - MAX_STAMPED_HEIGHTS + 1), height + 1):
+            self.final_at_s[h] = now_s
+        self._stamped_up_to = max(height, self._stamped_up_to or 0)
+        while len(self.final_at_s) > MAX_STAMPED_HEIGHTS:
+            del self.final_at_s[next(iter(self.final_at_s))]
+
+
+class _TrackerProgress:
+    """The decode tracker's progress, set once per tracked block (after the block's
+    payloads were counted in `sedna_payloads_decided_total`).
+
+    - The execution-order hash as a number (its first 48 bits) and its height: a label
+      per hash would make a new series every block; two nodes agree at a height when
+      their `sedna_lane_execution_order_hash_prefix` values are equal there.
+    - The decode delay: the payloads decided since the previous call were decided in this
+      block, so each is one observation of (now - the time the block became final here),
+      in `sedna_lane_decode_delay_seconds`. Blocks finalized before this process started
+      (a restart's replay) have no time and are not observed.
+    """
+
+    def __init__(
+        self,
+        prefix: Gauge,
+        height: Gauge,
+        finalized: _FinalizedHeight,
+        decided: Counter,
+        delay: Histogram,
+    ):
         self._prefix = prefix
         self._height = height
+        self._finalized = finalized
+        self._decided = decided
+        self._delay = delay
+        self._decided_seen = 0.0
 
     def set(self, *, height: int, hash: str) -> None:
         self._height.set(height)
         self._prefix.set(int(hash[: 2 * HASH_PREFIX_BYTES] or "0", 16))
+        decided = self._decided.total()
+        new = int(decided - self._decided_seen)
+        self._decided_seen = decided
+        final_at_s = self._finalized.final_at_s.pop(height, None)
+        if final_at_s is not None and new > 0:
+            self._delay.observe(max(0.0, time.monotonic() - final_at_s), new)
 
 
 class NodeMetrics:
@@ -460,7 +531,10 @@ class NodeMetrics:
     def __init__(self) -> None:
         drop_reasons, conn_error_reasons, handshake_reasons = _transport_reasons()
         r = self.registry = Registry()
-        self.height = r.gauge("sedna_finalized_height", "Height of the last finalized block")
+        self.height = _FinalizedHeight(
+            "sedna_finalized_height", "Height of the last finalized block"
+        )
+        r.add(self.height)
         self.round = r.gauge("sedna_current_round", "Current consensus round")
         self.rounds_entered = r.counter(
             "sedna_rounds_entered", "Rounds entered, by cause", ("via",), {"via": ROUND_ENTRY}
@@ -615,12 +689,21 @@ class NodeMetrics:
         self.tracker_height = r.gauge(
             "sedna_lane_tracker_height", "Last finalized height fed to the decode tracker"
         )
-        self.execution_order = _ExecutionOrder(
+        self.decode_delay = r.histogram(
+            "sedna_lane_decode_delay_seconds",
+            "A block final on this node -> its Sedna payloads decided by this node's tracker "
+            "(one observation per payload)",
+            DECODE_DELAY_BUCKETS_S,
+        )
+        self.execution_order = _TrackerProgress(
             r.gauge(
                 "sedna_lane_execution_order_hash_prefix",
                 "First 48 bits of the execution-order hash after the tracker height",
             ),
             self.tracker_height,
+            self.height,
+            self.payloads_decided,
+            self.decode_delay,
         )
         self.replay_mismatch = r.counter(
             "sedna_lane_replay_mismatch", "Replayed heights whose hash differed from disk"

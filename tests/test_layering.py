@@ -71,6 +71,13 @@ def test_consensus_does_not_import_drivers(path: Path) -> None:
     assert not (top_level & {"netsim", "mechanism"}), f"{path} imports a driver package"
 
 
+@pytest.mark.parametrize("path", _python_files("campaign"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_campaign_executor_imports_no_project_package(path: Path) -> None:
+    """netsim and mechanism both use it, so it depends on neither (nor on node)."""
+    top_level = {name.split(".")[0] for name in _imported_modules(path)}
+    assert not (top_level & {"consensus", "netsim", "mechanism", "node"}), path
+
+
 def test_the_purity_check_detects_a_forbidden_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import time\nfrom asyncio import sleep\n")

@@ -42,6 +42,7 @@ MAX_SYMBOLS_PER_BUNDLE = 256
 MAX_CAP_FACTOR = 64
 MAX_CAP_EXTRA_BUNDLES = 4096
 DEFAULT_MAX_LIFETIME_SLOTS = 4096  # a payload's tickets span at most this many slots
+DEFAULT_MAX_CUT_LAG_SLOTS = 1024  # certified lanes: W, a lane block counts if cut this late
 MAX_LIFETIME_SLOTS = 1 << 20
 DEFAULT_CAP_FACTOR = 2
 DEFAULT_CAP_EXTRA_BUNDLES = 24  # ≈ m·(finality lag + 1) for m = 8 bundles per slot, lag 2
@@ -69,6 +70,8 @@ class LaneParams:
     bundles (the sender cannot send more fresh bundles than that for one payload).
     `max_lifetime_slots`: a commitment's `expiry_slot` is at most this many slots after
     the slot of any of its tickets (it bounds how long trackers remember decided ids).
+    `max_cut_lag_slots` (W, certified lanes only): a lane block finalized by a cut more
+    than W heights after its slot is void (docs/lanes.md, "Tip cuts").
     """
 
     codec_id: str = "raptorq"
@@ -80,6 +83,7 @@ class LaneParams:
     max_entries_per_lane_block: int = 256
     cap_extra_bundles: int = DEFAULT_CAP_EXTRA_BUNDLES
     max_lifetime_slots: int = DEFAULT_MAX_LIFETIME_SLOTS
+    max_cut_lag_slots: int = DEFAULT_MAX_CUT_LAG_SLOTS
 
     def __post_init__(self) -> None:
         if self.codec_id not in CODEC_IDS:
@@ -114,6 +118,8 @@ class LaneParams:
             raise LaneParamsError("max_entries_per_lane_block must be in [1, 4096]")
         if not 1 <= self.max_lifetime_slots <= MAX_LIFETIME_SLOTS:
             raise LaneParamsError(f"max_lifetime_slots must be in [1, {MAX_LIFETIME_SLOTS}]")
+        if not 2 <= self.max_cut_lag_slots <= MAX_LIFETIME_SLOTS:
+            raise LaneParamsError(f"max_cut_lag_slots must be in [2, {MAX_LIFETIME_SLOTS}]")
 
 
 @dataclass(frozen=True, slots=True)

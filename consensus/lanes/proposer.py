@@ -300,6 +300,17 @@ class LaneProposer:
         """The signed lane block for `slot` (built once; closes every slot up to it)."""
         if slot in self._sealed:
             return self._sealed[slot]
+        included = self.seal_entries(slot)
+        block = sign_lane_block(self.scheme, self.key, self.lane, slot, included)
+        self._sealed[slot] = block
+        while len(self._sealed) > MAX_SEALED_SLOTS:
+            del self._sealed[min(self._sealed)]
+        return block
+
+    def seal_entries(self, slot: int) -> tuple[LaneEntry, ...]:
+        """Close every slot up to `slot` and return the entries of `slot`, sorted, after
+        withholding (unsigned: certified lanes put them in a chain block). Entries of
+        earlier slots never sealed are dropped (`stats.dropped_unsealed`)."""
         if slot < self.open_slot:
             raise ValueError(
                 f"lane {self.lane}: slot {slot} is closed (open slot {self.open_slot})"
@@ -316,12 +327,19 @@ class LaneProposer:
             else:
                 included.append(entry)
         self.stats.included += len(included)
-        block = sign_lane_block(self.scheme, self.key, self.lane, slot, tuple(included))
-        self._sealed[slot] = block
-        while len(self._sealed) > MAX_SEALED_SLOTS:
-            del self._sealed[min(self._sealed)]
         self.open_slot = slot + 1
-        return block
+        return tuple(included)
+
+    def slots_with_entries(self, upto: int) -> list[int]:
+        """Open slots <= `upto` holding admitted entries, in increasing order."""
+        return sorted(s for s in self._pending if s <= upto and s >= self.open_slot)
+
+    def close_through(self, slot: int) -> None:
+        """Close every slot up to `slot` (its tickets are now `expired_ticket`); entries
+        still pending there are dropped (`stats.dropped_unsealed`)."""
+        for stale in [s for s in self._pending if s <= slot]:
+            self.stats.dropped_unsealed += len(self._pending.pop(stale))
+        self.open_slot = max(self.open_slot, slot + 1)
 
     def on_finalized(self, slot: int) -> None:
         """Forget sealed lane blocks and release admitted money up to a finalized slot

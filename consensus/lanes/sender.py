@@ -22,11 +22,15 @@ Ratchets (`SenderConfig.ratchet_policy`, sedna.md §2.9):
   replacement and keeps addressing the same lanes slot after slot. It learns whether a
   ticket of slot s was redeemed at the start of slot s + d (`feedback_slots` = d >= 1;
   d = 1 is instant feedback). A lane with an unredeemed ticket is excluded for the rest
-  of the payload and replaced from that slot on by a never-addressed lane drawn
-  uniformly; if none is left, by a uniformly drawn non-excluded lane; if every lane is
-  excluded, the exclusions are reset. An offline honest lane is excluded on a miss the
-  same way. (The addressing policy must not be "all"; "fresh" and "fixed" are the same
-  under this ratchet.)
+  of the payload and its position is refilled in that slot by uniform draws, one after
+  another: from the never-addressed lanes; if none is left, from the non-excluded lanes
+  not addressed in that slot; if none is left either, the exclusions are reset and the
+  draw is from the lanes not addressed in that slot (so the sender always addresses m
+  lanes). An offline honest lane is excluded on a miss the same way. The rule is stated
+  once in docs/lanes.md ("The keep_redeemed rule"); the mechanism model implements the
+  same rule (mechanism/lanechain.py), checked by tests/lanes/test_ratchet_rule.py.
+  (The addressing policy must not be "all"; "fresh" and "fixed" are the same under
+  this ratchet.)
 """
 
 from __future__ import annotations
@@ -115,9 +119,9 @@ class OutgoingPayload:
     decided: bool = False
     bundles_sent: int = 0
     bytes_sent: int = 0
-    # keep_redeemed: the lanes addressed every slot (None: a position with no lane),
-    # every lane ever addressed, and outcomes (slot -> [(lane, redeemed)]) not yet used
-    kept: list[int | None] = field(default_factory=list)
+    # keep_redeemed: the m lanes addressed every slot, every lane ever addressed, and
+    # outcomes (slot -> [(lane, redeemed)]) not yet used
+    kept: list[int] = field(default_factory=list)
     ever_addressed: set[int] = field(default_factory=set)
     feedback: dict[int, list[tuple[int, bool]]] = field(default_factory=dict)
     exclusion_resets: int = 0
@@ -180,34 +184,31 @@ class Sender:
     def _keep_redeemed_lanes(self, cid: bytes, outgoing: OutgoingPayload, slot: int) -> list[int]:
         """The keep_redeemed ratchet (module docstring): use the outcomes of slots up to
         slot − d, exclude and replace the lanes that missed, return the kept lanes."""
+        lanes = range(self.config.lanes)
         if not outgoing.kept:  # first slot: m lanes uniformly without replacement
             outgoing.kept = list(self._order(cid, None)[: self.config.bundles_per_slot])
-            outgoing.ever_addressed.update(lane for lane in outgoing.kept if lane is not None)
+            outgoing.ever_addressed.update(outgoing.kept)
         due = sorted(s for s in outgoing.feedback if s <= slot - self.config.feedback_slots)
         for past in due:  # rule: slot s's outcome is known from slot s + d on
             for lane, redeemed in outgoing.feedback.pop(past):
                 if not redeemed:
                     outgoing.excluded.add(lane)
-        kept = [lane if lane not in outgoing.excluded else None for lane in outgoing.kept]
-        for position, lane in enumerate(kept):
-            if lane is not None:
-                continue
-            taken = {other for other in kept if other is not None}
-            fresh = [x for x in range(self.config.lanes) if x not in outgoing.ever_addressed]
-            candidates = fresh or [
-                x for x in range(self.config.lanes) if x not in outgoing.excluded and x not in taken
+        kept = [lane for lane in outgoing.kept if lane not in outgoing.excluded]
+        while len(kept) < self.config.bundles_per_slot:  # bounded: m positions
+            # rule (docs/lanes.md "The keep_redeemed rule"): never-addressed lanes first,
+            # then non-excluded lanes not addressed in this slot, else reset the exclusions
+            candidates = [x for x in lanes if x not in outgoing.ever_addressed] or [
+                x for x in lanes if x not in outgoing.excluded and x not in kept
             ]
-            if not candidates and len(outgoing.excluded) >= self.config.lanes:
-                outgoing.excluded.clear()  # rule: every lane excluded: exclusions reset
+            if not candidates:  # every lane not addressed is excluded: exclusions reset
+                outgoing.excluded.clear()
                 outgoing.exclusion_resets += 1
-                candidates = [x for x in range(self.config.lanes) if x not in taken]
-            if not candidates:
-                continue  # fewer non-excluded lanes than m: this position waits
+                candidates = [x for x in lanes if x not in kept]
             choice = self._order(cid, slot, candidates)[0]
-            kept[position] = choice
+            kept.append(choice)
             outgoing.ever_addressed.add(choice)
         outgoing.kept = kept
-        return sorted(lane for lane in kept if lane is not None)
+        return sorted(kept)
 
     def plan_slot(self, slot: int) -> list[Submission]:
         """Fresh bundles with signed tickets for `slot`, for every undecided payload
@@ -261,6 +262,12 @@ class Sender:
                         outgoing.feedback.setdefault(past, []).append((lane, hit))
                     elif not hit and ratchet == RatchetPolicy.EXCLUDE:
                         outgoing.excluded.add(lane)  # rule: an unredeemed ticket excludes
+        self.on_decided(decided)
+
+    def on_decided(self, decided: Iterable[bytes]) -> None:
+        """These payloads were decided (executed, rejected, expired): stop sending them.
+        (Certified lanes learn decisions from finality and redemptions from PoAs, so
+        the two arrive separately; docs/lanes.md, "What a slot is".)"""
         for cid in decided:
             if cid in self.payloads:
                 self.payloads[cid].decided = True

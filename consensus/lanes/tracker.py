@@ -43,6 +43,13 @@ new payload takes the place of the least recently progressing payload of the sen
 holds the most entries, unless its own sender is (or ties) the heaviest, in which case
 the new payload is dropped. A junk sender can therefore only ever crowd out itself.
 
+**Certified lanes** (`on_finalized_lanes`, docs/lanes.md "Tip cuts"): a finalized cut
+hands over lane blocks of several slots. They are redeemed and counted in the order
+(slot, pivot key) per payload, so pivotal bundles are still the first κ in slot order; a
+lane block cut more than W = `max_cut_lag_slots` heights after its slot is void (its
+tickets are not redeemed), and decided ids are remembered W heights past their expiry:
+nothing executes twice with bounded memory, however late a cut finalizes a lane block.
+
 The outcome depends only on the sequence of finalized blocks, so every node fed the
 same chain reports the same executions, rejections, ledger and `execution_order_hash`.
 """
@@ -52,10 +59,11 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
-from consensus.lanes.encoding import decode_payloads, layout_of
+from consensus.lanes.encoding import DecodeItem, DecodeResult, decode_payloads, layout_of
 from consensus.lanes.ledger import FundsView, Ledger
 from consensus.lanes.params import LaneParams, PayloadLayout
 from consensus.lanes.proposer import entry_key
@@ -80,6 +88,19 @@ def pivot_key(parent_id: bytes, cid: bytes, bundle_index: int, lane: int) -> byt
 def execution_key(parent_id: bytes, cid: bytes) -> bytes:
     """Rank of a payload among the payloads decoded in the same block."""
     return hashlib.sha256(_EXECUTION_DOMAIN + parent_id + cid).digest()
+
+
+class FinalizedLaneBlock(Protocol):
+    """What the tracker reads of a lane block (carried `LaneBlock` or `LaneChainBlock`)."""
+
+    @property
+    def lane(self) -> int: ...
+
+    @property
+    def slot(self) -> int: ...
+
+    @property
+    def entries(self) -> tuple[LaneEntry, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +143,7 @@ class PayloadEvent:
     pivotal: tuple[tuple[int, int, int], ...]  # first κ counted (slot, lane, bundle_index)
     bounty_payouts: tuple[tuple[int, int], ...] = ()  # (lane, amount) per pivotal bundle
     reason: str = ""  # expired: "ttl" | "lifetime" | "evicted"
+    decode_slot: int = -1  # executed: the κ-th smallest slot of its counted bundles
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,10 +245,16 @@ class DecodeTracker:
         max_pending_payloads: int = 4096,
         pending_ttl_slots: int = 256,
         ledger: Ledger | None = None,
+        certified: bool = False,
+        decoder: Callable[[Sequence[DecodeItem]], list[DecodeResult]] = decode_payloads,
     ):
         if max_pending_payloads < 1 or pending_ttl_slots < 1:
             raise ValueError("max_pending_payloads and pending_ttl_slots must be >= 1")
         self.params = params
+        # certified lanes: a lane block may be finalized up to W heights after its slot
+        self.lag_slots = params.max_cut_lag_slots if certified else 0
+        self.decoder = decoder  # a pure function (netsim may share a memoizing one)
+        self.void_lane_blocks = 0  # certified: finalized more than W after their slot
         self.max_pending = max_pending_payloads
         self.pending_ttl_slots = pending_ttl_slots
         self.ledger = ledger
@@ -296,13 +324,41 @@ class DecodeTracker:
     ) -> BlockOutcome:
         """`on_finalized` of the block at `height` whose body decodes to `payload` and
         whose QC certifies `parent_id`, for a caller that has decoded it already."""
+        return self._process(height, payload.transactions, payload.lane_blocks, parent_id)
+
+    def on_finalized_lanes(
+        self,
+        height: int,
+        transactions: Sequence[bytes],
+        lane_blocks: Iterable[FinalizedLaneBlock],
+        parent_id: bytes,
+    ) -> BlockOutcome:
+        """Certified lanes: the block at `height` (its QC certifies `parent_id`) carries
+        `transactions` and its cut finalized `lane_blocks` (in `cut.finalized_order`).
+        A lane block finalized more than W = `max_cut_lag_slots` heights after its slot
+        is void: its tickets are not redeemed and its bundles do not count."""
+        live = []
+        for block in lane_blocks:
+            if block.slot + self.lag_slots < height:  # rule FIN: cut too late, void
+                self.void_lane_blocks += 1
+            else:
+                live.append(block)
+        return self._process(height, tuple(transactions), live, parent_id)
+
+    def _process(
+        self,
+        height: int,
+        transactions: tuple[bytes, ...],
+        lane_blocks: Iterable[FinalizedLaneBlock],
+        parent_id: bytes,
+    ) -> BlockOutcome:
         self._check_next(height)
         self.height = height
         money_before = self._money()
         self._forget_expired(height)
         redemptions: list[Redemption] = []
-        by_cid: dict[bytes, list[tuple[bytes, int, int, LaneEntry]]] = {}
-        for block in payload.lane_blocks:
+        by_cid: dict[bytes, list[tuple[int, bytes, int, LaneEntry]]] = {}
+        for block in lane_blocks:
             lane, slot = block.lane, block.slot
             for entry in block.entries:
                 cid, index = entry_key(entry)
@@ -310,17 +366,18 @@ class DecodeTracker:
                 fee = entry.ticket.ticket.fee
                 redemptions.append(Redemption(cid, commitment.sender, lane, slot, index, fee))
                 by_cid.setdefault(cid, []).append(
-                    (pivot_key(parent_id, cid, index, lane), lane, slot, entry)
+                    (slot, pivot_key(parent_id, cid, index, lane), lane, entry)
                 )
         work = _BlockWork()
         for cid in sorted(by_cid):
-            for _, lane, slot, entry in sorted(by_cid[cid], key=lambda item: item[0]):
+            # pivot order: by slot (one slot per block in carried mode), then the pivot key
+            for slot, _, lane, entry in sorted(by_cid[cid], key=lambda item: item[:2]):
                 self._count(cid, lane, slot, entry, height, work)
         executed = self._decode_ready(height, parent_id, work)
         self._expire_stale(height, work)
         for event in executed:  # rule: payloads decodable in a block run before its txs
             self._chain(_STATUS_TAG["executed"], height, event.commitment_id, event.payload or b"")
-        for tx in payload.transactions:
+        for tx in transactions:
             self._chain(b"t", height, b"", tx)
         for event in work.others:
             self._chain(_STATUS_TAG[event.status], height, event.commitment_id, b"")
@@ -330,7 +387,7 @@ class DecodeTracker:
         fees, bounties, burned = (a - b for a, b in zip(self._money(), money_before, strict=True))
         return BlockOutcome(
             height=height,
-            transactions=payload.transactions,
+            transactions=transactions,
             redemptions=tuple(redemptions),
             payloads=tuple(executed + work.others),
             duplicates=work.duplicates,
@@ -382,7 +439,7 @@ class DecodeTracker:
                 work.dropped += 1
                 work.ignored.append(IgnoredBundle(cid, sender, lane, index, "tracker_full"))
                 return
-            pending = _Pending(commitment, layout, first_slot=height, last_progress=height)
+            pending = _Pending(commitment, layout, first_slot=slot, last_progress=height)
             self._pending[cid] = pending
             self._occupancy.add(sender, cid)
             if ledger is not None:
@@ -419,7 +476,7 @@ class DecodeTracker:
             if len(self._pending[cid].bundles) >= self._pending[cid].layout.kappa
         ]
         # one batched decode for the block; each result depends on its own payload only
-        results = decode_payloads([(p.layout, p.commitment, p.bundles) for _, p in ready])
+        results = self.decoder([(p.layout, p.commitment, p.bundles) for _, p in ready])
         decoded: list[tuple[bytes, bytes, bytes]] = []  # (execution key, cid, payload)
         for (cid, _), result in zip(ready, results, strict=True):
             if result.status == "decoded":
@@ -437,7 +494,9 @@ class DecodeTracker:
         ttl = self.pending_ttl_slots
         stale: list[tuple[bytes, str]] = []
         for cid, p in self._pending.items():
-            if height > p.commitment.expiry_slot:  # no ticket of it can be valid any more
+            # no bundle of it can count any more (certified: its lane blocks can be cut
+            # up to W heights after their slot)
+            if height > p.commitment.expiry_slot + self.lag_slots:
                 stale.append((cid, "lifetime"))
             elif height - p.last_progress >= ttl:
                 stale.append((cid, "ttl"))
@@ -445,8 +504,9 @@ class DecodeTracker:
             work.others.append(self._decide(cid, "expired", height, -1, None, reason))
 
     def _forget_expired(self, height: int) -> None:
-        """Forget decided ids whose commitment expired: no bundle of them can be valid."""
-        while self._forget and self._forget[0][0] < height:
+        """Forget decided ids whose commitment expired: no bundle of them can be valid
+        (certified: nor counted, W heights after the expiry)."""
+        while self._forget and self._forget[0][0] + self.lag_slots < height:
             _, cid = heapq.heappop(self._forget)
             self._decided.pop(cid, None)
 
@@ -466,6 +526,9 @@ class DecodeTracker:
         heapq.heappush(self._forget, (pending.commitment.expiry_slot, cid))
         self.counts[status] += 1
         pivotal = tuple(pending.order[: pending.layout.kappa])
+        decode_slot = -1
+        if status == "executed":  # slot-time decode: κ counted bundles of slots <= it
+            decode_slot = sorted(slot for slot, _, _ in pending.order)[pending.layout.kappa - 1]
         payouts: tuple[tuple[int, int], ...] = ()
         if self.ledger is not None:
             if status == "executed":  # rule: PIVOT-K pays the pivotal bundles' lanes
@@ -485,4 +548,5 @@ class DecodeTracker:
             pivotal=pivotal,
             bounty_payouts=payouts,
             reason=reason,
+            decode_slot=decode_slot,
         )

@@ -22,6 +22,7 @@ from consensus.lanes.params import MAX_SYMBOL_BYTES, MAX_SYMBOLS_PER_BUNDLE
 from consensus.messages import MAX_PAYLOAD_BYTES, MAX_VALIDATORS
 
 LANE_PAYLOAD_VERSION = 1
+CUT_PAYLOAD_VERSION = 2  # certified lanes: consensus.lanes.cut.CutPayload
 MAX_TRANSACTIONS = 65_536
 MAX_LANE_BLOCK_ENTRIES = 4096
 MAX_STREAM_INDEX = 2**24
@@ -169,9 +170,13 @@ def ticket_signing_bytes(ticket: Ticket) -> bytes:
     return _encoder.encode(ticket)
 
 
+def entries_digest(entries: tuple[LaneEntry, ...]) -> bytes:
+    """SHA-256 of a lane block's entries (what lane block signatures and ids cover)."""
+    return _digest(b"sedna/lane-entries/1", _encoder.encode(entries))
+
+
 def lane_block_signing_bytes(lane: int, slot: int, entries: tuple[LaneEntry, ...]) -> bytes:
-    entries_digest = _digest(b"sedna/lane-entries/1", _encoder.encode(entries))
-    return _encoder.encode((lane, slot, entries_digest))
+    return _encoder.encode((lane, slot, entries_digest(entries)))
 
 
 def encode_lane_entry(entry: LaneEntry) -> bytes:
@@ -224,13 +229,15 @@ def decode_block_payload(data: bytes) -> BlockPayload:
 def decode_block_transactions(data: bytes) -> tuple[bytes, ...]:
     """The plain transactions of a block payload whose lane blocks are checked elsewhere
     (by `decode_block_payload` in the lane rules, or already validated): the lane blocks
-    are skipped, not decoded. The framing rules are the same as `decode_block_payload`'s."""
+    are skipped, not decoded. The framing rules are the same as `decode_block_payload`'s.
+    Certified-mode cut payloads (`consensus.lanes.cut`, version 2) lead with their
+    transactions too, so both are read."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise LanePayloadError(f"expected bytes, got {type(data).__name__}")
     if len(data) == 0:
         return ()
     if len(data) > MAX_PAYLOAD_BYTES:
         raise LanePayloadError(f"block payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}")
-    if data[0] != LANE_PAYLOAD_VERSION:
+    if data[0] not in (LANE_PAYLOAD_VERSION, CUT_PAYLOAD_VERSION):
         raise LanePayloadError(f"unsupported lane payload version {data[0]}")
     return _decode(_transactions_decoder, memoryview(data)[1:], "block payload").transactions

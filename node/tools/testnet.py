@@ -45,8 +45,13 @@ from node.config import (
     write_admin_token,
     write_key_file,
 )
+from node.tools.timeseries import SeriesRecorder
+from node.tools.yamltext import render_yaml
 
 MANIFEST = "network.json"
+HOSTS_DIR = "hosts"  # multi-host layout: one bundle per host under root/hosts/<name>/
+HOSTS_LAYOUT = "hosts"  # the manifest of a whole multi-host network
+HOST_LAYOUT = "host"  # the manifest of one host's bundle
 LOCAL_P2P_BASE = 26600
 LOCAL_RPC_BASE = 26700
 DOCKER_P2P_PORT = 26656
@@ -57,6 +62,7 @@ MAX_NODES = 64
 RECOVERY_LIMIT_S = 20.0
 STALL_LIMIT_S = 20.0
 SEDNA_WARMUP_S = 2.0
+SERIES_INTERVAL_S = 1.0  # --out: one row of the time series per second
 DEFAULT_DOWNTIME_S = {"kill": 5.0, "pause": 10.0, "restart": 0.0, "disconnect": 10.0}
 
 
@@ -77,11 +83,25 @@ class NodePlan:
     p2p_port: int
     rpc_host: str  # where the RPC listens
     rpc_port: int
-    rpc_public_host: str  # how a client on this machine reaches the RPC
+    rpc_public_host: str  # how a client on the launcher's machine reaches the RPC
+    bundle: str = ""  # multi-host layout: the host (bundle directory) it runs on
+
+    @property
+    def rpc_local_host(self) -> str:
+        """How a client on the validator's own host reaches the RPC."""
+        if self.rpc_host in ("0.0.0.0", "::"):
+            return "127.0.0.1" if self.rpc_host == "0.0.0.0" else "::1"
+        return self.rpc_host
 
     @property
     def name(self) -> str:
         return f"node{self.index}"
+
+    @property
+    def scrape_host(self) -> str:
+        """Where a Prometheus beside the peers reaches the RPC: its listen address, or
+        the address peers use when it listens on every interface."""
+        return self.host if self.rpc_host in ("0.0.0.0", "::") else self.rpc_host
 
 
 def _port_free(port: int) -> bool:
@@ -202,45 +222,84 @@ def generate_network(
     """
     if admin_rpc is None:
         admin_rpc = layout == "local"
-    consensus = dict(consensus or {})
-    if nodes == 1:  # a lone validator is its own quorum: pace it (config rule)
-        consensus.setdefault("vote_pace_ms", SINGLE_VALIDATOR_VOTE_PACE_MS)
     if not 1 <= nodes <= MAX_NODES:
         raise TestnetError(f"--nodes must be in 1..{MAX_NODES}, got {nodes}")
-    if transport not in ("tcp", "libp2p"):
-        raise TestnetError(f"unknown transport {transport!r}; choose 'tcp' or 'libp2p'")
     if (root / MANIFEST).exists():
         raise TestnetError(f"{root} already holds a network ({MANIFEST}); remove it first")
     if layout == "local":
         p2p, rpc = find_port_bases(nodes, p2p_base)
     else:
         p2p, rpc = DOCKER_P2P_PORT, DOCKER_RPC_PORT
-    plans = plan_nodes(nodes, layout, p2p, rpc)
+    return write_network(
+        root,
+        plan_nodes(nodes, layout, p2p, rpc),
+        layout=layout,
+        transport=transport,
+        consensus=consensus,
+        node_test=node_test,
+        admin_rpc=admin_rpc,
+        keys=keys,
+    )
+
+
+def write_network(
+    root: Path,
+    plans: Sequence[NodePlan],
+    *,
+    layout: str,
+    transport: str = "tcp",
+    consensus: Mapping[str, Any] | None = None,
+    node_test: Mapping[int, Mapping[str, Any]] | None = None,
+    admin_rpc: bool = False,
+    keys: Sequence[KeyPair] | None = None,
+) -> dict[str, Any]:
+    """Keys, configs, manifests and the Prometheus config of planned validators: what every
+    layout shares. A plan with a `bundle` goes to `root/hosts/<bundle>/`, a host's bundle:
+    its validators' directories (configs and *their* keys only) and a manifest of them, so
+    `sedna testnet up|status|down --dir <bundle>` runs that host's part of the network.
+    The manifest at `root` lists every validator (no secret is in it)."""
+    nodes = len(plans)
+    consensus = dict(consensus or {})
+    if nodes == 1:  # a lone validator is its own quorum: pace it (config rule)
+        consensus.setdefault("vote_pace_ms", SINGLE_VALIDATOR_VOTE_PACE_MS)
+    if transport not in ("tcp", "libp2p"):
+        raise TestnetError(f"unknown transport {transport!r}; choose 'tcp' or 'libp2p'")
+    if (root / MANIFEST).exists():
+        raise TestnetError(f"{root} already holds a network ({MANIFEST}); remove it first")
+    if [p.index for p in plans] != list(range(nodes)):
+        raise TestnetError("validator plans must be indexed 0..n-1 in order")
     if keys is None:
         keys = [KeyPair.from_seed(os.urandom(32)) for _ in range(nodes)]
     if len(keys) != nodes:
         raise TestnetError(f"{len(keys)} keys for {nodes} nodes")
     node_test = node_test or {}
     root.mkdir(parents=True, exist_ok=True)
-    entries = []
+    created_s = round(time.time(), 3)
+    bundles: dict[str, list[NodePlan]] = {}
     for plan in plans:
-        node_dir = root / plan.name
-        (node_dir / "data").mkdir(parents=True, exist_ok=True)
-        write_key_file(node_dir / "key.toml", keys[plan.index])
-        if admin_rpc:
-            write_admin_token(node_dir / ADMIN_TOKEN_FILE)
-        document = config_document(
-            plan,
-            plans,
-            keys,
-            transport=transport,
-            consensus=consensus,
-            test=node_test.get(plan.index, {}),
-            admin_rpc=admin_rpc,
-        )
-        (node_dir / "config.toml").write_text(render_config(document))
-        entries.append(
-            {
+        bundles.setdefault(plan.bundle, []).append(plan)
+    entries = []
+    for bundle, members in bundles.items():
+        bundle_dir = root / HOSTS_DIR / bundle if bundle else root
+        bundle_entries = []
+        for plan in members:
+            node_dir = bundle_dir / plan.name
+            (node_dir / "data").mkdir(parents=True, exist_ok=True)
+            # Rule: a node directory holds its own secret key and no other.
+            write_key_file(node_dir / "key.toml", keys[plan.index])
+            if admin_rpc:
+                write_admin_token(node_dir / ADMIN_TOKEN_FILE)
+            document = config_document(
+                plan,
+                plans,
+                keys,
+                transport=transport,
+                consensus=consensus,
+                test=node_test.get(plan.index, {}),
+                admin_rpc=admin_rpc,
+            )
+            (node_dir / "config.toml").write_text(render_config(document))
+            entry = {
                 "index": plan.index,
                 "name": plan.name,
                 "config": f"{plan.name}/config.toml",
@@ -249,22 +308,54 @@ def generate_network(
                 "rpc_host": plan.rpc_public_host,
                 "rpc_port": plan.rpc_port,
             }
-        )
+            if bundle:
+                entry["bundle"] = bundle
+                # On its own host a client reaches the RPC on the address it listens on.
+                bundle_entries.append({**entry, "rpc_host": plan.rpc_local_host})
+                entry = {**entry, "config": f"{HOSTS_DIR}/{bundle}/{entry['config']}"}
+            entries.append(entry)
+        if bundle:
+            host_manifest = {
+                "version": 1,
+                "nodes": nodes,
+                "transport": transport,
+                "layout": HOST_LAYOUT,
+                "host": bundle,
+                "created_s": created_s,
+                "members": bundle_entries,
+            }
+            (bundle_dir / MANIFEST).write_text(json.dumps(host_manifest, indent=2) + "\n")
+            if layout == HOSTS_LAYOUT:
+                from node.tools.hosts import render_host_compose
+
+                (bundle_dir / "docker-compose.yml").write_text(render_host_compose(members))
     manifest = {
         "version": 1,
         "nodes": nodes,
         "transport": transport,
         "layout": layout,
-        "created_s": round(time.time(), 3),
+        "created_s": created_s,
         "members": entries,
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    for plan in plans:  # every generated config must load: same validation as the node
+    write_prometheus_config(root, plans)
+    for entry in entries:  # every generated config must load: same validation as the node
         try:
-            load_config(root / plan.name / "config.toml")
-        except ConfigError as exc:  # pragma: no cover - a launcher bug
-            raise TestnetError(f"generated config of {plan.name} is invalid: {exc}") from None
+            load_config(root / entry["config"])
+        except ConfigError as exc:
+            raise TestnetError(f"generated config of {entry['name']} is invalid: {exc}") from None
     return manifest
+
+
+def write_prometheus_config(root: Path, plans: Sequence[NodePlan]) -> Path:
+    """`prometheus.yml` beside the manifest: scrapes every node's RPC `/metrics`
+    (`prometheus --config.file ROOT/prometheus.yml`)."""
+    from node.tools.observability import PROMETHEUS_CONFIG, ScrapeTarget, render_prometheus_config
+
+    path = root / PROMETHEUS_CONFIG
+    targets = [ScrapeTarget(p.name, p.scrape_host, p.rpc_port) for p in plans]
+    path.write_text(render_prometheus_config(targets))
+    return path
 
 
 # --------------------------------------------------------------------------- docker compose
@@ -313,43 +404,19 @@ def compose_document(nodes: int = 4, transport: str = "tcp") -> dict[str, Any]:
             "stop_signal": "SIGTERM",
             "restart": "unless-stopped",
         }
+    from node.tools.observability import compose_services
+
+    services.update(compose_services())
     volumes: dict[str, Any] = {"testnet": {}}
     volumes.update({plan.name: {} for plan in plans})
+    volumes.update({"prometheus": {}, "grafana": {}})
     return {"services": services, "volumes": volumes}
-
-
-def _yaml_scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(str(value))
-
-
-def render_yaml(value: Any, indent: int = 0) -> str:
-    """Block-style YAML for dicts of dicts/lists/scalars (enough for a compose file)."""
-    pad = "  " * indent
-    lines: list[str] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(item, dict) and item:
-                lines.append(f"{pad}{key}:")
-                lines.append(render_yaml(item, indent + 1))
-            elif isinstance(item, dict):
-                lines.append(f"{pad}{key}: {{}}")
-            elif isinstance(item, list):
-                lines.append(f"{pad}{key}:")
-                lines.extend(f"{pad}  - {_yaml_scalar(v)}" for v in item)
-            else:
-                lines.append(f"{pad}{key}: {_yaml_scalar(item)}")
-    else:
-        raise TypeError("render_yaml renders mappings only")
-    return "\n".join(lines)
 
 
 COMPOSE_HEADER = (
     "# Generated by node.tools.testnet.compose_document(); a test checks it against the launcher.\n"
-    "# Run: docker compose up --build   (4 validators, RPC on 127.0.0.1:26700..26703)\n"
+    "# Run: docker compose up --build   (4 validators, RPC on 127.0.0.1:26700..26703,\n"
+    "#      Prometheus on 127.0.0.1:9090, Grafana on 127.0.0.1:3000)\n"
 )
 
 
@@ -409,10 +476,22 @@ class Testnet:
     def __len__(self) -> int:
         return len(self.members)
 
+    def member(self, index: int) -> Member:
+        """The member running validator `index` (KeyError if this directory has none)."""
+        for member in self.members:
+            if member.index == index:
+                return member
+        raise KeyError(f"validator {index} is not in {self.root}")
+
+    @property
+    def validators(self) -> int:
+        """Validators in the whole network (a host's bundle runs only some of them)."""
+        return int(self.manifest.get("nodes", len(self.members)))
+
     # ---------------------------------------------------------------- pid bookkeeping
 
     def pid(self, index: int) -> int | None:
-        member = self.members[index]
+        member = self.member(index)
         if member.process is not None:
             return member.process.pid if member.process.poll() is None else None
         try:
@@ -428,7 +507,14 @@ class Testnet:
         return [m.index for m in self.members if self.is_running(m.index)]
 
     def start(self, index: int, *, detach: bool = False) -> int:
-        member = self.members[index]
+        member = self.member(index)
+        # Rule: the whole-network directory of a multi-host network starts nothing here;
+        # each host runs its own bundle.
+        if self.manifest.get("layout") == HOSTS_LAYOUT:
+            raise TestnetError(
+                f"{self.root} is a multi-host network: copy {HOSTS_DIR}/<host>/ to each host "
+                "and run `sedna testnet up --dir <that directory>` there"
+            )
         # Rule: a live node's pid file is never overwritten (it is how `down` finds it).
         live = self.pid(index)
         if live is not None:
@@ -513,7 +599,7 @@ class Testnet:
         return stopped
 
     def _forget(self, index: int) -> None:
-        member = self.members[index]
+        member = self.member(index)
         if member.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 member.process.wait(timeout=1.0)
@@ -527,7 +613,7 @@ class Testnet:
         """GET a JSON endpoint of node `index`; None when it does not answer in time."""
         from node.rpc import HttpClient, HttpError
 
-        member = self.members[index]
+        member = self.member(index)
         client = HttpClient(member.rpc_host, member.rpc_port, timeout_s)
         try:
             return await client.get_json(path)
@@ -548,14 +634,14 @@ class Testnet:
         from node.rpc import load_admin_token
 
         try:
-            return load_admin_token(self.members[index].dir / ADMIN_TOKEN_FILE)
+            return load_admin_token(self.member(index).dir / ADMIN_TOKEN_FILE)
         except (OSError, ValueError):
             return None
 
     async def set_isolated(self, index: int, isolated: bool) -> bool:
         from node.rpc import HttpClient
 
-        member = self.members[index]
+        member = self.member(index)
         client = HttpClient(member.rpc_host, member.rpc_port, 2.0, token=self.admin_token(index))
         try:
             status, _ = await client.post_json("/admin/isolate", {"isolated": isolated})
@@ -565,14 +651,23 @@ class Testnet:
             await client.close()
         return status == 200
 
-    async def wait_ready(self, timeout_s: float, indices: Sequence[int] | None = None) -> bool:
-        """True once every node answers /status and is connected to all its peers.
+    async def wait_ready(
+        self,
+        timeout_s: float,
+        indices: Sequence[int] | None = None,
+        want_peers: int | None = None,
+    ) -> bool:
+        """True once every node answers /status and is connected to `want_peers` peers
+        (default: every other validator of the network, wherever it runs).
 
         Raises TestnetError as soon as a node this launcher started has exited (a failed
         start: bad config, refused storage, port in use), naming it and its last line.
         """
-        indices = list(indices) if indices is not None else [m.index for m in self.members]
-        want_peers = len(self.members) - 1
+        positions = {m.index: k for k, m in enumerate(self.members)}
+        wanted = list(indices) if indices is not None else list(positions)
+        indices = [positions[i] for i in wanted]
+        if want_peers is None:
+            want_peers = self.validators - 1
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             failed = self.failed_starts()
@@ -588,7 +683,7 @@ class Testnet:
         return False
 
     def log_paths(self, index: int) -> list[Path]:
-        member = self.members[index]
+        member = self.member(index)
         return [member.dir / "node.log", member.dir / "stdout.log"]
 
 
@@ -720,6 +815,7 @@ class RunOptions:
     sedna_bytes: int = 512
     sedna_policy: str = "fresh"
     sedna_preencode: bool = False  # encode the run's payloads before the load starts
+    out: Path | None = None  # write per-second series (CSV, PNG) and the summary here
 
 
 @dataclass
@@ -783,6 +879,7 @@ class TestnetRun:
         self.failures: list[str] = []
         self.phase = "starting"
         self.preencode_s: float | None = None
+        self.series = SeriesRecorder()
 
     def _now(self) -> float:
         return time.monotonic() - self.load_started_s
@@ -859,6 +956,9 @@ class TestnetRun:
         start_heights = await self._sample()
         stop_sampling = asyncio.Event()
         sampler = asyncio.create_task(self._sampler(stop_sampling, loadgen, sedna))
+        series = (
+            asyncio.create_task(self._series_sampler(stop_sampling)) if o.out is not None else None
+        )
         perturbers = [asyncio.create_task(self._perturb(p)) for p in o.perturbations]
         self.phase = "load"
         try:
@@ -874,6 +974,8 @@ class TestnetRun:
             )
             stop_sampling.set()
             await sampler
+            if series is not None:
+                await series
             for task in perturbers:
                 task.cancel()
             self.phase = "collect"
@@ -883,7 +985,44 @@ class TestnetRun:
             if sedna is not None:
                 await sedna.close()
         summary["ok"] = not self.failures
+        if o.out is not None:
+            summary["series"] = self._write_series(o.out, summary)
         return summary
+
+    async def _series_sampler(self, stop: asyncio.Event) -> None:
+        """Every node's /stats once a second until `stop` (rows of `self.series`)."""
+        assert self.net is not None
+        net = self.net
+        while True:
+            started = time.monotonic()
+            stats = await asyncio.gather(
+                *(net.rpc_json(i, "/stats", timeout_s=0.8) for i in range(len(net)))
+            )
+            self.series.add(self._now(), stats)
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    stop.wait(), timeout=max(0.0, SERIES_INTERVAL_S - (time.monotonic() - started))
+                )
+
+    def _write_series(self, out: Path, summary: dict[str, Any]) -> dict[str, str]:
+        """series.csv, series.png and summary.json in `out` (created if needed)."""
+        from node.tools.timeseries import write_csv, write_png
+
+        out.mkdir(parents=True, exist_ok=True)
+        csv_path, png_path = out / "series.csv", out / "series.png"
+        write_csv(csv_path, self.series.rows)
+        o = self.options
+        write_png(
+            png_path,
+            self.series.rows,
+            f"sedna testnet: {o.nodes} validators ({o.transport}), {o.rate_tps:g} tx/s, "
+            f"{o.sedna_rate_pps:g} Sedna payloads/s",
+        )
+        files = {"csv": str(csv_path), "png": str(png_path), "summary": str(out / "summary.json")}
+        (out / "summary.json").write_text(json.dumps({**summary, "series": files}, indent=2))
+        return files
 
     async def _sedna_summary(
         self, sedna: Any, load_start_ns: int, load_end_ns: int

@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   sedna testnet run --nodes 4 --duration 20 --rate 500 --sedna-rate 200 --sedna-bytes 2048
   sedna testnet run --nodes 4 --duration 30 --rate 1000 --perturb kill:1@5 --perturb pause:2:5@15
   sedna testnet run --nodes 4 --duration 20 --rate 500 --transport libp2p --json
+  sedna testnet run --nodes 4 --duration 30 --rate 1000 --out runs/r1   # series.csv, series.png
   sedna testnet up --nodes 4 && sedna testnet status && sedna testnet down
 """
 
@@ -104,6 +105,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="max seconds to wait for pending txs after the load (default 10)",
     )
     run.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write per-second series (series.csv, series.png) and summary.json here "
+        "(the PNG needs the analysis extra)",
+    )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(func=_run)
 
@@ -113,7 +122,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    up.add_argument("--nodes", type=int, default=4)
+    up.add_argument(
+        "--nodes", type=int, default=None, help="validators of a new network (default 4)"
+    )
     common(up, transport=True)
     up.add_argument("--fresh", action="store_true", help="delete an existing network first")
     up.add_argument("--timeout", type=float, default=30.0, help="readiness timeout (s)")
@@ -136,10 +147,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     logs.add_argument("--follow", "-f", action="store_true")
     logs.set_defaults(func=_logs)
 
-    init = sub.add_parser("init", help="only generate keys and configs (used by docker compose)")
-    init.add_argument("--nodes", type=int, default=4)
-    common(init, transport=True)
-    init.add_argument("--layout", choices=("local", "docker"), default="local")
+    init = sub.add_parser(
+        "init",
+        help="only generate keys and configs (docker compose; several hosts with --hosts)",
+        epilog="examples:\n"
+        "  sedna testnet init --nodes 4 --dir net\n"
+        "  sedna testnet init --hosts hosts.toml --dir net   # one bundle per host in net/hosts/\n"
+        "  (the hosts file format: docs/operations.md, 'Several hosts')",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    init.add_argument("--nodes", type=int, default=None, help="validators (default 4)")
+    common(init)
+    init.add_argument("--transport", choices=("tcp", "libp2p"), default=None)
+    init.add_argument("--layout", choices=("local", "docker"), default=None)
+    init.add_argument(
+        "--hosts",
+        type=Path,
+        default=None,
+        metavar="TOML",
+        help="validators on several hosts (addresses, ports): one bundle per host",
+    )
     init.add_argument(
         "--if-missing",
         action="store_true",
@@ -202,6 +229,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.dir is not None and (args.dir / "network.json").exists():
         _err(f"{args.dir} already holds a network; pick an empty --dir or remove it")
         return 2
+    if args.out is not None:
+        if args.out.exists() and not args.out.is_dir():
+            _err(f"--out {args.out} exists and is not a directory")
+            return 2
+        try:
+            import matplotlib  # noqa: F401 - the PNG of the series
+        except ImportError:
+            _err("--out draws a PNG with matplotlib: pip install 'sedna-bft[analysis]'")
+            return 2
     faulty = (args.nodes - 1) // 3
     if len(byzantine) > faulty:
         print(f"warning: {len(byzantine)} Byzantine nodes exceed f = {faulty}", file=sys.stderr)
@@ -227,6 +263,7 @@ def _run(args: argparse.Namespace) -> int:
         sedna_rate_pps=args.sedna_rate,
         sedna_bytes=args.sedna_bytes,
         sedna_policy=args.sedna_policy,
+        out=args.out,
     )
     bar = ProgressBar(sys.stderr)
     print(
@@ -251,6 +288,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"FAILED: {failure}", file=sys.stderr)
     if summary.get("dir"):
         print(f"network directory (logs, databases): {summary['dir']}", file=sys.stderr)
+    if summary.get("series"):
+        files = summary["series"]
+        print(f"series: {files['csv']} and {files['png']}", file=sys.stderr)
     return 0 if summary.get("ok") else 1
 
 
@@ -354,33 +394,49 @@ def _up(args: argparse.Namespace) -> int:
     import asyncio
     import shutil
 
-    from node.tools.testnet import MANIFEST, Testnet, TestnetError, generate_network
+    from node.tools.testnet import (
+        HOST_LAYOUT,
+        HOSTS_LAYOUT,
+        MANIFEST,
+        Testnet,
+        TestnetError,
+        generate_network,
+    )
 
     root = _root(args)
+    if args.nodes is not None and not 1 <= args.nodes <= 64:
+        _err(f"--nodes must be in 1..64, got {args.nodes}")
+        return 2
     try:
         if (root / MANIFEST).exists():
             net = Testnet(root)
+            layout = net.manifest.get("layout")
             if net.running():
                 _err(f"{root} is already running nodes {net.running()}; `sedna testnet down` first")
                 return 2
-            if args.fresh:
-                shutil.rmtree(root)
-            elif net.manifest["nodes"] != args.nodes:
+            if args.fresh and layout in (HOST_LAYOUT, HOSTS_LAYOUT):
                 _err(
-                    f"{root} holds a {net.manifest['nodes']}-node network; "
-                    "use --fresh to replace it"
+                    f"{root} is part of a multi-host network: new keys here would not match "
+                    "the other hosts; run `sedna testnet init --hosts` again for all of them"
                 )
                 return 2
+            if args.fresh:
+                shutil.rmtree(root)
+            elif args.nodes is not None and net.validators != args.nodes:
+                _err(f"{root} holds a {net.validators}-node network; use --fresh to replace it")
+                return 2
         if not (root / MANIFEST).exists():
-            generate_network(root, args.nodes, transport=args.transport)
+            generate_network(root, args.nodes or 4, transport=args.transport)
         net = Testnet(root)
         net.start_all(detach=True)
     except TestnetError as exc:
         _err(str(exc))
         return 2
-    print(f"starting {len(net)} nodes in {root} ...", file=sys.stderr)
+    one_host = net.manifest.get("layout") == HOST_LAYOUT
+    print(f"starting {len(net)} of {net.validators} validators in {root} ...", file=sys.stderr)
     try:
-        ready = asyncio.run(net.wait_ready(args.timeout))
+        # A host's bundle is ready when its own nodes answer; the others start elsewhere.
+        ready = asyncio.run(net.wait_ready(args.timeout, want_peers=0 if one_host else None))
     except TestnetError as exc:  # a node exited while starting
         _err(f"failed start: {exc}")
         if net.running():
@@ -391,7 +447,14 @@ def _up(args: argparse.Namespace) -> int:
         return 1
     for member in net.members:
         print(f"node{member.index}  rpc http://{member.rpc_host}:{member.rpc_port}")
-    print(f"ready; `sedna testnet status --dir {root}`", file=sys.stderr)
+    if one_host:
+        print(
+            f"started; they connect to the other hosts' validators as those start "
+            f"(`sedna testnet status --dir {root}` shows peers)",
+            file=sys.stderr,
+        )
+    else:
+        print(f"ready; `sedna testnet status --dir {root}`", file=sys.stderr)
     return 0
 
 
@@ -484,13 +547,14 @@ def _logs(args: argparse.Namespace) -> int:
     except TestnetError as exc:
         _err(str(exc))
         return 2
-    if args.node is not None and not 0 <= args.node < len(net):
-        _err(f"--node must be in 0..{len(net) - 1}")
+    here = [m.index for m in net.members]
+    if args.node is not None and args.node not in here:
+        _err(f"--node must be one of {here}")
         return 2
     if args.lines < 0:
         _err("--lines must be >= 0")
         return 2
-    indices = [args.node] if args.node is not None else list(range(len(net)))
+    indices = [args.node] if args.node is not None else here
     paths = [(i, net.log_paths(i)[0]) for i in indices]
     offsets: dict[Path, int] = {}
     for index, path in paths:
@@ -537,13 +601,41 @@ def _init(args: argparse.Namespace) -> int:
     from node.tools.testnet import MANIFEST, TestnetError, generate_network
 
     root = _root(args)
+    if args.hosts is not None and (args.nodes is not None or args.layout is not None):
+        _err("--hosts names every validator and host: drop --nodes and --layout")
+        return 2
+    if args.hosts is not None and args.transport is not None:
+        _err('--hosts: set the transport in the hosts file (transport = "libp2p")')
+        return 2
     if (root / MANIFEST).exists() and args.if_missing:
         print(f"{root} already holds a network; nothing to do", file=sys.stderr)
         return 0
     try:
-        generate_network(root, args.nodes, transport=args.transport, layout=args.layout)
+        if args.hosts is not None:
+            from node.tools.hosts import generate_hosts_network, load_hosts
+
+            hosts = load_hosts(args.hosts)
+            if (root / MANIFEST).exists():
+                raise TestnetError(f"{root} already holds a network ({MANIFEST}); remove it first")
+            generate_hosts_network(root, hosts)
+        else:
+            generate_network(
+                root,
+                args.nodes if args.nodes is not None else 4,
+                transport=args.transport or "tcp",
+                layout=args.layout or "local",
+            )
     except TestnetError as exc:
         _err(str(exc))
         return 2
-    print(f"wrote a {args.nodes}-node {args.layout} network to {root}", file=sys.stderr)
+    if args.hosts is not None:
+        print(
+            f"wrote a {hosts.validators}-validator network on {len(hosts.hosts)} hosts to "
+            f"{root}; copy {root}/hosts/<host>/ to each host (it holds that host's keys "
+            "only) and run `sedna testnet up --dir <copy>` there",
+            file=sys.stderr,
+        )
+        return 0
+    nodes = args.nodes if args.nodes is not None else 4
+    print(f"wrote a {nodes}-node {args.layout or 'local'} network to {root}", file=sys.stderr)
     return 0

@@ -9,7 +9,15 @@ from consensus.lanes.encoding import EncodedPayload
 from consensus.lanes.merkle import MerkleTree, bundle_leaf
 from consensus.lanes.params import LaneParams, layout_for
 from consensus.lanes.tickets import make_ticket, sign_ticket
-from consensus.lanes.wire import Bundle, LaneEntry, PayloadCommitment, commitment_id
+from consensus.lanes.tracker import BlockOutcome, DecodeTracker
+from consensus.lanes.wire import (
+    Bundle,
+    LaneEntry,
+    PayloadCommitment,
+    commitment_id,
+    decode_block_payload,
+)
+from consensus.messages import BlockBody, BlockHeader
 
 SMALL = LaneParams(symbol_size_bytes=64, symbols_per_bundle=4, decode_margin_symbols=2)
 EXPIRY = 4000  # commitments' expiry_slot in tests (their slots stay far below it)
@@ -93,3 +101,35 @@ def forged_payload(
         for i, g in enumerate(groups)
     )
     return EncodedPayload(commitment, commitment_id(commitment), layout, bundles)
+
+
+class CertifiedFeed(DecodeTracker):
+    """A certified-lanes tracker fed through `on_finalized_lanes`, one cut per height that
+    finalizes exactly the block's carried lane blocks (each of slot = height). The pure
+    tracker tests run with it as well as with the carried entry point: both must agree
+    whenever every lane block is cut in its own slot's height."""
+
+    def __init__(self, params: LaneParams, **kwargs) -> None:
+        super().__init__(params, certified=True, **kwargs)
+
+    def on_finalized(self, header: BlockHeader, body: BlockBody) -> BlockOutcome:
+        payload = decode_block_payload(body.payload)
+        return self.on_finalized_lanes(
+            header.seq_num, payload.transactions, payload.lane_blocks, header.qc.block_id
+        )
+
+
+def tracker_modes(module) -> object:
+    """An autouse fixture running every test of `module` with the carried and the
+    certified entry point of the tracker (`module.DecodeTracker` replaced)."""
+    import pytest
+
+    @pytest.fixture(autouse=True, params=["carried", "certified"])
+    def tracker_mode(request, monkeypatch):
+        if request.param == "certified":
+            if request.node.get_closest_marker("carried_only"):
+                pytest.skip(request.node.get_closest_marker("carried_only").args[0])
+            monkeypatch.setattr(module, "DecodeTracker", CertifiedFeed)
+        return request.param
+
+    return tracker_mode

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 
 import pytest
 
@@ -16,11 +17,21 @@ from consensus.lanes.tickets import sign_lane_block
 from consensus.lanes.tracker import DecodeTracker, execution_key
 from consensus.messages import BlockBody
 from consensus.validators import ValidatorSet
-from tests.lanes.helpers import EXPIRY, SMALL, entry_for, forged_payload, seeded_bytes, sender_key
+from tests.lanes.helpers import (
+    EXPIRY,
+    SMALL,
+    entry_for,
+    forged_payload,
+    seeded_bytes,
+    sender_key,
+    tracker_modes,
+)
 
 LANES = 6
 KEYS = derive_keys(LANES, "tracker-tests")
 VALIDATORS = ValidatorSet.from_keys([k.public for k in KEYS])
+
+tracker_mode = tracker_modes(sys.modules[__name__])
 
 
 def _block(slot: int, lane_entries: dict[int, list], transactions=()):

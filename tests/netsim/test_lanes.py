@@ -18,6 +18,7 @@ from netsim.lanes import ExecutionOrderChecker, LaneSim
 from netsim.runner import Run, run_scenario
 from netsim.scenario import LanesConfig, ScenarioError, load_scenario, parse_scenario_text
 from node.cli import main
+from tests.netsim.lane_modes import in_mode, modes, scenario_in_mode
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "netsim" / "scenarios"
 LANE_REPORT_KEYS = {
@@ -101,6 +102,7 @@ def test_the_issue_example_parses_and_defaults_are_the_documented_ones() -> None
         ("[lanes]\nsending = 'twice'", "lanes.sending: unknown value"),
         ("[lanes]\nlookahead_slots = 8", "lanes.lookahead_slots: must be in [1, 7]"),
         ("[lanes]\nloss = 1.5", "lanes.loss: must be >= 0.0 and <= 1"),
+        ("[lanes]\ndissemination = 'gossip'", "lanes.dissemination: unknown value 'gossip'"),
         ("[lanes]\ncorrupt_senders = [1]", "lanes.corrupt_senders[0]: must be in [0, 0]"),
         ("lanes = 3", "lanes: expected a table"),
         (
@@ -145,11 +147,15 @@ def test_shipped_lane_scenarios_parse() -> None:
 # ----------------------------------------------------------------------------- honest
 
 
+@modes
 def test_honest_lanes_decode_everything_at_t_star_cli_json(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mode: str
 ) -> None:
-    code = main(["sim", "run", str(SCENARIOS / "lanes_honest.toml"), "--json"])
+    path = tmp_path / "honest.toml"
+    path.write_text(in_mode((SCENARIOS / "lanes_honest.toml").read_text(), mode))
+    code = main(["sim", "run", str(path), "--json"])
     report = json.loads(capsys.readouterr().out)
+    assert report["lanes"]["dissemination"] == mode
     assert code == 0 and report["violations"] == []
     assert set(report) >= LANE_REPORT_KEYS
     lanes = report["lanes"]
@@ -162,21 +168,29 @@ def test_honest_lanes_decode_everything_at_t_star_cli_json(
     assert report["bundles_rejected"] == {"insufficient_balance": 0}
     # every bundle sent was redeemed in its slot (senders keep sending during the lag)
     assert report["tickets_redeemed"] == lanes["bundles_sent"] > submitted * lanes["kappa"]
+    if mode == "certified":  # every lane block was cut 2 or 3 heights after its slot
+        assert report["poa_formed"] > 0 and set(lanes["lane_block_cut_delay"]) <= {"2", "3"}
+        assert set(report["cut_delay_slots"].values()) <= {2, 3}
+    else:
+        assert report["poa_formed"] == 0 and set(report["cut_delay_slots"].values()) == {0}
 
 
-def test_same_seed_same_trace_hash_with_lanes() -> None:
-    first = lanes_run(SMALL).report()
-    again = lanes_run(SMALL).report()
-    other = lanes_run(SMALL, seed=6).report()
+@modes
+def test_same_seed_same_trace_hash_with_lanes(mode: str) -> None:
+    first = lanes_run(in_mode(SMALL, mode)).report()
+    again = lanes_run(in_mode(SMALL, mode)).report()
+    other = lanes_run(in_mode(SMALL, mode), seed=6).report()
     assert first == again
     assert first["trace_hash"] == again["trace_hash"]
     assert other["trace_hash"] != first["trace_hash"]
     assert other["execution_order_hash"] != first["execution_order_hash"]  # other payloads
 
 
-def test_late_bundles_are_rejected_as_expired_and_not_redeemed() -> None:
-    # Slot 1 is sealed at t = 0 by its leader, before any bundle can arrive.
-    run = lanes_run(SMALL.replace("senders = 2", "senders = 2\nfirst_slot = 1"))
+@modes
+def test_late_bundles_are_rejected_as_expired_and_not_redeemed(mode: str) -> None:
+    # Slot 1 is sealed at t = 0 by its leader (carried) or when block 1 reaches a lane
+    # (certified), before most bundles can arrive.
+    run = lanes_run(in_mode(SMALL.replace("senders = 2", "senders = 2\nfirst_slot = 1"), mode))
     report = run.report()
     assert report["violations"] == []
     assert report["bundles_rejected"].get("expired_ticket", 0) > 0
@@ -212,11 +226,12 @@ def test_execution_order_checker_flags_divergence() -> None:
     assert checker.violations[0].startswith("LANES execution order diverged at height 1")
 
 
-def test_a_diverging_node_is_a_reported_violation() -> None:
-    report = lanes_run(SMALL, extra_observers=[TamperAt(1, 8)]).report()
+@modes
+def test_a_diverging_node_is_a_reported_violation(mode: str) -> None:
+    report = lanes_run(in_mode(SMALL, mode), extra_observers=[TamperAt(1, 8)]).report()
     assert any(v.startswith("LANES execution order diverged") for v in report["violations"])
     assert report["violation_count"] >= 1
-    clean = lanes_run(SMALL).report()
+    clean = lanes_run(in_mode(SMALL, mode)).report()
     assert clean["violations"] == [] and clean["lanes"]["execution_heights_compared"] > 0
 
 
@@ -248,8 +263,9 @@ senders = 2
 """
 
 
-def test_execution_order_is_identical_under_reordering_partitions_and_restarts() -> None:
-    run = lanes_run(CHAOS)
+@modes
+def test_execution_order_is_identical_under_reordering_partitions_and_restarts(mode: str) -> None:
+    run = lanes_run(in_mode(CHAOS, mode))
     report = run.report()
     assert report["violations"] == []
     lanes = report["lanes"]
@@ -263,8 +279,11 @@ def test_execution_order_is_identical_under_reordering_partitions_and_restarts()
     assert lanes["execution_height"]["3"] >= 25
 
 
-def test_corrupt_sender_is_rejected_identically_on_every_node_without_fork() -> None:
-    run = lanes_run(SMALL.replace("senders = 2", "senders = 2\ncorrupt_senders = [1]"))
+@modes
+def test_corrupt_sender_is_rejected_identically_on_every_node_without_fork(mode: str) -> None:
+    run = lanes_run(
+        in_mode(SMALL.replace("senders = 2", "senders = 2\ncorrupt_senders = [1]"), mode)
+    )
     report = run.report()
     assert report["violations"] == [] and report["agreement"] is True
     status = report["lanes"]["payload_status"]
@@ -293,8 +312,11 @@ def cartel_holdings(run: Run) -> dict[str, int]:
     return {r.label: per_cid[r.cid] for r in lanes.records if r.cid}
 
 
-def test_withholding_delays_exactly_when_holdings_exceed_slack_and_matches_the_model() -> None:
-    base = load_scenario(SCENARIOS / "lanes_withholding.toml")
+@modes
+def test_withholding_delays_exactly_when_holdings_exceed_slack_and_matches_the_model(
+    mode: str,
+) -> None:
+    base = scenario_in_mode(load_scenario(SCENARIOS / "lanes_withholding.toml"), mode)
     assert base.lanes is not None
     delayed = total = 0
     for seed in (1, 2, 3):
@@ -313,9 +335,10 @@ def test_withholding_delays_exactly_when_holdings_exceed_slack_and_matches_the_m
     assert abs(delayed / total - model) < 0.12, (delayed / total, model)
 
 
-def test_targeted_withholding_only_touches_the_target_sender() -> None:
+@modes
+def test_targeted_withholding_only_touches_the_target_sender(mode: str) -> None:
     text = SMALL + '[[byzantine]]\nnode = 1\nbehaviour = "withhold_bundles"\ntarget_senders = [0]\n'
-    run = lanes_run(text)
+    run = lanes_run(in_mode(text, mode))
     report = run.report()
     assert report["violations"] == []
     targeted = {r.cid for r in run.lanes.records if r.sender == 0}
@@ -325,11 +348,12 @@ def test_targeted_withholding_only_touches_the_target_sender() -> None:
     assert report["lanes"]["bundles_withheld"] == len(run.lanes.pool.withheld)
 
 
-def test_ratchet_excludes_the_withholding_lanes() -> None:
+@modes
+def test_ratchet_excludes_the_withholding_lanes(mode: str) -> None:
     """The shipped keep_redeemed ratchet: a withholding lane is addressed for d =
     feedback_slots slots (until its first miss is known) and never again; no honest
     lane is ever excluded (q = 1); fewer bundles are withheld than without a ratchet."""
-    base = load_scenario(SCENARIOS / "lanes_ratchet.toml")
+    base = scenario_in_mode(load_scenario(SCENARIOS / "lanes_ratchet.toml"), mode)
     assert base.lanes is not None and base.lanes.effective_ratchet == "keep_redeemed"
     cartel = {spec.node for spec in base.byzantine}
     ratchet = run_scenario(base)
@@ -350,6 +374,8 @@ def test_ratchet_excludes_the_withholding_lanes() -> None:
     assert excluded_any
     r, p = ratchet.report(), plain.report()
     assert r["violations"] == [] and p["violations"] == []
-    assert r["lanes"]["feedback_slots"] == d == base.lanes.lookahead_slots
+    # what the senders really know: finality (carried), PoAs two slots later (certified)
+    assert r["lanes"]["feedback_slots"] == d == base.lanes.knowledge_lag_slots
+    assert d == base.lanes.lookahead_slots + (2 if mode == "certified" else 0)
     assert r["lanes"]["bundles_withheld"] < p["lanes"]["bundles_withheld"]
     assert None not in r["decode_slot_delay"].values()

@@ -56,14 +56,16 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("transport", ["tcp", "libp2p"])
-def test_bounded_run_survives_kill_and_restart(transport: str) -> None:
+def test_bounded_run_survives_kill_and_restart(transport: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
     result = _sedna(
         "testnet", "run", "--nodes", "4", "--duration", "6", "--rate", "300",
-        "--transport", transport, "--perturb", "kill:1:1.5@1.5", "--json",
+        "--transport", transport, "--perturb", "kill:1:1.5@1.5", "--json", "--out", str(out),
         timeout_s=150,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
+    _check_series(out, summary)
     assert summary["ok"] and summary["agreement"] and summary["progress"]
     assert summary["committed_tx"] > 0 and summary["lost_tx"] == 0
     assert summary["duplicate_tx"] == 0  # TX-ONCE, checked from every node's chain
@@ -74,6 +76,25 @@ def test_bounded_run_survives_kill_and_restart(transport: str) -> None:
     for key in ("finality_ms", "speculative_ms"):
         assert 0 < summary[key]["p50"] <= summary[key]["p99"]
     assert summary["block_interval_ms"]["min"] <= summary["block_interval_ms"]["mean"]
+
+
+def _check_series(out: Path, summary: dict[str, Any]) -> None:
+    """--out: one CSV row per second of the run, a PNG of them, and the summary."""
+    import csv
+
+    with (out / "series.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) >= 6  # 6 s of load plus the drain, one row a second
+    heights = [int(r["height"]) for r in rows if r["height"]]
+    assert heights == sorted(heights) and heights[-1] >= max(summary["heights"].values()) - 5
+    assert sum(float(r["tps"] or 0) for r in rows) > 0
+    assert any(r["finality_p50_ms"] for r in rows)
+    for r in rows:
+        if r["finality_p50_ms"]:
+            assert 0 < float(r["finality_p50_ms"]) <= float(r["finality_p99_ms"])
+    assert min(int(r["nodes_up"]) for r in rows) < 4  # node 1 was down for a while
+    assert (out / "series.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "summary.json").read_text())["heights"] == summary["heights"]
 
 
 def test_bounded_run_survives_a_paused_leader() -> None:

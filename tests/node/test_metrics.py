@@ -203,3 +203,28 @@ def test_empty_histogram_and_bad_input() -> None:
         LatencyHistogram.from_dict({"bins": {"3": -1}})
     hist.observe(0.0)
     assert hist.quantile(0.5) == 0.0
+
+
+def test_decode_delay_counts_each_payload_of_a_block_finalized_in_this_process() -> None:
+    """`sedna_lane_decode_delay_seconds`: one observation per payload decided in a block,
+    timed from that block's finalization here; a restart's replayed heights have no time."""
+    metrics = NodeMetrics()
+    metrics.height.set(10)  # first commit after a (re)start: heights 1..9 were final before
+    metrics.payloads_decided.inc(2, status="executed")
+    metrics.execution_order.set(height=3, hash="00" * 32)  # replay of an old height
+    assert metrics.decode_delay.count == 0
+    metrics.execution_order.set(height=9, hash="00" * 32)
+    assert metrics.decode_delay.count == 0
+    metrics.payloads_decided.inc(3, status="executed")
+    metrics.payloads_decided.inc(1, status="expired")
+    metrics.execution_order.set(height=10, hash="00" * 32)
+    assert metrics.decode_delay.count == 4  # decided in height 10, final in this process
+    metrics.height.set(13)  # three blocks final at once: 11, 12, 13 are all stamped
+    for height in (11, 12, 13):
+        metrics.payloads_decided.inc(1, status="executed")
+        metrics.execution_order.set(height=height, hash="00" * 32)
+    assert metrics.decode_delay.count == 7
+    assert 0.0 <= metrics.decode_delay.sum < 60.0
+    text = metrics.registry.render()
+    assert "sedna_lane_decode_delay_seconds_count 7.0" in text
+    assert len(metrics.height.final_at_s) == 0  # every stamp was used once and dropped

@@ -118,7 +118,8 @@ def test_compose_file_is_what_the_launcher_generates(tmp_path: Path) -> None:
     nodes = int(init[init.index("--nodes") + 1])
     # Generate exactly what init would generate, and check every validator service against it.
     manifest = generate_network(tmp_path, nodes, layout="docker")
-    validator_services = {k: v for k, v in services.items() if k != "init"}
+    validator_services = {k: v for k, v in services.items() if k.startswith("node")}
+    assert set(services) == {"init", "prometheus", "grafana", *validator_services}
     assert sorted(validator_services) == sorted(m["name"] for m in manifest["members"])
     for member in manifest["members"]:
         service = validator_services[member["name"]]
@@ -147,7 +148,9 @@ def test_compose_file_is_what_the_launcher_generates(tmp_path: Path) -> None:
     # every key file the nodes read lies in exactly one node volume
     for member in manifest["members"]:
         assert (tmp_path / member["name"] / "key.toml").stat().st_mode & 0o077 == 0
-    assert sorted(document["volumes"]) == sorted(["testnet", *validator_services])
+    assert sorted(document["volumes"]) == sorted(
+        ["testnet", "prometheus", "grafana", *validator_services]
+    )
 
 
 def test_dockerfile_runs_unprivileged_pinned_and_health_checked() -> None:
@@ -176,7 +179,10 @@ def test_longest_stall() -> None:
 
 def test_cli_bad_input_exits_2_and_creates_nothing(tmp_path: Path, capsys) -> None:
     target = tmp_path / "net"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
     for argv in (
+        ["testnet", "run", "--out", str(a_file), "--dir", str(target)],
         ["testnet", "run", "--nodes", "0", "--dir", str(target)],
         ["testnet", "run", "--duration", "-1", "--dir", str(target)],
         ["testnet", "run", "--rate", "nan", "--dir", str(target)],

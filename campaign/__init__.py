@@ -1,0 +1,1 @@
+"""Campaigns: many independent simulation tasks on local processes or a Dask cluster."""
