@@ -283,6 +283,9 @@ class ConsensusCore:
         self._voted: dict[int, _VotedEntry] = {}  # seq_num -> speculatively final block
         self._sync_requested: dict[bytes, int] = {}  # block id -> round requested in
         self._valid_chains: set[bytes] = set()  # pending blocks whose chain passed T-CHAIN
+        # pending blocks the block validator accepted while their parent was not connected
+        # (it could not see their ancestors): validated again before use (B-APP-CHAIN)
+        self._app_unchecked: set[bytes] = set()
         self._chain_sync: _ChainSync | None = None  # forward sync while far behind (CS1-CS4)
         self._last_vote_ns: int | None = None
         self._finalized_ids: deque[bytes] = deque(maxlen=MAX_FINALIZED_IDS)
@@ -579,6 +582,7 @@ class ConsensusCore:
             b: r for b, r in self._sync_requested.items() if not self._tree.is_finalized(b)
         }
         self._valid_chains = {b for b in self._valid_chains if self._tree.is_pending(b)}
+        self._app_unchecked = {b for b in self._app_unchecked if self._tree.is_pending(b)}
 
     def _retry_blocks_arrived(self) -> None:
         """C-RETRY: Voted marks and commits whose blocks were missing. Only the QCs of blocks
@@ -645,27 +649,34 @@ class ConsensusCore:
         return None
 
     def _chain_refusal(self, block_id: bytes) -> str | None:
-        """T-CHAIN: every link from the finalized head up to `block_id` that is held obeys
-        T-SEQ and T-TIME (None: no held link is broken).
+        """T-CHAIN and B-APP-CHAIN along the held chain from the finalized head up to
+        `block_id` (None: nothing held is refused).
 
-        A block whose parent was missing entered the tree unchecked against it; this is
-        re-run before every vote, reproposal and NE decision, so such a block is never
-        endorsed once its parent turns out not to fit. Chains found valid up to the root
-        are remembered (their links cannot change: ids hash the headers).
+        T-CHAIN: every held link obeys T-SEQ and T-TIME. A block whose parent was missing
+        entered the tree unchecked against it.
+        B-APP-CHAIN: a block the block validator accepted while its parent was not
+        connected (a proposal above a gap, a block sync response validated newest first)
+        is validated again, oldest first, once the whole chain is held: the validator can
+        then see its ancestors (the node's TX-ONCE rule needs them).
+
+        This is re-run before every vote, reproposal and NE decision, so such a block is
+        never endorsed once it turns out not to fit. Chains found valid up to the root are
+        remembered (their links cannot change: ids hash the headers).
         """
-        if not self._enforced("T-CHAIN"):
+        check_links = self._enforced("T-CHAIN")
+        check_app = self._enforced("B-APP-CHAIN")
+        if not (check_links or check_app):
             return None
         walked: list[bytes] = []
         current = block_id
         for _ in range(len(self._tree) + 1):  # bounded walk
             if current in self._valid_chains or current == self._tree.root_id:
-                self._valid_chains.update(walked)
-                return None
+                break
             block = self._tree.get(current)
             if block is None or not self._tree.is_pending(current):
                 return None  # not connected (yet): the held part had no broken link
             parent = self._tree.parent_seq_and_timestamp(block.parent_id)
-            if parent is not None:
+            if parent is not None and check_links:
                 refusal = self._link_refusal(block.header, *parent)
                 if refusal is not None:
                     return refusal
@@ -674,7 +685,24 @@ class ConsensusCore:
                 return refusal
             walked.append(current)
             current = block.parent_id
+        else:
+            return None
+        if check_app:
+            for held_id in reversed(walked):  # oldest first: each one sees its ancestors
+                if held_id not in self._app_unchecked:
+                    continue
+                held = self._tree.get(held_id)
+                assert held is not None
+                if not self._block_validator.validate(held.header, held.body):
+                    return "rejected by the block validator once its ancestors were known"
+                self._app_unchecked.discard(held_id)
+        self._valid_chains.update(walked)
         return None
+
+    def _detached(self, header: BlockHeader) -> bool:
+        """Whether a block's parent is not connected to the finalized head right now (so
+        the block validator cannot see the block's ancestors)."""
+        return not self._tree.is_connected(header.parent_id)
 
     def _block_refusal(self, header: BlockHeader, body: BlockBody) -> str | None:
         """Block validity that does not need the signature checks (done by the Verifier)."""
@@ -695,10 +723,15 @@ class ConsensusCore:
             return "rejected by the block validator"
         return self._app_link_refusal(header, body)  # B-APP-LINK
 
-    def _add_block(self, block_id: bytes, tip: Tip, body: BlockBody) -> bool:
-        """Insert a validated block; PersistBlock comes with it."""
+    def _add_block(
+        self, block_id: bytes, tip: Tip, body: BlockBody, *, validated_detached: bool = False
+    ) -> bool:
+        """Insert a validated block; PersistBlock comes with it. `validated_detached`: the
+        block validator saw it while its parent was not connected (B-APP-CHAIN)."""
         if not self._tree.add(TreeBlock(block_id, tip, body)):
             return False
+        if validated_detached:
+            self._app_unchecked.add(block_id)
         self._emit(PersistBlock(tip, body, block_id))
         self._sync_requested.pop(block_id, None)
         return True
@@ -747,6 +780,7 @@ class ConsensusCore:
         refusal = self._block_refusal(header, body)  # H5: block validity
         if refusal is not None:
             raise _Dropped(refusal)
+        detached = self._detached(header)
         # ---- valid: mutate
         self._handled_proposals[message.round] = block_id
         if len(self._handled_proposals) > MAX_TRACKED_ROUNDS:
@@ -755,7 +789,7 @@ class ConsensusCore:
         self._process_qc(header.qc, sender)  # H2
         if tc is not None:
             self._process_tc(tc, sender)
-        if self._add_block(block_id, tip, body):  # H6
+        if self._add_block(block_id, tip, body, validated_detached=detached):  # H6
             self._retry_blocks_arrived()
         if message.round == self.current_round or not self._enforced("H6"):
             self._try_vote(message, paced=False)
@@ -1237,6 +1271,7 @@ class ConsensusCore:
         expected = message.block_id
         previous: SyncedBlock | None = None
         ids: list[bytes] = []
+        detached: list[bool] = []
         for synced in message.blocks:
             block_id = codec.block_id(synced.tip.header)
             if block_id != expected and self._enforced("SY1"):  # SY1: ids chain down
@@ -1263,6 +1298,7 @@ class ConsensusCore:
                 synced.tip.header, synced.body
             ) and self._enforced("B-APP"):
                 raise _Dropped("synced block rejected by the block validator")
+            detached.append(self._detached(synced.tip.header))  # newest first: mostly True
             ids.append(block_id)
             expected = synced.tip.header.parent_id
             previous = synced
@@ -1277,11 +1313,15 @@ class ConsensusCore:
         # ---- valid: mutate
         self._sync_requested.pop(message.block_id, None)
         added = False
-        for block_id, synced in reversed(list(zip(ids, message.blocks, strict=True))):
+        for block_id, synced, unchecked in reversed(
+            list(zip(ids, message.blocks, detached, strict=True))
+        ):
             if synced.tip.header.seq_num <= self._tree.root_seq:
                 continue
             self._record_tip(synced.tip)
-            added |= self._add_block(block_id, synced.tip, synced.body)
+            added |= self._add_block(
+                block_id, synced.tip, synced.body, validated_detached=unchecked
+            )
         if parent is None and oldest.seq_num > self._tree.root_seq + 1:
             if oldest.seq_num - self._tree.root_seq - 1 > CHAIN_SYNC_MIN_GAP:
                 self._start_chain_sync(sender)  # CS1: too far to walk back block by block
@@ -1377,9 +1417,11 @@ class ConsensusCore:
             ids.append(parent_id)
         if message.blocks:
             self._verify(self.verifier.tip, message.blocks[-1].tip)  # SY3 (chain form)
+        detached: list[bool] = []
         for synced in message.blocks:  # B-APP, on authenticated blocks only
             if not self._block_validator.validate(synced.tip.header, synced.body):
                 raise _Dropped("synced block rejected by the block validator")
+            detached.append(self._detached(synced.tip.header))
         # ---- valid: mutate
         self._chain_sync = None
         if not message.blocks:
@@ -1393,11 +1435,13 @@ class ConsensusCore:
             self._sync_high_qc(sender)
             return
         added = False
-        for block_id, synced in zip(ids, message.blocks, strict=True):
+        for block_id, synced, unchecked in zip(ids, message.blocks, detached, strict=True):
             if synced.tip.header.seq_num <= self._tree.root_seq:
                 continue
             self._record_tip(synced.tip)
-            added |= self._add_block(block_id, synced.tip, synced.body)
+            added |= self._add_block(
+                block_id, synced.tip, synced.body, validated_detached=unchecked
+            )
         for synced in reversed(message.blocks):
             self._process_qc(synced.tip.header.qc, sender)
         if added:

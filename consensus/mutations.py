@@ -72,6 +72,7 @@ CORE_SWITCHES: dict[str, str] = {
     "T-FORK": "no block extending a finalized block other than the head",
     "T-CHAIN": "every held link from the finalized head to a block is re-checked before use",
     "B-APP": "the block validator accepts the block",
+    "B-APP-CHAIN": "a block validated while its parent was not connected is validated again before use",
     "B-APP-LINK": "the block validator accepts the block as a child of its held parent",
     "V-CONNECTED": "vote only for a block whose chain to the finalized head is held",
     "S-VOTE-ONCE": "vote only in a round above highest_vote",

@@ -9,8 +9,9 @@ Rule TX-ONCE (a tx is finalized at most once). The ledger keeps a durable index 
 finalized tx id (`finalized_txs`, written with the finalized rows), and `ChainValidator`
 refuses a block that repeats a tx: twice in its own payload, in one of its uncommitted
 ancestors, or in the finalized chain. The check is complete when the block's ancestors are
-known (as they are whenever the core votes: V-CONNECTED); for a block whose ancestors are
-still missing it covers what is known.
+known; for a block whose ancestors are still missing it covers what is known, and the core
+validates such a block again once its chain is held, before it votes for it or anything
+above it (B-APP-CHAIN, docs/protocol.md).
 
 Bounds: at most MAX_BLOCK_META pending blocks are described (the lowest are dropped past
 that; TX-ONCE then covers the described part of a longer unfinalized chain).

@@ -133,3 +133,96 @@ def test_a_held_tip_that_does_not_fit_its_parent_is_neither_reproposed_nor_defen
     sync_b1_after(holder, proposal(2, bad, b"b2-high"))
     recovery = sent(out, RoundRecoveryMessage)[0][1]
     assert sent(receive(holder, 3, recovery), NoEndorsementMessage)
+
+
+class NoRepeatAlongTheChain:
+    """A block validator that, like the node's TX-ONCE rule, needs a block's ancestors: it
+    refuses a block whose payload one of its known ancestors already carries (it learns
+    each block it accepts, so ancestors it has not seen are invisible to it)."""
+
+    def __init__(self) -> None:
+        self.known: dict[bytes, tuple[bytes, bytes]] = {}  # block id -> (parent id, payload)
+        self.calls = 0
+
+    def validate(self, header: BlockHeader, body) -> bool:
+        self.calls += 1
+        parent = header.parent_id
+        while parent in self.known:
+            parent, payload = self.known[parent][0], self.known[parent][1]
+            if payload == body.payload:
+                return False
+        self.known[codec.block_id(header)] = (header.parent_id, body.payload)
+        return True
+
+
+def _core_with(validator) -> object:
+    from consensus.core import ConsensusCore, CoreConfig
+    from consensus.crypto import ED25519
+    from consensus.events import Start
+    from tests.consensus.support import KEYS, VALIDATORS
+
+    core = ConsensusCore(
+        config=CoreConfig(),
+        validators=VALIDATORS,
+        schedule=SCHEDULE,
+        index=0,
+        key=KEYS[0],
+        scheme=ED25519,
+        block_validator=validator,
+    )
+    core.handle(Start(0))
+    return core
+
+
+def test_a_block_validated_above_a_gap_is_validated_again_before_the_vote() -> None:
+    # B2 repeats B1's payload ("b1"), but arrives first: the validator cannot see B1 and
+    # accepts it. Once sync delivers B1, the vote waiting for B2 must re-run the validator
+    # along the now complete chain (B-APP-CHAIN) and refuse it.
+    validator = NoRepeatAlongTheChain()
+    core = _core_with(validator)
+    repeat = signed_tip(2, QC1, 2, 2, b"b1")
+    out = sync_b1_after(core, proposal(2, repeat, b"b1"))
+    assert core.block(block_id(TIP1)) is not None and core.block(block_id(repeat)) is not None
+    assert validator.calls >= 3  # B2 on arrival, B1 from sync, B2 again before the vote
+    assert not sent(out, VoteMessage)
+    refused = traces(out, "vote_refused")
+    assert refused and "block validator once its ancestors were known" in refused[0]["reason"]
+
+
+def test_a_block_validated_above_a_gap_is_voted_when_it_passes_again() -> None:
+    # Control: the same path with a payload of its own votes, and the validator ran again.
+    validator = NoRepeatAlongTheChain()
+    core = _core_with(validator)
+    fresh = signed_tip(2, QC1, 2, 2, b"b2-own")
+    out = sync_b1_after(core, proposal(2, fresh, b"b2-own"))
+    assert validator.calls == 3
+    votes = sent(out, VoteMessage)
+    assert votes and votes[0][1].vote.block_id == block_id(fresh)
+
+
+def test_blocks_of_a_sync_response_are_validated_again_oldest_first() -> None:
+    # Node 0 learns QC2 on B2 (from B3's proposal) and asks for B2 with its ancestors; the
+    # response (newest first) holds B2 and B1 with the same payload: validated newest
+    # first, B2 passed because B1 was unknown. B3, which extends B2, is never voted.
+    same1 = signed_tip(1, TIP1.header.qc, 1, 1, b"same")
+    qc1 = qc_on(same1, 1)
+    same2 = signed_tip(2, qc1, 2, 2, b"same")
+    qc2 = qc_on(same2, 2)
+    b3 = signed_tip(3, qc2, 3, 3, b"b3")
+    validator = NoRepeatAlongTheChain()
+    core = _core_with(validator)
+    out = receive(core, 3, proposal(3, b3, b"b3"))
+    request = sent(out, BlockSyncRequest)[0]
+    assert request[1].block_id == block_id(same2)
+    response = BlockSyncResponse(
+        block_id=block_id(same2),
+        blocks=(
+            SyncedBlock(tip=same2, body=body(b"same")),
+            SyncedBlock(tip=same1, body=body(b"same")),
+        ),
+    )
+    out = receive(core, request[0], response)
+    assert core.block(block_id(same1)) is not None and core.block(block_id(same2)) is not None
+    assert not sent(out, VoteMessage)
+    refused = traces(out, "vote_refused")
+    assert refused and "block validator once its ancestors were known" in refused[0]["reason"]

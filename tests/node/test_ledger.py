@@ -224,3 +224,53 @@ def test_a_leader_with_a_gap_below_its_parent_proposes_no_txs(tmp_path: Path) ->
     assert [decode_plain_payload(p, 10, 100) for p in payloads] == [[], [b"mine-2"]]
     assert ledger.metrics.proposals_without_txs.value() == 1
     ledger.storage.close()
+
+
+def test_tx_once_is_checked_again_when_a_gap_below_a_proposal_is_filled(tmp_path: Path) -> None:
+    """B-APP-CHAIN with the node's real TX-ONCE validator: B2 repeats B1's tx but arrives
+    first (B1 unknown, so the ledger cannot see the repeat); once block sync delivers B1,
+    the core validates B2 again before voting and refuses it."""
+    from consensus.core import ConsensusCore, CoreConfig
+    from consensus.crypto import ED25519
+    from consensus.events import MessageReceived, Start
+    from consensus.messages import BlockSyncRequest, BlockSyncResponse, SyncedBlock
+    from tests.consensus.support import (
+        KEYS,
+        SCHEDULE,
+        VALIDATORS,
+        block_id,
+        make_tip,
+        proposal,
+        qc_on,
+        sent,
+        traces,
+    )
+
+    ledger = _ledger(tmp_path)
+    core = ConsensusCore(
+        config=CoreConfig(),
+        validators=VALIDATORS,
+        schedule=SCHEDULE,
+        index=0,
+        key=KEYS[0],
+        scheme=ED25519,
+        block_validator=ChainValidator(Rules(), ledger),
+    )
+    core.handle(Start(0))
+    payload1 = encode_plain_payload([b"x", b"y"])
+    payload2 = encode_plain_payload([b"z", b"x"])  # repeats x
+    tip1 = make_tip(1, GENESIS_QC, 1, payload1)
+    tip2 = make_tip(2, qc_on(tip1, 1), 2, payload2)
+    out = core.handle(MessageReceived(0, 2, proposal(2, tip2, payload2)))
+    requests = sent(out, BlockSyncRequest)
+    assert requests and requests[0][1].block_id == block_id(tip1)
+    response = BlockSyncResponse(
+        block_id=block_id(tip1), blocks=(SyncedBlock(tip=tip1, body=BlockBody(payload1)),)
+    )
+    out = core.handle(MessageReceived(0, requests[0][0], response))
+    assert core.block(block_id(tip1)) is not None and core.block(block_id(tip2)) is not None
+    assert not sent(out, VoteMessage)
+    refused = traces(out, "vote_refused")
+    assert refused and "block validator once its ancestors were known" in refused[0]["reason"]
+    assert ledger.metrics.blocks_rejected.value(reason="tx_in_pending_ancestor") == 1
+    ledger.storage.close()
