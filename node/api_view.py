@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from consensus.crypto import DEFAULT_CHAIN_ID
 from consensus.lanes.proposer import RejectReason
 from node.lane_tracker import LaneTracker
 from node.lanes_node import NodeLanes
@@ -31,6 +32,7 @@ class NodeView:
         index: int,
         transport_name: str,
         validators: int,
+        chain_id: str = DEFAULT_CHAIN_ID,
         ledger: Ledger,
         txpool: TxPool,
         lanes: NodeLanes,
@@ -42,6 +44,7 @@ class NodeView:
         recovered: bool,
     ):
         self.index = index
+        self.chain_id = chain_id
         self.transport_name = transport_name
         self.validators = validators
         self.ledger = ledger
@@ -99,6 +102,7 @@ class NodeView:
         mempool = self.txpool.mempool
         return {
             "index": self.index,
+            "chain_id": self.chain_id,  # what senders sign their tickets for
             "transport": self.transport_name,
             "height": self.ledger.finalized_height,
             "finalized_block_id": self.ledger.finalized_id.hex(),

@@ -61,7 +61,8 @@ def build_runtime(
         [v.public_key for v in config.validators], [v.stake for v in config.validators]
     )
     schedule = schedule_by_name(config.consensus.schedule, validators)
-    scheme = scheme_by_name(config.consensus.signature_scheme)
+    # rule: every signature this node makes or checks is for its chain (consensus/crypto.py)
+    scheme = scheme_by_name(config.consensus.signature_scheme, config.consensus.chain_id)
     m = config.mempool
     storage = Storage(config.node.data_dir)
     # A restarted lane never re-seals a slot it may have sealed before: sealing runs
@@ -153,6 +154,7 @@ def build_runtime(
         listen_port=config.network.listen_port,
         peers=peers,
         on_frame=on_frame,
+        chain_id=config.consensus.chain_id,
     )
     router = Router(
         index=index,
@@ -186,6 +188,7 @@ def build_runtime(
     on_frame.handler = runtime.on_frame
     view = NodeView(
         index=index,
+        chain_id=config.consensus.chain_id,
         transport_name=config.network.transport,
         validators=len(validators),
         ledger=ledger,

@@ -12,7 +12,9 @@ Layout of a config file (all sections required except `[test]`):
                   rpc_host, rpc_port, admin_rpc (bool), admin_token_file (default
                   "admin.token"; read only with admin_rpc: hex, mode 0600)
     [consensus]   protocol, delta_ms, vote_pace_ms, round_timeout_ms (optional),
-                  timeout_backoff, max_round_timeout_ms, epoch, schedule, signature_scheme
+                  timeout_backoff, max_round_timeout_ms, epoch, schedule, signature_scheme,
+                  chain_id (optional, default DEFAULT_CHAIN_ID: every signature of the
+                  network names it, and a peer of another chain is refused)
     [mempool]     max_txs, max_tx_bytes, max_block_txs, max_block_bytes
     [[validators]] index, public_key (hex), stake, host, port
     [test]        crash_after_persist_safety (int, 0 = off), log_votes (bool),
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from consensus.crypto import KeyPair
+from consensus.crypto import DEFAULT_CHAIN_ID, KeyPair, check_chain_id
 
 TRANSPORTS = ("tcp", "libp2p")
 PROTOCOLS = ("monadbft", "v1", "vanilla")
@@ -93,6 +95,7 @@ class ConsensusSection:
     epoch: int = 1
     schedule: str = "round-robin"
     signature_scheme: str = "ed25519"
+    chain_id: str = DEFAULT_CHAIN_ID
 
 
 @dataclass(frozen=True)
@@ -305,7 +308,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         epoch=_get(t, "consensus", "epoch", int, 1),
         schedule=_get(t, "consensus", "schedule", str, "round-robin"),
         signature_scheme=_get(t, "consensus", "signature_scheme", str, "ed25519"),
+        chain_id=_get(t, "consensus", "chain_id", str, DEFAULT_CHAIN_ID),
     )
+    try:
+        check_chain_id(consensus.chain_id)
+    except ValueError as exc:
+        raise ConfigError(f"consensus.chain_id: {exc}") from None
     _choice(consensus.protocol, "consensus.protocol", PROTOCOLS)
     _choice(consensus.schedule, "consensus.schedule", SCHEDULES)
     _choice(consensus.signature_scheme, "consensus.signature_scheme", SCHEMES)

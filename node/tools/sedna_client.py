@@ -291,6 +291,8 @@ class SednaClient:
         """Plan, send queued bundles, poll decisions, start re-sends. Never blocks long."""
         if not self._synced:
             await self.sync_slots()
+            if not self._synced:  # no node answered: nothing could be sent, and the
+                return  # chain id to sign for is not known yet
         now = time.monotonic()
         planned: list[tuple[int, Bundle, Ticket]] = []
         for cid, p in list(self._active.items()):
@@ -345,15 +347,26 @@ class SednaClient:
             self._lead_bonus = max(0.0, self._lead_bonus - LEAD_DECAY_SLOTS)
 
     async def sync_slots(self) -> None:
-        """Learn the lanes' open slot and the tracker height from every live node."""
+        """Learn the chain id, the lanes' open slot and the tracker height from every live
+        node. Tickets are signed for the chain the nodes name (`chain_id` in /status)."""
         for lane in self.lanes:
             answer = await self._query(lane, "/status")
             if answer is None:
                 continue
             status, data = answer
             if status == 200:
+                self._learn_chain(data.get("chain_id"))
                 self._observe_slot(int(data.get("lane_open_slot", 0)))
                 self._synced = True
+
+    def _learn_chain(self, chain_id: object) -> None:
+        """Sign for the chain the network runs (a node without the key: the default)."""
+        if not isinstance(chain_id, str) or chain_id == self.scheme.chain_id:
+            return
+        try:
+            self.scheme = self.scheme.for_chain(chain_id)
+        except ValueError:  # not a valid chain id: keep signing for the configured one
+            self.stats.errors += 1
 
     async def _query(self, node: int, path: str) -> tuple[int, dict] | None:
         """GET a JSON path (one query at a time per node); None when the node failed."""

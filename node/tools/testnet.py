@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consensus.crypto import KeyPair
+from consensus.crypto import KeyPair, check_chain_id
 from node.config import (
     ADMIN_TOKEN_FILE,
     SINGLE_VALIDATOR_VOTE_PACE_MS,
@@ -214,6 +214,7 @@ def generate_network(
     node_test: Mapping[int, Mapping[str, Any]] | None = None,
     admin_rpc: bool | None = None,
     keys: Sequence[KeyPair] | None = None,
+    chain_id: str | None = None,
 ) -> dict[str, Any]:
     """Write keys, configs and the manifest for a fresh network; returns the manifest.
 
@@ -239,7 +240,14 @@ def generate_network(
         node_test=node_test,
         admin_rpc=admin_rpc,
         keys=keys,
+        chain_id=chain_id,
     )
+
+
+def new_chain_id() -> str:
+    """A fresh chain id for a new network: nothing signed on another network is valid on
+    it, and its nodes refuse peers of any other network (docs/operations.md)."""
+    return f"sedna-{os.urandom(6).hex()}"
 
 
 def write_network(
@@ -252,14 +260,21 @@ def write_network(
     node_test: Mapping[int, Mapping[str, Any]] | None = None,
     admin_rpc: bool = False,
     keys: Sequence[KeyPair] | None = None,
+    chain_id: str | None = None,
 ) -> dict[str, Any]:
     """Keys, configs, manifests and the Prometheus config of planned validators: what every
-    layout shares. A plan with a `bundle` goes to `root/hosts/<bundle>/`, a host's bundle:
+    layout shares. Every config names the network's chain id: `chain_id`, else the
+    consensus mapping's, else a fresh one (`new_chain_id`). A plan with a `bundle` goes to `root/hosts/<bundle>/`, a host's bundle:
     its validators' directories (configs and *their* keys only) and a manifest of them, so
     `sedna testnet up|status|down --dir <bundle>` runs that host's part of the network.
     The manifest at `root` lists every validator (no secret is in it)."""
     nodes = len(plans)
     consensus = dict(consensus or {})
+    chain_id = chain_id or consensus.get("chain_id") or new_chain_id()
+    try:
+        consensus["chain_id"] = check_chain_id(chain_id)
+    except ValueError as exc:
+        raise TestnetError(f"--chain-id: {exc}") from None
     if nodes == 1:  # a lone validator is its own quorum: pace it (config rule)
         consensus.setdefault("vote_pace_ms", SINGLE_VALIDATOR_VOTE_PACE_MS)
     if transport not in ("tcp", "libp2p"):
@@ -318,6 +333,7 @@ def write_network(
             host_manifest = {
                 "version": 1,
                 "nodes": nodes,
+                "chain_id": chain_id,
                 "transport": transport,
                 "layout": HOST_LAYOUT,
                 "host": bundle,
@@ -332,6 +348,7 @@ def write_network(
     manifest = {
         "version": 1,
         "nodes": nodes,
+        "chain_id": chain_id,
         "transport": transport,
         "layout": layout,
         "created_s": created_s,

@@ -92,6 +92,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="keep the network here (default: a temporary directory)",
     )
     run.add_argument("--transport", choices=("tcp", "libp2p"), default="tcp")
+    run.add_argument(
+        "--chain-id", default=None, help="the network's chain id (default: a fresh one per run)"
+    )
     run.add_argument("--perturb", action="append", default=[], metavar="SPEC")
     run.add_argument("--byzantine", action="append", default=[], metavar="SPEC")
     run.add_argument("--no-restart", action="store_true", help="killed nodes stay down")
@@ -160,6 +163,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     common(init)
     init.add_argument("--transport", choices=("tcp", "libp2p"), default=None)
     init.add_argument("--layout", choices=("local", "docker"), default=None)
+    init.add_argument(
+        "--chain-id", default=None, help="the network's chain id (default: a fresh one)"
+    )
     init.add_argument(
         "--hosts",
         type=Path,
@@ -247,6 +253,14 @@ def _run(args: argparse.Namespace) -> int:
             _err("--delta-ms must be > 0")
             return 2
         consensus["delta_ms"] = args.delta_ms
+    if args.chain_id is not None:
+        from consensus.crypto import check_chain_id
+
+        try:
+            consensus["chain_id"] = check_chain_id(args.chain_id)
+        except ValueError as exc:
+            _err(f"--chain-id: {exc}")
+            return 2
     options = RunOptions(
         nodes=args.nodes,
         duration_s=args.duration,
@@ -604,6 +618,9 @@ def _init(args: argparse.Namespace) -> int:
     if args.hosts is not None and (args.nodes is not None or args.layout is not None):
         _err("--hosts names every validator and host: drop --nodes and --layout")
         return 2
+    if args.hosts is not None and args.chain_id is not None:
+        _err("--hosts: the chain id of a hosts network is fresh; drop --chain-id")
+        return 2
     if args.hosts is not None and args.transport is not None:
         _err('--hosts: set the transport in the hosts file (transport = "libp2p")')
         return 2
@@ -624,6 +641,7 @@ def _init(args: argparse.Namespace) -> int:
                 args.nodes if args.nodes is not None else 4,
                 transport=args.transport or "tcp",
                 layout=args.layout or "local",
+                chain_id=args.chain_id,
             )
     except TestnetError as exc:
         _err(str(exc))
