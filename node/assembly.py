@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from consensus.core import ConsensusCore, CoreConfig
 from consensus.crypto import KeyPair, scheme_by_name
+from consensus.lanes.ledger import Ledger as LanesLedger
+from consensus.lanes.ledger import LedgerParams
 from consensus.validators import ValidatorSet, schedule_by_name
 from node import faults
 from node.api_view import NodeView
@@ -74,6 +76,7 @@ def build_runtime(
         validators=validators,
         schedule=schedule,
         first_open_slot=storage.max_block_seq() + 3,
+        ledger=lanes_ledger(config),
     )
     recovered = storage.load_recovered()
     ledger = Ledger(
@@ -212,6 +215,16 @@ def build_runtime(
     runtime.attach_api(view, rpc)
     _install_faults(runtime, config, key, scheme, exit_process)
     return runtime
+
+
+def lanes_ledger(config: NodeConfig) -> LanesLedger | None:
+    """The lanes' ledger at genesis from `[ledger]` (None: the lanes charge nothing). A
+    restarted node starts here too: its tracker replays the finalized chain."""
+    section = config.ledger
+    if section is None:
+        return None
+    params = LedgerParams(fee=section.fee, bounty=section.bounty)
+    return LanesLedger.from_genesis(params, section.allocation())
 
 
 def _install_faults(

@@ -147,6 +147,7 @@ class SednaClient:
         self.scheme = scheme
         self.params = params
         self.policy = policy or SednaPolicy()
+        self.fee = self.policy.fee  # raised to the chain's least fee once a node names it
         self.is_up = is_up or (lambda index: True)
         self.max_active = max_active
         self.stats = ClientStats()
@@ -264,7 +265,7 @@ class SednaClient:
                     p.next_bundle += 1
                 else:
                     break
-                ticket = make_ticket(cid, lane, slot, index, self.policy.fee)
+                ticket = make_ticket(cid, lane, slot, index, self.fee)
                 planned.append((lane, encoded.bundles[index], ticket))
                 p.missing -= 1
                 p.inflight += 1
@@ -356,6 +357,9 @@ class SednaClient:
             status, data = answer
             if status == 200:
                 self._learn_chain(data.get("chain_id"))
+                prices = data.get("ledger")
+                if isinstance(prices, dict) and isinstance(prices.get("fee"), int):
+                    self.fee = max(self.policy.fee, prices["fee"])  # rule: fee >= the chain's
                 self._observe_slot(int(data.get("lane_open_slot", 0)))
                 self._synced = True
 
