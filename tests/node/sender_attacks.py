@@ -81,7 +81,7 @@ class RpcAttackDriver:
     async def _post(self, lane: int, entries: list[LaneEntry]) -> None:
         body = encode_binary_txs([encode_lane_entry(e) for e in entries])
         try:
-            status, raw = await self.clients[lane].request(
+            _status, raw = await self.clients[lane].request(
                 "POST", "/bundle", body, "application/octet-stream"
             )
             results = json.loads(raw).get("results", [])
