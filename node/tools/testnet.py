@@ -38,6 +38,7 @@ from typing import Any
 from consensus.crypto import KeyPair
 from node.config import (
     ADMIN_TOKEN_FILE,
+    DISSEMINATION_MODES,
     SINGLE_VALIDATOR_VOTE_PACE_MS,
     ConfigError,
     load_config,
@@ -168,6 +169,7 @@ def config_document(
     consensus: Mapping[str, Any],
     test: Mapping[str, Any],
     admin_rpc: bool,
+    dissemination: str = "certified",
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
         "node": {
@@ -187,6 +189,7 @@ def config_document(
         },
         "consensus": {"protocol": "monadbft", "delta_ms": 100.0, **consensus},
         "mempool": {"max_txs": 200_000, "max_block_txs": 5_000},
+        "lanes": {"dissemination": dissemination},
         "validators": [
             {
                 "index": p.index,
@@ -214,6 +217,7 @@ def generate_network(
     node_test: Mapping[int, Mapping[str, Any]] | None = None,
     admin_rpc: bool | None = None,
     keys: Sequence[KeyPair] | None = None,
+    dissemination: str = "certified",
 ) -> dict[str, Any]:
     """Write keys, configs and the manifest for a fresh network; returns the manifest.
 
@@ -239,6 +243,7 @@ def generate_network(
         node_test=node_test,
         admin_rpc=admin_rpc,
         keys=keys,
+        dissemination=dissemination,
     )
 
 
@@ -252,6 +257,7 @@ def write_network(
     node_test: Mapping[int, Mapping[str, Any]] | None = None,
     admin_rpc: bool = False,
     keys: Sequence[KeyPair] | None = None,
+    dissemination: str = "certified",
 ) -> dict[str, Any]:
     """Keys, configs, manifests and the Prometheus config of planned validators: what every
     layout shares. A plan with a `bundle` goes to `root/hosts/<bundle>/`, a host's bundle:
@@ -264,6 +270,10 @@ def write_network(
         consensus.setdefault("vote_pace_ms", SINGLE_VALIDATOR_VOTE_PACE_MS)
     if transport not in ("tcp", "libp2p"):
         raise TestnetError(f"unknown transport {transport!r}; choose 'tcp' or 'libp2p'")
+    if dissemination not in DISSEMINATION_MODES:
+        raise TestnetError(
+            f"unknown dissemination {dissemination!r}; choose one of {list(DISSEMINATION_MODES)}"
+        )
     if (root / MANIFEST).exists():
         raise TestnetError(f"{root} already holds a network ({MANIFEST}); remove it first")
     if [p.index for p in plans] != list(range(nodes)):
@@ -297,6 +307,7 @@ def write_network(
                 consensus=consensus,
                 test=node_test.get(plan.index, {}),
                 admin_rpc=admin_rpc,
+                dissemination=dissemination,
             )
             (node_dir / "config.toml").write_text(render_config(document))
             entry = {
@@ -771,7 +782,7 @@ def parse_perturbation(spec: str, nodes: int) -> Perturbation:
     return Perturbation(spec=text, action=action, node=node, seconds=seconds, at_s=at_s)
 
 
-BYZANTINE_KINDS = ("silent", "double_vote", "malformed")
+BYZANTINE_KINDS = ("silent", "double_vote", "malformed", "drop_lane_blocks")
 
 
 def parse_byzantine(spec: str, nodes: int) -> tuple[int, str]:
@@ -814,6 +825,7 @@ class RunOptions:
     sedna_rate_pps: float = 20.0  # Sedna payloads/s offered alongside the plain txs (0: none)
     sedna_bytes: int = 512
     sedna_policy: str = "fresh"
+    dissemination: str = "certified"  # [lanes] dissemination of every node
     sedna_preencode: bool = False  # encode the run's payloads before the load starts
     out: Path | None = None  # write per-second series (CSV, PNG) and the summary here
 
@@ -892,7 +904,12 @@ class TestnetRun:
         for index, kind in o.byzantine.items():
             node_test.setdefault(index, {})["byzantine"] = kind
         generate_network(
-            root, o.nodes, transport=o.transport, consensus=o.consensus, node_test=node_test
+            root,
+            o.nodes,
+            transport=o.transport,
+            consensus=o.consensus,
+            node_test=node_test,
+            dissemination=o.dissemination,
         )
         self.net = net = Testnet(root)
         summary: dict[str, Any] = {}
@@ -1437,6 +1454,7 @@ class TestnetRun:
         return {
             "nodes": o.nodes,
             "transport": o.transport,
+            "dissemination": o.dissemination,
             "duration_s": o.duration_s,
             "rate_tps": o.rate_tps,
             "tx_bytes": o.tx_bytes,

@@ -92,6 +92,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="keep the network here (default: a temporary directory)",
     )
     run.add_argument("--transport", choices=("tcp", "libp2p"), default="tcp")
+    run.add_argument(
+        "--dissemination",
+        default="certified",
+        metavar="MODE",
+        help="how lane data reaches consensus: certified (lane chains, PoAs, tip cuts; "
+        "the default) or carried (lane blocks inside consensus blocks)",
+    )
     run.add_argument("--perturb", action="append", default=[], metavar="SPEC")
     run.add_argument("--byzantine", action="append", default=[], metavar="SPEC")
     run.add_argument("--no-restart", action="store_true", help="killed nodes stay down")
@@ -220,6 +227,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.drain < 0:
         _err("--drain must be >= 0")
         return 2
+    from node.config import DISSEMINATION_MODES
+
+    if args.dissemination not in DISSEMINATION_MODES:
+        _err(
+            f"--dissemination must be one of {', '.join(DISSEMINATION_MODES)}, "
+            f"got {args.dissemination!r}"
+        )
+        return 2
     try:
         perturbations = [parse_perturbation(s, args.nodes) for s in args.perturb]
         byzantine = dict(parse_byzantine(s, args.nodes) for s in args.byzantine)
@@ -263,11 +278,13 @@ def _run(args: argparse.Namespace) -> int:
         sedna_rate_pps=args.sedna_rate,
         sedna_bytes=args.sedna_bytes,
         sedna_policy=args.sedna_policy,
+        dissemination=args.dissemination,
         out=args.out,
     )
     bar = ProgressBar(sys.stderr)
     print(
-        f"starting {args.nodes} validators ({args.transport}), load {args.rate:g} tx/s "
+        f"starting {args.nodes} validators ({args.transport}, {args.dissemination} lanes), "
+        f"load {args.rate:g} tx/s "
         f"and {args.sedna_rate:g} Sedna payloads/s for {args.duration:g} s ...",
         file=sys.stderr,
     )
