@@ -1,7 +1,10 @@
 """Sedna lanes inside a validator process: admission, lane-block relay, decode tracking.
 
 Every validator is lane `index` (lane i = validator i). Three duties, all synchronous and
-driven by the runtime (`node/runtime.py`) on its event loop:
+driven by the runtime (`node/runtime.py`) on its event loop. Duty 2 is carried mode's
+(`[lanes] dissemination = "carried"`); in certified mode (the default) the lane's
+proposer is driven by the availability layer instead (`node/availability_room.py`:
+lane chains, availability votes, PoAs, tip cuts) and `track_lanes` replaces `track`.
 
 1. **Admission** (`submit`): bundles + signed tickets arrive over RPC (`POST /bundle`) and
    go through the lanes' `LaneProposer` (every rejection counted by reason).

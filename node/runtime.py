@@ -21,7 +21,9 @@ vote or timeout never leaves the process before the state that forbids contradic
 on disk ("persist before send"). The rooms: `node/router.py` (frames to peers),
 `node/timers.py`, `node/ledger.py` (durable blocks and the finalized chain),
 `node/txpool.py` (mempool and proposal payloads), `node/lane_tracker.py` (decode
-tracking), `node/api_view.py` (what RPC reads); `node/assembly.py` wires them.
+tracking), `node/availability_room.py` (certified lanes: fed persisted blocks, finalized
+blocks and availability frames), `node/api_view.py` (what RPC reads); `node/assembly.py`
+wires them.
 """
 
 from __future__ import annotations
