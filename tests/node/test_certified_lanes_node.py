@@ -33,6 +33,7 @@ from node.availability_room import AVAILABILITY_FRAME_TAG, encode_availability_f
 from node.config import ConfigError, load_config, load_key, parse_config
 from node.lanes_node import LANE_FRAME_TAG, stand_in_header
 from node.runtime import NodeRuntime
+from node.storage import Storage
 from node.tools.sedna_client import SednaClient, SednaPolicy
 from node.tools.testnet import generate_network
 
@@ -259,3 +260,62 @@ def test_dissemination_config_key_and_cli_flag(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "--dissemination must be one of certified, carried" in result.stderr
+
+
+# --------------------------------------------------------------------------- restart
+
+
+def test_a_restart_behind_the_finalized_chain_feeds_the_missing_cuts_to_the_layer(
+    tmp_path: Path,
+) -> None:
+    """A node stopped when its tracker had recorded only up to R < F (the state a kill
+    between finality and tracking leaves): on restart the layer starts from the cut of
+    block R and stored lane blocks, heights R+1..F are fed to it as finalized cuts, and
+    the tracker ends with the same decisions and hashes, none executed twice."""
+
+    async def scenario() -> None:
+        configs = _net(tmp_path)
+        nodes = [build_runtime(c, load_key(c)) for c in configs]
+        tasks = [asyncio.create_task(n.run()) for n in nodes]
+        try:
+            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
+            targets = [(n.index, "127.0.0.1", n.rpc.port) for n in nodes]
+            client = SednaClient(targets, policy=SednaPolicy(lanes="all"))
+            ids: list[bytes] = []
+            for batch in range(3):  # payloads spread over many heights
+                ids += await _send(
+                    client, [b"late-%d-%d" % (batch, i) + bytes(200) for i in range(4)], 40
+                )
+            assert await _until(
+                lambda: all(n.lanes.tracker.counts["executed"] >= len(ids) for n in nodes), 20
+            )
+            victim = nodes[1]
+            victim.stop()
+            await tasks[1]
+            storage = Storage(victim.config.node.data_dir)
+            decided = storage.lane_events(1, 10**9)
+            full = storage.lane_height()
+            first_decided = min(e.height for e in decided)
+            back = first_decided - 1  # forget every decision: R below the first one
+            storage._db.execute("DELETE FROM lane_heights WHERE height > ?", (back,))
+            storage._db.execute("DELETE FROM lane_events WHERE height > ?", (back,))
+            storage.close()
+            restarted = build_runtime(victim.config, load_key(victim.config))
+            assert restarted.room is not None and restarted.room.recovered_height == back
+            tasks[1] = asyncio.create_task(restarted.run())
+            nodes[1] = restarted
+            assert await _until(lambda: restarted.lanes.tracker_height >= full, 30)
+            assert restarted.lane_tracker.error is None
+            assert restarted.room.layer.finalized_height >= full
+            again = restarted.ledger.storage.lane_events(1, 10**9)
+            assert [(e.payload_id, e.height, e.position) for e in again[: len(decided)]] == [
+                (e.payload_id, e.height, e.position) for e in decided
+            ]
+            _same_order(nodes, ids)
+            await client.close()
+        finally:
+            for n in nodes:
+                n.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
