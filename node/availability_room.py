@@ -134,8 +134,14 @@ class AvailabilityRoom:
         self.max_message_bytes = max_lane_message_bytes(lanes.params)
         # CUT-FORM/POA/SLOT and CUT-MONOTONE; also the layer's (cached) PoA checker
         self.cut_validator = CutValidator(validators, scheme)
+        ledger = lanes.ledger
         self.checker = ChainBlockChecker(
-            validators, lanes.params, scheme, ticket_verifier=lanes.tickets
+            validators,
+            lanes.params,
+            scheme,
+            # AV-VERIFY: a ticket pays at least the chain's fee (balances are not checked)
+            min_fee=ledger.params.fee if ledger is not None else 0,
+            ticket_verifier=lanes.tickets,
         )
         self.refused: dict[str, int] = {}
         self.deliver: Callable[[LanesFinalized], None] | None = None  # the tracker room

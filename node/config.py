@@ -12,9 +12,15 @@ Layout of a config file (all sections required except `[test]`):
                   rpc_host, rpc_port, admin_rpc (bool), admin_token_file (default
                   "admin.token"; read only with admin_rpc: hex, mode 0600)
     [consensus]   protocol, delta_ms, vote_pace_ms, round_timeout_ms (optional),
-                  timeout_backoff, max_round_timeout_ms, epoch, schedule, signature_scheme
+                  timeout_backoff, max_round_timeout_ms, epoch, schedule, signature_scheme,
+                  chain_id (optional, default DEFAULT_CHAIN_ID: every signature of the
+                  network names it, and a peer of another chain is refused)
     [mempool]     max_txs, max_tx_bytes, max_block_txs, max_block_bytes
     [[validators]] index, public_key (hex), stake, host, port
+    [ledger]      (optional; without it lanes charge nothing) sender_balance (int, the
+                  genesis balance of every listed sender), fee (int, least fee per
+                  ticket), bounty (int, PIVOT-K bounty B per payload), genesis (list of
+                  sender public keys, hex)
     [test]        crash_after_persist_safety (int, 0 = off), log_votes (bool),
                   byzantine (str, "" = honest), core_error_after_events (int, 0 = off),
                   crash_after_proposing_txs (int, 0 = off)
@@ -35,7 +41,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from consensus.crypto import KeyPair
+from consensus.crypto import DEFAULT_CHAIN_ID, KeyPair, check_chain_id
 
 TRANSPORTS = ("tcp", "libp2p")
 PROTOCOLS = ("monadbft", "v1", "vanilla")
@@ -101,6 +107,7 @@ class ConsensusSection:
     epoch: int = 1
     schedule: str = "round-robin"
     signature_scheme: str = "ed25519"
+    chain_id: str = DEFAULT_CHAIN_ID
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,25 @@ class MempoolSection:
     max_tx_bytes: int = 64 * 1024
     max_block_txs: int = 5_000
     max_block_bytes: int = 4 * 1024 * 1024
+
+
+MAX_GENESIS_SENDERS = 4096
+
+
+@dataclass(frozen=True)
+class LedgerSection:
+    """The lanes' ledger (consensus/lanes/ledger.py): every sender in `genesis` starts
+    with `sender_balance`; a redeemed ticket pays at least `fee` to its lane; a payload
+    escrows `bounty` (B) for its pivotal bundles' lanes. Every node of a chain must use
+    the same values (they decide which bundles count)."""
+
+    sender_balance: int = 0
+    fee: int = 1
+    bounty: int = 0
+    genesis: tuple[bytes, ...] = ()
+
+    def allocation(self) -> dict[bytes, int]:
+        return dict.fromkeys(self.genesis, self.sender_balance)
 
 
 @dataclass(frozen=True)
@@ -141,6 +167,7 @@ class NodeConfig:
     validators: tuple[ValidatorEntry, ...]
     test: TestSection = field(default_factory=TestSection)
     lanes: LanesSection = field(default_factory=LanesSection)
+    ledger: LedgerSection | None = None  # None: the lanes charge nothing
 
     @property
     def index(self) -> int:
@@ -270,7 +297,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
     _check_unknown(
         data,
         "config",
-        {"node", "network", "consensus", "mempool", "validators", "test", "lanes"},
+        {"node", "network", "consensus", "mempool", "validators", "test", "ledger", "lanes"},
     )
 
     t = _require_table(data, "node")
@@ -325,7 +352,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         epoch=_get(t, "consensus", "epoch", int, 1),
         schedule=_get(t, "consensus", "schedule", str, "round-robin"),
         signature_scheme=_get(t, "consensus", "signature_scheme", str, "ed25519"),
+        chain_id=_get(t, "consensus", "chain_id", str, DEFAULT_CHAIN_ID),
     )
+    try:
+        check_chain_id(consensus.chain_id)
+    except ValueError as exc:
+        raise ConfigError(f"consensus.chain_id: {exc}") from None
     _choice(consensus.protocol, "consensus.protocol", PROTOCOLS)
     _choice(consensus.schedule, "consensus.schedule", SCHEDULES)
     _choice(consensus.signature_scheme, "consensus.signature_scheme", SCHEMES)
@@ -437,7 +469,43 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         validators=tuple(validators),
         test=test,
         lanes=lanes,
+        ledger=_parse_ledger(data.get("ledger")),
     )
+
+
+def _parse_ledger(t: Any) -> LedgerSection | None:
+    from consensus.lanes.ledger import MAX_AMOUNT
+
+    if t is None:
+        return None
+    if not isinstance(t, dict):
+        raise ConfigError("ledger: must be a table")
+    _check_unknown(t, "ledger", {f.name for f in fields(LedgerSection)})
+    amounts = {
+        key: _get(t, "ledger", key, int, getattr(LedgerSection, key))
+        for key in ("sender_balance", "fee", "bounty")
+    }
+    for key, value in amounts.items():
+        if not 0 <= value <= MAX_AMOUNT:
+            raise ConfigError(f"ledger.{key}: must be in 0..{MAX_AMOUNT}, got {value}")
+    raw = t.get("genesis", [])
+    if not isinstance(raw, list) or len(raw) > MAX_GENESIS_SENDERS:
+        raise ConfigError(
+            f"ledger.genesis: must be a list of at most {MAX_GENESIS_SENDERS} public keys (hex)"
+        )
+    genesis: list[bytes] = []
+    for position, value in enumerate(raw):
+        name = f"ledger.genesis[{position}]"
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a hex public key, got {value!r}")
+        key = _hex(value, name, 32)
+        if key in genesis:
+            raise ConfigError(f"{name}: listed twice")
+        genesis.append(key)
+    # Rule: the ledger's total stays below MAX_AMOUNT (consensus/lanes/ledger.py).
+    if amounts["sender_balance"] * len(genesis) > MAX_AMOUNT:
+        raise ConfigError(f"ledger.sender_balance: the genesis total exceeds {MAX_AMOUNT}")
+    return LedgerSection(genesis=tuple(genesis), **amounts)
 
 
 def check_environment(config: NodeConfig) -> None:
@@ -541,6 +609,8 @@ def load_key(config: NodeConfig) -> KeyPair:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

@@ -152,6 +152,7 @@ ROOM_IMPORTS: dict[str, set[str]] = {
         "node.availability_room",
     },
     "node/api_view.py": {
+        "consensus.crypto",
         "consensus.lanes.proposer",
         "node.availability_room",
         "node.lane_tracker",
