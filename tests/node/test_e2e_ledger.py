@@ -82,12 +82,13 @@ def _post_bundle(net: Testnet, index: int, entry: bytes) -> dict:
     return asyncio.run(post())
 
 
+@pytest.mark.parametrize("mode", ["certified", "carried"])
 def test_ledger_charges_fees_and_bounties_identically_and_survives_a_crash_restart(
-    tmp_path: Path,
+    mode: str, tmp_path: Path
 ) -> None:
     root = tmp_path / "net"
     manifest = generate_network(
-        root, 4, consensus={"delta_ms": 50.0},
+        root, 4, consensus={"delta_ms": 50.0}, dissemination=mode,
         ledger={"sender_balance": BALANCE, "fee": FEE, "bounty": BOUNTY, "senders": 2},
     )  # fmt: skip
     chain_id = manifest["chain_id"]
