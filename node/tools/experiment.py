@@ -264,6 +264,7 @@ class Result:
     tails: list[dict[str, Any]] = field(default_factory=list)  # P(lag >= ℓ), ℓ >= 2 (info)
     runs: int = 0
     seconds: float = 0.0
+    private_decodes: int = 0  # payloads whose cartel pool was decoded at T_cart (checked)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -278,6 +279,7 @@ def evaluate(spec: Spec, point: Point, measured: Any, seconds: float) -> Result:
     result.seconds = round(seconds, 3)
     result.payloads = measured.payloads
     result.left_out = measured.left_out
+    result.private_decodes = measured.private_decodes
     lags = Counter("undecided" if lag is None else str(lag) for lag in measured.lags)
     result.lag_measured = dict(sorted(lags.items()))
     leads = Counter(str(lead) for lead in measured.leads if lead is not None)

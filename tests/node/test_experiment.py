@@ -53,6 +53,8 @@ def test_clear_cut_points_agree_and_the_files_are_written(
     assert three["measured"] > 0.6
     assert sum(three["lead_measured"].values()) == three["payloads"]
     assert three["lead_measured"] == three["lag_measured"]  # q = 1: T_cart = t*
+    # the lead is measured: every payload the cartel withheld from decoded from its pool
+    assert three["private_decodes"] >= three["delayed"] > 0
     files = {p.name for p in tmp_path.iterdir()}
     assert {"points.csv", "distributions.csv", "meta.json", "cartels.png"} <= files
     meta = json.loads((tmp_path / "meta.json").read_text())
