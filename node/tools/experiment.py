@@ -407,7 +407,8 @@ def testnet_missing(strategies: Sequence[str] = ()) -> str | None:
     lacking = [s for s in strategies if s != CENSOR and s not in WITHHOLD_STRATEGIES]
     if lacking:
         missing.append(
-            f"the node-side cartel strategies {lacking} (node.config.WITHHOLD_STRATEGIES)"
+            f"the node-side cartel strategies {lacking} (node.config.WITHHOLD_STRATEGIES; "
+            "options strategy=S:m=M[:threshold=θ], consensus.lanes.cartel.parse_strategy)"
         )
     record = tuple(getattr(testnet, "SEDNA_PAYLOAD_RECORD_KEYS", ()))
     if not set(TESTNET_RECORD_KEYS) <= set(record):
@@ -449,6 +450,8 @@ def testnet_options(spec: Spec, point: Point, root: Path | None = None) -> dict[
     options = ""
     if behaviour == "withhold_bundles":
         options = f"strategy={point.strategy}"
+        if point.strategy != "withhold_all":  # the senders' m: the strategy's slot index
+            options += f":m={spec.m}"
         if point.strategy == "threshold" and spec.theta is not None:
             options += f":threshold={spec.theta}"
     return {
