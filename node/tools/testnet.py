@@ -916,6 +916,8 @@ class RunOptions:
     sedna_rate_pps: float = 20.0  # Sedna payloads/s offered alongside the plain txs (0: none)
     sedna_bytes: int = 512
     sedna_policy: str = "fresh"
+    sedna_bundles_per_slot: int = 0  # the client's m (0: every lane), `sedna mech experiment`
+    sedna_extra_bundles: int = 0  # bundles beyond κ in a payload's first attempt
     dissemination: str = "certified"  # [lanes] dissemination of every node
     sedna_preencode: bool = False  # encode the run's payloads before the load starts
     # the lanes' ledger: sender_balance, fee, bounty (None: the lanes charge nothing)
@@ -1053,7 +1055,11 @@ class TestnetRun:
                 targets,
                 o.sedna_rate_pps,
                 payload_bytes=o.sedna_bytes,
-                policy=SednaPolicy(lanes=o.sedna_policy),
+                policy=SednaPolicy(
+                    lanes=o.sedna_policy,
+                    bundles_per_slot=o.sedna_bundles_per_slot,
+                    extra_bundles=o.sedna_extra_bundles,
+                ),
                 is_up=is_up,
                 key=next(iter(load_senders(net.root)), None),  # funded, with a [ledger]
             )
