@@ -30,6 +30,7 @@ from benchmarks.node_attacks import (
     settle,
 )
 from consensus.crypto import ED25519
+from node.lane_tracker import LEDGER_CHECKPOINT_HEIGHTS
 from node.tools.sedna_client import SednaClient, SednaPolicy
 from node.tools.testnet import Testnet, generate_network, load_senders
 
@@ -157,4 +158,6 @@ async def _check_nothing_twice_and_agreement(net: Testnet, attack: RpcAttackDriv
     common = min(heights)
     at = [await _json(net, i, f"/lanes?at={common}") for i in range(4)]
     assert len({a["hash_at_height"] for a in at}) == 1
+    checkpoint = common - common % LEDGER_CHECKPOINT_HEIGHTS  # the ledger's digests
+    at = [await _json(net, i, f"/lanes?at={checkpoint}") for i in range(4)]
     assert len({a["ledger_at_height"]["ledger_hash"] for a in at}) == 1
