@@ -48,6 +48,7 @@ from node.config import (
     write_admin_token,
     write_key_file,
 )
+from node.lane_tracker import LEDGER_CHECKPOINT_HEIGHTS
 from node.tools.timeseries import SeriesRecorder
 from node.tools.yamltext import render_yaml
 
@@ -1274,10 +1275,12 @@ class TestnetRun:
         return result
 
     async def _ledger_summary(self, common: int) -> dict[str, Any]:
-        """The lanes' ledger at the common tracker height: `ledger_hash` per node (honest
-        nodes at one height must agree: else a LEDGER DIVERGENCE failure), and the
-        `fees_charged` and `bounties_paid` up to that height."""
+        """The lanes' ledger at the highest checkpoint at or below the common tracker
+        height: `ledger_hash` per node (honest nodes at one height must agree: else a
+        LEDGER DIVERGENCE failure), and the `fees_charged` and `bounties_paid` up to it."""
         assert self.net is not None
+        # the ledger digest is stored at checkpoints (node/lane_tracker.py)
+        common -= common % LEDGER_CHECKPOINT_HEIGHTS
         result: dict[str, Any] = {
             "ledger_height": common,
             "fees_charged": 0,
