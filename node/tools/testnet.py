@@ -886,6 +886,17 @@ def parse_byzantine(spec: str, nodes: int) -> tuple[int, str]:
 # --------------------------------------------------------------------------- bounded run
 
 
+# certified lanes: the availability counters the run summary reports per node
+AVAILABILITY_SUMMARY_KEYS = (
+    "lane_height",
+    "poa_formed",
+    "poas_received",
+    "fetched_blocks",
+    "equivocations",
+    "tips_omitted",
+)
+
+
 @dataclass
 class RunOptions:
     nodes: int = 4
@@ -1169,6 +1180,13 @@ class TestnetRun:
         rejected: dict[str, int] = {"insufficient_balance": 0}  # contract key, even at 0
         not_counted: dict[str, int] = {}
         stats = await asyncio.gather(*(self.net.rpc_json(i, "/stats", 5.0) for i in nodes))
+        availability: dict[str, dict[str, int]] = {}  # certified lanes, per node
+        for index, node_stats in zip(nodes, stats, strict=True):
+            if node_stats is not None and node_stats["lanes"].get("availability"):
+                counters = node_stats["lanes"]["availability"]
+                availability[str(index)] = {
+                    key: int(counters.get(key, 0)) for key in AVAILABILITY_SUMMARY_KEYS
+                }
         for node_stats in stats:
             if node_stats is not None:
                 for reason, count in node_stats["lanes"]["bundles_rejected"].items():
@@ -1185,6 +1203,7 @@ class TestnetRun:
             "lane_tracker_heights": {str(i): tracker[i] for i in sorted(tracker)},
             "bundles_rejected": dict(sorted(rejected.items())),
             "bundles_not_counted": dict(sorted(not_counted.items())),
+            "availability": availability,
             **money,
         }
         if sedna is None:
