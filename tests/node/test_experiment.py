@@ -170,3 +170,15 @@ def test_testnet_points_map_onto_the_launcher() -> None:
     assert (censor["cartel"], censor["censors"]) == ((), (6,))
     fields = set(RunOptions.__dataclass_fields__)
     assert {"sedna_bundles_per_slot", "sedna_extra_bundles", "sedna_bytes"} <= fields
+
+
+def test_a_disagreeing_point_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """At a 50 % level the interval is narrow: these 48 payloads (5/7 predicted, 26
+    delayed) fall outside it, and the command says so with exit 1."""
+    code, doc = _run(
+        ["--cartel", "2", "--strategy", "withhold_all", *SMALL, "--level", "0.5"], capsys
+    )
+    assert code == 1 and doc["agree"] is False
+    (point,) = doc["points"]
+    assert point["status"] == "disagree" and point["agree"] is False
+    assert not point["ci_low"] <= point["predicted"] <= point["ci_high"]
