@@ -155,6 +155,7 @@ ROOM_IMPORTS: dict[str, set[str]] = {
         "node.txpool",
     },
     "node/faults.py": {
+        "consensus.byzantine",
         "consensus.certificates",
         "consensus.crypto",
         "consensus.events",

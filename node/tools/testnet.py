@@ -771,25 +771,75 @@ def parse_perturbation(spec: str, nodes: int) -> Perturbation:
     return Perturbation(spec=text, action=action, node=node, seconds=seconds, at_s=at_s)
 
 
-BYZANTINE_KINDS = ("silent", "double_vote", "malformed")
+@dataclass(frozen=True)
+class ByzantineSpec:
+    """One `--byzantine BEHAVIOUR:NODES[:OPTIONS]`: a behaviour on some nodes."""
+
+    spec: str
+    behaviour: str
+    nodes: tuple[int, ...]
+    options: str = ""  # "KEY=VALUE:KEY=VALUE", checked by node.config.parse_byzantine_options
 
 
-def parse_byzantine(spec: str, nodes: int) -> tuple[int, str]:
-    """Parse `BEHAVIOUR:NODE` (silent, double_vote, malformed)."""
-    kind, sep, node_text = spec.strip().partition(":")
-    if not sep:
-        raise ValueError(f"byzantine {spec!r}: expected BEHAVIOUR:NODE (e.g. silent:3)")
-    if kind not in BYZANTINE_KINDS:
+def byzantine_kinds() -> tuple[str, ...]:
+    from node.config import BYZANTINE_BEHAVIOURS
+
+    return tuple(b for b in BYZANTINE_BEHAVIOURS if b)
+
+
+def parse_byzantine(spec: str, nodes: int) -> ByzantineSpec:
+    """Parse `BEHAVIOUR:NODES[:OPTIONS]` (NODES = I or I,J,...; OPTIONS = KEY=VALUE:...)."""
+    from node.config import parse_byzantine_options
+
+    text = spec.strip()
+    parts = text.split(":")
+    if len(parts) < 2 or not parts[1]:
         raise ValueError(
-            f"byzantine {spec!r}: unknown behaviour (choose {', '.join(BYZANTINE_KINDS)})"
+            f"byzantine {spec!r}: expected BEHAVIOUR:NODES[:KEY=VALUE...] (e.g. equivocate:3)"
         )
+    kind, node_text, options = parts[0], parts[1], ":".join(parts[2:])
+    kinds = byzantine_kinds()
+    if kind not in kinds:
+        raise ValueError(f"byzantine {spec!r}: unknown behaviour (choose {', '.join(kinds)})")
     try:
-        node = int(node_text)
+        indexes = [int(n) for n in node_text.split(",")]
     except ValueError:
-        raise ValueError(f"byzantine {spec!r}: node {node_text!r} is not an integer") from None
-    if not 0 <= node < nodes:
-        raise ValueError(f"byzantine {spec!r}: node {node} not in 0..{nodes - 1}")
-    return node, kind
+        raise ValueError(f"byzantine {spec!r}: nodes {node_text!r} are not integers") from None
+    for node in indexes:
+        if not 0 <= node < nodes:
+            raise ValueError(f"byzantine {spec!r}: node {node} not in 0..{nodes - 1}")
+    if len(set(indexes)) != len(indexes):
+        raise ValueError(f"byzantine {spec!r}: a node is named twice")
+    try:
+        parse_byzantine_options(kind, options, nodes)
+    except ValueError as exc:
+        raise ValueError(f"byzantine {spec!r}: {exc}") from None
+    return ByzantineSpec(text, kind, tuple(indexes), options)
+
+
+def byzantine_nodes(specs: Sequence[ByzantineSpec], nodes: int) -> dict[int, ByzantineSpec]:
+    """Node -> its behaviour. Raises ValueError when a node has two behaviours, or when
+    more nodes than f = (n - 1) // 3 run a behaviour that touches consensus messages
+    (lane behaviours, `withhold_bundles` and `drop_lane_blocks`, do not count)."""
+    from node.config import is_consensus_byzantine
+
+    assigned: dict[int, ByzantineSpec] = {}
+    for spec in specs:
+        for node in spec.nodes:
+            if node in assigned:
+                raise ValueError(
+                    f"byzantine {spec.spec!r}: node {node} already runs "
+                    f"{assigned[node].behaviour!r} (one behaviour per node)"
+                )
+            assigned[node] = spec
+    faulty = (nodes - 1) // 3
+    consensus = sorted(n for n, s in assigned.items() if is_consensus_byzantine(s.behaviour))
+    if len(consensus) > faulty:
+        raise ValueError(
+            f"byzantine: {len(consensus)} nodes {consensus} run consensus behaviours, "
+            f"more than f = {faulty} of {nodes} validators (safety is not promised beyond f)"
+        )
+    return assigned
 
 
 # --------------------------------------------------------------------------- bounded run
@@ -804,6 +854,7 @@ class RunOptions:
     dir: Path | None = None
     perturbations: list[Perturbation] = field(default_factory=list)
     byzantine: dict[int, str] = field(default_factory=dict)
+    byzantine_options: dict[int, str] = field(default_factory=dict)  # node -> KEY=VALUE:...
     no_restart: bool = False
     tx_bytes: int = 512
     drain_s: float = 10.0
@@ -891,6 +942,8 @@ class TestnetRun:
         node_test = {i: dict(t) for i, t in o.node_test.items()}
         for index, kind in o.byzantine.items():
             node_test.setdefault(index, {})["byzantine"] = kind
+            if o.byzantine_options.get(index):
+                node_test[index]["byzantine_options"] = o.byzantine_options[index]
         generate_network(
             root, o.nodes, transport=o.transport, consensus=o.consensus, node_test=node_test
         )
@@ -1457,8 +1510,13 @@ class TestnetRun:
             "longest_stall_s": round(stall, 3),
             "tcs": sum(int(s["tcs"]) for s in stats if s is not None),
             "dropped": _sum_dicts([s["dropped"] for s in stats if s is not None]),
+            "core_dropped": _sum_dicts([s["core_dropped"] for s in stats if s is not None]),
+            "equivocations": sum(int(s.get("equivocations", 0)) for s in stats if s is not None),
             "perturbations": [r.as_dict() for r in self.records],
-            "byzantine": {str(i): k for i, k in sorted(o.byzantine.items())},
+            "byzantine": {
+                str(i): ":".join(filter(None, (k, o.byzantine_options.get(i))))
+                for i, k in sorted(o.byzantine.items())
+            },
             "warnings": self.warnings,
             "failures": self.failures,
             "ok": not self.failures,
