@@ -15,9 +15,12 @@ from collections.abc import Callable
 
 from consensus.core import ConsensusCore, CoreConfig
 from consensus.crypto import KeyPair, scheme_by_name
+from consensus.lanes.ledger import Ledger as LanesLedger
+from consensus.lanes.ledger import LedgerParams
 from consensus.validators import ValidatorSet, schedule_by_name
 from node import faults
 from node.api_view import NodeView
+from node.availability_room import AvailabilityRoom
 from node.config import NODE_ONLY_BEHAVIOURS, NodeConfig, parse_byzantine_options
 from node.lane_tracker import LaneTracker
 from node.lanes_node import NodeBlockValidator, NodeLanes
@@ -61,18 +64,23 @@ def build_runtime(
         [v.public_key for v in config.validators], [v.stake for v in config.validators]
     )
     schedule = schedule_by_name(config.consensus.schedule, validators)
-    scheme = scheme_by_name(config.consensus.signature_scheme)
+    # rule: every signature this node makes or checks is for its chain (consensus/crypto.py)
+    scheme = scheme_by_name(config.consensus.signature_scheme, config.consensus.chain_id)
     m = config.mempool
     storage = Storage(config.node.data_dir)
     # A restarted lane never re-seals a slot it may have sealed before: sealing runs
     # at most SEAL_AHEAD_SLOTS past a voted block, and voted blocks are stored first.
+    certified = config.lanes.dissemination == "certified"
     lanes = NodeLanes(
         index=index,
         key=key,
         scheme=scheme,
         validators=validators,
         schedule=schedule,
-        first_open_slot=storage.max_block_seq() + 3,
+        # certified: the layer reopens the slots after its own chain's last block itself
+        first_open_slot=storage.max_block_seq() + (1 if certified else 3),
+        certified=certified,
+        ledger=lanes_ledger(config),
     )
     recovered = storage.load_recovered()
     ledger = Ledger(
@@ -97,10 +105,57 @@ def build_runtime(
     )
     if mempool.restored_already_final:
         log(logger, "mempool_restored_final_dropped", txs=mempool.restored_already_final)
+    on_frame = _FrameHandlerSlot()
+    peers = {v.index: PeerAddress(v.index, v.host, v.port, v.public_key) for v in config.validators}
+    transport = create_transport(
+        config.network.transport,  # type: ignore[arg-type]
+        index=index,
+        key=key,
+        listen_host=config.network.listen_host,
+        listen_port=config.network.listen_port,
+        peers=peers,
+        on_frame=on_frame,
+        chain_id=config.consensus.chain_id,
+    )
+    queue = EventQueue(metrics, logger, max_inbox_events)
+    txpool = TxPool(
+        mempool=mempool,
+        lanes=lanes,
+        ledger=ledger,
+        metrics=metrics,
+        logger=logger,
+        push_internal=queue.push_internal,
+    )
+    router = Router(
+        index=index,
+        transport=transport,
+        metrics=metrics,
+        logger=logger,
+        push_internal=queue.push_internal,
+        before_vote=txpool.lane_blocks_before_vote,
+        log_votes=config.test.log_votes,
+    )
+    room = (
+        AvailabilityRoom(
+            lanes=lanes,
+            key=key,
+            scheme=scheme,
+            validators=validators,
+            storage=storage,
+            router=router,
+            metrics=metrics,
+            logger=logger,
+        )
+        if certified
+        else None
+    )
+    txpool.room = room
+    # certified: cuts (CUT-FORM/POA/SLOT, CUT-MONOTONE as B-APP-LINK); carried: lane blocks
+    lane_rules = room.cut_validator if room is not None else lanes.validator
     block_validator = ChainValidator(
         NodeBlockValidator(
             PlainPayloadValidator(
-                m.max_block_txs, m.max_tx_bytes, m.max_block_bytes, lanes=lanes.validator
+                m.max_block_txs, m.max_tx_bytes, m.max_block_bytes, lanes=lane_rules
             ),
             lanes,
         ),
@@ -127,41 +182,13 @@ def build_runtime(
         recovered=recovered,
     )
     lanes.finalized_height = ledger.finalized_height
-    queue = EventQueue(metrics, logger, max_inbox_events)
-    txpool = TxPool(
-        mempool=mempool,
-        lanes=lanes,
-        ledger=ledger,
-        metrics=metrics,
-        logger=logger,
-        push_internal=queue.push_internal,
-    )
     lane_tracker = LaneTracker(
         lanes=lanes,
         storage=storage,
         metrics=metrics,
         logger=logger,
         finalized_height=ledger.finalized_height,
-    )
-    on_frame = _FrameHandlerSlot()
-    peers = {v.index: PeerAddress(v.index, v.host, v.port, v.public_key) for v in config.validators}
-    transport = create_transport(
-        config.network.transport,  # type: ignore[arg-type]
-        index=index,
-        key=key,
-        listen_host=config.network.listen_host,
-        listen_port=config.network.listen_port,
-        peers=peers,
-        on_frame=on_frame,
-    )
-    router = Router(
-        index=index,
-        transport=transport,
-        metrics=metrics,
-        logger=logger,
-        push_internal=queue.push_internal,
-        before_vote=txpool.lane_blocks_before_vote,
-        log_votes=config.test.log_votes,
+        room=room,
     )
     timers = Timers(queue.push_internal)
     sync_server = SyncServer(
@@ -175,6 +202,7 @@ def build_runtime(
         txpool=txpool,
         lanes=lanes,
         lane_tracker=lane_tracker,
+        room=room,
         router=router,
         timers=timers,
         sync_server=sync_server,
@@ -186,12 +214,14 @@ def build_runtime(
     on_frame.handler = runtime.on_frame
     view = NodeView(
         index=index,
+        chain_id=config.consensus.chain_id,
         transport_name=config.network.transport,
         validators=len(validators),
         ledger=ledger,
         txpool=txpool,
         lanes=lanes,
         lane_tracker=lane_tracker,
+        room=room,
         router=router,
         metrics=metrics,
         current_round=lambda: runtime.current_round,
@@ -209,6 +239,16 @@ def build_runtime(
     runtime.attach_api(view, rpc)
     _install_faults(runtime, config, key, scheme, exit_process)
     return runtime
+
+
+def lanes_ledger(config: NodeConfig) -> LanesLedger | None:
+    """The lanes' ledger at genesis from `[ledger]` (None: the lanes charge nothing). A
+    restarted node starts here too: its tracker replays the finalized chain."""
+    section = config.ledger
+    if section is None:
+        return None
+    params = LedgerParams(fee=section.fee, bounty=section.bounty)
+    return LanesLedger.from_genesis(params, section.allocation())
 
 
 def _install_faults(
@@ -229,8 +269,12 @@ def _install_faults(
         faults.send_conflicting_votes(runtime.router, runtime.index, key, scheme)
     elif test.byzantine == "malformed":
         runtime.background.append(lambda: faults.spray_malformed(runtime.router))
+    elif test.byzantine == "drop_lane_blocks":
+        faults.drop_lane_blocks(runtime.lanes, runtime.room)
     elif test.byzantine == "replay_txs":
         faults.replay_txs(runtime.txpool.mempool)
+    elif test.byzantine == "withhold_bundles":
+        faults.join_cartel(runtime, options, test.cartel_pool)
     elif test.byzantine and test.byzantine not in NODE_ONLY_BEHAVIOURS:
         runtime.core = faults.wrap_core(
             runtime.core, test.byzantine, options, runtime.index, key, scheme

@@ -12,9 +12,15 @@ Layout of a config file (all sections required except `[test]`):
                   rpc_host, rpc_port, admin_rpc (bool), admin_token_file (default
                   "admin.token"; read only with admin_rpc: hex, mode 0600)
     [consensus]   protocol, delta_ms, vote_pace_ms, round_timeout_ms (optional),
-                  timeout_backoff, max_round_timeout_ms, epoch, schedule, signature_scheme
+                  timeout_backoff, max_round_timeout_ms, epoch, schedule, signature_scheme,
+                  chain_id (optional, default DEFAULT_CHAIN_ID: every signature of the
+                  network names it, and a peer of another chain is refused)
     [mempool]     max_txs, max_tx_bytes, max_block_txs, max_block_bytes
     [[validators]] index, public_key (hex), stake, host, port
+    [ledger]      (optional; without it lanes charge nothing) sender_balance (int, the
+                  genesis balance of every listed sender), fee (int, least fee per
+                  ticket), bounty (int, PIVOT-K bounty B per payload), genesis (list of
+                  sender public keys, hex)
     [test]        crash_after_persist_safety (int, 0 = off), log_votes (bool),
                   byzantine (str, "" = honest), byzantine_options (str, see
                   `parse_byzantine_options`), cartel_pool (str "host:port", the side
@@ -39,13 +45,14 @@ from typing import Any
 
 from consensus.byzantine import BEHAVIOURS as SHARED_BEHAVIOURS
 from consensus.byzantine import LANE_BEHAVIOURS
-from consensus.crypto import KeyPair
+from consensus.crypto import DEFAULT_CHAIN_ID, KeyPair, check_chain_id
 
 TRANSPORTS = ("tcp", "libp2p")
 PROTOCOLS = ("monadbft", "v1", "vanilla")
 SCHEDULES = ("round-robin", "weighted")
 SCHEMES = ("ed25519", "trusted")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DISSEMINATION_MODES = ("certified", "carried")  # [lanes] dissemination
 # Node-only faults, then every behaviour of `consensus.byzantine` (shared with netsim).
 NODE_ONLY_BEHAVIOURS = ("double_vote", "malformed", "replay_txs")
 BYZANTINE_BEHAVIOURS = ("", *NODE_ONLY_BEHAVIOURS, *SHARED_BEHAVIOURS)
@@ -53,9 +60,8 @@ BYZANTINE_BEHAVIOURS = ("", *NODE_ONLY_BEHAVIOURS, *SHARED_BEHAVIOURS)
 BYZANTINE_OPTIONS: dict[str, tuple[str, ...]] = {
     "silent": ("targets",),
     "equivocate": ("targets",),
-    "withhold_bundles": ("strategy", "threshold"),
+    "withhold_bundles": ("strategy", "theta", "m"),
 }
-WITHHOLD_STRATEGIES = ("withhold_all",)
 MAX_VALIDATORS_IN_CONFIG = 1024
 SINGLE_VALIDATOR_VOTE_PACE_MS = 20.0  # the launcher's pace for a one-validator network
 KEY_FILE_MODE_MASK = 0o077  # key-file permission bits that must be clear (as ssh requires)
@@ -106,6 +112,7 @@ class ConsensusSection:
     epoch: int = 1
     schedule: str = "round-robin"
     signature_scheme: str = "ed25519"
+    chain_id: str = DEFAULT_CHAIN_ID
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,34 @@ class MempoolSection:
     max_tx_bytes: int = 64 * 1024
     max_block_txs: int = 5_000
     max_block_bytes: int = 4 * 1024 * 1024
+
+
+MAX_GENESIS_SENDERS = 4096
+
+
+@dataclass(frozen=True)
+class LedgerSection:
+    """The lanes' ledger (consensus/lanes/ledger.py): every sender in `genesis` starts
+    with `sender_balance`; a redeemed ticket pays at least `fee` to its lane; a payload
+    escrows `bounty` (B) for its pivotal bundles' lanes. Every node of a chain must use
+    the same values (they decide which bundles count)."""
+
+    sender_balance: int = 0
+    fee: int = 1
+    bounty: int = 0
+    genesis: tuple[bytes, ...] = ()
+
+    def allocation(self) -> dict[bytes, int]:
+        return dict.fromkeys(self.genesis, self.sender_balance)
+
+
+@dataclass(frozen=True)
+class LanesSection:
+    """How lane data reaches consensus (docs/lanes.md): `certified` (lane chains,
+    availability certificates and tip cuts; the default) or `carried` (lane blocks carried
+    in full inside consensus blocks). Every validator of a network must use the same."""
+
+    dissemination: str = "certified"
 
 
 @dataclass(frozen=True)
@@ -138,6 +173,8 @@ class NodeConfig:
     mempool: MempoolSection
     validators: tuple[ValidatorEntry, ...]
     test: TestSection = field(default_factory=TestSection)
+    lanes: LanesSection = field(default_factory=LanesSection)
+    ledger: LedgerSection | None = None  # None: the lanes charge nothing
 
     @property
     def index(self) -> int:
@@ -265,7 +302,9 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
     """Validate a parsed TOML document. Raises ConfigError naming the first bad key."""
     base = path.parent
     _check_unknown(
-        data, "config", {"node", "network", "consensus", "mempool", "validators", "test"}
+        data,
+        "config",
+        {"node", "network", "consensus", "mempool", "validators", "test", "ledger", "lanes"},
     )
 
     t = _require_table(data, "node")
@@ -320,7 +359,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         epoch=_get(t, "consensus", "epoch", int, 1),
         schedule=_get(t, "consensus", "schedule", str, "round-robin"),
         signature_scheme=_get(t, "consensus", "signature_scheme", str, "ed25519"),
+        chain_id=_get(t, "consensus", "chain_id", str, DEFAULT_CHAIN_ID),
     )
+    try:
+        check_chain_id(consensus.chain_id)
+    except ValueError as exc:
+        raise ConfigError(f"consensus.chain_id: {exc}") from None
     _choice(consensus.protocol, "consensus.protocol", PROTOCOLS)
     _choice(consensus.schedule, "consensus.schedule", SCHEDULES)
     _choice(consensus.signature_scheme, "consensus.signature_scheme", SCHEMES)
@@ -400,6 +444,13 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
             "as fast as the disk syncs"
         )
 
+    t = data.get("lanes", {})
+    if not isinstance(t, dict):
+        raise ConfigError("lanes: must be a table")
+    _check_unknown(t, "lanes", {f.name for f in fields(LanesSection)})
+    lanes = LanesSection(dissemination=_get(t, "lanes", "dissemination", str, "certified"))
+    _choice(lanes.dissemination, "lanes.dissemination", DISSEMINATION_MODES)
+
     t = data.get("test", {})
     if not isinstance(t, dict):
         raise ConfigError("test: must be a table")
@@ -435,6 +486,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         mempool=mempool,
         validators=tuple(validators),
         test=test,
+        lanes=lanes,
+        ledger=_parse_ledger(data.get("ledger")),
     )
 
 
@@ -447,14 +500,15 @@ def parse_byzantine_options(behaviour: str, text: str, validators: int) -> dict[
     """`KEY=VALUE:KEY=VALUE` options of a behaviour, checked; raises ValueError.
 
     - targets=I,J,... (silent, equivocate): the peers the behaviour singles out.
-    - strategy=NAME (withhold_bundles): the cartel's strategy (WITHHOLD_STRATEGIES).
-    - threshold=K (withhold_bundles): the strategy's parameter, an integer >= 0.
+    - strategy=NAME (withhold_bundles): the cartel's strategy, one of
+      `consensus.lanes.cartel.STRATEGIES` (default withhold_all); m=M, the senders'
+      bundles per slot, which every strategy but withhold_all needs; theta=K (threshold).
     """
+    from consensus.lanes.cartel import CartelStrategyError, parse_strategy
+
     options: dict[str, Any] = {}
-    if not text:
-        return options
     allowed = BYZANTINE_OPTIONS.get(behaviour, ())
-    for part in text.split(":"):
+    for part in text.split(":") if text else ():
         key, sep, value = part.partition("=")
         if not sep or not key or not value:
             raise ValueError(f"option {part!r}: expected KEY=VALUE")
@@ -475,18 +529,20 @@ def parse_byzantine_options(behaviour: str, text: str, validators: int) -> dict[
                 raise ValueError(f"targets {value!r}: {bad} not in 0..{validators - 1}")
             options[key] = targets
         elif key == "strategy":
-            if value not in WITHHOLD_STRATEGIES:
-                raise ValueError(
-                    f"strategy {value!r}: unknown (choose {', '.join(WITHHOLD_STRATEGIES)})"
-                )
             options[key] = value
-        elif key == "threshold":
+        else:  # theta, m
             try:
                 options[key] = int(value)
             except ValueError:
-                raise ValueError(f"threshold {value!r}: expected an integer") from None
-            if options[key] < 0:
-                raise ValueError(f"threshold {value!r}: must be >= 0")
+                raise ValueError(f"{key} {value!r}: expected an integer") from None
+    if behaviour == "withhold_bundles":
+        theta = {"theta": options["theta"]} if "theta" in options else {}
+        try:
+            options["cartel_strategy"] = parse_strategy(
+                options.get("strategy", "withhold_all"), theta, options.get("m")
+            )
+        except CartelStrategyError as exc:
+            raise ValueError(str(exc)) from None
     return options
 
 
@@ -502,6 +558,41 @@ def parse_host_port(text: str) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise ValueError(f"{text!r}: port {port} not in 1..65535")
     return host, port
+
+
+def _parse_ledger(t: Any) -> LedgerSection | None:
+    from consensus.lanes.ledger import MAX_AMOUNT
+
+    if t is None:
+        return None
+    if not isinstance(t, dict):
+        raise ConfigError("ledger: must be a table")
+    _check_unknown(t, "ledger", {f.name for f in fields(LedgerSection)})
+    amounts = {
+        key: _get(t, "ledger", key, int, getattr(LedgerSection, key))
+        for key in ("sender_balance", "fee", "bounty")
+    }
+    for key, value in amounts.items():
+        if not 0 <= value <= MAX_AMOUNT:
+            raise ConfigError(f"ledger.{key}: must be in 0..{MAX_AMOUNT}, got {value}")
+    raw = t.get("genesis", [])
+    if not isinstance(raw, list) or len(raw) > MAX_GENESIS_SENDERS:
+        raise ConfigError(
+            f"ledger.genesis: must be a list of at most {MAX_GENESIS_SENDERS} public keys (hex)"
+        )
+    genesis: list[bytes] = []
+    for position, value in enumerate(raw):
+        name = f"ledger.genesis[{position}]"
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a hex public key, got {value!r}")
+        key = _hex(value, name, 32)
+        if key in genesis:
+            raise ConfigError(f"{name}: listed twice")
+        genesis.append(key)
+    # Rule: the ledger's total stays below MAX_AMOUNT (consensus/lanes/ledger.py).
+    if amounts["sender_balance"] * len(genesis) > MAX_AMOUNT:
+        raise ConfigError(f"ledger.sender_balance: the genesis total exceeds {MAX_AMOUNT}")
+    return LedgerSection(genesis=tuple(genesis), **amounts)
 
 
 def check_environment(config: NodeConfig) -> None:
@@ -605,6 +696,8 @@ def load_key(config: NodeConfig) -> KeyPair:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

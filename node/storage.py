@@ -15,10 +15,18 @@ Tables
 - `lane_events`  Sedna payloads decided by the decode tracker: status (executed, rejected,
                  expired), decision height, execution position (-1 unless executed),
                  local decision time, κ, finalized bundles and the decoded bytes.
+- `lane_chain`   certified lanes (docs/lanes.md, "Certified lanes"): every lane chain block
+                 the availability layer stored (`StoreLaneBlock`: its own, the ones it voted
+                 for, fetched ones), by digest, with lane, height, slot and whether this node
+                 voted for it. Written before the vote or broadcast that depends on it;
+                 served to peers that fetch; read back at restart.
 - `lane_heights` per finalized height the tracker processed: the execution-order hash
                  after that height and the counts decided in it. Its highest row is the
                  tracker's durable height; a restarted node replays the finalized chain
                  through a fresh tracker and checks each replayed hash against this table.
+- `lane_ledger`  with a `[ledger]`: per tracker height, the lanes' ledger digest after it
+                 and the running totals (fees charged, bounties paid, burned), written
+                 with the `lane_heights` row; a replay must reproduce each digest.
 
 Durability. The connection runs `journal_mode=WAL, synchronous=NORMAL`: a committed
 transaction is in the OS page cache before `commit()` returns, so it survives the death of
@@ -101,9 +109,16 @@ CREATE TABLE IF NOT EXISTS lane_events (
     position INTEGER NOT NULL, decided_ns INTEGER NOT NULL, kappa INTEGER NOT NULL,
     finalized_bundles INTEGER NOT NULL, first_slot INTEGER NOT NULL, data BLOB);
 CREATE INDEX IF NOT EXISTS lane_events_by_height ON lane_events (height, position);
+CREATE TABLE IF NOT EXISTS lane_chain (
+    digest BLOB PRIMARY KEY, lane INTEGER NOT NULL, height INTEGER NOT NULL,
+    slot INTEGER NOT NULL, voted INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS lane_chain_by_lane ON lane_chain (lane, height);
 CREATE TABLE IF NOT EXISTS lane_heights (
     height INTEGER PRIMARY KEY, exec_hash BLOB NOT NULL, executed INTEGER NOT NULL,
     rejected INTEGER NOT NULL, expired INTEGER NOT NULL, redeemed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS lane_ledger (
+    height INTEGER PRIMARY KEY, ledger_hash BLOB NOT NULL, fees_charged INTEGER NOT NULL,
+    bounties_paid INTEGER NOT NULL, burned INTEGER NOT NULL);
 """
 
 
@@ -131,6 +146,17 @@ class LaneHeightRow:
     rejected: int
     expired: int
     redeemed: int  # tickets redeemed in this height's lane blocks
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerHeightRow:
+    """The lanes' ledger after one tracker height (totals are running sums)."""
+
+    height: int
+    ledger_hash: bytes
+    fees_charged: int
+    bounties_paid: int
+    burned: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,6 +566,35 @@ class Storage:
         row = self._db.execute("SELECT data FROM lane_data WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    def put_lane_chain_block(
+        self, digest: bytes, lane: int, height: int, slot: int, voted: bool, data: bytes
+    ) -> None:
+        """Store a certified-lane block (idempotent; `voted` is only ever raised)."""
+        self._db.execute(
+            "INSERT INTO lane_chain (digest, lane, height, slot, voted, data) "
+            "VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(digest) DO UPDATE SET voted = MAX(voted, excluded.voted)",
+            (digest, lane, height, slot, int(voted), data),
+        )
+
+    def get_lane_chain_block(self, digest: bytes) -> bytes | None:
+        row = self._db.execute("SELECT data FROM lane_chain WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def lane_chain_blocks_above(
+        self, lane: int, height: int, limit: int
+    ) -> list[tuple[bytes, bool, bytes]]:
+        """(digest, voted, data) of `lane`'s stored blocks above `height`, lowest first."""
+        rows = self._db.execute(
+            "SELECT digest, voted, data FROM lane_chain WHERE lane = ? AND height > ? "
+            "ORDER BY height LIMIT ?",
+            (lane, height, limit),
+        ).fetchall()
+        return [(bytes(r[0]), bool(r[1]), bytes(r[2])) for r in rows]
+
+    def lane_chain_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM lane_chain").fetchone()[0])
+
     def finalized_blocks(self, first: int, limit: int) -> list[tuple[Tip, BlockBody]]:
         """Finalized blocks from height `first` upwards, in height order (at most `limit`)."""
         rows = self._db.execute(
@@ -554,7 +609,12 @@ class Storage:
         row = self._db.execute("SELECT MAX(seq_num) FROM blocks").fetchone()
         return 0 if row is None or row[0] is None else int(row[0])
 
-    def lane_record(self, heights: Sequence[LaneHeightRow], events: Sequence[LaneEventRow]) -> None:
+    def lane_record(
+        self,
+        heights: Sequence[LaneHeightRow],
+        events: Sequence[LaneEventRow],
+        ledger: Sequence[LedgerHeightRow] = (),
+    ) -> None:
         """Store the tracker's result for consecutive heights, atomically.
 
         Heights at or below the stored lane height are skipped (a replay after restart), and
@@ -590,6 +650,12 @@ class Storage:
                     for e in events
                 ),
             )  # fmt: skip
+            db.executemany(
+                "INSERT OR IGNORE INTO lane_ledger (height, ledger_hash, fees_charged, "
+                "bounties_paid, burned) VALUES (?, ?, ?, ?, ?)",
+                ((r.height, r.ledger_hash, r.fees_charged, r.bounties_paid, r.burned)
+                 for r in ledger),
+            )  # fmt: skip
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -607,6 +673,17 @@ class Storage:
             (first, last, MAX_RANGE_ROWS),
         ).fetchall()
         return [LaneHeightRow(int(r[0]), bytes(r[1]), *(int(v) for v in r[2:])) for r in rows]
+
+    def ledger_at(self, height: int) -> LedgerHeightRow | None:
+        """The lanes' ledger digest and totals stored after tracker height `height`."""
+        row = self._db.execute(
+            "SELECT height, ledger_hash, fees_charged, bounties_paid, burned FROM lane_ledger "
+            "WHERE height = ?",
+            (height,),
+        ).fetchone()
+        if row is None:
+            return None
+        return LedgerHeightRow(int(row[0]), bytes(row[1]), *(int(v) for v in row[2:]))
 
     def lane_hash_at(self, height: int) -> bytes | None:
         row = self._db.execute(

@@ -30,18 +30,21 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consensus.crypto import KeyPair
+from consensus.crypto import KeyPair, check_chain_id
 from node.config import (
     ADMIN_TOKEN_FILE,
+    DISSEMINATION_MODES,
     SINGLE_VALIDATOR_VOTE_PACE_MS,
     ConfigError,
     load_config,
     render_config,
+    render_key_file,
     write_admin_token,
     write_key_file,
 )
@@ -168,6 +171,8 @@ def config_document(
     consensus: Mapping[str, Any],
     test: Mapping[str, Any],
     admin_rpc: bool,
+    dissemination: str = "certified",
+    ledger: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
         "node": {
@@ -187,6 +192,7 @@ def config_document(
         },
         "consensus": {"protocol": "monadbft", "delta_ms": 100.0, **consensus},
         "mempool": {"max_txs": 200_000, "max_block_txs": 5_000},
+        "lanes": {"dissemination": dissemination},
         "validators": [
             {
                 "index": p.index,
@@ -198,9 +204,44 @@ def config_document(
             for p in plans
         ],
     }
+    if ledger is not None:
+        document["ledger"] = dict(ledger)
     if test:
         document["test"] = dict(test)
     return document
+
+
+SENDERS_FILE = "senders.toml"  # the funded sender keys of a network with a [ledger]
+DEFAULT_SENDERS = 4
+
+
+def ledger_section(
+    sender_balance: int, fee: int, bounty: int, senders: Sequence[KeyPair]
+) -> dict[str, Any]:
+    """The `[ledger]` of every config: prices and the genesis allocation."""
+    return {
+        "sender_balance": sender_balance,
+        "fee": fee,
+        "bounty": bounty,
+        "genesis": [key.public.hex() for key in senders],
+    }
+
+
+def write_senders(path: Path, senders: Sequence[KeyPair]) -> None:
+    """The funded senders' keys, readable by their owner only (the load generator's)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        for key in senders:
+            handle.write(f"[[senders]]\n{render_key_file(key)}\n")
+
+
+def load_senders(root: Path) -> list[KeyPair]:
+    """The funded sender keys of the network at `root` ([] when it has none)."""
+    path = root / SENDERS_FILE
+    if not path.exists():
+        return []
+    data = tomllib.loads(path.read_text())
+    return [KeyPair.from_seed(bytes.fromhex(entry["secret_seed"])) for entry in data["senders"]]
 
 
 def generate_network(
@@ -214,8 +255,15 @@ def generate_network(
     node_test: Mapping[int, Mapping[str, Any]] | None = None,
     admin_rpc: bool | None = None,
     keys: Sequence[KeyPair] | None = None,
+    dissemination: str = "certified",
+    chain_id: str | None = None,
+    ledger: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Write keys, configs and the manifest for a fresh network; returns the manifest.
+
+    `ledger` (`sender_balance`, `fee`, `bounty`, optional `senders`: how many funded
+    sender keys, default 4) gives every config the same `[ledger]`; the funded senders'
+    keys go to `SENDERS_FILE` at the root.
 
     The admin RPC (transport isolation, used by `disconnect` perturbations) is on by
     default only in the local layout, whose RPC listens on loopback.
@@ -239,7 +287,16 @@ def generate_network(
         node_test=node_test,
         admin_rpc=admin_rpc,
         keys=keys,
+        dissemination=dissemination,
+        chain_id=chain_id,
+        ledger=ledger,
     )
+
+
+def new_chain_id() -> str:
+    """A fresh chain id for a new network: nothing signed on another network is valid on
+    it, and its nodes refuse peers of any other network (docs/operations.md)."""
+    return f"sedna-{os.urandom(6).hex()}"
 
 
 def write_network(
@@ -252,18 +309,31 @@ def write_network(
     node_test: Mapping[int, Mapping[str, Any]] | None = None,
     admin_rpc: bool = False,
     keys: Sequence[KeyPair] | None = None,
+    dissemination: str = "certified",
+    chain_id: str | None = None,
+    ledger: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Keys, configs, manifests and the Prometheus config of planned validators: what every
-    layout shares. A plan with a `bundle` goes to `root/hosts/<bundle>/`, a host's bundle:
+    layout shares. Every config names the network's chain id: `chain_id`, else the
+    consensus mapping's, else a fresh one (`new_chain_id`). A plan with a `bundle` goes to `root/hosts/<bundle>/`, a host's bundle:
     its validators' directories (configs and *their* keys only) and a manifest of them, so
     `sedna testnet up|status|down --dir <bundle>` runs that host's part of the network.
     The manifest at `root` lists every validator (no secret is in it)."""
     nodes = len(plans)
     consensus = dict(consensus or {})
+    chain_id = chain_id or consensus.get("chain_id") or new_chain_id()
+    try:
+        consensus["chain_id"] = check_chain_id(chain_id)
+    except ValueError as exc:
+        raise TestnetError(f"--chain-id: {exc}") from None
     if nodes == 1:  # a lone validator is its own quorum: pace it (config rule)
         consensus.setdefault("vote_pace_ms", SINGLE_VALIDATOR_VOTE_PACE_MS)
     if transport not in ("tcp", "libp2p"):
         raise TestnetError(f"unknown transport {transport!r}; choose 'tcp' or 'libp2p'")
+    if dissemination not in DISSEMINATION_MODES:
+        raise TestnetError(
+            f"unknown dissemination {dissemination!r}; choose one of {list(DISSEMINATION_MODES)}"
+        )
     if (root / MANIFEST).exists():
         raise TestnetError(f"{root} already holds a network ({MANIFEST}); remove it first")
     if [p.index for p in plans] != list(range(nodes)):
@@ -274,6 +344,22 @@ def write_network(
         raise TestnetError(f"{len(keys)} keys for {nodes} nodes")
     node_test = node_test or {}
     root.mkdir(parents=True, exist_ok=True)
+    ledger_doc: dict[str, Any] | None = None
+    if ledger is not None:
+        unknown = sorted(set(ledger) - {"sender_balance", "fee", "bounty", "senders"})
+        if unknown:
+            raise TestnetError(f"ledger: unknown key {unknown[0]!r}")
+        count = int(ledger.get("senders", DEFAULT_SENDERS))
+        if not 1 <= count <= 64:
+            raise TestnetError(f"ledger: senders must be in 1..64, got {count}")
+        senders = [KeyPair.from_seed(os.urandom(32)) for _ in range(count)]
+        ledger_doc = ledger_section(
+            int(ledger.get("sender_balance", 0)),
+            int(ledger.get("fee", 1)),
+            int(ledger.get("bounty", 0)),
+            senders,
+        )
+        write_senders(root / SENDERS_FILE, senders)
     created_s = round(time.time(), 3)
     bundles: dict[str, list[NodePlan]] = {}
     for plan in plans:
@@ -297,6 +383,8 @@ def write_network(
                 consensus=consensus,
                 test=node_test.get(plan.index, {}),
                 admin_rpc=admin_rpc,
+                dissemination=dissemination,
+                ledger=ledger_doc,
             )
             (node_dir / "config.toml").write_text(render_config(document))
             entry = {
@@ -318,6 +406,7 @@ def write_network(
             host_manifest = {
                 "version": 1,
                 "nodes": nodes,
+                "chain_id": chain_id,
                 "transport": transport,
                 "layout": HOST_LAYOUT,
                 "host": bundle,
@@ -332,6 +421,8 @@ def write_network(
     manifest = {
         "version": 1,
         "nodes": nodes,
+        "chain_id": chain_id,
+        "ledger": ledger_doc,
         "transport": transport,
         "layout": layout,
         "created_s": created_s,
@@ -865,7 +956,10 @@ class RunOptions:
     sedna_rate_pps: float = 20.0  # Sedna payloads/s offered alongside the plain txs (0: none)
     sedna_bytes: int = 512
     sedna_policy: str = "fresh"
+    dissemination: str = "certified"  # [lanes] dissemination of every node
     sedna_preencode: bool = False  # encode the run's payloads before the load starts
+    # the lanes' ledger: sender_balance, fee, bounty (None: the lanes charge nothing)
+    ledger: dict[str, int] | None = None
     out: Path | None = None  # write per-second series (CSV, PNG) and the summary here
 
 
@@ -931,6 +1025,8 @@ class TestnetRun:
         self.phase = "starting"
         self.preencode_s: float | None = None
         self.series = SeriesRecorder()
+        self.hub: Any = None  # the cartel's PoolHub (withhold_bundles)
+        self.sedna_sent: dict[bytes, int] = {}  # Sedna payload id -> first send (ns)
 
     def _now(self) -> float:
         return time.monotonic() - self.load_started_s
@@ -944,8 +1040,22 @@ class TestnetRun:
             node_test.setdefault(index, {})["byzantine"] = kind
             if o.byzantine_options.get(index):
                 node_test[index]["byzantine_options"] = o.byzantine_options[index]
+        cartel = sorted(i for i, kind in o.byzantine.items() if kind == "withhold_bundles")
+        if cartel:  # the cartel's side channel (node/cartel_pool.py), up before its members
+            from node.cartel_pool import PoolHub
+
+            self.hub = PoolHub()
+            await self.hub.start()
+            for index in cartel:
+                node_test[index]["cartel_pool"] = self.hub.address
         generate_network(
-            root, o.nodes, transport=o.transport, consensus=o.consensus, node_test=node_test
+            root,
+            o.nodes,
+            transport=o.transport,
+            consensus=o.consensus,
+            node_test=node_test,
+            dissemination=o.dissemination,
+            ledger=o.ledger,
         )
         self.net = net = Testnet(root)
         summary: dict[str, Any] = {}
@@ -968,6 +1078,10 @@ class TestnetRun:
             summary = await self._measure()
         finally:
             net.stop_all()
+            if self.hub is not None:
+                await self.hub.close()
+                if summary:
+                    summary["cartel"] = self._cartel_summary(cartel)
             summary["dir"] = str(root) if (o.keep or not temp or self.failures) else None
             if temp and not o.keep and not self.failures:
                 shutil.rmtree(root, ignore_errors=True)
@@ -982,8 +1096,15 @@ class TestnetRun:
         assert net is not None
         targets = [(m.index, m.rpc_host, m.rpc_port) for m in net.members]
 
+        from node.config import is_consensus_byzantine
+
         def is_up(index: int) -> bool:
-            return index not in self.unavailable and index not in o.byzantine
+            # Load goes to every node but those attacking consensus: a lane attacker
+            # (a withholding cartel member, a censoring leader) is a lane like any other
+            # to the senders, who cannot tell it apart.
+            return index not in self.unavailable and not is_consensus_byzantine(
+                o.byzantine.get(index, "")
+            )
 
         loadgen: Any = (
             LoadGenerator(targets, o.rate_tps, tx_bytes=o.tx_bytes, is_up=is_up)
@@ -997,6 +1118,7 @@ class TestnetRun:
                 payload_bytes=o.sedna_bytes,
                 policy=SednaPolicy(lanes=o.sedna_policy),
                 is_up=is_up,
+                key=next(iter(load_senders(net.root)), None),  # funded, with a [ledger]
             )
             if o.sedna_rate_pps > 0
             else None
@@ -1112,12 +1234,16 @@ class TestnetRun:
             self.failures.append(
                 f"DIVERGENCE: execution-order hashes differ at height {common}: {hashes}"
             )
-        rejected: dict[str, int] = {}
+        rejected: dict[str, int] = {"insufficient_balance": 0}  # contract key, even at 0
+        not_counted: dict[str, int] = {}
         stats = await asyncio.gather(*(self.net.rpc_json(i, "/stats", 5.0) for i in nodes))
         for node_stats in stats:
             if node_stats is not None:
                 for reason, count in node_stats["lanes"]["bundles_rejected"].items():
                     rejected[reason] = rejected.get(reason, 0) + int(count)
+                for reason, count in node_stats["lanes"].get("bundles_not_counted", {}).items():
+                    not_counted[reason] = not_counted.get(reason, 0) + int(count)
+        money = await self._ledger_summary(common)
         result: dict[str, Any] = {
             "sedna_rate_pps": self.options.sedna_rate_pps,
             "sedna_bytes": self.options.sedna_bytes,
@@ -1126,6 +1252,8 @@ class TestnetRun:
             "execution_order_hash": hashes.get(0) if hashes else None,
             "lane_tracker_heights": {str(i): tracker[i] for i in sorted(tracker)},
             "bundles_rejected": dict(sorted(rejected.items())),
+            "bundles_not_counted": dict(sorted(not_counted.items())),
+            **money,
         }
         if sedna is None:
             result.update(
@@ -1134,6 +1262,7 @@ class TestnetRun:
             return result
         client = sedna.client
         sent = {cid: p.first_send_ns for cid, p in client.payloads.items() if p.first_send_ns}
+        self.sedna_sent = sent
         decoded: dict[str, int] = {}
         in_window: dict[str, int] = {}
         latency = LatencyHistogram()
@@ -1193,6 +1322,118 @@ class TestnetRun:
             },
         )
         return result
+
+    async def _ledger_summary(self, common: int) -> dict[str, Any]:
+        """The lanes' ledger at the common tracker height: `ledger_hash` per node (honest
+        nodes at one height must agree: else a LEDGER DIVERGENCE failure), and the
+        `fees_charged` and `bounties_paid` up to that height."""
+        assert self.net is not None
+        result: dict[str, Any] = {
+            "ledger_height": common,
+            "fees_charged": 0,
+            "bounties_paid": 0,
+            "ledger_hash": {},
+        }
+        if self.options.ledger is None or not common:
+            return result
+        rows: dict[int, Any] = {}
+        for index in range(len(self.net)):
+            if index in self.options.byzantine:
+                continue  # only honest nodes must agree
+            info = await self.net.rpc_json(index, f"/lanes?at={common}", 5.0)
+            if info is not None:
+                rows[index] = info.get("ledger_at_height")
+            else:
+                row = self._disk(index, lambda s, h=common: s.ledger_at(h))
+                rows[index] = (
+                    None
+                    if row is None
+                    else {
+                        "ledger_hash": row.ledger_hash.hex(),
+                        "fees_charged": row.fees_charged,
+                        "bounties_paid": row.bounties_paid,
+                    }
+                )
+        hashes = {str(i): (r or {}).get("ledger_hash") for i, r in sorted(rows.items())}
+        result["ledger_hash"] = hashes
+        if len(set(hashes.values())) > 1 or None in hashes.values():
+            self.failures.append(
+                f"LEDGER DIVERGENCE: ledger hashes differ at height {common}: {hashes}"
+            )
+        first = next((r for r in rows.values() if r), None)
+        if first is not None:
+            result["fees_charged"] = int(first["fees_charged"])
+            result["bounties_paid"] = int(first["bounties_paid"])
+        return result
+
+    def _cartel_summary(self, cartel: list[int]) -> dict[str, Any]:
+        """Per Sedna payload: the slot the chain decided it (public, read from an honest
+        node's database) and the first slot a cartel member could decode it privately
+        (reported over the side channel; `node/cartel_pool.py`); the lead is their
+        difference. Read after the nodes stopped."""
+        hub = self.hub
+        o = self.options
+        honest = min(i for i in range(o.nodes) if i not in o.byzantine)
+        height = self._disk(honest, lambda s: s.lane_height())
+        rows = self._disk(honest, lambda s: s.lane_events(1, height)) if height else []
+        withheld: dict[bytes, int] = {}
+        for _lane, _slot, cid, _index in hub.withheld:
+            withheld[cid] = withheld.get(cid, 0) + 1
+        payloads: list[dict[str, Any]] = []
+        leads: list[int] = []
+        public_ids = set()
+        for row in rows:
+            if row.payload_id not in self.sedna_sent:
+                continue
+            public_ids.add(row.payload_id)
+            public = row.height if row.status == "executed" else None
+            private = hub.private_slot.get(row.payload_id)
+            lead = None
+            if public is not None:
+                lead = public - min(public, private) if private is not None else 0
+                leads.append(lead)
+            payloads.append(
+                {
+                    "id": row.payload_id.hex(),
+                    "status": row.status,
+                    "first_slot": row.first_slot,
+                    "kappa": row.kappa,
+                    "public_slot": public,
+                    "cartel_slot": private,
+                    "lead": lead,
+                    "withheld": withheld.get(row.payload_id, 0),
+                }
+            )
+        for cid in sorted(set(self.sedna_sent) - public_ids):
+            private = hub.private_slot.get(cid)
+            payloads.append(
+                {
+                    "id": cid.hex(),
+                    "status": "undecided",
+                    "first_slot": None,
+                    "kappa": None,
+                    "public_slot": None,
+                    "cartel_slot": private,
+                    "lead": None,
+                    "withheld": withheld.get(cid, 0),
+                }
+            )
+        spec = o.byzantine_options.get(cartel[0], "") if cartel else ""
+        return {
+            "members": cartel,
+            "options": spec,
+            "withheld_bundles": len(hub.withheld),
+            "holdings_reported": hub.holds,
+            "channel_refused": hub.refused,
+            "payloads_withheld": sum(1 for p in payloads if p["withheld"]),
+            "lead_slots": {
+                "payloads": len(leads),
+                "ahead": sum(1 for v in leads if v > 0),
+                "mean": round(sum(leads) / len(leads), 3) if leads else None,
+                "max": max(leads, default=None),
+            },
+            "payloads": payloads,
+        }
 
     def _disk(self, index: int, read: Callable[[Any], Any]) -> Any:
         """Read a stopped node's database."""
@@ -1490,6 +1731,7 @@ class TestnetRun:
         return {
             "nodes": o.nodes,
             "transport": o.transport,
+            "dissemination": o.dissemination,
             "duration_s": o.duration_s,
             "rate_tps": o.rate_tps,
             "tx_bytes": o.tx_bytes,

@@ -79,9 +79,10 @@ def test_byzantine_specs() -> None:
         ("equivocate:1:targets=7", r"\[7\] not in 0..3"),
         ("equivocate:1:strategy=withhold_all", "unknown for equivocate"),
         ("tail_fork:1:targets=0", "unknown for tail_fork"),
-        ("withhold_bundles:1:strategy=nope", "strategy 'nope': unknown"),
-        ("withhold_bundles:1:threshold=-1", "must be >= 0"),
-        ("withhold_bundles:1:threshold", "expected KEY=VALUE"),
+        ("withhold_bundles:1:strategy=nope", "unknown cartel strategy"),
+        ("withhold_bundles:1:strategy=threshold", "needs m"),
+        ("withhold_bundles:1:strategy=threshold:m=2:theta=0", "theta must be >= 1"),
+        ("withhold_bundles:1:theta", "expected KEY=VALUE"),
         ("withhold_bundles:1:strategy=withhold_all:strategy=withhold_all", "given twice"),
     ):
         with pytest.raises(ValueError, match=message):
