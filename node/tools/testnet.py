@@ -956,6 +956,7 @@ class RunOptions:
     sedna_rate_pps: float = 20.0  # Sedna payloads/s offered alongside the plain txs (0: none)
     sedna_bytes: int = 512
     sedna_policy: str = "fresh"
+    sedna_bundles_per_slot: int = 0  # m, the senders' bundles per slot (0: every lane)
     dissemination: str = "certified"  # [lanes] dissemination of every node
     sedna_preencode: bool = False  # encode the run's payloads before the load starts
     # the lanes' ledger: sender_balance, fee, bounty (None: the lanes charge nothing)
@@ -1116,7 +1117,7 @@ class TestnetRun:
                 targets,
                 o.sedna_rate_pps,
                 payload_bytes=o.sedna_bytes,
-                policy=SednaPolicy(lanes=o.sedna_policy),
+                policy=SednaPolicy(lanes=o.sedna_policy, bundles_per_slot=o.sedna_bundles_per_slot),
                 is_up=is_up,
                 key=next(iter(load_senders(net.root)), None),  # funded, with a [ledger]
             )
@@ -1377,8 +1378,10 @@ class TestnetRun:
         height = self._disk(honest, lambda s: s.lane_height())
         rows = self._disk(honest, lambda s: s.lane_events(1, height)) if height else []
         withheld: dict[bytes, int] = {}
-        for _lane, _slot, cid, _index in hub.withheld:
+        lanes: dict[bytes, set[int]] = {}
+        for lane, _slot, cid, _index in hub.withheld:
             withheld[cid] = withheld.get(cid, 0) + 1
+            lanes.setdefault(cid, set()).add(lane)
         payloads: list[dict[str, Any]] = []
         leads: list[int] = []
         public_ids = set()
@@ -1402,6 +1405,7 @@ class TestnetRun:
                     "cartel_slot": private,
                     "lead": lead,
                     "withheld": withheld.get(row.payload_id, 0),
+                    "withheld_by": sorted(lanes.get(row.payload_id, ())),
                 }
             )
         for cid in sorted(set(self.sedna_sent) - public_ids):
@@ -1416,6 +1420,7 @@ class TestnetRun:
                     "cartel_slot": private,
                     "lead": None,
                     "withheld": withheld.get(cid, 0),
+                    "withheld_by": sorted(lanes.get(cid, ())),
                 }
             )
         spec = o.byzantine_options.get(cartel[0], "") if cartel else ""
@@ -1763,6 +1768,48 @@ class TestnetRun:
             "failures": self.failures,
             "ok": not self.failures,
         }
+
+
+def cartel_options(
+    *,
+    nodes: int,
+    cartel: Sequence[int],
+    strategy: str = "withhold_all",
+    m: int | None = None,
+    theta: int | None = None,
+    censors: Sequence[int] = (),
+    **run: Any,
+) -> RunOptions:
+    """Run options of a withholding cartel on a testnet (the API `sedna mech experiment`
+    calls): lanes `cartel` run `withhold_bundles` with `strategy` (m, the senders' bundles
+    per slot, is also the senders' policy when given; theta for `threshold`), `censors`
+    run `drop_lane_blocks`. `run` sets any other `RunOptions` field (duration_s,
+    sedna_rate_pps, transport, ...). Raises ValueError on a bad choice, like the CLI."""
+    specs: list[ByzantineSpec] = []
+    if cartel:
+        options = [f"strategy={strategy}"]
+        options += [f"m={m}"] if m is not None else []
+        options += [f"theta={theta}"] if theta is not None else []
+        text = f"withhold_bundles:{','.join(map(str, cartel))}:{':'.join(options)}"
+        specs.append(parse_byzantine(text, nodes))
+    if censors:
+        specs.append(parse_byzantine(f"drop_lane_blocks:{','.join(map(str, censors))}", nodes))
+    assigned = byzantine_nodes(specs, nodes)
+    run.setdefault("rate_tps", 0.0)
+    if m is not None:
+        run.setdefault("sedna_bundles_per_slot", m)
+    return RunOptions(
+        nodes=nodes,
+        byzantine={n: s.behaviour for n, s in assigned.items()},
+        byzantine_options={n: s.options for n, s in assigned.items() if s.options},
+        **run,
+    )
+
+
+def run_cartel(**kwargs: Any) -> dict[str, Any]:
+    """One bounded testnet run of `cartel_options(**kwargs)`; its summary (with `cartel`:
+    per payload the public and cartel decode slots and the lead)."""
+    return asyncio.run(TestnetRun(cartel_options(**kwargs)).execute())
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from node.tools.testnet import RunOptions, TestnetRun
+from node.tools.testnet import RunOptions, TestnetRun, run_cartel
 
 pytestmark = pytest.mark.e2e
 
@@ -88,3 +88,53 @@ def test_honest_nodes_agree_and_finalize_over_libp2p(behaviour: str) -> None:
     check = EVIDENCE[behaviour]
     if check is not None:
         assert check(summary), (summary["core_dropped"], summary["equivocations"])
+
+
+# --------------------------------------------------------------------------- lanes
+
+
+@pytest.mark.parametrize("transport", ["tcp", "libp2p"])
+def test_a_withholding_cartel_decodes_ahead_of_the_chain(transport: str) -> None:
+    """Lanes 2 and 3 withhold every bundle addressed to them and share them over the
+    cartel's side channel: honest nodes still agree (finalized chain and Sedna execution
+    order) and finalize, and the cartel decodes some payloads before the chain does,
+    among them payloads whose pooled bundles came from both members (only the side
+    channel brings those together)."""
+    summary = run_cartel(
+        nodes=4,
+        cartel=[2, 3],
+        duration_s=5.0,
+        rate_tps=50.0,
+        sedna_rate_pps=12.0,
+        drain_s=5.0,
+        transport=transport,
+    )
+    honest_progress(summary)
+    assert summary["execution_order_agreement"]
+    cartel = summary["cartel"]
+    assert cartel["withheld_bundles"] > 0 and cartel["channel_refused"] == 0
+    assert cartel["holdings_reported"] >= cartel["withheld_bundles"]
+    ahead = [p for p in cartel["payloads"] if p["lead"]]
+    assert ahead, cartel["lead_slots"]
+    for p in ahead:
+        assert p["withheld"] > 0 and p["cartel_slot"] < p["public_slot"]
+    assert any(p["withheld_by"] == [2, 3] for p in ahead), cartel["payloads"]
+
+
+def test_a_censoring_leader_delays_but_does_not_stop_the_lanes() -> None:
+    """drop_lane_blocks on node 3: its blocks carry no other lane's lane blocks (carried)
+    or keep other lanes at the parent's tips (certified); honest leaders include them."""
+    summary = run_cartel(
+        nodes=4,
+        cartel=[],
+        censors=[3],
+        duration_s=5.0,
+        rate_tps=50.0,
+        sedna_rate_pps=10.0,
+        drain_s=5.0,
+    )
+    honest_progress(summary)
+    assert summary["execution_order_agreement"]
+    assert summary["byzantine"] == {"3": "drop_lane_blocks"}
+    decoded = summary["sedna_decoded"]
+    assert min(decoded.values()) > 0 and min(decoded.values()) == summary["sedna_offered"]
