@@ -1379,9 +1379,17 @@ class TestnetRun:
         rows = self._disk(honest, lambda s: s.lane_events(1, height)) if height else []
         withheld: dict[bytes, int] = {}
         lanes: dict[bytes, set[int]] = {}
-        for lane, _slot, cid, _index in hub.withheld:
+        slots: dict[bytes, list[int]] = {}
+        for lane, slot, cid, _index in hub.withheld:
             withheld[cid] = withheld.get(cid, 0) + 1
             lanes.setdefault(cid, set()).add(lane)
+            slots.setdefault(cid, []).append(slot)
+
+        def pool_slot(cid: bytes, kappa: int) -> int | None:
+            """The slot by which the pool alone held κ bundles (None: never)."""
+            held = sorted(slots.get(cid, ()))
+            return held[kappa - 1] if len(held) >= kappa else None
+
         payloads: list[dict[str, Any]] = []
         leads: list[int] = []
         public_ids = set()
@@ -1406,6 +1414,7 @@ class TestnetRun:
                     "lead": lead,
                     "withheld": withheld.get(row.payload_id, 0),
                     "withheld_by": sorted(lanes.get(row.payload_id, ())),
+                    "pool_slot": pool_slot(row.payload_id, row.kappa),
                 }
             )
         for cid in sorted(set(self.sedna_sent) - public_ids):
@@ -1421,6 +1430,7 @@ class TestnetRun:
                     "lead": None,
                     "withheld": withheld.get(cid, 0),
                     "withheld_by": sorted(lanes.get(cid, ())),
+                    "pool_slot": None,
                 }
             )
         spec = o.byzantine_options.get(cartel[0], "") if cartel else ""

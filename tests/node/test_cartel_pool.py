@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from consensus.crypto import ED25519, derive_keys
 from consensus.lanes.cartel import CartelStrategy
+from consensus.lanes.encoding import encode_payload
+from consensus.lanes.tracker import DecodeTracker
+from consensus.lanes.wire import EMPTY_PAYLOAD, encode
 from node.cartel_pool import (
     MAX_FRAME_BYTES,
     CartelMember,
@@ -12,10 +16,12 @@ from node.cartel_pool import (
     Hello,
     Hold,
     PoolHub,
+    Withheld,
     pack,
     read_frame,
 )
 from node.lanes_node import NODE_LANE_PARAMS
+from tests.lanes.helpers import entry_for
 
 
 async def _connect(hub: PoolHub, lane: int):
@@ -82,6 +88,47 @@ def test_a_member_applies_its_peers_holdings_to_its_own_book() -> None:
             view = member.pool.book.view(cid, 5)
             assert view is not None and view.holdings == 2  # X = 2 >= theta: withhold
             assert member.pool.book.decide(cid, 5)
+            writer.close()
+        finally:
+            task.cancel()
+            await hub.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_member_decodes_privately_from_bundles_its_peer_withheld() -> None:
+    """Peer lane 1 withholds κ bundles of a payload and sends them over the channel; lane 2
+    holds none itself and the chain none: lane 2 decodes it once their slot is final, and
+    the hub records that slot (with the peers' bundles ignored, nothing decodes)."""
+    scheme = ED25519
+    sender = derive_keys(1, "cartel-test-sender")[0]
+    payload = b"cartel" * 80
+    encoded = encode_payload(NODE_LANE_PARAMS, payload, b"k" * 32, sender.public, expiry_slot=1000)
+    kappa = encoded.commitment.kappa
+    slot = 3
+
+    async def scenario() -> None:
+        hub = PoolHub()
+        await hub.start()
+        member = CartelMember(2, NODE_LANE_PARAMS, CartelStrategy(), ("127.0.0.1", hub.port))
+        task = asyncio.create_task(member.run())
+        try:
+            _reader, writer = await _connect(hub, 1)
+            await _settle(lambda: len(hub.members) == 2)
+            for index in range(kappa):
+                entry = entry_for(scheme, sender, encoded, index, lane=1, slot=slot)
+                writer.write(pack(Withheld(lane=1, slot=slot, entry=encode(entry))))
+            cid = encoded.commitment_id
+            await _settle(lambda: member.pool.bundle_count(cid) == kappa)
+            tracker = DecodeTracker(NODE_LANE_PARAMS)
+            for height in range(1, slot + 2):
+                outcome = tracker.on_finalized_payload(height, EMPTY_PAYLOAD, b"\0" * 32)
+                member.after_tracked(tracker, outcome)
+                if height < slot:
+                    assert cid not in member.decoded  # its bundles' slot is not final yet
+            assert member.decoded.get(cid) == slot
+            await _settle(lambda: cid in hub.private_slot)
+            assert hub.private_slot == {cid: slot}
             writer.close()
         finally:
             task.cancel()
