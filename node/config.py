@@ -46,6 +46,7 @@ from typing import Any
 from consensus.byzantine import BEHAVIOURS as SHARED_BEHAVIOURS
 from consensus.byzantine import LANE_BEHAVIOURS
 from consensus.crypto import DEFAULT_CHAIN_ID, KeyPair, check_chain_id
+from consensus.lanes.cartel import STRATEGIES as CARTEL_STRATEGIES
 
 TRANSPORTS = ("tcp", "libp2p")
 PROTOCOLS = ("monadbft", "v1", "vanilla")
@@ -60,8 +61,10 @@ BYZANTINE_BEHAVIOURS = ("", *NODE_ONLY_BEHAVIOURS, *SHARED_BEHAVIOURS)
 BYZANTINE_OPTIONS: dict[str, tuple[str, ...]] = {
     "silent": ("targets",),
     "equivocate": ("targets",),
-    "withhold_bundles": ("strategy", "theta", "m"),
+    "withhold_bundles": ("strategy", "m", "theta", "threshold"),
 }
+# The cartel strategies a `withhold_bundles` node runs (consensus.lanes.cartel, pure).
+WITHHOLD_STRATEGIES = CARTEL_STRATEGIES
 MAX_VALIDATORS_IN_CONFIG = 1024
 SINGLE_VALIDATOR_VOTE_PACE_MS = 20.0  # the launcher's pace for a one-validator network
 KEY_FILE_MODE_MASK = 0o077  # key-file permission bits that must be clear (as ssh requires)
@@ -502,7 +505,8 @@ def parse_byzantine_options(behaviour: str, text: str, validators: int) -> dict[
     - targets=I,J,... (silent, equivocate): the peers the behaviour singles out.
     - strategy=NAME (withhold_bundles): the cartel's strategy, one of
       `consensus.lanes.cartel.STRATEGIES` (default withhold_all); m=M, the senders'
-      bundles per slot, which every strategy but withhold_all needs; theta=K (threshold).
+      bundles per slot, which every strategy but withhold_all needs; theta=K (or
+      threshold=K), the threshold strategy's θ.
     """
     from consensus.lanes.cartel import CartelStrategyError, parse_strategy
 
@@ -530,13 +534,13 @@ def parse_byzantine_options(behaviour: str, text: str, validators: int) -> dict[
             options[key] = targets
         elif key == "strategy":
             options[key] = value
-        else:  # theta, m
+        else:  # m, theta, threshold
             try:
                 options[key] = int(value)
             except ValueError:
                 raise ValueError(f"{key} {value!r}: expected an integer") from None
     if behaviour == "withhold_bundles":
-        theta = {"theta": options["theta"]} if "theta" in options else {}
+        theta = {k: options[k] for k in ("theta", "threshold") if k in options}
         try:
             options["cartel_strategy"] = parse_strategy(
                 options.get("strategy", "withhold_all"), theta, options.get("m")

@@ -935,6 +935,33 @@ def byzantine_nodes(specs: Sequence[ByzantineSpec], nodes: int) -> dict[int, Byz
 
 # --------------------------------------------------------------------------- bounded run
 
+# The keys of each record of a run summary's `sedna_payloads` (see
+# `TestnetRun._payload_records`); `sedna mech experiment` reads them.
+SEDNA_PAYLOAD_RECORD_KEYS = (
+    "id",
+    "status",
+    "kappa",
+    "first_slot",
+    "decode_slot",
+    "cartel_slot",
+    "lead",
+    "clean",
+    "withheld",
+    "withheld_by",
+    "pool_slot",
+)
+
+
+# certified lanes: the availability counters the run summary reports per node
+AVAILABILITY_SUMMARY_KEYS = (
+    "lane_height",
+    "poa_formed",
+    "poas_received",
+    "fetched_blocks",
+    "equivocations",
+    "tips_omitted",
+)
+
 
 @dataclass
 class RunOptions:
@@ -956,7 +983,8 @@ class RunOptions:
     sedna_rate_pps: float = 20.0  # Sedna payloads/s offered alongside the plain txs (0: none)
     sedna_bytes: int = 512
     sedna_policy: str = "fresh"
-    sedna_bundles_per_slot: int = 0  # m, the senders' bundles per slot (0: every lane)
+    sedna_bundles_per_slot: int = 0  # the client's m (0: every lane), `sedna mech experiment`
+    sedna_extra_bundles: int = 0  # bundles beyond κ in a payload's first attempt
     dissemination: str = "certified"  # [lanes] dissemination of every node
     sedna_preencode: bool = False  # encode the run's payloads before the load starts
     # the lanes' ledger: sender_balance, fee, bounty (None: the lanes charge nothing)
@@ -1027,7 +1055,7 @@ class TestnetRun:
         self.preencode_s: float | None = None
         self.series = SeriesRecorder()
         self.hub: Any = None  # the cartel's PoolHub (withhold_bundles)
-        self.sedna_sent: dict[bytes, int] = {}  # Sedna payload id -> first send (ns)
+        self.sedna_state: dict[bytes, Any] = {}  # Sedna payload id -> the client's record
 
     def _now(self) -> float:
         return time.monotonic() - self.load_started_s
@@ -1081,8 +1109,11 @@ class TestnetRun:
             net.stop_all()
             if self.hub is not None:
                 await self.hub.close()
-                if summary:
-                    summary["cartel"] = self._cartel_summary(cartel)
+            if summary and self.sedna_state:
+                records = self._payload_records()
+                summary["sedna_payloads"] = records
+                if self.hub is not None:
+                    summary["cartel"] = self._cartel_summary(cartel, records)
             summary["dir"] = str(root) if (o.keep or not temp or self.failures) else None
             if temp and not o.keep and not self.failures:
                 shutil.rmtree(root, ignore_errors=True)
@@ -1117,7 +1148,11 @@ class TestnetRun:
                 targets,
                 o.sedna_rate_pps,
                 payload_bytes=o.sedna_bytes,
-                policy=SednaPolicy(lanes=o.sedna_policy, bundles_per_slot=o.sedna_bundles_per_slot),
+                policy=SednaPolicy(
+                    lanes=o.sedna_policy,
+                    bundles_per_slot=o.sedna_bundles_per_slot,
+                    extra_bundles=o.sedna_extra_bundles,
+                ),
                 is_up=is_up,
                 key=next(iter(load_senders(net.root)), None),  # funded, with a [ledger]
             )
@@ -1238,6 +1273,13 @@ class TestnetRun:
         rejected: dict[str, int] = {"insufficient_balance": 0}  # contract key, even at 0
         not_counted: dict[str, int] = {}
         stats = await asyncio.gather(*(self.net.rpc_json(i, "/stats", 5.0) for i in nodes))
+        availability: dict[str, dict[str, int]] = {}  # certified lanes, per node
+        for index, node_stats in zip(nodes, stats, strict=True):
+            if node_stats is not None and node_stats["lanes"].get("availability"):
+                counters = node_stats["lanes"]["availability"]
+                availability[str(index)] = {
+                    key: int(counters.get(key, 0)) for key in AVAILABILITY_SUMMARY_KEYS
+                }
         for node_stats in stats:
             if node_stats is not None:
                 for reason, count in node_stats["lanes"]["bundles_rejected"].items():
@@ -1254,6 +1296,7 @@ class TestnetRun:
             "lane_tracker_heights": {str(i): tracker[i] for i in sorted(tracker)},
             "bundles_rejected": dict(sorted(rejected.items())),
             "bundles_not_counted": dict(sorted(not_counted.items())),
+            "availability": availability,
             **money,
         }
         if sedna is None:
@@ -1263,7 +1306,7 @@ class TestnetRun:
             return result
         client = sedna.client
         sent = {cid: p.first_send_ns for cid, p in client.payloads.items() if p.first_send_ns}
-        self.sedna_sent = sent
+        self.sedna_state = dict(client.payloads)
         decoded: dict[str, int] = {}
         in_window: dict[str, int] = {}
         latency = LatencyHistogram()
@@ -1367,87 +1410,74 @@ class TestnetRun:
             result["bounties_paid"] = int(first["bounties_paid"])
         return result
 
-    def _cartel_summary(self, cartel: list[int]) -> dict[str, Any]:
-        """Per Sedna payload: the slot the chain decided it (public, read from an honest
-        node's database) and the first slot a cartel member could decode it privately
-        (reported over the side channel; `node/cartel_pool.py`); the lead is their
-        difference. Read after the nodes stopped."""
-        hub = self.hub
+    def _payload_records(self) -> list[dict[str, Any]]:
+        """One record per Sedna payload of the run (`SEDNA_PAYLOAD_RECORD_KEYS`): its
+        first ticket slot (the sender's), the slot the chain decided it (read from an
+        honest node's database), the first slot a cartel member decoded it privately
+        (reported over the side channel, `node/cartel_pool.py`; None without a cartel or
+        when it never did), the lead (their difference, 0 when the cartel was not
+        ahead), and `clean` (no bundle of it was refused: q = 1 for it). Read after the
+        nodes stopped."""
         o = self.options
-        honest = min(i for i in range(o.nodes) if i not in o.byzantine)
+        hub = self.hub
+        honest = min((i for i in range(o.nodes) if i not in o.byzantine), default=0)
         height = self._disk(honest, lambda s: s.lane_height())
         rows = self._disk(honest, lambda s: s.lane_events(1, height)) if height else []
+        events = {row.payload_id: row for row in rows}
         withheld: dict[bytes, int] = {}
         lanes: dict[bytes, set[int]] = {}
         slots: dict[bytes, list[int]] = {}
-        for lane, slot, cid, _index in hub.withheld:
+        for lane, slot, cid, _index in hub.withheld if hub is not None else ():
             withheld[cid] = withheld.get(cid, 0) + 1
             lanes.setdefault(cid, set()).add(lane)
             slots.setdefault(cid, []).append(slot)
-
-        def pool_slot(cid: bytes, kappa: int) -> int | None:
-            """The slot by which the pool alone held κ bundles (None: never)."""
-            held = sorted(slots.get(cid, ()))
-            return held[kappa - 1] if len(held) >= kappa else None
-
-        payloads: list[dict[str, Any]] = []
-        leads: list[int] = []
-        public_ids = set()
-        for row in rows:
-            if row.payload_id not in self.sedna_sent:
-                continue
-            public_ids.add(row.payload_id)
-            public = row.height if row.status == "executed" else None
-            private = hub.private_slot.get(row.payload_id)
+        records: list[dict[str, Any]] = []
+        for cid, state in self.sedna_state.items():
+            if state.first_send_ns is None:
+                continue  # never sent
+            row = events.get(cid)
+            kappa = state.kappa
+            decode = row.height if row is not None and row.status == "executed" else None
+            private = hub.private_slot.get(cid) if hub is not None else None
             lead = None
-            if public is not None:
-                lead = public - min(public, private) if private is not None else 0
-                leads.append(lead)
-            payloads.append(
-                {
-                    "id": row.payload_id.hex(),
-                    "status": row.status,
-                    "first_slot": row.first_slot,
-                    "kappa": row.kappa,
-                    "public_slot": public,
-                    "cartel_slot": private,
-                    "lead": lead,
-                    "withheld": withheld.get(row.payload_id, 0),
-                    "withheld_by": sorted(lanes.get(row.payload_id, ())),
-                    "pool_slot": pool_slot(row.payload_id, row.kappa),
-                }
-            )
-        for cid in sorted(set(self.sedna_sent) - public_ids):
-            private = hub.private_slot.get(cid)
-            payloads.append(
+            if decode is not None:
+                lead = decode - min(decode, private) if private is not None else 0
+            held = sorted(slots.get(cid, ()))
+            records.append(
                 {
                     "id": cid.hex(),
-                    "status": "undecided",
-                    "first_slot": None,
-                    "kappa": None,
-                    "public_slot": None,
+                    "status": row.status if row is not None else "undecided",
+                    "kappa": kappa,
+                    "first_slot": min((a[0] for a in state.accepted), default=None),
+                    "decode_slot": decode,
                     "cartel_slot": private,
-                    "lead": None,
+                    "lead": lead,
+                    "clean": state.refusals == 0 and bool(state.accepted),
                     "withheld": withheld.get(cid, 0),
                     "withheld_by": sorted(lanes.get(cid, ())),
-                    "pool_slot": None,
+                    # the slot by which the pool alone held κ bundles (None: never)
+                    "pool_slot": held[kappa - 1] if len(held) >= kappa else None,
                 }
             )
-        spec = o.byzantine_options.get(cartel[0], "") if cartel else ""
+        return records
+
+    def _cartel_summary(self, cartel: list[int], records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The cartel's side of the run: what crossed its side channel and its lead."""
+        hub = self.hub
+        leads = [r["lead"] for r in records if r["lead"] is not None]
         return {
             "members": cartel,
-            "options": spec,
+            "options": self.options.byzantine_options.get(cartel[0], "") if cartel else "",
             "withheld_bundles": len(hub.withheld),
             "holdings_reported": hub.holds,
             "channel_refused": hub.refused,
-            "payloads_withheld": sum(1 for p in payloads if p["withheld"]),
+            "payloads_withheld": sum(1 for r in records if r["withheld"]),
             "lead_slots": {
                 "payloads": len(leads),
                 "ahead": sum(1 for v in leads if v > 0),
                 "mean": round(sum(leads) / len(leads), 3) if leads else None,
                 "max": max(leads, default=None),
             },
-            "payloads": payloads,
         }
 
     def _disk(self, index: int, read: Callable[[Any], Any]) -> Any:

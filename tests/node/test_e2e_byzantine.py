@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from node.tools.testnet import RunOptions, TestnetRun, parse_perturbation, run_cartel
+from node.tools.testnet import (
+    SEDNA_PAYLOAD_RECORD_KEYS,
+    RunOptions,
+    TestnetRun,
+    parse_perturbation,
+    run_cartel,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -122,10 +128,13 @@ def test_a_withholding_cartel_decodes_ahead_of_the_chain(transport: str) -> None
     cartel = summary["cartel"]
     assert cartel["withheld_bundles"] > 0 and cartel["channel_refused"] == 0
     assert cartel["holdings_reported"] >= cartel["withheld_bundles"]
-    ahead = [p for p in cartel["payloads"] if p["lead"]]
-    assert ahead, cartel["lead_slots"]
+    records = summary["sedna_payloads"]
+    assert len(records) == summary["sedna_offered"]
+    assert all(set(r) == set(SEDNA_PAYLOAD_RECORD_KEYS) for r in records)
+    ahead = [p for p in records if p["lead"]]
+    assert ahead and len(ahead) == cartel["lead_slots"]["ahead"]
     for p in ahead:
-        assert p["withheld"] > 0 and p["cartel_slot"] < p["public_slot"]
+        assert p["withheld"] > 0 and p["cartel_slot"] < p["decode_slot"]
     assert any(p["withheld_by"] == [2, 3] for p in ahead)  # both members withheld
 
 
