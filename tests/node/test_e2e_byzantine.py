@@ -155,3 +155,24 @@ def test_a_censoring_leader_delays_but_does_not_stop_the_lanes() -> None:
     assert summary["byzantine"] == {"3": "drop_lane_blocks"}
     decoded = summary["sedna_decoded"]
     assert min(decoded.values()) > 0 and min(decoded.values()) == summary["sedna_offered"]
+
+
+def test_the_cartel_strategy_decides_on_the_nodes() -> None:
+    """threshold with θ above anything a slot can hold: the members report their holdings
+    over the channel but withhold nothing (the strategy, not the behaviour, decides)."""
+    summary = run_cartel(
+        nodes=4,
+        cartel=[2, 3],
+        strategy="threshold",
+        m=2,
+        theta=99,
+        duration_s=4.0,
+        rate_tps=50.0,
+        sedna_rate_pps=10.0,
+        drain_s=4.0,
+    )
+    honest_progress(summary)
+    cartel = summary["cartel"]
+    assert cartel["options"] == "strategy=threshold:m=2:theta=99"
+    assert cartel["holdings_reported"] > 0 and cartel["withheld_bundles"] == 0
+    assert cartel["lead_slots"]["ahead"] == 0
