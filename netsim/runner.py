@@ -33,6 +33,7 @@ from netsim.faults import Crash, Pause
 from netsim.invariants import CheckerContext, ProtocolChecker
 from netsim.network import Network
 from netsim.scenario import Scenario
+from netsim.verify_cache import SharedVerification
 
 KEY_SEED = b"sedna-netsim"
 CHAIN_ID = "sedna-netsim"  # every simulated signature is for this chain (consensus.crypto)
@@ -65,9 +66,11 @@ def build_world(scenario: Scenario, test_mutations: Iterable[str] = ()) -> World
     keys = derive_keys(scenario.validators, KEY_SEED)
     validators = ValidatorSet.from_keys([k.public for k in keys], scenario.stakes)
     schedule = schedule_by_name(scenario.schedule, validators)
-    scheme = scheme_by_name(
+    scheme: Any = scheme_by_name(
         "ed25519" if scenario.scheme == "ed25519" else "trusted", chain_id=CHAIN_ID
     )
+    if scenario.verification == "shared":  # one cache for every node (netsim.verify_cache)
+        scheme = SharedVerification(scheme)
     config = CoreConfig(
         protocol=scenario.protocol,  # type: ignore[arg-type]
         delta_ms=scenario.delta_ms,
