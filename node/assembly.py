@@ -32,6 +32,7 @@ from node.storage import Storage
 from node.sync_server import SyncServer
 from node.timers import Timers
 from node.transport import PeerAddress, create_transport
+from node.txforward import TxForwarder
 from node.txpool import TxPool
 
 
@@ -128,6 +129,16 @@ def build_runtime(
     )
     lanes.finalized_height = ledger.finalized_height
     queue = EventQueue(metrics, logger, max_inbox_events)
+    forwarder = TxForwarder(  # its router, transport and round are wired once they exist
+        index=index,
+        leader_of=schedule.leader,
+        validators=len(validators),
+        send_frame=None,
+        transport=None,
+        metrics=metrics,
+        fanout=m.forward_fanout,
+        max_frame_txs=m.max_block_txs,
+    )
     txpool = TxPool(
         mempool=mempool,
         lanes=lanes,
@@ -135,6 +146,7 @@ def build_runtime(
         metrics=metrics,
         logger=logger,
         push_internal=queue.push_internal,
+        forwarder=forwarder,
     )
     lane_tracker = LaneTracker(
         lanes=lanes,
@@ -184,6 +196,9 @@ def build_runtime(
         recovered=recovered is not None,
     )
     on_frame.handler = runtime.on_frame
+    forwarder.send_frame = router.send_frame
+    forwarder.transport = transport
+    forwarder.current_round = lambda: runtime.current_round
     view = NodeView(
         index=index,
         transport_name=config.network.transport,

@@ -102,8 +102,10 @@ ROOM_IMPORTS: dict[str, set[str]] = {
         "node.router",
         "node.sync_server",
         "node.timers",
+        "node.txforward",
         "node.txpool",
     },
+    "node/txforward.py": set(),
     "node/sync_server.py": {"consensus.codec", "consensus.messages", "node.metrics"},
     "node/router.py": {
         "consensus.codec",
@@ -134,6 +136,7 @@ ROOM_IMPORTS: dict[str, set[str]] = {
         "node.logs",
         "node.mempool",
         "node.metrics",
+        "node.txforward",
     },
     "node/lane_tracker.py": {
         "consensus.events",

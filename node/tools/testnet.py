@@ -168,6 +168,7 @@ def config_document(
     consensus: Mapping[str, Any],
     test: Mapping[str, Any],
     admin_rpc: bool,
+    mempool: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
         "node": {
@@ -186,7 +187,7 @@ def config_document(
             "admin_rpc": admin_rpc,
         },
         "consensus": {"protocol": "monadbft", "delta_ms": 100.0, **consensus},
-        "mempool": {"max_txs": 200_000, "max_block_txs": 5_000},
+        "mempool": {"max_txs": 200_000, "max_block_txs": 5_000, **(mempool or {})},
         "validators": [
             {
                 "index": p.index,
@@ -214,6 +215,7 @@ def generate_network(
     node_test: Mapping[int, Mapping[str, Any]] | None = None,
     admin_rpc: bool | None = None,
     keys: Sequence[KeyPair] | None = None,
+    mempool: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write keys, configs and the manifest for a fresh network; returns the manifest.
 
@@ -239,6 +241,7 @@ def generate_network(
         node_test=node_test,
         admin_rpc=admin_rpc,
         keys=keys,
+        mempool=mempool,
     )
 
 
@@ -252,6 +255,7 @@ def write_network(
     node_test: Mapping[int, Mapping[str, Any]] | None = None,
     admin_rpc: bool = False,
     keys: Sequence[KeyPair] | None = None,
+    mempool: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Keys, configs, manifests and the Prometheus config of planned validators: what every
     layout shares. A plan with a `bundle` goes to `root/hosts/<bundle>/`, a host's bundle:
@@ -297,6 +301,7 @@ def write_network(
                 consensus=consensus,
                 test=node_test.get(plan.index, {}),
                 admin_rpc=admin_rpc,
+                mempool=mempool,
             )
             (node_dir / "config.toml").write_text(render_config(document))
             entry = {
@@ -809,6 +814,7 @@ class RunOptions:
     drain_s: float = 10.0
     ready_timeout_s: float = 30.0
     consensus: dict[str, Any] = field(default_factory=dict)
+    mempool: dict[str, Any] = field(default_factory=dict)  # [mempool] keys over the defaults
     node_test: dict[int, dict[str, Any]] = field(default_factory=dict)
     keep: bool = False
     sedna_rate_pps: float = 20.0  # Sedna payloads/s offered alongside the plain txs (0: none)
@@ -892,7 +898,12 @@ class TestnetRun:
         for index, kind in o.byzantine.items():
             node_test.setdefault(index, {})["byzantine"] = kind
         generate_network(
-            root, o.nodes, transport=o.transport, consensus=o.consensus, node_test=node_test
+            root,
+            o.nodes,
+            transport=o.transport,
+            consensus=o.consensus,
+            node_test=node_test,
+            mempool=o.mempool,
         )
         self.net = net = Testnet(root)
         summary: dict[str, Any] = {}
