@@ -149,7 +149,7 @@ def _run_sim(args) -> int:
 BENCHMARKS: dict[str, tuple[str, Callable, Callable]] = {
     "core": ("rounds finalized per second in the in-process harness", _core_arguments, _run_core),
     "testnet": (
-        "4-validator testnet saturation throughput and finality latency (tcp, libp2p, Sedna)",
+        "testnet saturation, light-load latency and --nodes sweeps (tcp, libp2p, Sedna; CSV, PNG)",
         _testnet_arguments,
         _run_testnet,
     ),
