@@ -6,7 +6,9 @@ pure lane layer (`consensus.lanes`, docs/lanes.md). One `LaneSim` per run:
 - **Params.** `params_for_kappa(payload_bytes, kappa)` gives the chain-wide `LaneParams`
   (symbol size T, bundle size s_b); every node uses the same.
 - **Validators.** Every validator i is lane i: a `LaneProposer` (per life of the node;
-  `withhold_bundles` nodes get a withholding policy sharing one `CartelPool`), a
+  `withhold_bundles` nodes get a withholding policy sharing one `CartelPool`, whose
+  `CartelBook` holds what every member admitted and applies the cartel's strategy,
+  `consensus.lanes.cartel`), a
   `LanePayloadValidator` as its core's `block_validator`, and a `DecodeTracker` fed every
   block its `CommitBlocks` command finalizes. A restarted node rebuilds its tracker by
   replaying its simulated disk (finalized ids and persisted bodies); its lane proposer
@@ -85,6 +87,7 @@ from consensus.lanes.availability import (
     ServeFromStorage,
     StoreLaneBlock,
 )
+from consensus.lanes.cartel import CartelStrategy
 from consensus.lanes.chain import LANE_MESSAGE_TYPES, ChainBlockChecker, LaneTip
 from consensus.lanes.cut import (
     CutValidator,
@@ -152,6 +155,15 @@ class SenderWithholdPolicy(WithholdPolicy):
 
     def withholds(self, entry: LaneEntry) -> bool:
         return self.senders is None or entry.bundle.commitment.sender in self.senders
+
+
+def cartel_strategy(scenario: Scenario, m: int) -> CartelStrategy:
+    """The cartel's strategy from its `withhold_bundles` tables (one for all, checked by
+    the scenario parser); m is the senders' bundles per slot (their public policy)."""
+    for spec in scenario.byzantine:
+        if spec.behaviour == "withhold_bundles" and spec.strategy is not None:
+            return CartelStrategy(spec.strategy, m=m, theta=spec.theta)
+    return CartelStrategy("withhold_all", m=m)
 
 
 @dataclass
@@ -353,7 +365,7 @@ class LaneSim(Observer):
         self.late_bundles = 0  # chain view: bundles of decided payloads, ignored
         self.attack_specs = list(zip(scenario.sender_attacks, attacker_keys, strict=True))
         self.attackers: list[AttackingSender] = []
-        self.pool = CartelPool()
+        self.pool = CartelPool(strategy=cartel_strategy(scenario, self.m))
         self.withhold: dict[int, WithholdPolicy] = {}
         for spec in scenario.byzantine:
             if spec.behaviour == "withhold_bundles":
@@ -1029,6 +1041,7 @@ class LaneSim(Observer):
                 "wire_bytes_sent": sum(r.wire_bytes for r in started),
                 "symbol_bytes_sent": sum(r.symbol_bytes for r in started),
                 "bundles_withheld": len(self.pool.withheld),
+                "cartel_strategy": self.pool.book.strategy.describe(),
                 "broken_trackers": {
                     str(i): self.nodes[i].broken for i in nodes if self.nodes[i].broken
                 },

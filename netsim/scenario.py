@@ -64,7 +64,11 @@ Sedna lanes (issue 4; `netsim.lanes`, docs/netsim.md "Lanes"):
     decode_margin_symbols = 2      # RaptorQ margin h
     corrupt_senders = []           # senders whose symbols do not match their commitment
     [[byzantine]]  behaviour = "withhold_bundles" (needs [lanes]), target_senders = [..]
-                   (withhold only those senders' payloads; default all)
+                   (withhold only those senders' payloads; default all),
+                   strategy = "withhold_all" | "threshold" | "last_slot" | "adaptive"
+                   (consensus.lanes.cartel; one strategy for the whole cartel),
+                   theta = 2 (threshold only; default Δ + 1). Withholding lanes follow
+                   consensus, so they do not count toward the one-third Byzantine bound.
 
 Lanes under attack (issue 10; docs/netsim.md "Lanes under attack"):
 
@@ -113,6 +117,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from consensus.lanes.cartel import STRATEGIES as CARTEL_STRATEGIES
 from consensus.messages import MAX_VALIDATORS, MESSAGE_TYPES
 from netsim.byzantine import BEHAVIOURS
 from netsim.faults import ClockOffset, Crash, Fault, Pause
@@ -134,6 +139,7 @@ LANE_POLICIES = ("all", "fresh", "fixed")
 LANE_SENDING = ("until_decoded", "one_shot")
 LANE_CODECS = ("raptorq", "rs")
 LANE_DISSEMINATION = ("certified", "carried")
+LANE_ONLY_BEHAVIOURS = ("withhold_bundles",)  # honest in consensus: outside the 1/3 bound
 CERTIFIED_FEEDBACK_EXTRA_SLOTS = 2  # certified senders learn a slot's outcome from PoAs
 MAX_LOOKAHEAD_SLOTS = 7  # below the lane proposer's window of 8 future slots
 RATCHET_POLICIES = ("exclude", "keep_redeemed")
@@ -153,6 +159,8 @@ class ByzantineSpec:
     rounds: frozenset[int] | None = None  # None: every round
     targets: tuple[int, ...] | None = None
     target_senders: tuple[int, ...] | None = None  # withhold_bundles: None = every sender
+    strategy: str | None = None  # withhold_bundles: the cartel's strategy (default withhold_all)
+    theta: int | None = None  # withhold_bundles, strategy "threshold": θ (default Δ + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,6 +578,11 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         rounds = table.get("rounds", _int_list(1, 2**40))
         targets = table.get("targets", _int_list(0, n - 1))
         target_senders = None
+        strategy = theta = None
+        if behaviour != "withhold_bundles":
+            for key in ("strategy", "theta"):
+                if table.raw(key) is not None:
+                    raise ScenarioError(f"{table.key(key)}: only 'withhold_bundles' takes it")
         if behaviour == "drop_lane_blocks":
             if lanes is None:
                 raise ScenarioError(f"{table.key('behaviour')}: 'drop_lane_blocks' needs [lanes]")
@@ -589,6 +602,10 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
                 raise ScenarioError(
                     f"{table.key('target_senders')}: must not be empty (omit it for all senders)"
                 )
+            strategy = table.get("strategy", _choice(CARTEL_STRATEGIES))
+            theta = table.get("theta", _integer(1, 1 << 20))
+            if theta is not None and strategy != "threshold":
+                raise ScenarioError(f"{table.key('theta')}: only strategy 'threshold' takes it")
         table.done()
         if rounds is not None and not rounds:
             raise ScenarioError(
@@ -603,6 +620,8 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
                 frozenset(rounds) if rounds else None,
                 targets,
                 target_senders,
+                strategy,
+                theta,
             )
         )
     pairs = [(spec.node, spec.behaviour) for spec in byzantine]
@@ -611,7 +630,19 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         raise ScenarioError(
             f"byzantine: node {duplicate[0]} lists behaviour {duplicate[1]!r} twice"
         )
-    nodes = [spec.node for spec in byzantine]
+    cartel = {
+        (spec.strategy or "withhold_all", spec.theta)
+        for spec in byzantine
+        if spec.behaviour == "withhold_bundles"
+    }
+    if len(cartel) > 1:
+        raise ScenarioError(
+            "byzantine: the withhold_bundles nodes form one cartel and need one strategy "
+            f"(and theta), got {sorted(cartel, key=str)}"
+        )
+    # withholding lanes follow consensus (their votes and blocks are honest): the
+    # one-third bound is about the nodes that deviate in consensus
+    nodes = [spec.node for spec in byzantine if spec.behaviour not in LANE_ONLY_BEHAVIOURS]
     stakes = stake if stake is not None else (1,) * n
     byz_stake = sum(stakes[i] for i in set(nodes))
     if byz_stake > 0 and 3 * byz_stake >= sum(stakes):

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from consensus.crypto import DEFAULT_CHAIN_ID
 from consensus.lanes.proposer import RejectReason
 from node.lane_tracker import LaneTracker
 from node.lanes_node import NodeLanes
@@ -31,6 +32,7 @@ class NodeView:
         index: int,
         transport_name: str,
         validators: int,
+        chain_id: str = DEFAULT_CHAIN_ID,
         ledger: Ledger,
         txpool: TxPool,
         lanes: NodeLanes,
@@ -42,6 +44,7 @@ class NodeView:
         recovered: bool,
     ):
         self.index = index
+        self.chain_id = chain_id
         self.transport_name = transport_name
         self.validators = validators
         self.ledger = ledger
@@ -99,6 +102,8 @@ class NodeView:
         mempool = self.txpool.mempool
         return {
             "index": self.index,
+            "chain_id": self.chain_id,  # what senders sign their tickets for
+            "ledger": self._prices(),  # what a ticket and a payload cost (None: free)
             "transport": self.transport_name,
             "height": self.ledger.finalized_height,
             "finalized_block_id": self.ledger.finalized_id.hex(),
@@ -223,14 +228,62 @@ class NodeView:
             "decided": dict(tracker.counts),
             "tickets_redeemed": tracker.redeemed,
             "bundles_rejected": dict(self.lanes.proposer.rejected),
+            "bundles_not_counted": dict(self.lane_tracker.not_counted),
             "held_lane_blocks": {str(k): v for k, v in self.lanes.held_slots().items()},
             "error": self.lane_tracker.error,
+            "ledger": self.ledger_state(),
         }
         if at_height is not None:
             stored = self.ledger.storage.lane_hash_at(at_height)
             data["at_height"] = at_height
             data["hash_at_height"] = None if stored is None else stored.hex()
+            money = self.ledger.storage.ledger_at(at_height)
+            data["ledger_at_height"] = None if money is None else {
+                "ledger_hash": money.ledger_hash.hex(),
+                "fees_charged": money.fees_charged,
+                "bounties_paid": money.bounties_paid,
+                "burned": money.burned,
+            }
         return data
+
+    def _prices(self) -> dict[str, int] | None:
+        ledger = self.lanes.ledger
+        if ledger is None:
+            return None
+        return {"fee": ledger.params.fee, "bounty": ledger.params.bounty}
+
+    def ledger_state(self) -> dict[str, Any] | None:
+        """The lanes' ledger after the tracker height (None without a `[ledger]`)."""
+        ledger = self.lanes.ledger
+        if ledger is None:
+            return None
+        totals = ledger.totals
+        return {
+            **(self._prices() or {}),
+            "height": self.lanes.tracker_height,
+            "ledger_hash": ledger.digest().hex(),
+            "fees_charged": totals.fees_charged,
+            "bounties_paid": totals.bounties_paid,
+            "burned": totals.burned,
+            "escrowed_now": ledger.escrowed_now(),
+            "genesis_total": ledger.genesis_total,
+            "conserved": ledger.conserved(),
+            "lanes_earned": {str(lane): amount for lane, amount in sorted(ledger.lanes.items())},
+        }
+
+    def rpc_balance(self, sender: bytes) -> dict[str, Any] | None:
+        """A sender's balance in the lanes' ledger after the tracker height (None without
+        a `[ledger]`). A key without a genesis allocation holds 0 and can never pay."""
+        ledger = self.lanes.ledger
+        if ledger is None:
+            return None
+        return {
+            "sender": sender.hex(),
+            "balance": ledger.balance(sender),
+            "funded": sender in ledger.balances,
+            "height": self.lanes.tracker_height,
+            "ledger_hash": ledger.digest().hex(),
+        }
 
     def rpc_stats(self) -> dict[str, Any]:
         dropped = {key[0]: value for key, value in self.metrics.dropped.items()}
@@ -266,6 +319,9 @@ class NodeView:
             "tickets_redeemed": self.lanes.tracker.redeemed,
             "bundles_accepted": c.bundles_accepted,
             "bundles_rejected": dict(self.lanes.proposer.rejected),
+            # redeemed in finalized lane blocks but not counted towards their payload
+            "bundles_not_counted": dict(self.lane_tracker.not_counted),
+            "ledger": self.ledger_state(),
             "bundles_included": proposer.included,
             "bundles_dropped_unsealed": proposer.dropped_unsealed,
             "lane_blocks": self._lane_block_counts(),

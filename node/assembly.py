@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from consensus.core import ConsensusCore, CoreConfig
 from consensus.crypto import KeyPair, scheme_by_name
+from consensus.lanes.ledger import Ledger as LanesLedger
+from consensus.lanes.ledger import LedgerParams
 from consensus.validators import ValidatorSet, schedule_by_name
 from node import faults
 from node.api_view import NodeView
@@ -62,7 +64,8 @@ def build_runtime(
         [v.public_key for v in config.validators], [v.stake for v in config.validators]
     )
     schedule = schedule_by_name(config.consensus.schedule, validators)
-    scheme = scheme_by_name(config.consensus.signature_scheme)
+    # rule: every signature this node makes or checks is for its chain (consensus/crypto.py)
+    scheme = scheme_by_name(config.consensus.signature_scheme, config.consensus.chain_id)
     m = config.mempool
     storage = Storage(config.node.data_dir)
     # A restarted lane never re-seals a slot it may have sealed before: sealing runs
@@ -74,6 +77,7 @@ def build_runtime(
         validators=validators,
         schedule=schedule,
         first_open_slot=storage.max_block_seq() + 3,
+        ledger=lanes_ledger(config),
     )
     recovered = storage.load_recovered()
     ledger = Ledger(
@@ -165,6 +169,7 @@ def build_runtime(
         listen_port=config.network.listen_port,
         peers=peers,
         on_frame=on_frame,
+        chain_id=config.consensus.chain_id,
     )
     router = Router(
         index=index,
@@ -201,6 +206,7 @@ def build_runtime(
     forwarder.current_round = lambda: runtime.current_round
     view = NodeView(
         index=index,
+        chain_id=config.consensus.chain_id,
         transport_name=config.network.transport,
         validators=len(validators),
         ledger=ledger,
@@ -224,6 +230,16 @@ def build_runtime(
     runtime.attach_api(view, rpc)
     _install_faults(runtime, config, key, scheme, exit_process)
     return runtime
+
+
+def lanes_ledger(config: NodeConfig) -> LanesLedger | None:
+    """The lanes' ledger at genesis from `[ledger]` (None: the lanes charge nothing). A
+    restarted node starts here too: its tracker replays the finalized chain."""
+    section = config.ledger
+    if section is None:
+        return None
+    params = LedgerParams(fee=section.fee, bounty=section.bounty)
+    return LanesLedger.from_genesis(params, section.allocation())
 
 
 def _install_faults(

@@ -12,10 +12,16 @@ Layout of a config file (all sections required except `[test]`):
                   rpc_host, rpc_port, admin_rpc (bool), admin_token_file (default
                   "admin.token"; read only with admin_rpc: hex, mode 0600)
     [consensus]   protocol, delta_ms, vote_pace_ms, round_timeout_ms (optional),
-                  timeout_backoff, max_round_timeout_ms, epoch, schedule, signature_scheme
+                  timeout_backoff, max_round_timeout_ms, epoch, schedule, signature_scheme,
+                  chain_id (optional, default DEFAULT_CHAIN_ID: every signature of the
+                  network names it, and a peer of another chain is refused)
     [mempool]     max_txs, max_tx_bytes, max_block_txs, max_block_bytes,
                   forward_fanout (0..8, default 2; 0 = no tx forwarding)
     [[validators]] index, public_key (hex), stake, host, port
+    [ledger]      (optional; without it lanes charge nothing) sender_balance (int, the
+                  genesis balance of every listed sender), fee (int, least fee per
+                  ticket), bounty (int, PIVOT-K bounty B per payload), genesis (list of
+                  sender public keys, hex)
     [test]        crash_after_persist_safety (int, 0 = off), log_votes (bool),
                   byzantine (str, "" = honest), core_error_after_events (int, 0 = off),
                   crash_after_proposing_txs (int, 0 = off)
@@ -36,7 +42,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from consensus.crypto import KeyPair
+from consensus.crypto import DEFAULT_CHAIN_ID, KeyPair, check_chain_id
 
 TRANSPORTS = ("tcp", "libp2p")
 PROTOCOLS = ("monadbft", "v1", "vanilla")
@@ -94,6 +100,7 @@ class ConsensusSection:
     epoch: int = 1
     schedule: str = "round-robin"
     signature_scheme: str = "ed25519"
+    chain_id: str = DEFAULT_CHAIN_ID
 
 
 MAX_FORWARD_FANOUT = 8
@@ -108,6 +115,25 @@ class MempoolSection:
     # Txs accepted over RPC are forwarded to the leaders of the next `forward_fanout`
     # rounds (node/txforward.py); 0 turns forwarding off.
     forward_fanout: int = 2
+
+
+MAX_GENESIS_SENDERS = 4096
+
+
+@dataclass(frozen=True)
+class LedgerSection:
+    """The lanes' ledger (consensus/lanes/ledger.py): every sender in `genesis` starts
+    with `sender_balance`; a redeemed ticket pays at least `fee` to its lane; a payload
+    escrows `bounty` (B) for its pivotal bundles' lanes. Every node of a chain must use
+    the same values (they decide which bundles count)."""
+
+    sender_balance: int = 0
+    fee: int = 1
+    bounty: int = 0
+    genesis: tuple[bytes, ...] = ()
+
+    def allocation(self) -> dict[bytes, int]:
+        return dict.fromkeys(self.genesis, self.sender_balance)
 
 
 @dataclass(frozen=True)
@@ -130,6 +156,7 @@ class NodeConfig:
     mempool: MempoolSection
     validators: tuple[ValidatorEntry, ...]
     test: TestSection = field(default_factory=TestSection)
+    ledger: LedgerSection | None = None  # None: the lanes charge nothing
 
     @property
     def index(self) -> int:
@@ -257,7 +284,9 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
     """Validate a parsed TOML document. Raises ConfigError naming the first bad key."""
     base = path.parent
     _check_unknown(
-        data, "config", {"node", "network", "consensus", "mempool", "validators", "test"}
+        data,
+        "config",
+        {"node", "network", "consensus", "mempool", "validators", "test", "ledger"},
     )
 
     t = _require_table(data, "node")
@@ -312,7 +341,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         epoch=_get(t, "consensus", "epoch", int, 1),
         schedule=_get(t, "consensus", "schedule", str, "round-robin"),
         signature_scheme=_get(t, "consensus", "signature_scheme", str, "ed25519"),
+        chain_id=_get(t, "consensus", "chain_id", str, DEFAULT_CHAIN_ID),
     )
+    try:
+        check_chain_id(consensus.chain_id)
+    except ValueError as exc:
+        raise ConfigError(f"consensus.chain_id: {exc}") from None
     _choice(consensus.protocol, "consensus.protocol", PROTOCOLS)
     _choice(consensus.schedule, "consensus.schedule", SCHEDULES)
     _choice(consensus.signature_scheme, "consensus.signature_scheme", SCHEMES)
@@ -423,7 +457,43 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         mempool=mempool,
         validators=tuple(validators),
         test=test,
+        ledger=_parse_ledger(data.get("ledger")),
     )
+
+
+def _parse_ledger(t: Any) -> LedgerSection | None:
+    from consensus.lanes.ledger import MAX_AMOUNT
+
+    if t is None:
+        return None
+    if not isinstance(t, dict):
+        raise ConfigError("ledger: must be a table")
+    _check_unknown(t, "ledger", {f.name for f in fields(LedgerSection)})
+    amounts = {
+        key: _get(t, "ledger", key, int, getattr(LedgerSection, key))
+        for key in ("sender_balance", "fee", "bounty")
+    }
+    for key, value in amounts.items():
+        if not 0 <= value <= MAX_AMOUNT:
+            raise ConfigError(f"ledger.{key}: must be in 0..{MAX_AMOUNT}, got {value}")
+    raw = t.get("genesis", [])
+    if not isinstance(raw, list) or len(raw) > MAX_GENESIS_SENDERS:
+        raise ConfigError(
+            f"ledger.genesis: must be a list of at most {MAX_GENESIS_SENDERS} public keys (hex)"
+        )
+    genesis: list[bytes] = []
+    for position, value in enumerate(raw):
+        name = f"ledger.genesis[{position}]"
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a hex public key, got {value!r}")
+        key = _hex(value, name, 32)
+        if key in genesis:
+            raise ConfigError(f"{name}: listed twice")
+        genesis.append(key)
+    # Rule: the ledger's total stays below MAX_AMOUNT (consensus/lanes/ledger.py).
+    if amounts["sender_balance"] * len(genesis) > MAX_AMOUNT:
+        raise ConfigError(f"ledger.sender_balance: the genesis total exceeds {MAX_AMOUNT}")
+    return LedgerSection(genesis=tuple(genesis), **amounts)
 
 
 def check_environment(config: NodeConfig) -> None:
@@ -527,6 +597,8 @@ def load_key(config: NodeConfig) -> KeyPair:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

@@ -4,7 +4,10 @@ A background task (like monad-bft's statesync, it runs beside consensus, not ins
 feeds every finalized block to the lanes' `DecodeTracker` and stores its decisions. It
 lags the commit path by at most a few blocks and replays the finalized chain after a
 restart: heights at or below the stored lane height are a replay, whose execution-order
-hash must equal the stored one (nothing is stored again). A failure stops the tracker
+hash (and, with a `[ledger]`, the lanes' ledger digest) must equal the stored one (nothing
+is stored again). The ledger's balances are therefore as durable as the finalized chain:
+a restarted node rebuilds them from the genesis allocation and checks every height it
+had stored. A failure stops the tracker
 only (the consensus node keeps running); `/status` shows the error.
 
 Bound: at most MAX_LANE_BACKLOG finalized bodies wait in memory; past that, the tracker
@@ -23,9 +26,10 @@ from consensus.messages import BlockBody, BlockHeader
 from node.lanes_node import NodeLanes
 from node.logs import log
 from node.metrics import NodeMetrics
-from node.storage import LaneEventRow, LaneHeightRow, Storage
+from node.storage import LaneEventRow, LaneHeightRow, LedgerHeightRow, Storage
 
 MAX_LANE_BACKLOG = 1024  # finalized bodies kept in memory for the tracker (else read back)
+NOT_COUNTED_REASONS = ("duplicate", "late", "tracker_full", "insufficient_balance", "fee_too_low")
 
 
 class LaneTracker:
@@ -46,6 +50,10 @@ class LaneTracker:
         self.log = logger
         self.finalized_height = finalized_height
         self.error: str | None = None
+        # bundles redeemed in finalized lane blocks but not counted towards their payload,
+        # by reason (duplicate, late, tracker_full, insufficient_balance, fee_too_low);
+        # counted from this process's start (a replay counts again)
+        self.not_counted: dict[str, int] = dict.fromkeys(NOT_COUNTED_REASONS, 0)
         self._stored_height = storage.lane_height()
         self._backlog: dict[int, tuple[BlockHeader, BlockBody]] = {}
         self._wake = asyncio.Event()
@@ -105,6 +113,10 @@ class LaneTracker:
             return
         now_ns = time.time_ns()
         height = outcome.height
+        self.not_counted["duplicate"] += outcome.duplicates
+        self.not_counted["late"] += outcome.late
+        for item in outcome.ignored:  # tracker_full, insufficient_balance, fee_too_low
+            self.not_counted[item.reason] += 1
         counts = {"executed": 0, "rejected": 0, "expired": 0}
         events: list[LaneEventRow] = []
         for event in outcome.payloads:
@@ -126,11 +138,26 @@ class LaneTracker:
         self.metrics.tickets_redeemed.inc(len(outcome.redemptions))
         self.metrics.tracker_height.set(height)
         self.metrics.execution_order.set(height=height, hash=outcome.execution_order_hash.hex())
-        if height <= self._stored_height:  # replay: must reproduce the stored hash
+        ledger = self.lanes.ledger
+        ledger_row = None
+        if ledger is not None:
+            totals = ledger.totals
+            ledger_row = LedgerHeightRow(
+                height, ledger.digest(), totals.fees_charged, totals.bounties_paid, totals.burned
+            )
+            self.metrics.observe_ledger(
+                ledger_row.ledger_hash, totals.fees_charged, totals.bounties_paid, totals.burned
+            )
+        if height <= self._stored_height:  # replay: must reproduce the stored hashes
             stored = self.storage.lane_hash_at(height)
             if stored is not None and stored != outcome.execution_order_hash:
                 self.metrics.replay_mismatch.inc()
                 self.fail(f"replayed execution-order hash differs at height {height}")
+            if ledger_row is not None:
+                stored_ledger = self.storage.ledger_at(height)
+                if stored_ledger is not None and stored_ledger != ledger_row:
+                    self.metrics.replay_mismatch.inc()
+                    self.fail(f"replayed ledger differs at height {height}")
             return
         row = LaneHeightRow(
             height=height,
@@ -140,7 +167,7 @@ class LaneTracker:
             expired=counts["expired"],
             redeemed=len(outcome.redemptions),
         )
-        self.storage.lane_record([row], events)
+        self.storage.lane_record([row], events, [ledger_row] if ledger_row else ())
         self._stored_height = height
 
     def fail(self, error: str) -> None:

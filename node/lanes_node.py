@@ -22,7 +22,10 @@ driven by the runtime (`node/runtime.py`) on its event loop:
    full (docs/lanes.md).
 3. **Decode tracking** (`track`): the lanes' `DecodeTracker`, fed every finalized block in
    height order, decides payloads (executed at a deterministic position / rejected /
-   expired) and chains the execution-order hash; the runtime stores the results.
+   expired) and chains the execution-order hash; the runtime stores the results. With a
+   `[ledger]` in the config the tracker keeps the lanes' ledger (consensus/lanes/ledger.py:
+   fees, PIVOT-K bounties, balances from a genesis allocation) and admission checks the
+   sender's funds against it (`insufficient_balance`, `fee_too_low`).
 
 Lane frames share the consensus transport. A lane frame starts with `LANE_FRAME_TAG`
 (0x4C), which never starts a consensus frame (those start with `WIRE_VERSION` = 1), then
@@ -40,6 +43,7 @@ import msgspec
 
 from consensus.codec import body_id
 from consensus.crypto import KeyPair, SignatureScheme
+from consensus.lanes.ledger import Ledger as LanesLedger
 from consensus.lanes.params import LaneParams
 from consensus.lanes.payload import LanePayloadValidator, build_block_payload
 from consensus.lanes.proposer import LaneProposer, RejectReason, entry_key, max_entry_bytes
@@ -139,6 +143,7 @@ class NodeLanes:
         schedule: LeaderSchedule,
         params: LaneParams = NODE_LANE_PARAMS,
         first_open_slot: int = 1,
+        ledger: LanesLedger | None = None,
     ):
         self.index = index
         self.params = params
@@ -147,6 +152,9 @@ class NodeLanes:
         # One cache of verified ticket-batch signatures for admission and block checks:
         # a sender's batch signature is verified once per node, not once per bundle.
         self.tickets = TicketVerifier(scheme, max_cached=MAX_VERIFIED_TICKET_BATCHES)
+        # the ledger lives in the tracker (driven by the finalized chain only); admission
+        # reads it at the tracker's height (a best-effort pre-check: the tracker decides)
+        self.tracker = DecodeTracker(params, ledger=ledger)
         self.proposer = LaneProposer(
             lane=index,
             key=key,
@@ -155,11 +163,11 @@ class NodeLanes:
             first_open_slot=max(1, first_open_slot),
             max_future_slots=MAX_FUTURE_SLOTS,
             ticket_verifier=self.tickets,
+            funds=self.tracker.funds(),
         )
         self.validator = LanePayloadValidator(
             validators, params, scheme, ticket_verifier=self.tickets
         )
-        self.tracker = DecodeTracker(params)
         self.counters = LaneCounters()
         self.refused: Counter[str] = Counter()  # lane frames refused, by reason
         self.finalized_height = 0
@@ -363,6 +371,10 @@ class NodeLanes:
     @property
     def tracker_height(self) -> int:
         return self.tracker.height or 0
+
+    @property
+    def ledger(self) -> LanesLedger | None:
+        return self.tracker.ledger
 
     def track(self, header: BlockHeader, body: BlockBody) -> tuple[BlockOutcome, int]:
         """Feed the next finalized block (consecutive heights) to the decode tracker.

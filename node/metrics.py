@@ -71,8 +71,8 @@ LANE_FRAME_RESULTS = (
 LANE_BLOCK_EVENTS = ("sealed", "relayed", "received", "proposed", "omitted", "backup_used")
 BUNDLE_REJECT_REASONS = (
     "malformed", "oversized", "bad_commitment", "ticket_mismatch", "wrong_lane", "bad_expiry",
-    "wrong_slot", "expired_ticket", "duplicate_symbol", "lane_full", "bad_ticket_signature",
-    "bad_proof", OTHER,
+    "wrong_slot", "expired_ticket", "payload_expired", "duplicate_symbol", "lane_full",
+    "bad_ticket_signature", "bad_proof", "fee_too_low", "insufficient_balance", OTHER,
 )  # fmt: skip
 # RPC requests refused before a handler answered (node/rpc.py).
 RPC_REFUSAL_REASONS = (
@@ -722,8 +722,25 @@ class NodeMetrics:
         self.replay_mismatch = r.counter(
             "sedna_lane_replay_mismatch", "Replayed heights whose hash differed from disk"
         )
+        # the lanes' ledger (with a [ledger] section), after the tracker height
+        self.ledger_hash_prefix = r.gauge(
+            "sedna_lanes_ledger_hash_prefix",
+            "First 48 bits of the lanes' ledger digest after the tracker height",
+        )
+        self.ledger_totals = r.gauge(
+            "sedna_lanes_ledger_amount",
+            "The lanes' ledger running totals: fees_charged, bounties_paid, burned",
+            ("kind",),
+            {"kind": ("fees_charged", "bounties_paid", "burned")},
+        )
         self.finality = LatencyHistogram()
         self.speculative = LatencyHistogram()
+
+    def observe_ledger(self, ledger_hash: bytes, fees: int, bounties: int, burned: int) -> None:
+        self.ledger_hash_prefix.set(int.from_bytes(ledger_hash[:HASH_PREFIX_BYTES], "big"))
+        self.ledger_totals.set(fees, kind="fees_charged")
+        self.ledger_totals.set(bounties, kind="bounties_paid")
+        self.ledger_totals.set(burned, kind="burned")
 
     def observe_finality(self, latencies_ms: Iterable[float]) -> None:
         for value in latencies_ms:

@@ -20,6 +20,9 @@ Endpoints
                         `oversized`.
 - `GET /payload/<HEX>`  state of a tx id or a Sedna payload id (submitted / pending with
                         finalized bundles / decoded / rejected / expired, height, position).
+- `GET /balance/<HEX>`  a sender's balance in the lanes' ledger after the tracker height
+                        (`balance`, `funded`: it has a genesis allocation, `height`,
+                        `ledger_hash`); 404 when the chain has no `[ledger]`.
 - `GET /executions?from=A&to=B[&data=1]`  payloads the decode tracker decided at heights
                         A..B in execution order (at most 20,000; `next` says where to go on).
 - `GET /lanes[?at=H]`   lane and tracker state; with `at`, the stored execution-order hash
@@ -100,6 +103,8 @@ class RpcBackend(Protocol):
     def rpc_status(self) -> dict[str, Any]: ...
     def rpc_blocks(self, first: int, last: int, with_txids: bool) -> list[dict[str, Any]]: ...
     def rpc_payload(self, ident: bytes) -> dict[str, Any] | None: ...
+
+    def rpc_balance(self, sender: bytes) -> dict[str, Any] | None: ...
     def rpc_bundles(self, records: list[bytes]) -> dict[str, Any]: ...
     def rpc_bundle_refused(self, reason: str) -> None: ...
     def rpc_executions(self, first: int, last: int, with_data: bool) -> dict[str, Any]: ...
@@ -554,6 +559,8 @@ class RpcServer:
         handler = self._routes.get((request.method, request.path))
         if handler is None and request.method == "GET" and request.path.startswith("/payload/"):
             return self._payload(request)
+        if handler is None and request.method == "GET" and request.path.startswith("/balance/"):
+            return self._balance(request)
         if handler is None:
             if any(path == request.path for _, path in self._routes):
                 raise HttpError(405, f"{request.method} not allowed on {request.path}")
@@ -632,6 +639,15 @@ class RpcServer:
         state = self.backend.rpc_payload(ident)
         if state is None:
             raise HttpError(404, "unknown payload or tx id")
+        return json_response(state)
+
+    def _balance(self, request: Request) -> Response:
+        sender = _parse_hex(request.path.removeprefix("/balance/"), "sender")
+        if len(sender) != 32:
+            raise HttpError(400, "sender must be a 32-byte public key (64 hex digits)")
+        state = self.backend.rpc_balance(sender)
+        if state is None:
+            raise HttpError(404, "this chain has no ledger (no [ledger] in the node config)")
         return json_response(state)
 
     def _bundle(self, request: Request) -> Response:

@@ -19,6 +19,9 @@ Tables
                  after that height and the counts decided in it. Its highest row is the
                  tracker's durable height; a restarted node replays the finalized chain
                  through a fresh tracker and checks each replayed hash against this table.
+- `lane_ledger`  with a `[ledger]`: per tracker height, the lanes' ledger digest after it
+                 and the running totals (fees charged, bounties paid, burned), written
+                 with the `lane_heights` row; a replay must reproduce each digest.
 
 Durability. The connection runs `journal_mode=WAL, synchronous=NORMAL`: a committed
 transaction is in the OS page cache before `commit()` returns, so it survives the death of
@@ -104,6 +107,9 @@ CREATE INDEX IF NOT EXISTS lane_events_by_height ON lane_events (height, positio
 CREATE TABLE IF NOT EXISTS lane_heights (
     height INTEGER PRIMARY KEY, exec_hash BLOB NOT NULL, executed INTEGER NOT NULL,
     rejected INTEGER NOT NULL, expired INTEGER NOT NULL, redeemed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS lane_ledger (
+    height INTEGER PRIMARY KEY, ledger_hash BLOB NOT NULL, fees_charged INTEGER NOT NULL,
+    bounties_paid INTEGER NOT NULL, burned INTEGER NOT NULL);
 """
 
 
@@ -131,6 +137,17 @@ class LaneHeightRow:
     rejected: int
     expired: int
     redeemed: int  # tickets redeemed in this height's lane blocks
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerHeightRow:
+    """The lanes' ledger after one tracker height (totals are running sums)."""
+
+    height: int
+    ledger_hash: bytes
+    fees_charged: int
+    bounties_paid: int
+    burned: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,7 +571,12 @@ class Storage:
         row = self._db.execute("SELECT MAX(seq_num) FROM blocks").fetchone()
         return 0 if row is None or row[0] is None else int(row[0])
 
-    def lane_record(self, heights: Sequence[LaneHeightRow], events: Sequence[LaneEventRow]) -> None:
+    def lane_record(
+        self,
+        heights: Sequence[LaneHeightRow],
+        events: Sequence[LaneEventRow],
+        ledger: Sequence[LedgerHeightRow] = (),
+    ) -> None:
         """Store the tracker's result for consecutive heights, atomically.
 
         Heights at or below the stored lane height are skipped (a replay after restart), and
@@ -590,6 +612,12 @@ class Storage:
                     for e in events
                 ),
             )  # fmt: skip
+            db.executemany(
+                "INSERT OR IGNORE INTO lane_ledger (height, ledger_hash, fees_charged, "
+                "bounties_paid, burned) VALUES (?, ?, ?, ?, ?)",
+                ((r.height, r.ledger_hash, r.fees_charged, r.bounties_paid, r.burned)
+                 for r in ledger),
+            )  # fmt: skip
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -607,6 +635,17 @@ class Storage:
             (first, last, MAX_RANGE_ROWS),
         ).fetchall()
         return [LaneHeightRow(int(r[0]), bytes(r[1]), *(int(v) for v in r[2:])) for r in rows]
+
+    def ledger_at(self, height: int) -> LedgerHeightRow | None:
+        """The lanes' ledger digest and totals stored after tracker height `height`."""
+        row = self._db.execute(
+            "SELECT height, ledger_hash, fees_charged, bounties_paid, burned FROM lane_ledger "
+            "WHERE height = ?",
+            (height,),
+        ).fetchone()
+        if row is None:
+            return None
+        return LedgerHeightRow(int(row[0]), bytes(row[1]), *(int(v) for v in row[2:]))
 
     def lane_hash_at(self, height: int) -> bytes | None:
         row = self._db.execute(

@@ -148,6 +148,7 @@ ROOM_IMPORTS: dict[str, set[str]] = {
         "node.storage",
     },
     "node/api_view.py": {
+        "consensus.crypto",
         "consensus.lanes.proposer",
         "node.lane_tracker",
         "node.lanes_node",

@@ -9,9 +9,11 @@ Slots are consensus heights. A proposer accepts tickets for its open slot up to
 and closes every slot up to it, so a late ticket is `expired_ticket`. Sealing is
 idempotent, because a height can be proposed in several rounds.
 
-Withholding (a Byzantine behaviour for netsim's `withhold_bundles`): a proposer built
-with a `WithholdPolicy` omits matching bundles from its lane block at seal time and
-hands them to the policy's `CartelPool`, shared by all cartel members.
+Withholding (a Byzantine behaviour, `withhold_bundles`): a proposer built with a
+`WithholdPolicy` reports every targeted bundle it admits to the cartel's `CartelBook`
+(`consensus.lanes.cartel`: the holdings, shared by all members) and, at seal time,
+omits those the cartel's strategy withholds from its lane block and hands them to the
+policy's `CartelPool`, shared by all cartel members.
 
 Money (with `funds`, the node's ledger at its finalized height): a ticket below the
 chain's fee is `fee_too_low`; a sender whose balance, minus what this lane already
@@ -29,6 +31,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from consensus.crypto import KeyPair, SignatureScheme
+from consensus.lanes.cartel import CartelBook, CartelStrategy
 from consensus.lanes.encoding import (
     DecodeResult,
     bundle_proof_ok,
@@ -123,8 +126,9 @@ def entry_key(entry: LaneEntry) -> tuple[bytes, int]:
 class CartelPool:
     """Bundles withheld by cartel lanes, pooled per payload (shared by all members)."""
 
-    def __init__(self, max_entries: int = 1_000_000):
+    def __init__(self, max_entries: int = 1_000_000, strategy: CartelStrategy | None = None):
         self.max_entries = max_entries
+        self.book = CartelBook(strategy)  # holdings and the strategy's decisions
         self._bundles: dict[bytes, dict[int, Bundle]] = {}
         self.withheld: list[tuple[int, int, bytes, int]] = []  # (lane, slot, cid, bundle)
 
@@ -164,13 +168,31 @@ class CartelPool:
 
 @dataclass
 class WithholdPolicy:
-    """Omit bundles (all, or only those of `targets`) and pool them."""
+    """Target bundles (all, or only those of `targets`); the pool's strategy decides
+    which targeted bundles are withheld (and pooled)."""
 
     pool: CartelPool
     targets: frozenset[bytes] | None = None
 
     def withholds(self, entry: LaneEntry) -> bool:
+        """Is this bundle targeted (held in the cartel's book, withheld if the strategy
+        says so)?"""
         return self.targets is None or entry.ticket.ticket.commitment_id in self.targets
+
+    def observe(self, slot: int, entry: LaneEntry) -> None:
+        """A member admitted `entry` for `slot`: the cartel now holds it."""
+        if self.withholds(entry):
+            cid, index = entry_key(entry)
+            self.pool.book.hold(cid, entry.bundle.commitment.kappa, slot, index)
+
+    def chosen(self, slot: int, entries: Iterable[LaneEntry]) -> set[tuple[bytes, int]]:
+        """The keys of `entries` (one member's, for `slot`) the strategy withholds."""
+        keys = [
+            (entry_key(e)[0], e.bundle.commitment.kappa, e.bundle.bundle_index)
+            for e in entries
+            if self.withholds(e)
+        ]
+        return self.pool.book.withhold(slot, keys)
 
 
 # --------------------------------------------------------------------------- lane proposer
@@ -291,6 +313,8 @@ class LaneProposer:
                 self._opened.add(key[0])
         self._pending.setdefault(slot, {})[key] = entry
         self._seen[key] = slot
+        if self.withhold is not None:
+            self.withhold.observe(slot, entry)
         while len(self._seen) > self.max_remembered:
             del self._seen[next(iter(self._seen))]
         self.stats.accepted += 1
@@ -318,10 +342,12 @@ class LaneProposer:
         for stale in [s for s in self._pending if s < slot]:
             self.stats.dropped_unsealed += len(self._pending.pop(stale))
         pending = self._pending.pop(slot, {})
+        withheld = set() if self.withhold is None else self.withhold.chosen(slot, pending.values())
+        # (the cartel decides once per payload and slot, from what all its members hold)
         included = []
         for key in sorted(pending):
             entry = pending[key]
-            if self.withhold is not None and self.withhold.withholds(entry):
+            if self.withhold is not None and key in withheld:
                 self.withhold.pool.add(self.lane, slot, entry)
                 self.stats.withheld += 1
             else:

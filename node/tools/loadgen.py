@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from consensus.crypto import KeyPair
 from consensus.lanes.encoding import EncodedPayload
 from node.mempool import tx_id
 from node.rpc import HttpClient, encode_binary_txs
@@ -207,6 +208,7 @@ class SednaLoadGenerator:
         rpc_timeout_s: float = 2.0,
         is_up: Callable[[int], bool] | None = None,
         window_s: float = 2.0,
+        key: KeyPair | None = None,
     ):
         from node.lanes_node import NODE_LANE_PARAMS
 
@@ -222,6 +224,7 @@ class SednaLoadGenerator:
         self.max_batch = max_batch
         self.client = SednaClient(
             targets,
+            key=key,  # a funded sender on a chain with a [ledger]
             policy=policy,
             rpc_timeout_s=rpc_timeout_s,
             is_up=is_up,

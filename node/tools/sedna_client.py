@@ -147,6 +147,7 @@ class SednaClient:
         self.scheme = scheme
         self.params = params
         self.policy = policy or SednaPolicy()
+        self.fee = self.policy.fee  # raised to the chain's least fee once a node names it
         self.is_up = is_up or (lambda index: True)
         self.max_active = max_active
         self.stats = ClientStats()
@@ -264,7 +265,7 @@ class SednaClient:
                     p.next_bundle += 1
                 else:
                     break
-                ticket = make_ticket(cid, lane, slot, index, self.policy.fee)
+                ticket = make_ticket(cid, lane, slot, index, self.fee)
                 planned.append((lane, encoded.bundles[index], ticket))
                 p.missing -= 1
                 p.inflight += 1
@@ -291,6 +292,8 @@ class SednaClient:
         """Plan, send queued bundles, poll decisions, start re-sends. Never blocks long."""
         if not self._synced:
             await self.sync_slots()
+            if not self._synced:  # no node answered: nothing could be sent, and the
+                return  # chain id to sign for is not known yet
         now = time.monotonic()
         planned: list[tuple[int, Bundle, Ticket]] = []
         for cid, p in list(self._active.items()):
@@ -345,15 +348,29 @@ class SednaClient:
             self._lead_bonus = max(0.0, self._lead_bonus - LEAD_DECAY_SLOTS)
 
     async def sync_slots(self) -> None:
-        """Learn the lanes' open slot and the tracker height from every live node."""
+        """Learn the chain id, the lanes' open slot and the tracker height from every live
+        node. Tickets are signed for the chain the nodes name (`chain_id` in /status)."""
         for lane in self.lanes:
             answer = await self._query(lane, "/status")
             if answer is None:
                 continue
             status, data = answer
             if status == 200:
+                self._learn_chain(data.get("chain_id"))
+                prices = data.get("ledger")
+                if isinstance(prices, dict) and isinstance(prices.get("fee"), int):
+                    self.fee = max(self.policy.fee, prices["fee"])  # rule: fee >= the chain's
                 self._observe_slot(int(data.get("lane_open_slot", 0)))
                 self._synced = True
+
+    def _learn_chain(self, chain_id: object) -> None:
+        """Sign for the chain the network runs (a node without the key: the default)."""
+        if not isinstance(chain_id, str) or chain_id == self.scheme.chain_id:
+            return
+        try:
+            self.scheme = self.scheme.for_chain(chain_id)
+        except ValueError:  # not a valid chain id: keep signing for the configured one
+            self.stats.errors += 1
 
     async def _query(self, node: int, path: str) -> tuple[int, dict] | None:
         """GET a JSON path (one query at a time per node); None when the node failed."""

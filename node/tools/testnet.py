@@ -30,18 +30,20 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consensus.crypto import KeyPair
+from consensus.crypto import KeyPair, check_chain_id
 from node.config import (
     ADMIN_TOKEN_FILE,
     SINGLE_VALIDATOR_VOTE_PACE_MS,
     ConfigError,
     load_config,
     render_config,
+    render_key_file,
     write_admin_token,
     write_key_file,
 )
@@ -169,6 +171,7 @@ def config_document(
     test: Mapping[str, Any],
     admin_rpc: bool,
     mempool: Mapping[str, Any] | None = None,
+    ledger: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
         "node": {
@@ -199,9 +202,44 @@ def config_document(
             for p in plans
         ],
     }
+    if ledger is not None:
+        document["ledger"] = dict(ledger)
     if test:
         document["test"] = dict(test)
     return document
+
+
+SENDERS_FILE = "senders.toml"  # the funded sender keys of a network with a [ledger]
+DEFAULT_SENDERS = 4
+
+
+def ledger_section(
+    sender_balance: int, fee: int, bounty: int, senders: Sequence[KeyPair]
+) -> dict[str, Any]:
+    """The `[ledger]` of every config: prices and the genesis allocation."""
+    return {
+        "sender_balance": sender_balance,
+        "fee": fee,
+        "bounty": bounty,
+        "genesis": [key.public.hex() for key in senders],
+    }
+
+
+def write_senders(path: Path, senders: Sequence[KeyPair]) -> None:
+    """The funded senders' keys, readable by their owner only (the load generator's)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        for key in senders:
+            handle.write(f'[[senders]]\n{render_key_file(key)}\n')
+
+
+def load_senders(root: Path) -> list[KeyPair]:
+    """The funded sender keys of the network at `root` ([] when it has none)."""
+    path = root / SENDERS_FILE
+    if not path.exists():
+        return []
+    data = tomllib.loads(path.read_text())
+    return [KeyPair.from_seed(bytes.fromhex(entry["secret_seed"])) for entry in data["senders"]]
 
 
 def generate_network(
@@ -216,8 +254,14 @@ def generate_network(
     admin_rpc: bool | None = None,
     keys: Sequence[KeyPair] | None = None,
     mempool: Mapping[str, Any] | None = None,
+    chain_id: str | None = None,
+    ledger: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Write keys, configs and the manifest for a fresh network; returns the manifest.
+
+    `ledger` (`sender_balance`, `fee`, `bounty`, optional `senders`: how many funded
+    sender keys, default 4) gives every config the same `[ledger]`; the funded senders'
+    keys go to `SENDERS_FILE` at the root.
 
     The admin RPC (transport isolation, used by `disconnect` perturbations) is on by
     default only in the local layout, whose RPC listens on loopback.
@@ -242,7 +286,15 @@ def generate_network(
         admin_rpc=admin_rpc,
         keys=keys,
         mempool=mempool,
+        chain_id=chain_id,
+        ledger=ledger,
     )
+
+
+def new_chain_id() -> str:
+    """A fresh chain id for a new network: nothing signed on another network is valid on
+    it, and its nodes refuse peers of any other network (docs/operations.md)."""
+    return f"sedna-{os.urandom(6).hex()}"
 
 
 def write_network(
@@ -256,14 +308,22 @@ def write_network(
     admin_rpc: bool = False,
     keys: Sequence[KeyPair] | None = None,
     mempool: Mapping[str, Any] | None = None,
+    chain_id: str | None = None,
+    ledger: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Keys, configs, manifests and the Prometheus config of planned validators: what every
-    layout shares. A plan with a `bundle` goes to `root/hosts/<bundle>/`, a host's bundle:
+    layout shares. Every config names the network's chain id: `chain_id`, else the
+    consensus mapping's, else a fresh one (`new_chain_id`). A plan with a `bundle` goes to `root/hosts/<bundle>/`, a host's bundle:
     its validators' directories (configs and *their* keys only) and a manifest of them, so
     `sedna testnet up|status|down --dir <bundle>` runs that host's part of the network.
     The manifest at `root` lists every validator (no secret is in it)."""
     nodes = len(plans)
     consensus = dict(consensus or {})
+    chain_id = chain_id or consensus.get("chain_id") or new_chain_id()
+    try:
+        consensus["chain_id"] = check_chain_id(chain_id)
+    except ValueError as exc:
+        raise TestnetError(f"--chain-id: {exc}") from None
     if nodes == 1:  # a lone validator is its own quorum: pace it (config rule)
         consensus.setdefault("vote_pace_ms", SINGLE_VALIDATOR_VOTE_PACE_MS)
     if transport not in ("tcp", "libp2p"):
@@ -278,6 +338,22 @@ def write_network(
         raise TestnetError(f"{len(keys)} keys for {nodes} nodes")
     node_test = node_test or {}
     root.mkdir(parents=True, exist_ok=True)
+    ledger_doc: dict[str, Any] | None = None
+    if ledger is not None:
+        unknown = sorted(set(ledger) - {"sender_balance", "fee", "bounty", "senders"})
+        if unknown:
+            raise TestnetError(f"ledger: unknown key {unknown[0]!r}")
+        count = int(ledger.get("senders", DEFAULT_SENDERS))
+        if not 1 <= count <= 64:
+            raise TestnetError(f"ledger: senders must be in 1..64, got {count}")
+        senders = [KeyPair.from_seed(os.urandom(32)) for _ in range(count)]
+        ledger_doc = ledger_section(
+            int(ledger.get("sender_balance", 0)),
+            int(ledger.get("fee", 1)),
+            int(ledger.get("bounty", 0)),
+            senders,
+        )
+        write_senders(root / SENDERS_FILE, senders)
     created_s = round(time.time(), 3)
     bundles: dict[str, list[NodePlan]] = {}
     for plan in plans:
@@ -302,6 +378,7 @@ def write_network(
                 test=node_test.get(plan.index, {}),
                 admin_rpc=admin_rpc,
                 mempool=mempool,
+                ledger=ledger_doc,
             )
             (node_dir / "config.toml").write_text(render_config(document))
             entry = {
@@ -323,6 +400,7 @@ def write_network(
             host_manifest = {
                 "version": 1,
                 "nodes": nodes,
+                "chain_id": chain_id,
                 "transport": transport,
                 "layout": HOST_LAYOUT,
                 "host": bundle,
@@ -337,6 +415,8 @@ def write_network(
     manifest = {
         "version": 1,
         "nodes": nodes,
+        "chain_id": chain_id,
+        "ledger": ledger_doc,
         "transport": transport,
         "layout": layout,
         "created_s": created_s,
@@ -821,6 +901,8 @@ class RunOptions:
     sedna_bytes: int = 512
     sedna_policy: str = "fresh"
     sedna_preencode: bool = False  # encode the run's payloads before the load starts
+    # the lanes' ledger: sender_balance, fee, bounty (None: the lanes charge nothing)
+    ledger: dict[str, int] | None = None
     out: Path | None = None  # write per-second series (CSV, PNG) and the summary here
 
 
@@ -904,6 +986,7 @@ class TestnetRun:
             consensus=o.consensus,
             node_test=node_test,
             mempool=o.mempool,
+            ledger=o.ledger,
         )
         self.net = net = Testnet(root)
         summary: dict[str, Any] = {}
@@ -955,6 +1038,7 @@ class TestnetRun:
                 payload_bytes=o.sedna_bytes,
                 policy=SednaPolicy(lanes=o.sedna_policy),
                 is_up=is_up,
+                key=next(iter(load_senders(net.root)), None),  # funded, with a [ledger]
             )
             if o.sedna_rate_pps > 0
             else None
@@ -1070,12 +1154,16 @@ class TestnetRun:
             self.failures.append(
                 f"DIVERGENCE: execution-order hashes differ at height {common}: {hashes}"
             )
-        rejected: dict[str, int] = {}
+        rejected: dict[str, int] = {"insufficient_balance": 0}  # contract key, even at 0
+        not_counted: dict[str, int] = {}
         stats = await asyncio.gather(*(self.net.rpc_json(i, "/stats", 5.0) for i in nodes))
         for node_stats in stats:
             if node_stats is not None:
                 for reason, count in node_stats["lanes"]["bundles_rejected"].items():
                     rejected[reason] = rejected.get(reason, 0) + int(count)
+                for reason, count in node_stats["lanes"].get("bundles_not_counted", {}).items():
+                    not_counted[reason] = not_counted.get(reason, 0) + int(count)
+        money = await self._ledger_summary(common)
         result: dict[str, Any] = {
             "sedna_rate_pps": self.options.sedna_rate_pps,
             "sedna_bytes": self.options.sedna_bytes,
@@ -1084,6 +1172,8 @@ class TestnetRun:
             "execution_order_hash": hashes.get(0) if hashes else None,
             "lane_tracker_heights": {str(i): tracker[i] for i in sorted(tracker)},
             "bundles_rejected": dict(sorted(rejected.items())),
+            "bundles_not_counted": dict(sorted(not_counted.items())),
+            **money,
         }
         if sedna is None:
             result.update(
@@ -1150,6 +1240,45 @@ class TestnetRun:
                 "undecided": client.undecided(),
             },
         )
+        return result
+
+    async def _ledger_summary(self, common: int) -> dict[str, Any]:
+        """The lanes' ledger at the common tracker height: `ledger_hash` per node (honest
+        nodes at one height must agree: else a LEDGER DIVERGENCE failure), and the
+        `fees_charged` and `bounties_paid` up to that height."""
+        assert self.net is not None
+        result: dict[str, Any] = {
+            "ledger_height": common,
+            "fees_charged": 0,
+            "bounties_paid": 0,
+            "ledger_hash": {},
+        }
+        if self.options.ledger is None or not common:
+            return result
+        rows: dict[int, Any] = {}
+        for index in range(len(self.net)):
+            if index in self.options.byzantine:
+                continue  # only honest nodes must agree
+            info = await self.net.rpc_json(index, f"/lanes?at={common}", 5.0)
+            if info is not None:
+                rows[index] = info.get("ledger_at_height")
+            else:
+                row = self._disk(index, lambda s, h=common: s.ledger_at(h))
+                rows[index] = None if row is None else {
+                    "ledger_hash": row.ledger_hash.hex(),
+                    "fees_charged": row.fees_charged,
+                    "bounties_paid": row.bounties_paid,
+                }
+        hashes = {str(i): (r or {}).get("ledger_hash") for i, r in sorted(rows.items())}
+        result["ledger_hash"] = hashes
+        if len(set(hashes.values())) > 1 or None in hashes.values():
+            self.failures.append(
+                f"LEDGER DIVERGENCE: ledger hashes differ at height {common}: {hashes}"
+            )
+        first = next((r for r in rows.values() if r), None)
+        if first is not None:
+            result["fees_charged"] = int(first["fees_charged"])
+            result["bounties_paid"] = int(first["bounties_paid"])
         return result
 
     def _disk(self, index: int, read: Callable[[Any], Any]) -> Any:

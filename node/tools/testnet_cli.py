@@ -92,6 +92,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="keep the network here (default: a temporary directory)",
     )
     run.add_argument("--transport", choices=("tcp", "libp2p"), default="tcp")
+    run.add_argument(
+        "--chain-id", default=None, help="the network's chain id (default: a fresh one per run)"
+    )
+    _ledger_flags(run)
     run.add_argument("--perturb", action="append", default=[], metavar="SPEC")
     run.add_argument("--byzantine", action="append", default=[], metavar="SPEC")
     run.add_argument("--no-restart", action="store_true", help="killed nodes stay down")
@@ -161,6 +165,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--transport", choices=("tcp", "libp2p"), default=None)
     init.add_argument("--layout", choices=("local", "docker"), default=None)
     init.add_argument(
+        "--chain-id", default=None, help="the network's chain id (default: a fresh one)"
+    )
+    _ledger_flags(init)
+    init.add_argument(
         "--hosts",
         type=Path,
         default=None,
@@ -173,6 +181,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="do nothing (exit 0) when the directory already holds a network",
     )
     init.set_defaults(func=_init)
+
+
+def _ledger_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sender-balance",
+        type=int,
+        default=None,
+        metavar="N",
+        help="turn the lanes' ledger on: every funded sender starts with N "
+        "(their keys: senders.toml in the network directory)",
+    )
+    p.add_argument("--fee", type=int, default=None, help="least fee per ticket (default 1)")
+    p.add_argument("--bounty", type=int, default=None, help="PIVOT-K bounty B per payload")
+
+
+def _ledger_options(args: argparse.Namespace) -> dict[str, int] | None:
+    """The `[ledger]` the flags ask for (None: no ledger). ValueError names a bad flag."""
+    from consensus.lanes.ledger import MAX_AMOUNT
+
+    if args.sender_balance is None:
+        if args.fee is not None or args.bounty is not None:
+            raise ValueError("--fee and --bounty need --sender-balance (the ledger's genesis)")
+        return None
+    ledger = {"sender_balance": args.sender_balance, "fee": 1, "bounty": 0}
+    for name in ("fee", "bounty"):
+        if getattr(args, name) is not None:
+            ledger[name] = getattr(args, name)
+    for name, value in ledger.items():
+        if not 0 <= value <= MAX_AMOUNT // 64:
+            raise ValueError(f"--{name.replace('_', '-')} must be in 0..{MAX_AMOUNT // 64}")
+    return ledger
 
 
 def _err(message: str) -> None:
@@ -223,6 +262,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         perturbations = [parse_perturbation(s, args.nodes) for s in args.perturb]
         byzantine = dict(parse_byzantine(s, args.nodes) for s in args.byzantine)
+        ledger = _ledger_options(args)
     except ValueError as exc:
         _err(str(exc))
         return 2
@@ -247,6 +287,14 @@ def _run(args: argparse.Namespace) -> int:
             _err("--delta-ms must be > 0")
             return 2
         consensus["delta_ms"] = args.delta_ms
+    if args.chain_id is not None:
+        from consensus.crypto import check_chain_id
+
+        try:
+            consensus["chain_id"] = check_chain_id(args.chain_id)
+        except ValueError as exc:
+            _err(f"--chain-id: {exc}")
+            return 2
     options = RunOptions(
         nodes=args.nodes,
         duration_s=args.duration,
@@ -264,6 +312,7 @@ def _run(args: argparse.Namespace) -> int:
         sedna_bytes=args.sedna_bytes,
         sedna_policy=args.sedna_policy,
         out=args.out,
+        ledger=ledger,
     )
     bar = ProgressBar(sys.stderr)
     print(
@@ -374,6 +423,13 @@ def format_summary(s: dict[str, Any]) -> str:
             lines.append(
                 "  bundles rejected  "
                 + "  ".join(f"{k}={v}" for k, v in s["bundles_rejected"].items())
+            )
+        if s.get("ledger_hash"):
+            agree = len(set(s["ledger_hash"].values())) == 1
+            lines.append(
+                f"  ledger            fees {s['fees_charged']}  bounties {s['bounties_paid']}  "
+                + ("agree" if agree else "DIVERGED")
+                + f" at height {s['ledger_height']}"
             )
     for p in s["perturbations"]:
         recovery = (
@@ -604,8 +660,19 @@ def _init(args: argparse.Namespace) -> int:
     if args.hosts is not None and (args.nodes is not None or args.layout is not None):
         _err("--hosts names every validator and host: drop --nodes and --layout")
         return 2
+    if args.hosts is not None and args.chain_id is not None:
+        _err("--hosts: the chain id of a hosts network is fresh; drop --chain-id")
+        return 2
     if args.hosts is not None and args.transport is not None:
         _err('--hosts: set the transport in the hosts file (transport = "libp2p")')
+        return 2
+    try:
+        ledger = _ledger_options(args)
+    except ValueError as exc:
+        _err(str(exc))
+        return 2
+    if args.hosts is not None and ledger is not None:
+        _err("--hosts: a hosts network has no ledger flags yet; drop --sender-balance")
         return 2
     if (root / MANIFEST).exists() and args.if_missing:
         print(f"{root} already holds a network; nothing to do", file=sys.stderr)
@@ -624,6 +691,8 @@ def _init(args: argparse.Namespace) -> int:
                 args.nodes if args.nodes is not None else 4,
                 transport=args.transport or "tcp",
                 layout=args.layout or "local",
+                chain_id=args.chain_id,
+                ledger=ledger,
             )
     except TestnetError as exc:
         _err(str(exc))

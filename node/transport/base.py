@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from consensus.crypto import KeyPair
+from consensus.crypto import DEFAULT_CHAIN_ID, KeyPair
 
 MIB = 1024 * 1024
 FRAME_HEADER_BYTES = 4  # big-endian unsigned length prefix
@@ -76,6 +76,7 @@ class Transport(Protocol):
         peers: Mapping[int, PeerAddress],
         on_frame: FrameHandler,
         limits: TransportLimits = DEFAULT_LIMITS,
+        chain_id: str = DEFAULT_CHAIN_ID,
     ) -> None: ...
 
     async def start(self) -> None: ...
@@ -120,6 +121,8 @@ HANDSHAKE_FAILURE_REASONS = (
     "unknown_key",  # the remote proved (or claimed) a key that is not a validator's
     "wrong_peer_key",  # the dialed address answered with another key than its validator's
     "bad_handshake",  # malformed hello, wrong magic, bad signature, wrong identity
+    "wrong_chain",  # the remote runs another chain id (tcp: refused at the hello;
+    # libp2p: it does not speak this chain's protocol id)
     "timeout",  # handshake did not finish within handshake_timeout_ms
     "too_many_pending",  # over max_pending_handshakes unauthenticated connections
     "isolated",  # refused because the transport is isolated

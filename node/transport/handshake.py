@@ -2,14 +2,23 @@
 
 Three messages, fixed sizes (I = initiator, R = responder):
 
-    hello   I->R  MAGIC(8) | I_static(32) | I_eph(32)                       72 bytes
-    reply   R->I  R_static(32) | R_eph(32) | sig_R(64)                      128 bytes
+    hello   I->R  MAGIC(8) | I_static(32) | I_eph(32) | chain_tag(32)       104 bytes
+    reply   R->I  0x00 | R_static(32) | R_eph(32) | sig_R(64)               129 bytes
+      or    R->I  0x01 | len(1) | R's chain id | zero padding                129 bytes
     finish  I->R  sig_I(64)                                                 64 bytes
 
+    chain_tag = blake2b-256("sedna/chain/1" | 0x00 | chain id)
     th1   = blake2b-256(MAGIC | hello | R_static | R_eph)
-    sig_R = Ed25519(R, Domain.HANDSHAKE, b"responder" | th1)
+    sig_R = Ed25519[chain](R, Domain.HANDSHAKE, b"responder" | th1)
     th2   = blake2b-256(th1 | sig_R)
-    sig_I = Ed25519(I, Domain.HANDSHAKE, b"initiator" | th2)
+    sig_I = Ed25519[chain](I, Domain.HANDSHAKE, b"initiator" | th2)
+
+Chain id (rule WRONG-CHAIN): the hello names the initiator's chain; a responder on another
+chain answers the `0x01` refusal carrying its own chain id and closes, so both sides count
+`wrong_chain` and the dialer can say which chain answered. The refusal is not signed (a
+man in the middle could forge one, as it could close the connection); what protects the
+network is that every signature, the handshake's included, is made for one chain id
+(consensus/crypto.py), so a node of another chain can never complete a handshake.
     keys  = HKDF-SHA256(ikm = X25519(eph, peer_eph), salt = th2, info = MAGIC | "keys", 64)
             first 32 bytes: initiator->responder key, last 32: responder->initiator key
 
@@ -34,11 +43,14 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from consensus.crypto import ED25519, Domain, KeyPair
+from consensus.crypto import DEFAULT_CHAIN_ID, Domain, Ed25519Scheme, KeyPair
 
-MAGIC = b"sednaT\x00\x01"  # protocol name + version 1
-HELLO_BYTES = len(MAGIC) + 32 + 32
-REPLY_BYTES = 32 + 32 + 64
+MAGIC = b"sednaT\x00\x02"  # protocol name + version 2 (the hello names its chain)
+CHAIN_TAG_BYTES = 32
+HELLO_BYTES = len(MAGIC) + 32 + 32 + CHAIN_TAG_BYTES
+REPLY_ACCEPT = 0x00
+REPLY_WRONG_CHAIN = 0x01
+REPLY_BYTES = 1 + 32 + 32 + 64
 FINISH_BYTES = 64
 TAG_BYTES = 16
 LENGTH = struct.Struct(">I")
@@ -48,10 +60,22 @@ _MAX_COUNTER = 2**64 - 1
 class HandshakeError(Exception):
     """The remote failed the handshake. `reason` is a HANDSHAKE_FAILURE_REASONS entry."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, answer: bytes = b"") -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.answer = answer  # sent to the remote before closing (the wrong_chain refusal)
+
+
+def chain_tag(chain_id: str) -> bytes:
+    """What a hello carries to name its chain."""
+    return _hash(b"sedna/chain/1\x00", chain_id.encode("ascii"))
+
+
+def wrong_chain_refusal(chain_id: str) -> bytes:
+    """The responder's refusal of a hello from another chain: its own chain id."""
+    raw = chain_id.encode("ascii")
+    return (bytes((REPLY_WRONG_CHAIN, len(raw))) + raw).ljust(REPLY_BYTES, b"\x00")
 
 
 class FrameError(Exception):
@@ -137,25 +161,38 @@ class Session:
 class Initiator:
     """The dialing side."""
 
-    def __init__(self, key: KeyPair, expected_peer: bytes) -> None:
+    def __init__(
+        self, key: KeyPair, expected_peer: bytes, chain_id: str = DEFAULT_CHAIN_ID
+    ) -> None:
         self._key = key
         self._expected_peer = expected_peer
+        self._scheme = Ed25519Scheme(chain_id)
         self._eph = X25519PrivateKey.generate()
-        self.hello = MAGIC + key.public + _raw_public(self._eph)
+        self.hello = MAGIC + key.public + _raw_public(self._eph) + chain_tag(chain_id)
 
     def on_reply(self, reply: bytes) -> tuple[bytes, Session]:
         """Check the responder's reply; return (finish message, session)."""
         if len(reply) != REPLY_BYTES:
             raise HandshakeError("bad_handshake", "reply has the wrong size")
+        if reply[0] == REPLY_WRONG_CHAIN:  # rule WRONG-CHAIN: the peer is on another chain
+            size = reply[1]
+            theirs = reply[2 : 2 + size].decode("ascii", "replace")
+            raise HandshakeError(
+                "wrong_chain",
+                f"the peer is on chain {theirs!r}, this node on {self._scheme.chain_id!r}",
+            )
+        if reply[0] != REPLY_ACCEPT:
+            raise HandshakeError("bad_handshake", "unknown reply status")
+        reply = reply[1:]
         r_static, r_eph, sig_r = reply[:32], reply[32:64], reply[64:]
         if r_static != self._expected_peer:  # rule: the dialed validator answers
             raise HandshakeError("wrong_peer_key", r_static.hex()[:16])
         th1 = _hash(MAGIC, self.hello, r_static, r_eph)
-        if not ED25519.verify(r_static, Domain.HANDSHAKE, b"responder" + th1, sig_r):
+        if not self._scheme.verify(r_static, Domain.HANDSHAKE, b"responder" + th1, sig_r):
             raise HandshakeError("bad_handshake", "bad responder signature")
         shared = _shared_secret(self._eph, r_eph)
         th2 = _hash(th1, sig_r)
-        sig_i = ED25519.sign(self._key, Domain.HANDSHAKE, b"initiator" + th2)
+        sig_i = self._scheme.sign(self._key, Domain.HANDSHAKE, b"initiator" + th2)
         k_i2r, k_r2i = _derive(shared, th2)
         return sig_i, Session(r_static, FrameCipher(k_i2r), FrameCipher(k_r2i))
 
@@ -163,9 +200,13 @@ class Initiator:
 class Responder:
     """The accepting side. `known` maps validator public keys to indices."""
 
-    def __init__(self, key: KeyPair, known: dict[bytes, int]) -> None:
+    def __init__(
+        self, key: KeyPair, known: dict[bytes, int], chain_id: str = DEFAULT_CHAIN_ID
+    ) -> None:
         self._key = key
         self._known = known
+        self._scheme = Ed25519Scheme(chain_id)
+        self._chain_tag = chain_tag(chain_id)
         self._eph = X25519PrivateKey.generate()
         self.peer_index = -1
         self._peer_public = b""
@@ -177,25 +218,32 @@ class Responder:
         if len(hello) != HELLO_BYTES or hello[: len(MAGIC)] != MAGIC:  # rule: our protocol
             raise HandshakeError("bad_handshake", "bad magic or size")
         i_static = hello[len(MAGIC) : len(MAGIC) + 32]
-        i_eph = hello[len(MAGIC) + 32 :]
+        i_eph = hello[len(MAGIC) + 32 : len(MAGIC) + 64]
+        if hello[len(MAGIC) + 64 :] != self._chain_tag:  # rule WRONG-CHAIN: one network
+            raise HandshakeError(
+                "wrong_chain",
+                f"{i_static.hex()[:16]} dialed from another chain "
+                f"(this node is on {self._scheme.chain_id!r})",
+                answer=wrong_chain_refusal(self._scheme.chain_id),
+            )
         index = self._known.get(i_static)
         if index is None:  # rule: only known validators (self is not in `known`)
             raise HandshakeError("unknown_key", i_static.hex()[:16])
         shared = _shared_secret(self._eph, i_eph)
         r_eph = _raw_public(self._eph)
         th1 = _hash(MAGIC, hello, self._key.public, r_eph)
-        sig_r = ED25519.sign(self._key, Domain.HANDSHAKE, b"responder" + th1)
+        sig_r = self._scheme.sign(self._key, Domain.HANDSHAKE, b"responder" + th1)
         self.peer_index = index
         self._peer_public = i_static
         self._th2 = _hash(th1, sig_r)
         self._shared = shared
-        return self._key.public + r_eph + sig_r
+        return bytes((REPLY_ACCEPT,)) + self._key.public + r_eph + sig_r
 
     def on_finish(self, finish: bytes) -> Session:
         """Check the initiator's signature; return the session."""
         if not self._th2:
             raise HandshakeError("bad_handshake", "finish before hello")
-        if len(finish) != FINISH_BYTES or not ED25519.verify(
+        if len(finish) != FINISH_BYTES or not self._scheme.verify(
             self._peer_public, Domain.HANDSHAKE, b"initiator" + self._th2, finish
         ):  # rule: the initiator proves it holds its validator key
             raise HandshakeError("bad_handshake", "bad initiator signature")

@@ -9,7 +9,10 @@
   The higher index never dials: it opens its stream on the connection it accepted
   (`SwarmConn.new_stream` + multistream-select), not through `host.new_stream`, which
   dials by itself when it finds no connection.
-- Per peer, one outbound stream on PROTOCOL_ID carries 4-byte length-prefixed frames;
+- The stream protocol id names the chain (`protocol_id(chain_id)`,
+  "/sedna/consensus/1/<chain id>"): a node of another chain does not speak it, so its
+  streams are never opened (counted `wrong_chain` by the side that tried).
+- Per peer, one outbound stream on the chain's protocol id carries 4-byte length-prefixed frames;
   the peer reads them from the stream we opened and writes to us on the one it opened.
 - Trio-side waits (for a connection, the end of isolation, queued frames) test a condition
   and sleep on a per-peer `ChangeSignal`, so no wake-up can be lost.
@@ -23,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import threading
 from collections.abc import Mapping
@@ -40,6 +42,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.network.config import RetryConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
+from libp2p.protocol_muxer.exceptions import ProtocolNotSupportedError
 from libp2p.protocol_muxer.multiselect_client import MultiselectClient
 from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -47,7 +50,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
-from consensus.crypto import KeyPair
+from consensus.crypto import DEFAULT_CHAIN_ID, KeyPair, check_chain_id
 from node.logs import WarningLimiter
 from node.transport.base import (
     DEFAULT_LIMITS,
@@ -66,7 +69,15 @@ log = logging.getLogger("sedna.transport.libp2p")
 # libp2p logs every refused dial at ERROR; our peer loops count them (dial_failures).
 logging.getLogger("libp2p.transport.tcp.tcp").setLevel(logging.CRITICAL)
 
-PROTOCOL_ID = TProtocol("/sedna/consensus/1")
+PROTOCOL_PREFIX = "/sedna/consensus/1"
+
+
+def protocol_id(chain_id: str = DEFAULT_CHAIN_ID) -> TProtocol:
+    """The stream protocol of one chain (rule WRONG-CHAIN: one network per protocol id)."""
+    return TProtocol(f"{PROTOCOL_PREFIX}/{check_chain_id(chain_id)}")
+
+
+PROTOCOL_ID = protocol_id()  # the default chain's
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 10.0
 _WRITE_BATCH_FRAMES = 256
@@ -144,8 +155,10 @@ class Libp2pTransport:
         peers: Mapping[int, PeerAddress],
         on_frame: FrameHandler,
         limits: TransportLimits = DEFAULT_LIMITS,
+        chain_id: str = DEFAULT_CHAIN_ID,
     ) -> None:
         self._remote = validate_config(index=index, key=key, listen_port=listen_port, peers=peers)
+        self._protocol = protocol_id(chain_id)
         self._index = index
         self._key = key
         self._listen_host = listen_host
@@ -340,7 +353,7 @@ class Libp2pTransport:
         self._host = host
         network = host.get_network()
         network.retry_config = RetryConfig(max_retries=0)
-        host.set_stream_handler(PROTOCOL_ID, self._handle_stream)
+        host.set_stream_handler(self._protocol, self._handle_stream)
         network.register_notifee(_Notifee(self))
         async with trio.open_nursery() as service:
             self._nursery = service  # connection closers started from notifee callbacks
@@ -537,7 +550,8 @@ class Libp2pTransport:
         return found[-1]
 
     async def _open_stream(self, conn: INetConn, timeout_s: float) -> INetStream:
-        """Open a PROTOCOL_ID stream on `conn` itself (never on a connection libp2p dials)."""
+        """Open a stream of the chain's protocol on `conn` itself (never on a connection
+        libp2p dials)."""
         try:
             stream = await conn.new_stream()
         except Exception:
@@ -546,10 +560,23 @@ class Libp2pTransport:
             if self._nursery is not None:
                 self._nursery.start_soon(self._close_conn, conn)
             raise
+        communicator = MultiselectCommunicator(stream)
         try:
-            protocol = await self._multiselect.select_one_of(
-                [PROTOCOL_ID], MultiselectCommunicator(stream), max(1, math.ceil(timeout_s))
+            await self._multiselect.handshake(communicator)
+            protocol = await self._multiselect.try_select(communicator, self._protocol)
+        except ProtocolNotSupportedError:
+            # rule WRONG-CHAIN: the peer does not speak this chain's protocol id
+            self._counters.handshake_failure("wrong_chain")
+            peer = self._index_by_id.get(conn.muxed_conn.peer_id)
+            self._warnings.warn(
+                "peer_wrong_chain",
+                str(peer),
+                peer=peer,
+                detail=f"the peer does not speak {self._protocol}",
+                hint="the two nodes' consensus.chain_id differ: they are other networks",
             )
+            await _reset_quietly(stream)
+            raise
         except BaseException:
             await _reset_quietly(stream)
             raise
@@ -595,7 +622,7 @@ class Libp2pTransport:
             self._counters.frames_out(peer, len(batch), size_bytes)
 
     async def _handle_stream(self, stream: INetStream) -> None:
-        """An inbound PROTOCOL_ID stream: hand its frames to asyncio; reset it at the end."""
+        """An inbound stream of the chain's protocol: hand its frames to asyncio; reset it at the end."""
         assert self._inbox is not None
         peer = self._index_by_id.get(stream.muxed_conn.peer_id)
         if peer is None:  # rule: only known validators' peer ids

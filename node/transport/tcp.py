@@ -12,12 +12,13 @@ runs (asyncio or uvloop); this module installs no loop policy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Mapping
 from typing import Any
 
-from consensus.crypto import KeyPair
+from consensus.crypto import DEFAULT_CHAIN_ID, KeyPair, check_chain_id
 from node.logs import WarningLimiter
 from node.transport.base import (
     DEFAULT_LIMITS,
@@ -86,8 +87,10 @@ class TcpTransport:
         peers: Mapping[int, PeerAddress],
         on_frame: FrameHandler,
         limits: TransportLimits = DEFAULT_LIMITS,
+        chain_id: str = DEFAULT_CHAIN_ID,
     ) -> None:
         self._remote = validate_config(index=index, key=key, listen_port=listen_port, peers=peers)
+        self._chain_id = check_chain_id(chain_id)
         self._index = index
         self._key = key
         self._listen_host = listen_host
@@ -233,7 +236,7 @@ class TcpTransport:
                 reader, writer = await asyncio.open_connection(
                     address.host, address.port, limit=_STREAM_LIMIT_BYTES
                 )
-                initiator = Initiator(self._key, address.public_key)
+                initiator = Initiator(self._key, address.public_key, self._chain_id)
                 writer.write(initiator.hello)
                 reply = await reader.readexactly(REPLY_BYTES)
                 finish, session = initiator.on_reply(reply)
@@ -255,6 +258,15 @@ class TcpTransport:
                     configured_key=address.public_key.hex()[:16],
                     presented_key=exc.detail,
                     hint="the validators entries of the two nodes' configs disagree",
+                )
+            elif exc.reason == "wrong_chain":
+                self._warnings.warn(
+                    "peer_wrong_chain",
+                    str(peer),
+                    peer=peer,
+                    address=f"{address.host}:{address.port}",
+                    detail=exc.detail,
+                    hint="the two nodes' consensus.chain_id differ: they are other networks",
                 )
         except FrameError as exc:
             log.debug("dial %d: bad accept frame: %s", peer, exc)
@@ -284,7 +296,7 @@ class TcpTransport:
         assert task is not None
         self._tasks.add(task)
         self._pending_handshakes += 1
-        responder = Responder(self._key, self._known)
+        responder = Responder(self._key, self._known, self._chain_id)
         try:
             async with asyncio.timeout(self._limits.handshake_timeout_ms / 1000.0):
                 hello = await reader.readexactly(HELLO_BYTES)
@@ -294,6 +306,16 @@ class TcpTransport:
         except HandshakeError as exc:
             log.debug("inbound handshake: %s", exc)
             self._counters.handshake_failure(exc.reason)
+            if exc.answer:  # the wrong_chain refusal: tell the dialer why, then close
+                remote = writer.get_extra_info("peername")
+                host = str(remote[0]) if remote else "?"
+                self._warnings.warn("peer_wrong_chain", host, remote_host=host, detail=exc.detail)
+                writer.write(exc.answer)
+                with contextlib.suppress(OSError, TimeoutError):
+                    async with asyncio.timeout(self._limits.handshake_timeout_ms / 1000.0):
+                        await writer.drain()
+                writer.close()
+                return
             if exc.reason == "unknown_key":
                 remote = writer.get_extra_info("peername")
                 host = str(remote[0]) if remote else "?"

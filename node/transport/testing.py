@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from consensus.crypto import KeyPair, derive_keys
+from consensus.crypto import DEFAULT_CHAIN_ID, KeyPair, derive_keys
 from node.transport import create_transport
 from node.transport.base import PeerAddress, Transport, TransportKind, TransportLimits
 
@@ -75,8 +75,10 @@ class LocalMesh:
         limits_by_node: dict[int, TransportLimits] | None = None,
         seed: str = "transport-tests",
         on_frame: Callable[[int], Callable[[int, bytes], None]] | None = None,
+        chain_id_by_node: dict[int, str] | None = None,
     ) -> None:
         self.kind = kind
+        self.chain_id_by_node = chain_id_by_node or {}
         self.keys = derive_keys(size, seed)
         self.ports = [free_port() for _ in range(size)]
         self.peers = local_peers(self.keys, self.ports)
@@ -96,6 +98,7 @@ class LocalMesh:
             peers=self.peers,
             on_frame=self._on_frame(index),
             limits=self.limits_by_node.get(index, self.limits),
+            chain_id=self.chain_id_by_node.get(index, DEFAULT_CHAIN_ID),
         )
 
     async def start(self, indices: list[int] | None = None) -> None:

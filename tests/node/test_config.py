@@ -60,7 +60,20 @@ BAD_DOCUMENTS = [
     ({"test": {"byzantine": "evil"}}, "test.byzantine"),
     ({"test": {"crash_after_persist_safety": -1}}, "test.crash_after_persist_safety"),
     ({"extra": {"x": 1}}, "config.extra"),
-]
+    ({"consensus": {"chain_id": "has space"}}, "consensus.chain_id"),
+    ({"consensus": {"chain_id": ""}}, "consensus.chain_id"),
+    ({"consensus": {"chain_id": "x" * 65}}, "consensus.chain_id"),
+    ({"ledger": {"fee": -1}}, "ledger.fee"),
+    ({"ledger": {"bounty": 2**63}}, "ledger.bounty"),
+    ({"ledger": {"sender_balance": True}}, "ledger.sender_balance"),
+    ({"ledger": {"tip": 1}}, "ledger.tip"),
+    ({"ledger": {"genesis": ["zz"]}}, "ledger.genesis[0]"),
+    ({"ledger": {"genesis": ["ab" * 31]}}, "ledger.genesis[0]"),
+    ({"ledger": {"genesis": ["ab" * 32, "ab" * 32]}}, "ledger.genesis[1]"),
+    ({"ledger": {"genesis": "ab"}}, "ledger.genesis"),
+    ({"ledger": {"sender_balance": 2**61 + 1, "genesis": ["ab" * 32, "cd" * 32]}},
+     "ledger.sender_balance"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("overrides", "key"), BAD_DOCUMENTS, ids=[k for _, k in BAD_DOCUMENTS])
@@ -69,6 +82,24 @@ def test_bad_value_is_rejected_naming_its_key(tmp_path: Path, overrides, key: st
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value).startswith(key), str(info.value)
+
+
+def test_chain_id_and_ledger_are_optional_and_read_when_given(tmp_path: Path) -> None:
+    from consensus.crypto import DEFAULT_CHAIN_ID
+
+    plain = load_config(write_config(tmp_path / "plain"))
+    assert plain.consensus.chain_id == DEFAULT_CHAIN_ID and plain.ledger is None
+    config = load_config(
+        write_config(
+            tmp_path / "money",
+            consensus={"chain_id": "sedna-test.1"},
+            ledger={"sender_balance": 500, "fee": 2, "bounty": 9, "genesis": ["ab" * 32]},
+        )
+    )
+    assert config.consensus.chain_id == "sedna-test.1"
+    assert config.ledger is not None
+    assert (config.ledger.fee, config.ledger.bounty) == (2, 9)
+    assert config.ledger.allocation() == {bytes.fromhex("ab" * 32): 500}
 
 
 def test_validator_entries_are_checked(tmp_path: Path) -> None:

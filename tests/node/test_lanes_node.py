@@ -63,13 +63,14 @@ def _encoded(size: int = 512, seed: int = 0):
     )
 
 
-def _entry(encoded, lane: int, slot: int, bundle: int) -> LaneEntry:
+def _entry(encoded, lane: int, slot: int, bundle: int, scheme=ED25519) -> LaneEntry:
     ticket = make_ticket(encoded.commitment_id, lane, slot, bundle, 1)
-    return LaneEntry(encoded.bundles[bundle], sign_ticket(ED25519, SENDER, ticket))
+    return LaneEntry(encoded.bundles[bundle], sign_ticket(scheme, SENDER, ticket))
 
 
-def _data(encoded, lane: int, slot: int, bundle: int) -> bytes:
-    return encode_lane_entry(_entry(encoded, lane, slot, bundle))
+def _data(encoded, lane: int, slot: int, bundle: int, scheme=ED25519) -> bytes:
+    """A lane entry signed for `scheme`'s chain (a real network's: its config's chain id)."""
+    return encode_lane_entry(_entry(encoded, lane, slot, bundle, scheme))
 
 
 # --------------------------------------------------------------------------- NodeLanes
@@ -332,7 +333,8 @@ def test_bundle_endpoint_admits_good_bundles_and_counts_junk(tmp_path: Path) -> 
             client = HttpClient("127.0.0.1", node.rpc.port)
             enc = _encoded(size=700)
             slot = node.lanes.open_slot
-            good = base64.b64encode(_data(enc, 0, slot, 0)).decode()
+            chain = ED25519.for_chain(config.consensus.chain_id)  # the network's chain
+            good = base64.b64encode(_data(enc, 0, slot, 0, chain)).decode()
             status, body = await client.post_json("/bundle", {"bundle": good})
             assert status == 200 and body["accepted"] == 1 and body["results"] == [None]
             assert body["lane"] == 0 and body["open_slot"] == slot
@@ -341,7 +343,7 @@ def test_bundle_endpoint_admits_good_bundles_and_counts_junk(tmp_path: Path) -> 
             junk = encode_binary_txs(
                 [
                     b"\x92junk",
-                    _data(enc, 1, slot, 1),
+                    _data(enc, 1, slot, 1, chain),
                     os.urandom(max_entry_bytes(NODE_LANE_PARAMS) + 1),
                 ]
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.crypto import ED25519, Domain, derive_keys
+from consensus.crypto import DEFAULT_CHAIN_ID, ED25519, Domain, derive_keys
 from node.transport.base import PeerQueue, TransportLimits, validate_config
 from node.transport.handshake import (
     FINISH_BYTES,
@@ -16,7 +16,9 @@ from node.transport.handshake import (
     HandshakeError,
     Initiator,
     Responder,
+    chain_tag,
     check_frame_length,
+    wrong_chain_refusal,
 )
 from node.transport.testing import local_peers
 
@@ -75,7 +77,7 @@ def test_malformed_hello_is_rejected(hello: bytes) -> None:
 
 
 def test_low_order_ephemeral_key_is_rejected() -> None:
-    hello = MAGIC + KEYS[0].public + b"\x00" * 32  # X25519 point of order 1
+    hello = MAGIC + KEYS[0].public + b"\x00" * 32 + chain_tag(DEFAULT_CHAIN_ID)  # order 1
     with pytest.raises(HandshakeError) as info:
         Responder(KEYS[1], KNOWN_BY_1).on_hello(hello)
     assert info.value.reason == "bad_handshake"
@@ -104,7 +106,7 @@ def test_responder_rejects_bad_or_reflected_finish() -> None:
     initiator = Initiator(KEYS[0], KEYS[1].public)
     responder = Responder(KEYS[1], KNOWN_BY_1)
     reply = responder.on_hello(initiator.hello)
-    sig_r = reply[64:]
+    sig_r = reply[65:]
     with pytest.raises(HandshakeError):
         responder.on_finish(sig_r)  # the responder's own signature reflected back
     with pytest.raises(HandshakeError):
@@ -176,7 +178,40 @@ def test_frame_length_checked_before_body() -> None:
 
 
 def test_message_sizes() -> None:
-    assert (HELLO_BYTES, REPLY_BYTES, FINISH_BYTES) == (72, 128, 64)
+    assert (HELLO_BYTES, REPLY_BYTES, FINISH_BYTES) == (104, 129, 64)
+    assert len(wrong_chain_refusal("x" * 64)) == REPLY_BYTES  # the longest chain id fits
+
+
+def test_a_hello_from_another_chain_is_refused_with_the_responders_chain_id() -> None:
+    """Rule WRONG-CHAIN: the responder answers a refusal naming its chain; the dialer
+    raises `wrong_chain` saying which chain answered. Nothing is signed for the stranger."""
+    initiator = Initiator(KEYS[0], KEYS[1].public, "chain-a")
+    responder = Responder(KEYS[1], KNOWN_BY_1, "chain-b")
+    with pytest.raises(HandshakeError) as refused:
+        responder.on_hello(initiator.hello)
+    assert refused.value.reason == "wrong_chain"
+    assert refused.value.answer == wrong_chain_refusal("chain-b")
+    assert responder.peer_index == -1  # nothing adopted
+    with pytest.raises(HandshakeError) as told:
+        initiator.on_reply(refused.value.answer)
+    assert told.value.reason == "wrong_chain"
+    assert "'chain-b'" in told.value.detail and "'chain-a'" in told.value.detail
+    # Same chain on both sides (not the default one): the handshake completes.
+    initiator = Initiator(KEYS[0], KEYS[1].public, "chain-b")
+    responder = Responder(KEYS[1], KNOWN_BY_1, "chain-b")
+    finish, _ = initiator.on_reply(responder.on_hello(initiator.hello))
+    assert responder.on_finish(finish).peer_public == KEYS[0].public
+
+
+def test_a_hello_lying_about_its_chain_cannot_complete_the_handshake() -> None:
+    """The chain tag is only a courtesy: the signatures are made for one chain, so a node
+    of chain A that sends chain B's tag fails on the responder's signature."""
+    liar = Initiator(KEYS[0], KEYS[1].public, "chain-a")
+    forged_hello = liar.hello[: -len(chain_tag("chain-b"))] + chain_tag("chain-b")
+    liar.hello = forged_hello  # its transcript must match what it sent
+    reply = Responder(KEYS[1], KNOWN_BY_1, "chain-b").on_hello(forged_hello)
+    with pytest.raises(HandshakeError, match="bad responder signature"):
+        liar.on_reply(reply)
 
 
 def test_peer_queue_drops_oldest_at_its_bound() -> None:

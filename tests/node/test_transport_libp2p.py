@@ -333,3 +333,35 @@ def test_queue_bound_drops_oldest_and_counts() -> None:
             await mesh.stop()
 
     run(scenario())
+
+
+def test_a_peer_of_another_chain_speaks_another_protocol_and_is_counted() -> None:
+    """Rule WRONG-CHAIN (libp2p): the stream protocol id names the chain, so node 2 of
+    another chain never gets a stream with nodes 0 and 1 (counted `wrong_chain` by the
+    side that tried), while 0 and 1 exchange frames."""
+    from node.transport.libp2p_transport import protocol_id
+
+    assert protocol_id("chain-a") != protocol_id("chain-b")
+
+    async def scenario() -> None:
+        mesh = LocalMesh("libp2p", 3, limits=FAST, chain_id_by_node={2: "another-chain"})
+        await mesh.start()
+        try:
+            await wait_until(
+                lambda: all(
+                    mesh.stats(i)["handshake_failures"]["wrong_chain"] >= 1 for i in (0, 1, 2)
+                ),
+                10,
+                "wrong_chain counted",
+            )
+            mesh.nodes[0].send(1, b"same chain")
+            await wait_until(lambda: mesh.inbox.from_peer(1, 0) == [b"same chain"], 10)
+            mesh.nodes[2].broadcast(b"stranger")
+            mesh.nodes[0].send(2, b"to the stranger")
+            await asyncio.sleep(0.5)
+            assert mesh.inbox.count(2) == 0
+            assert all(b"stranger" not in f for i in (0, 1) for _p, f in mesh.inbox.frames.get(i, []))
+        finally:
+            await mesh.stop()
+
+    run(scenario())

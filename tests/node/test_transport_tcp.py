@@ -464,7 +464,7 @@ def test_stop_is_idempotent_and_start_twice_fails() -> None:
 
 def test_handshake_sizes_on_the_wire_match_the_spec() -> None:
     """The three messages a real handshake produces have the sizes docs/transport.md states
-    (72 + 128 + 64 bytes), the checks use the same sizes, and the keys agree."""
+    (104 + 129 + 64 bytes), the checks use the same sizes, and the keys agree."""
     initiator_key, responder_key = derive_keys(2, b"tests/handshake-sizes")
     initiator = Initiator(initiator_key, expected_peer=responder_key.public)
     responder = Responder(responder_key, known={initiator_key.public: 0})
@@ -472,7 +472,7 @@ def test_handshake_sizes_on_the_wire_match_the_spec() -> None:
     reply = responder.on_hello(hello)
     finish, initiator_session = initiator.on_reply(reply)
     responder_session = responder.on_finish(finish)
-    assert (len(hello), len(reply), len(finish)) == (72, 128, 64)
+    assert (len(hello), len(reply), len(finish)) == (104, 129, 64)
     assert (len(hello), len(reply), len(finish)) == (HELLO_BYTES, REPLY_BYTES, FINISH_BYTES)
     header, ciphertext = initiator_session.send.seal(b"frame")
     assert responder_session.recv.open(header, ciphertext) == b"frame"
@@ -481,3 +481,34 @@ def test_handshake_sizes_on_the_wire_match_the_spec() -> None:
         Responder(responder_key, known={initiator_key.public: 0}).on_hello(hello[:-1])
     with pytest.raises(HandshakeError):
         Initiator(initiator_key, expected_peer=responder_key.public).on_reply(reply + b"x")
+
+
+def test_a_peer_of_another_chain_is_refused_at_the_hello_and_counted_both_ways() -> None:
+    """Rule WRONG-CHAIN: node 2 runs another chain id with a validator key the others
+    know; every handshake with it ends in the `wrong_chain` refusal (counted by both
+    sides), no frame crosses, and the two nodes of the chain talk as usual."""
+
+    async def scenario() -> None:
+        mesh = LocalMesh("tcp", 3, limits=FAST, chain_id_by_node={2: "another-chain"})
+        await mesh.start()
+        try:
+            await wait_until(lambda: 1 in mesh.nodes[0].connected_peers(), 5, "0-1")
+            await wait_until(
+                lambda: all(
+                    mesh.stats(i)["handshake_failures"]["wrong_chain"] >= 2 for i in (0, 1, 2)
+                ),
+                5,
+                "wrong_chain counted",
+            )
+            for node in mesh.nodes.values():
+                node.broadcast(b"hello")
+            await wait_until(lambda: mesh.inbox.count(0) == 1 and mesh.inbox.count(1) == 1, 2)
+            await asyncio.sleep(0.05)
+            assert mesh.inbox.count(2) == 0
+            assert mesh.nodes[2].connected_peers() == set()
+            assert 2 not in mesh.nodes[0].connected_peers() | mesh.nodes[1].connected_peers()
+            assert mesh.stats(0)["handshake_failures"]["bad_handshake"] == 0  # told apart
+        finally:
+            await mesh.stop()
+
+    run(scenario())
