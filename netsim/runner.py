@@ -122,6 +122,9 @@ def make_factory(world: World, byzantine_rng_seed: int, lanes: Any = None):
     for spec in world.scenario.byzantine:
         specs.setdefault(spec.node, []).append(spec)
 
+    shared = world.scenario.verification == "shared"
+    anchor: list[Verifier] = []  # the first core's verifier, whose caches the others use
+
     def factory(index: int, identity: int, disk: Disk | None) -> Any:
         has_state = disk is not None and (disk.safety is not None or disk.blocks or disk.finalized)
         machine: Any = ConsensusCore(
@@ -134,6 +137,11 @@ def make_factory(world: World, byzantine_rng_seed: int, lanes: Any = None):
             block_validator=lanes.validator() if lanes is not None else None,
             recovered=recovered_state(disk) if has_state and disk is not None else None,
         )
+        if shared:  # verification = "shared": one certificate/signature cache per run
+            if anchor:
+                machine.verifier.share_caches_with(anchor[0])
+            else:
+                anchor.append(machine.verifier)
         for layer, spec in enumerate(specs.get(identity, ())):
             if spec.behaviour in LANE_BEHAVIOURS:
                 continue  # lives in the lane proposer (netsim.lanes), not in messages

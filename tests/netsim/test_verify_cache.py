@@ -89,3 +89,35 @@ def test_shared_and_per_node_runs_are_identical(behaviour: str | None) -> None:
     assert shared["violations"] == []
     if behaviour == "invalid_signatures":
         assert any("signature" in reason for reason in shared["rejected"])
+
+
+def test_shared_runs_share_one_certificate_cache_and_per_node_runs_do_not() -> None:
+    from netsim.runner import make_factory
+
+    for mode, expect_shared in (("shared", True), ("per_node", False)):
+        world = build_world(parse_scenario_text(BASE).with_(verification=mode))
+        factory = make_factory(world, byzantine_rng_seed=1)
+        cores = [factory(i, i, None) for i in range(4)]
+        caches = {id(core.verifier._verified) for core in cores}
+        signatures = {id(core.verifier._valid_signatures) for core in cores}
+        assert (len(caches), len(signatures)) == ((1, 1) if expect_shared else (4, 4)), mode
+
+
+def test_caches_are_shared_only_between_identical_verifiers() -> None:
+    from consensus.certificates import Verifier
+    from consensus.validators import schedule_by_name
+
+    world = build_world(parse_scenario_text(BASE))
+    schedule = world.schedule
+    base = Verifier(world.validators, schedule, world.scheme)
+    Verifier(world.validators, schedule, world.scheme).share_caches_with(base)
+    others = [
+        Verifier(world.validators, schedule, world.scheme, protocol="v1"),
+        Verifier(world.validators, schedule, world.scheme, epoch=2),
+        Verifier(world.validators, schedule, world.scheme, test_mutations=frozenset({"SIG"})),
+        Verifier(world.validators, schedule, scheme_by_name("trusted")),
+        Verifier(world.validators, schedule_by_name("round-robin", world.validators), world.scheme),
+    ]
+    for other in others:
+        with pytest.raises(ValueError, match="identically configured"):
+            other.share_caches_with(base)
