@@ -19,8 +19,13 @@ Semantics (the contract shared with the lanes code):
   reset and the draw is from the lanes not addressed in that slot. A withholding lane
   therefore withholds d consecutive slots. A seen miss excludes its lane even after a
   reset (its ticket is still unredeemed).
-* Lanes. A withholding lane (cartel) never includes the payload's bundles; an honest lane
-  includes its bundle in its lane block with probability q (independently).
+* Lanes. A withholding lane (cartel) includes none of the payload's bundles that its
+  cartel's strategy withholds; every other addressed lane includes its bundle with
+  probability q (independently). Strategies (`strategy`, docs/cartels.md), one decision
+  per slot j from the cartel's holdings X_j (its addressed lanes that slot) and pool P
+  (bundles it withheld before): "withhold_all" always; "threshold" iff X_j >= θ
+  (default Δ + 1); "last_slot" iff j >= t*; "adaptive" iff P + X_j > m·max(j, t*) − κ.
+  Strategies other than withhold_all are modelled without censoring leaders.
 * Leaders. Round robin: the leader of the payload's j-th slot (j = 1, 2, …) is validator
   (first_leader + j − 1) mod N (with no timeouts a height's leader is the next validator
   in order; lane i is validator i). A censoring leader (`drop_lane_blocks`) includes no
@@ -51,6 +56,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 POLICIES = ("fresh", "fixed", "keep_redeemed")
+CARTEL_STRATEGIES = ("withhold_all", "threshold", "last_slot", "adaptive")
 DISSEMINATION = ("carried", "certified")
 MAX_LANES = 12
 _MAX_STATES = 400_000  # live states per slot (memory and time bound)
@@ -71,6 +77,8 @@ class LaneSetup:
     dissemination: str = "carried"
     first_leader: int = 0
     max_lag: int = 6
+    strategy: str = "withhold_all"
+    theta: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "withholding", frozenset(self.withholding))
@@ -97,6 +105,15 @@ class LaneSetup:
             raise ValueError(f"first_leader must be in 0..{self.lanes - 1}")
         if not 0 <= self.max_lag <= 64:
             raise ValueError(f"max_lag must be in 0..64, got {self.max_lag}")
+        if self.strategy not in CARTEL_STRATEGIES:
+            raise ValueError(f"strategy must be one of {CARTEL_STRATEGIES}, got {self.strategy!r}")
+        if self.theta is not None and (self.strategy != "threshold" or self.theta < 1):
+            raise ValueError("theta (>= 1) is an option of the 'threshold' strategy only")
+        if self.strategy != "withhold_all" and self.censoring:
+            raise ValueError(
+                f"strategy {self.strategy!r} with censoring leaders is not modelled "
+                "(only withhold_all is)"
+            )
 
     @property
     def t_star(self) -> int:
@@ -109,6 +126,26 @@ class LaneSetup:
     def leader(self, slot: int) -> int:
         """Leader of the payload's slot `slot` (1-based), round robin."""
         return (self.first_leader + slot - 1) % self.lanes
+
+    @property
+    def slack(self) -> int:
+        return self.t_star * self.m - self.kappa
+
+    def withholds(self, slot: int, holdings: int, pooled: int) -> bool:
+        """Does the cartel withhold its `holdings` bundles of the payload's slot `slot`,
+        having withheld `pooled` before? (The strategies of docs/cartels.md, stated here
+        apart from the lanes code they predict.)"""
+        if holdings == 0:
+            return False
+        if self.strategy == "withhold_all":
+            return True
+        if self.strategy == "threshold":
+            theta = self.theta if self.theta is not None else self.slack + 1
+            return holdings >= theta
+        if self.strategy == "last_slot":
+            return slot >= self.t_star
+        # adaptive: withhold while the pool can keep the chain short of κ at max(slot, t*)
+        return pooled + holdings > self.m * max(slot, self.t_star) - self.kappa
 
 
 @dataclass(frozen=True)
@@ -145,7 +182,9 @@ class LaneOutcome:
 
     def lead_tail(self) -> tuple[float, ...]:
         """P(lead >= ℓ), ℓ = 1..max_lag (among payloads decoded within the horizon)."""
-        return tuple(unit_interval(sum(self.lead_pmf[ell:])) for ell in range(1, len(self.lead_pmf)))
+        return tuple(
+            unit_interval(sum(self.lead_pmf[ell:])) for ell in range(1, len(self.lead_pmf))
+        )
 
     @property
     def mean_lag_decoded(self) -> float:
@@ -184,7 +223,11 @@ def _subsets(pool: Iterable[int], k: int) -> list[frozenset[int]]:
 
 
 def _refill(
-    setup: LaneSetup, kept: frozenset[int], excluded: frozenset[int], ever: frozenset[int], need: int
+    setup: LaneSetup,
+    kept: frozenset[int],
+    excluded: frozenset[int],
+    ever: frozenset[int],
+    need: int,
 ) -> list[tuple[frozenset[int], frozenset[int], frozenset[int], float]]:
     """(addressed, excluded, ever, probability) after refilling `need` positions (§6)."""
     if need == 0:
@@ -210,9 +253,10 @@ def _refill(
     return [(kept2 | s, frozenset(), ever2 | s, 1.0 / len(picks)) for s in picks]
 
 
-def _inclusions(setup: LaneSetup, addressed: frozenset[int]) -> list[tuple[frozenset[int], float]]:
-    """(honest lanes that include their bundle, probability) for one slot."""
-    honest = sorted(addressed - setup.withholding)
+def _inclusions(setup: LaneSetup, including: frozenset[int]) -> list[tuple[frozenset[int], float]]:
+    """(lanes that include their bundle, probability) for one slot: each of `including`
+    (the addressed lanes that do not withhold) independently with probability q."""
+    honest = sorted(including)
     if setup.q >= 1.0:
         return [(frozenset(honest), 1.0)]
     out = []
@@ -280,6 +324,8 @@ def predict(setup: LaneSetup) -> LaneOutcome:
     early = race = 0.0
     all_lanes = frozenset(range(n_lanes))
     classes = _classes(setup)
+    # the pool matters up to κ (the cartel decodes), or up to the adaptive rule's bar
+    pool_cap = kappa if setup.strategy != "adaptive" else max(kappa, m * horizon)
     first = _subsets(all_lanes, m)
     states: dict[_State, float] = {}
     if setup.policy == "fresh":  # drawn anew in every slot
@@ -297,9 +343,16 @@ def predict(setup: LaneSetup) -> LaneOutcome:
             key = _canonical(classes, key)
             nxt[key] = nxt.get(key, 0.0) + prob
 
-        for (addressed, excluded, ever, history, s_fin, pool, deferred, t_cart), w in (
-            states.items()
-        ):
+        for (
+            addressed,
+            excluded,
+            ever,
+            history,
+            s_fin,
+            pool,
+            deferred,
+            t_cart,
+        ), w in states.items():
             # 1. The sender: feedback of slot − d, exclusions, refill (keep_redeemed).
             options: list[tuple[frozenset[int], frozenset[int], frozenset[int], float]]
             if setup.policy == "fresh":
@@ -317,7 +370,9 @@ def predict(setup: LaneSetup) -> LaneOutcome:
                 options = _refill(setup, addressed - gone, excluded | newly, ever, len(gone))
             for addr, exc, ev, p_addr in options:
                 withheld = addr & setup.withholding
-                for included, p_inc in _inclusions(setup, addr):
+                if not setup.withholds(slot, len(withheld), pool):
+                    withheld = frozenset()
+                for included, p_inc in _inclusions(setup, addr - withheld):
                     prob = w * p_addr * p_inc
                     # 2. The block of this height.
                     if censored:
@@ -355,7 +410,7 @@ def predict(setup: LaneSetup) -> LaneOutcome:
                         hist = (*history, (slot, unredeemed)) if unredeemed else history
                     else:
                         hist = ()
-                    pool_capped = min(new_pool, kappa)  # beyond κ the pool size is irrelevant
+                    pool_capped = min(new_pool, pool_cap)  # beyond it the size is irrelevant
                     push((addr, exc, ev, hist, s_new, pool_capped, new_def, tc), prob)
         states = nxt
         peak = max(peak, len(states))

@@ -14,6 +14,7 @@ from typing import Any
 
 from consensus.crypto import DEFAULT_CHAIN_ID
 from consensus.lanes.proposer import RejectReason
+from node.availability_room import AvailabilityRoom
 from node.lane_tracker import LaneTracker
 from node.lanes_node import NodeLanes
 from node.ledger import Ledger
@@ -39,6 +40,7 @@ class NodeView:
         lane_tracker: LaneTracker,
         router: Router,
         metrics: NodeMetrics,
+        room: AvailabilityRoom | None = None,
         current_round: Callable[[], int],
         inbox_depth: Callable[[], int],
         recovered: bool,
@@ -51,12 +53,23 @@ class NodeView:
         self.txpool = txpool
         self.lanes = lanes
         self.lane_tracker = lane_tracker
+        self.room = room  # certified lanes
         self.router = router
         self.metrics = metrics
         self._current_round = current_round
         self._inbox_depth = inbox_depth
         self.recovered = recovered
         self.started_s = time.monotonic()
+
+    @property
+    def dissemination(self) -> str:
+        return "certified" if self.room is not None else "carried"
+
+    def settled_slot(self) -> int:
+        """Slots at or below this have had their lane blocks tracked (as far as this node
+        can tell): what a sender may read redemptions of. Carried: the tracker height."""
+        height = self.lanes.tracker_height
+        return height if self.room is None else self.room.settled_slot(height)
 
     @property
     def _transport(self) -> Any:
@@ -159,6 +172,7 @@ class NodeView:
             "kind": "sedna",
             "id": cid.hex(),
             "tracker_height": self.lanes.tracker_height,
+            "settled_slot": self.settled_slot(),
             "lane_accepted_bundles": self.lanes.accepted_bundles(cid),
         }
         row = self.ledger.storage.lane_event(cid)
@@ -212,6 +226,7 @@ class NodeView:
             events.append(event)
         return {
             "tracker_height": self.lanes.tracker_height,
+            "settled_slot": self.settled_slot(),
             "open_slot": self.lanes.open_slot,
             "next": next_height,
             "events": events,
@@ -231,19 +246,26 @@ class NodeView:
             "bundles_not_counted": dict(self.lane_tracker.not_counted),
             "held_lane_blocks": {str(k): v for k, v in self.lanes.held_slots().items()},
             "error": self.lane_tracker.error,
+            "dissemination": self.dissemination,
             "ledger": self.ledger_state(),
         }
+        if self.room is not None:
+            data["availability"] = self.room.stats()
         if at_height is not None:
             stored = self.ledger.storage.lane_hash_at(at_height)
             data["at_height"] = at_height
             data["hash_at_height"] = None if stored is None else stored.hex()
             money = self.ledger.storage.ledger_at(at_height)
-            data["ledger_at_height"] = None if money is None else {
-                "ledger_hash": money.ledger_hash.hex(),
-                "fees_charged": money.fees_charged,
-                "bounties_paid": money.bounties_paid,
-                "burned": money.burned,
-            }
+            data["ledger_at_height"] = (
+                None
+                if money is None
+                else {
+                    "ledger_hash": money.ledger_hash.hex(),
+                    "fees_charged": money.fees_charged,
+                    "bounties_paid": money.bounties_paid,
+                    "burned": money.burned,
+                }
+            )
         return data
 
     def _prices(self) -> dict[str, int] | None:
@@ -327,6 +349,8 @@ class NodeView:
             "lane_blocks": self._lane_block_counts(),
             "lane_frames_refused": dict(self.lanes.refused),
             "error": self.lane_tracker.error,
+            "dissemination": self.dissemination,
+            "availability": None if self.room is None else self.room.stats(),
         }
 
     def _lane_block_counts(self) -> dict[str, int]:

@@ -20,6 +20,7 @@ from consensus.lanes.ledger import LedgerParams
 from consensus.validators import ValidatorSet, schedule_by_name
 from node import faults
 from node.api_view import NodeView
+from node.availability_room import AvailabilityRoom
 from node.config import NodeConfig
 from node.lane_tracker import LaneTracker
 from node.lanes_node import NodeBlockValidator, NodeLanes
@@ -70,13 +71,16 @@ def build_runtime(
     storage = Storage(config.node.data_dir)
     # A restarted lane never re-seals a slot it may have sealed before: sealing runs
     # at most SEAL_AHEAD_SLOTS past a voted block, and voted blocks are stored first.
+    certified = config.lanes.dissemination == "certified"
     lanes = NodeLanes(
         index=index,
         key=key,
         scheme=scheme,
         validators=validators,
         schedule=schedule,
-        first_open_slot=storage.max_block_seq() + 3,
+        # certified: the layer reopens the slots after its own chain's last block itself
+        first_open_slot=storage.max_block_seq() + (1 if certified else 3),
+        certified=certified,
         ledger=lanes_ledger(config),
     )
     recovered = storage.load_recovered()
@@ -102,10 +106,68 @@ def build_runtime(
     )
     if mempool.restored_already_final:
         log(logger, "mempool_restored_final_dropped", txs=mempool.restored_already_final)
+    on_frame = _FrameHandlerSlot()
+    peers = {v.index: PeerAddress(v.index, v.host, v.port, v.public_key) for v in config.validators}
+    transport = create_transport(
+        config.network.transport,  # type: ignore[arg-type]
+        index=index,
+        key=key,
+        listen_host=config.network.listen_host,
+        listen_port=config.network.listen_port,
+        peers=peers,
+        on_frame=on_frame,
+        chain_id=config.consensus.chain_id,
+    )
+    queue = EventQueue(metrics, logger, max_inbox_events)
+    forwarder = TxForwarder(  # its router and round are wired once they exist
+        index=index,
+        leader_of=schedule.leader,
+        validators=len(validators),
+        send_frame=None,
+        transport=transport,
+        metrics=metrics,
+        fanout=m.forward_fanout,
+        max_frame_txs=m.max_block_txs,
+    )
+    txpool = TxPool(
+        mempool=mempool,
+        lanes=lanes,
+        ledger=ledger,
+        metrics=metrics,
+        logger=logger,
+        push_internal=queue.push_internal,
+        forwarder=forwarder,
+    )
+    router = Router(
+        index=index,
+        transport=transport,
+        metrics=metrics,
+        logger=logger,
+        push_internal=queue.push_internal,
+        before_vote=txpool.lane_blocks_before_vote,
+        log_votes=config.test.log_votes,
+    )
+    room = (
+        AvailabilityRoom(
+            lanes=lanes,
+            key=key,
+            scheme=scheme,
+            validators=validators,
+            storage=storage,
+            router=router,
+            metrics=metrics,
+            logger=logger,
+        )
+        if certified
+        else None
+    )
+    txpool.room = room
+    # certified: cuts (CUT-FORM/POA/SLOT, CUT-MONOTONE as B-APP-LINK); carried: lane blocks
+    lane_rules = room.cut_validator if room is not None else lanes.validator
     block_validator = ChainValidator(
         NodeBlockValidator(
             PlainPayloadValidator(
-                m.max_block_txs, m.max_tx_bytes, m.max_block_bytes, lanes=lanes.validator
+                m.max_block_txs, m.max_tx_bytes, m.max_block_bytes, lanes=lane_rules
             ),
             lanes,
         ),
@@ -132,53 +194,13 @@ def build_runtime(
         recovered=recovered,
     )
     lanes.finalized_height = ledger.finalized_height
-    queue = EventQueue(metrics, logger, max_inbox_events)
-    forwarder = TxForwarder(  # its router, transport and round are wired once they exist
-        index=index,
-        leader_of=schedule.leader,
-        validators=len(validators),
-        send_frame=None,
-        transport=None,
-        metrics=metrics,
-        fanout=m.forward_fanout,
-        max_frame_txs=m.max_block_txs,
-    )
-    txpool = TxPool(
-        mempool=mempool,
-        lanes=lanes,
-        ledger=ledger,
-        metrics=metrics,
-        logger=logger,
-        push_internal=queue.push_internal,
-        forwarder=forwarder,
-    )
     lane_tracker = LaneTracker(
         lanes=lanes,
         storage=storage,
         metrics=metrics,
         logger=logger,
         finalized_height=ledger.finalized_height,
-    )
-    on_frame = _FrameHandlerSlot()
-    peers = {v.index: PeerAddress(v.index, v.host, v.port, v.public_key) for v in config.validators}
-    transport = create_transport(
-        config.network.transport,  # type: ignore[arg-type]
-        index=index,
-        key=key,
-        listen_host=config.network.listen_host,
-        listen_port=config.network.listen_port,
-        peers=peers,
-        on_frame=on_frame,
-        chain_id=config.consensus.chain_id,
-    )
-    router = Router(
-        index=index,
-        transport=transport,
-        metrics=metrics,
-        logger=logger,
-        push_internal=queue.push_internal,
-        before_vote=txpool.lane_blocks_before_vote,
-        log_votes=config.test.log_votes,
+        room=room,
     )
     timers = Timers(queue.push_internal)
     sync_server = SyncServer(
@@ -192,6 +214,7 @@ def build_runtime(
         txpool=txpool,
         lanes=lanes,
         lane_tracker=lane_tracker,
+        room=room,
         router=router,
         timers=timers,
         sync_server=sync_server,
@@ -202,7 +225,6 @@ def build_runtime(
     )
     on_frame.handler = runtime.on_frame
     forwarder.send_frame = router.send_frame
-    forwarder.transport = transport
     forwarder.current_round = lambda: runtime.current_round
     view = NodeView(
         index=index,
@@ -213,6 +235,7 @@ def build_runtime(
         txpool=txpool,
         lanes=lanes,
         lane_tracker=lane_tracker,
+        room=room,
         router=router,
         metrics=metrics,
         current_round=lambda: runtime.current_round,
@@ -257,6 +280,8 @@ def _install_faults(
         faults.send_conflicting_votes(runtime.router, runtime.index, key, scheme)
     elif test.byzantine == "malformed":
         runtime.background.append(lambda: faults.spray_malformed(runtime.router))
+    elif test.byzantine == "drop_lane_blocks":
+        faults.drop_lane_blocks(runtime.lanes, runtime.room)
     elif test.byzantine == "replay_txs":
         faults.replay_txs(runtime.txpool.mempool)
     if test.core_error_after_events:

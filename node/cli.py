@@ -21,6 +21,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("node.node_cli", "run one validator node"),
     ("netsim.cli", "deterministic simulation: scenarios, sweeps, Twins"),
     ("mechanism.cli", "PIVOT-K incentive analysis and cartel Monte Carlo"),
+    ("node.tools.experiment", "`mech experiment`: cartels measured against the model"),
     ("node.tools.bench_cli", "benchmarks that print numbers"),
 )
 

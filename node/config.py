@@ -49,7 +49,15 @@ PROTOCOLS = ("monadbft", "v1", "vanilla")
 SCHEDULES = ("round-robin", "weighted")
 SCHEMES = ("ed25519", "trusted")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-BYZANTINE_BEHAVIOURS = ("", "silent", "double_vote", "malformed", "replay_txs")
+DISSEMINATION_MODES = ("certified", "carried")  # [lanes] dissemination
+BYZANTINE_BEHAVIOURS = (
+    "",
+    "silent",
+    "double_vote",
+    "malformed",
+    "replay_txs",
+    "drop_lane_blocks",  # a censoring leader: other lanes' blocks or new tips left out
+)
 MAX_VALIDATORS_IN_CONFIG = 1024
 SINGLE_VALIDATOR_VOTE_PACE_MS = 20.0  # the launcher's pace for a one-validator network
 KEY_FILE_MODE_MASK = 0o077  # key-file permission bits that must be clear (as ssh requires)
@@ -137,6 +145,15 @@ class LedgerSection:
 
 
 @dataclass(frozen=True)
+class LanesSection:
+    """How lane data reaches consensus (docs/lanes.md): `certified` (lane chains,
+    availability certificates and tip cuts; the default) or `carried` (lane blocks carried
+    in full inside consensus blocks). Every validator of a network must use the same."""
+
+    dissemination: str = "certified"
+
+
+@dataclass(frozen=True)
 class TestSection:
     """Test-only hooks. Never set them on a real network."""
 
@@ -156,6 +173,7 @@ class NodeConfig:
     mempool: MempoolSection
     validators: tuple[ValidatorEntry, ...]
     test: TestSection = field(default_factory=TestSection)
+    lanes: LanesSection = field(default_factory=LanesSection)
     ledger: LedgerSection | None = None  # None: the lanes charge nothing
 
     @property
@@ -286,7 +304,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
     _check_unknown(
         data,
         "config",
-        {"node", "network", "consensus", "mempool", "validators", "test", "ledger"},
+        {"node", "network", "consensus", "mempool", "validators", "test", "ledger", "lanes"},
     )
 
     t = _require_table(data, "node")
@@ -433,6 +451,13 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
             "as fast as the disk syncs"
         )
 
+    t = data.get("lanes", {})
+    if not isinstance(t, dict):
+        raise ConfigError("lanes: must be a table")
+    _check_unknown(t, "lanes", {f.name for f in fields(LanesSection)})
+    lanes = LanesSection(dissemination=_get(t, "lanes", "dissemination", str, "certified"))
+    _choice(lanes.dissemination, "lanes.dissemination", DISSEMINATION_MODES)
+
     t = data.get("test", {})
     if not isinstance(t, dict):
         raise ConfigError("test: must be a table")
@@ -457,6 +482,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         mempool=mempool,
         validators=tuple(validators),
         test=test,
+        lanes=lanes,
         ledger=_parse_ledger(data.get("ledger")),
     )
 

@@ -11,6 +11,9 @@ for a fault; a node without `[test]` settings never runs any of it.
   write that protects a vote in the same command batch, before that vote is sent.
 - `byzantine = "replay_txs"`: as a leader, the node proposes again the txs of its previous
   proposal (honest nodes must refuse those blocks: TX-ONCE).
+- `byzantine = "drop_lane_blocks"`: a censoring leader (netsim's `drop_lane_blocks`). In
+  certified mode its cuts keep every other lane at the parent's tip (CUT-MONOTONE allows
+  no less); in carried mode its proposals leave out every other lane's lane block.
 - `core_error_after_events = N`: the core raises on its N-th event (the runtime must stop
   the node with its fatal-error exit code).
 - `crash_after_proposing_txs = N`: right after the batch that broadcasts the node's N-th
@@ -39,6 +42,13 @@ from node.router import Router
 CRASH_EXIT_CODE = 75
 MALFORMED_PERIOD_S = 0.05
 CRASH_FLUSH_S = 0.5
+
+
+def drop_lane_blocks(lanes: Any, room: Any) -> None:
+    if room is not None:
+        room.drop_tips = True
+    else:
+        lanes.drop_peer_blocks = True
 
 
 def make_silent(router: Router) -> None:

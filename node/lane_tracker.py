@@ -12,6 +12,13 @@ only (the consensus node keeps running); `/status` shows the error.
 
 Bound: at most MAX_LANE_BACKLOG finalized bodies wait in memory; past that, the tracker
 reads them back from storage.
+
+Certified lanes (`[lanes] dissemination = "certified"`): the tracker's input is not the
+finalized body but what the availability layer delivers for it (`LanesFinalized`: the
+lane blocks its cut finalized, once they are all held, `node/availability_room.py`). The
+tracker runs up to the highest delivered height; a delivery that is not in the (bounded)
+backlog, and every height of the replay after a restart, is rebuilt from storage
+(`AvailabilityRoom.lanes_finalized_at`).
 """
 
 from __future__ import annotations
@@ -19,14 +26,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from consensus.events import CommittedBlock
+from consensus.lanes.availability import LanesFinalized
+from consensus.lanes.tracker import BlockOutcome
 from consensus.lanes.wire import LanePayloadError
 from consensus.messages import BlockBody, BlockHeader
 from node.lanes_node import NodeLanes
 from node.logs import log
 from node.metrics import NodeMetrics
 from node.storage import LaneEventRow, LaneHeightRow, LedgerHeightRow, Storage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from node.availability_room import AvailabilityRoom
 
 MAX_LANE_BACKLOG = 1024  # finalized bodies kept in memory for the tracker (else read back)
 NOT_COUNTED_REASONS = ("duplicate", "late", "tracker_full", "insufficient_balance", "fee_too_low")
@@ -43,8 +56,10 @@ class LaneTracker:
         metrics: NodeMetrics,
         logger: logging.Logger,
         finalized_height: int,
+        room: AvailabilityRoom | None = None,
     ):
         self.lanes = lanes
+        self.room = room  # certified lanes: the availability room delivers the input
         self.storage = storage
         self.metrics = metrics
         self.log = logger
@@ -56,6 +71,11 @@ class LaneTracker:
         self.not_counted: dict[str, int] = dict.fromkeys(NOT_COUNTED_REASONS, 0)
         self._stored_height = storage.lane_height()
         self._backlog: dict[int, tuple[BlockHeader, BlockBody]] = {}
+        self._delivered: dict[int, LanesFinalized] = {}  # certified: by height
+        # certified: heights up to here can be tracked (delivered, or stored before a restart)
+        self.delivered_height = room.recovered_height if room is not None else 0
+        if room is not None:
+            room.deliver = self.on_lanes_finalized
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -68,6 +88,11 @@ class LaneTracker:
         """
         if not blocks:
             return
+        if self.room is not None:  # certified: the availability room delivers the input
+            self.finalized_height = max(self.finalized_height, blocks[-1].header.seq_num)
+            self.lanes.on_finalized(self.finalized_height)
+            self.room.on_committed(blocks)
+            return
         for committed in blocks:
             height = committed.header.seq_num
             # Bound: beyond MAX_LANE_BACKLOG the tracker reads the bodies back from storage.
@@ -76,6 +101,19 @@ class LaneTracker:
             self.finalized_height = max(self.finalized_height, height)
         self.lanes.on_finalized(self.finalized_height)
         self._wake.set()
+
+    def on_lanes_finalized(self, command: LanesFinalized) -> None:
+        """Certified lanes: the layer delivered finalized height `command.height`."""
+        # Bound: beyond MAX_LANE_BACKLOG the tracker rebuilds the input from storage.
+        if len(self._delivered) < MAX_LANE_BACKLOG and command.height > self.lanes.tracker_height:
+            self._delivered[command.height] = command
+        self.delivered_height = max(self.delivered_height, command.height)
+        self._wake.set()
+
+    @property
+    def trackable_height(self) -> int:
+        """The highest height whose tracker input is available."""
+        return self.finalized_height if self.room is None else self.delivered_height
 
     def stop(self) -> None:
         self._stopping = True
@@ -87,11 +125,15 @@ class LaneTracker:
         One block per step, yielding in between, so decoding interleaves with consensus.
         """
         while not self._stopping:
-            if self.error is not None or self.lanes.tracker_height >= self.finalized_height:
+            if self.error is not None or self.lanes.tracker_height >= self.trackable_height:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             first = self.lanes.tracker_height + 1
+            if self.room is not None:
+                self.track_lanes(first)
+                await asyncio.sleep(0)
+                continue
             item = self._backlog.pop(first, None)
             blocks = (
                 [item]
@@ -105,12 +147,26 @@ class LaneTracker:
                 self.track_block(header, body)
             await asyncio.sleep(0)
 
+    def track_lanes(self, height: int) -> None:
+        """Certified lanes: height `height`'s delivered lane blocks through the tracker."""
+        assert self.room is not None
+        try:
+            command = self._delivered.pop(height, None) or self.room.lanes_finalized_at(height)
+            outcome, offset = self.lanes.track_lanes(command)
+        except (ValueError, LanePayloadError) as exc:
+            self.fail(f"height {height}: {exc}")
+            return
+        self._record(outcome, offset)
+
     def track_block(self, header: BlockHeader, body: BlockBody) -> None:
         try:
             outcome, offset = self.lanes.track(header, body)
         except (ValueError, LanePayloadError) as exc:
             self.fail(f"height {header.seq_num}: {exc}")
             return
+        self._record(outcome, offset)
+
+    def _record(self, outcome: BlockOutcome, offset: int) -> None:
         now_ns = time.time_ns()
         height = outcome.height
         self.not_counted["duplicate"] += outcome.duplicates

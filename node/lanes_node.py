@@ -1,7 +1,10 @@
 """Sedna lanes inside a validator process: admission, lane-block relay, decode tracking.
 
 Every validator is lane `index` (lane i = validator i). Three duties, all synchronous and
-driven by the runtime (`node/runtime.py`) on its event loop:
+driven by the runtime (`node/runtime.py`) on its event loop. Duty 2 is carried mode's
+(`[lanes] dissemination = "carried"`); in certified mode (the default) the lane's
+proposer is driven by the availability layer instead (`node/availability_room.py`:
+lane chains, availability votes, PoAs, tip cuts) and `track_lanes` replaces `track`.
 
 1. **Admission** (`submit`): bundles + signed tickets arrive over RPC (`POST /bundle`) and
    go through the lanes' `LaneProposer` (every rejection counted by reason).
@@ -43,6 +46,7 @@ import msgspec
 
 from consensus.codec import body_id
 from consensus.crypto import KeyPair, SignatureScheme
+from consensus.lanes.availability import LanesFinalized
 from consensus.lanes.ledger import Ledger as LanesLedger
 from consensus.lanes.params import LaneParams
 from consensus.lanes.payload import LanePayloadValidator, build_block_payload
@@ -143,9 +147,13 @@ class NodeLanes:
         schedule: LeaderSchedule,
         params: LaneParams = NODE_LANE_PARAMS,
         first_open_slot: int = 1,
+        certified: bool = False,
         ledger: LanesLedger | None = None,
     ):
         self.index = index
+        # dissemination: certified lanes (availability layer, cuts) or carried lane blocks
+        self.certified = certified
+        self.drop_peer_blocks = False  # TEST ONLY (node/faults.py): a censoring leader
         self.params = params
         self.validators = validators
         self.schedule = schedule
@@ -154,7 +162,7 @@ class NodeLanes:
         self.tickets = TicketVerifier(scheme, max_cached=MAX_VERIFIED_TICKET_BATCHES)
         # the ledger lives in the tracker (driven by the finalized chain only); admission
         # reads it at the tracker's height (a best-effort pre-check: the tracker decides)
-        self.tracker = DecodeTracker(params, ledger=ledger)
+        self.tracker = DecodeTracker(params, ledger=ledger, certified=certified)
         self.proposer = LaneProposer(
             lane=index,
             key=key,
@@ -244,7 +252,7 @@ class NodeLanes:
         predicted proposer leader(round + 2) and, as a backup, leader(round + 3), who
         proposes that height if round + 2 times out. Empty lane blocks are not sent."""
         slot = voted_seq + SEAL_AHEAD_SLOTS
-        if slot <= self.finalized_height:
+        if self.certified or slot <= self.finalized_height:  # certified: the layer seals
             return []
         block = self._seal(slot)
         if block is None or not block.entries:
@@ -317,6 +325,9 @@ class NodeLanes:
         rest are omitted and counted)."""
         blocks: dict[int, LaneBlock] = {}
         for lane, (block, verified) in self._held.get(slot, {}).items():
+            if self.drop_peer_blocks:
+                self.counters.lane_blocks_omitted += 1
+                continue
             if not verified:
                 reason = self._verify(block)
                 if reason is not None:
@@ -354,6 +365,8 @@ class NodeLanes:
         if height <= self.finalized_height:
             return
         self.finalized_height = height
+        if self.certified:  # the availability layer seals and releases the lane's slots
+            return
         if self.proposer.open_slot <= height:
             self._seal(height)  # closes the slot: late tickets for it are expired_ticket
         self.proposer.on_finalized(height)
@@ -403,6 +416,15 @@ class NodeLanes:
         )
         return outcome, 0
 
+    def track_lanes(self, command: LanesFinalized) -> tuple[BlockOutcome, int]:
+        """Certified lanes: the lane blocks a finalized cut finalized (`LanesFinalized`,
+        in `cut.finalized_order`) through the decode tracker. As in `track`, the plain
+        transactions are left out of the hash and payloads run first (offset 0)."""
+        outcome = self.tracker.on_finalized_lanes(
+            command.height, (), command.blocks, command.parent_id
+        )
+        return outcome, 0
+
     def payload_status(self, cid: bytes) -> tuple[str, list[int]]:
         """(tracker status, indices of the bundles finalized so far while pending)."""
         return self.tracker.status(cid), sorted(self.tracker.finalized_bundles(cid))
@@ -416,6 +438,10 @@ class NodeBlockValidator:
     def __init__(self, plain: PlainPayloadValidator, lanes: NodeLanes):
         self.plain = plain
         self.lanes = lanes
+        # certified lanes: CUT-MONOTONE, the core's B-APP-LINK (reads the parent's cut)
+        link = getattr(plain.lanes, "validate_link", None)
+        if link is not None:
+            self.validate_link = link
 
     def validate(self, header: BlockHeader, body: BlockBody) -> bool:
         # Rule: a body built here for this height was verified part by part when built.

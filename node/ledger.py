@@ -424,6 +424,10 @@ class ChainValidator:
     def __init__(self, payload_rules: PayloadRules, ledger: Ledger):
         self.payload_rules = payload_rules
         self.ledger = ledger
+        # the core's B-APP-LINK when the payload rules have one (certified lanes' cuts)
+        link = getattr(payload_rules, "validate_link", None)
+        if link is not None:
+            self.validate_link = link
         self._warnings = WarningLimiter(REJECTION_LOG_INTERVAL_S)
 
     def validate(self, header: BlockHeader, body: BlockBody) -> bool:

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from consensus.lanes.cut import CutValidator
 from consensus.lanes.payload import LanePayloadValidator, build_block_payload
 from consensus.lanes.wire import (
     LANE_PAYLOAD_VERSION,
@@ -88,7 +89,7 @@ class PlainPayloadValidator:
         max_block_txs: int,
         max_tx_bytes: int,
         max_block_bytes: int,
-        lanes: LanePayloadValidator | None = None,
+        lanes: LanePayloadValidator | CutValidator | None = None,
     ):
         self.max_block_txs = max_block_txs
         self.max_tx_bytes = max_tx_bytes

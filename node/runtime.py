@@ -21,7 +21,9 @@ vote or timeout never leaves the process before the state that forbids contradic
 on disk ("persist before send"). The rooms: `node/router.py` (frames to peers),
 `node/timers.py`, `node/ledger.py` (durable blocks and the finalized chain),
 `node/txpool.py` (mempool and proposal payloads), `node/lane_tracker.py` (decode
-tracking), `node/api_view.py` (what RPC reads); `node/assembly.py` wires them.
+tracking), `node/availability_room.py` (certified lanes: fed persisted blocks, finalized
+blocks and availability frames), `node/api_view.py` (what RPC reads); `node/assembly.py`
+wires them.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from consensus.messages import (
     VoteMessage,
 )
 from node.api_view import NodeView
+from node.availability_room import AvailabilityRoom, is_availability_frame
 from node.lane_tracker import LaneTracker
 from node.lanes_node import NodeLanes, is_lane_frame
 from node.ledger import Ledger
@@ -150,6 +153,7 @@ class NodeRuntime:
         lanes: NodeLanes,
         lane_tracker: LaneTracker,
         router: Router,
+        room: AvailabilityRoom | None = None,
         timers: Timers,
         sync_server: SyncServer,
         transport: Any,
@@ -165,6 +169,7 @@ class NodeRuntime:
         self.txpool = txpool
         self.lanes = lanes
         self.lane_tracker = lane_tracker
+        self.room = room  # certified lanes (node/availability_room.py); None when carried
         self.router = router
         self.timers = timers
         self.sync_server = sync_server
@@ -190,7 +195,7 @@ class NodeRuntime:
         }
         self.routes = self._build_routes()
         self.run_routes: dict[type, Callable[[Sequence[Any]], None]] = {
-            PersistBlock: self.ledger.persist_blocks,
+            PersistBlock: self._persist_blocks,
         }
         # Rule: every command type the core can return has exactly one room that runs it.
         if set(self.routes) != set(get_args(Command)):
@@ -225,6 +230,8 @@ class NodeRuntime:
         """Start everything, drive the core until `stop()` is called, then shut down."""
         await self.transport.start()
         await self.rpc.start()
+        if self.room is not None:  # the lanes' slot clock, then the unfinished finalized cuts
+            self.room.start(self.ledger.finalized_height, self.ledger.storage.max_block_seq())
         log(
             self.log,
             "node_started",
@@ -269,6 +276,13 @@ class NodeRuntime:
 
     def on_frame(self, peer: int, frame: bytes) -> None:
         """Transport callback: decode, then queue (bounded) for the core."""
+        if is_availability_frame(frame):  # certified lanes: the availability layer's traffic
+            if self.room is None:
+                self.metrics.lane_frames.inc(result="not_certified")
+                return
+            reason = self.room.on_frame(peer, frame)
+            self.metrics.lane_frames.inc(result=reason or "availability")
+            return
         if is_lane_frame(frame):  # a relayed lane block: verified here, never reaches the core
             reason = self.lanes.on_lane_frame(peer, frame)
             self.metrics.lane_frames.inc(result=reason or "held")
@@ -382,6 +396,11 @@ class NodeRuntime:
             self.after_batch(commands)
 
     # ------------------------------------------------------------------ commands that span rooms
+
+    def _persist_blocks(self, commands: Sequence[PersistBlock]) -> None:
+        self.ledger.persist_blocks(commands)
+        if self.room is not None:  # the blocks' cuts, and the lanes' slot clock
+            self.room.on_persisted(commands)
 
     def _commit(self, command: CommitBlocks) -> None:
         now_ns = time.time_ns()

@@ -15,6 +15,11 @@ Tables
 - `lane_events`  Sedna payloads decided by the decode tracker: status (executed, rejected,
                  expired), decision height, execution position (-1 unless executed),
                  local decision time, κ, finalized bundles and the decoded bytes.
+- `lane_chain`   certified lanes (docs/lanes.md, "Certified lanes"): every lane chain block
+                 the availability layer stored (`StoreLaneBlock`: its own, the ones it voted
+                 for, fetched ones), by digest, with lane, height, slot and whether this node
+                 voted for it. Written before the vote or broadcast that depends on it;
+                 served to peers that fetch; read back at restart.
 - `lane_heights` per finalized height the tracker processed: the execution-order hash
                  after that height and the counts decided in it. Its highest row is the
                  tracker's durable height; a restarted node replays the finalized chain
@@ -104,6 +109,10 @@ CREATE TABLE IF NOT EXISTS lane_events (
     position INTEGER NOT NULL, decided_ns INTEGER NOT NULL, kappa INTEGER NOT NULL,
     finalized_bundles INTEGER NOT NULL, first_slot INTEGER NOT NULL, data BLOB);
 CREATE INDEX IF NOT EXISTS lane_events_by_height ON lane_events (height, position);
+CREATE TABLE IF NOT EXISTS lane_chain (
+    digest BLOB PRIMARY KEY, lane INTEGER NOT NULL, height INTEGER NOT NULL,
+    slot INTEGER NOT NULL, voted INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS lane_chain_by_lane ON lane_chain (lane, height);
 CREATE TABLE IF NOT EXISTS lane_heights (
     height INTEGER PRIMARY KEY, exec_hash BLOB NOT NULL, executed INTEGER NOT NULL,
     rejected INTEGER NOT NULL, expired INTEGER NOT NULL, redeemed INTEGER NOT NULL);
@@ -556,6 +565,35 @@ class Storage:
     def get_lane_data(self, key: bytes) -> bytes | None:
         row = self._db.execute("SELECT data FROM lane_data WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def put_lane_chain_block(
+        self, digest: bytes, lane: int, height: int, slot: int, voted: bool, data: bytes
+    ) -> None:
+        """Store a certified-lane block (idempotent; `voted` is only ever raised)."""
+        self._db.execute(
+            "INSERT INTO lane_chain (digest, lane, height, slot, voted, data) "
+            "VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(digest) DO UPDATE SET voted = MAX(voted, excluded.voted)",
+            (digest, lane, height, slot, int(voted), data),
+        )
+
+    def get_lane_chain_block(self, digest: bytes) -> bytes | None:
+        row = self._db.execute("SELECT data FROM lane_chain WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def lane_chain_blocks_above(
+        self, lane: int, height: int, limit: int
+    ) -> list[tuple[bytes, bool, bytes]]:
+        """(digest, voted, data) of `lane`'s stored blocks above `height`, lowest first."""
+        rows = self._db.execute(
+            "SELECT digest, voted, data FROM lane_chain WHERE lane = ? AND height > ? "
+            "ORDER BY height LIMIT ?",
+            (lane, height, limit),
+        ).fetchall()
+        return [(bytes(r[0]), bool(r[1]), bytes(r[2])) for r in rows]
+
+    def lane_chain_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM lane_chain").fetchone()[0])
 
     def finalized_blocks(self, first: int, limit: int) -> list[tuple[Tip, BlockBody]]:
         """Finalized blocks from height `first` upwards, in height order (at most `limit`)."""

@@ -2,8 +2,9 @@
 
 - `request_payload` answers the core's `RequestPayload`: the oldest pending txs that are not
   in the proposal's uncommitted ancestors (asked of the ledger; none at all when the chain
-  down to the finalized head has a gap), plus the lane blocks this node holds for that
-  height, within the body budget; it pushes `PayloadReady`.
+  down to the finalized head has a gap), plus, in carried mode, the lane blocks this node
+  holds for that height, within the body budget, or, in certified mode, the cut
+  (`AvailabilityRoom.build_cut`); it pushes `PayloadReady`.
 - `lane_blocks_before_vote` seals this lane's block for (voted height + 2) and returns the
   frames the router sends just before the vote (`NodeLanes.on_vote`).
 - `on_finalized` / `on_voted` are the mempool half of `CommitBlocks` / `MarkVoted` (they
@@ -17,8 +18,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from consensus.events import Event, PayloadReady, RequestPayload
+from consensus.lanes.chain import LaneTip
+from consensus.lanes.cut import build_cut_payload
 from consensus.lanes.payload import build_block_payload
 from consensus.lanes.wire import LanePayloadError
 from consensus.messages import MAX_PAYLOAD_BYTES, BlockBody, VoteMessage
@@ -28,6 +32,9 @@ from node.logs import log
 from node.mempool import Mempool, SubmitResult
 from node.metrics import NodeMetrics
 from node.txforward import TxForwarder, TxFrameError, decode_tx_frame
+
+if TYPE_CHECKING:  # pragma: no cover
+    from node.availability_room import AvailabilityRoom
 
 REJECT_REASONS = ("duplicate", "already_final", "too_large", "full")
 
@@ -53,6 +60,7 @@ class TxPool:
         self.metrics = metrics
         self.log = logger
         self._push_internal = push_internal
+        self.room: AvailabilityRoom | None = None  # certified lanes (set by the assembly)
 
     # ------------------------------------------------------------------ commands
 
@@ -66,15 +74,25 @@ class TxPool:
             # no txs rather than a block honest validators would refuse.
             txs, ids = [], []
             self.metrics.proposals_without_txs.inc()
-        tx_bytes = sum(len(tx) + 5 for tx in txs)
-        budget = MAX_PAYLOAD_BYTES - tx_bytes - PAYLOAD_BYTES_RESERVE
-        lane_blocks = self.lanes.lane_blocks_for(command.seq_num, budget)
-        try:
-            payload = build_block_payload(txs, lane_blocks)
-        except LanePayloadError as exc:  # over the body limit after all: propose txs only
-            log(self.log, "lane_payload_too_large", logging.WARNING, error=str(exc))
-            lane_blocks = []
-            payload = build_block_payload(txs, ())
+        lane_blocks: list = []
+        if self.room is not None:
+            # certified lanes: the transactions and the cut (lane tips with their PoAs)
+            try:
+                payload = self.room.build_cut(command.seq_num, command.parent_id, txs)
+            except LanePayloadError as exc:  # over the body limit: keep the parent's cut
+                log(self.log, "lane_payload_too_large", logging.WARNING, error=str(exc))
+                parent = self.room.parent_cut(command.parent_id) or {}
+                payload = build_cut_payload((), (LaneTip(t) for t in parent.values()))
+        else:
+            tx_bytes = sum(len(tx) + 5 for tx in txs)
+            budget = MAX_PAYLOAD_BYTES - tx_bytes - PAYLOAD_BYTES_RESERVE
+            lane_blocks = self.lanes.lane_blocks_for(command.seq_num, budget)
+            try:
+                payload = build_block_payload(txs, lane_blocks)
+            except LanePayloadError as exc:  # over the body limit after all: propose txs only
+                log(self.log, "lane_payload_too_large", logging.WARNING, error=str(exc))
+                lane_blocks = []
+                payload = build_block_payload(txs, ())
         self.lanes.note_built(command.seq_num, BlockBody(payload))
         self._push_internal(
             PayloadReady(now_ns=time.time_ns(), round=command.round, payload=payload)

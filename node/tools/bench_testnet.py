@@ -75,7 +75,12 @@ def _one_run(
 
 
 def _sedna_run(
-    transport: str, rate: float, duration_s: float, payload_bytes: int, plain_rate: float
+    transport: str,
+    rate: float,
+    duration_s: float,
+    payload_bytes: int,
+    plain_rate: float,
+    dissemination: str = "certified",
 ) -> dict[str, Any]:
     from node.tools.testnet import RunOptions, TestnetRun
 
@@ -87,6 +92,7 @@ def _sedna_run(
         sedna_rate_pps=rate,
         sedna_bytes=payload_bytes,
         sedna_preencode=True,
+        dissemination=dissemination,
     )
     return asyncio.run(TestnetRun(options).execute())
 
@@ -215,15 +221,20 @@ def bench_sedna(
     repeats: int,
     payload_bytes: int,
     plain_rate: float,
+    dissemination: str = "certified",
 ) -> dict[str, Any]:
     """Sedna saturation sweep: payloads/s decoded on every node, per offered rate."""
-    results: dict[str, Any] = {"payload_bytes": payload_bytes, "plain_rate_tps": plain_rate}
+    results: dict[str, Any] = {
+        "payload_bytes": payload_bytes,
+        "plain_rate_tps": plain_rate,
+        "dissemination": dissemination,
+    }
     for transport in transports:
         points = []
         saturation = None
         for rate in rates:
             runs = [
-                _sedna_run(transport, rate, duration_s, payload_bytes, plain_rate)
+                _sedna_run(transport, rate, duration_s, payload_bytes, plain_rate, dissemination)
                 for _ in range(repeats)
             ]
             point = {
@@ -242,13 +253,62 @@ def bench_sedna(
                 "all_ok": all(r["ok"] for r in runs),
             }
             points.append(point)
-            print(f"{transport:>6} sedna offered {rate:>6.0f}/s -> {point}", file=sys.stderr)
+            print(
+                f"{transport:>6} {dissemination} sedna offered {rate:>6.0f}/s -> {point}",
+                file=sys.stderr,
+            )
             decoded = point["decoded_every_node_pps"] or 0.0
             if decoded >= SATURATION_FRACTION * rate and point["all_ok"]:
                 saturation = point
             else:
                 break  # decoded fell below offered: saturated
         results[transport] = {"points": points, "saturation": saturation}
+    return results
+
+
+def bench_sedna_modes(
+    transports: list[str],
+    rates: list[float],
+    duration_s: float,
+    repeats: int,
+    payload_bytes: int,
+    modes: list[str],
+) -> dict[str, Any]:
+    """Lane modes side by side: per rate, runs alternate between the modes (so a change of
+    the machine's load hits both alike); medians over `repeats` runs per (mode, rate)."""
+    results: dict[str, Any] = {"payload_bytes": payload_bytes, "modes": modes}
+    for transport in transports:
+        table: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+        for rate in rates:
+            runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+            for _ in range(repeats):
+                for mode in modes:
+                    runs[mode].append(
+                        _sedna_run(transport, rate, duration_s, payload_bytes, 0.0, mode)
+                    )
+            for mode in modes:
+                done = runs[mode]
+                point = {
+                    "offered_pps": rate,
+                    "decoded_every_node_pps": _median(
+                        [min(r["sedna_pps"].values(), default=0.0) for r in done]
+                    ),
+                    "runs_pps": [min(r["sedna_pps"].values(), default=0.0) for r in done],
+                    "decode_p50_ms": _median([r["sedna_decode_ms"]["p50"] for r in done]),
+                    "decode_p99_ms": _median([r["sedna_decode_ms"]["p99"] for r in done]),
+                    "undecided": max(
+                        r["sedna_offered"] - min(r["sedna_decoded"].values(), default=0)
+                        for r in done
+                    ),
+                    "resends": _median([r["sedna_client"]["resends"] for r in done]),
+                    "execution_order_agreement": all(r["execution_order_agreement"] for r in done),
+                    "all_ok": all(r["ok"] for r in done),
+                }
+                table[mode].append(point)
+                print(
+                    f"{transport:>6} {mode:>9} offered {rate:>6.0f}/s -> {point}", file=sys.stderr
+                )
+        results[transport] = table
     return results
 
 
@@ -394,6 +454,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--csv", type=Path, help="write the throughput-latency rows as CSV")
     parser.add_argument("--png", type=Path, help="write the throughput-latency curve as PNG")
+    parser.add_argument(
+        "--dissemination",
+        default="certified",
+        help="lane modes of the Sedna sweep, comma list of certified, carried (default "
+        "certified); several modes are run side by side, alternating per rate",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -428,6 +494,16 @@ def run(args: argparse.Namespace) -> int:
     if any(t not in ("tcp", "libp2p") for t in transports):
         print("bench testnet: transports are tcp and libp2p", file=sys.stderr)
         return 2
+    from node.config import DISSEMINATION_MODES
+
+    modes = [m for m in args.dissemination.split(",") if m]
+    if not modes or any(m not in DISSEMINATION_MODES for m in modes):
+        print(
+            f"bench testnet: --dissemination takes {', '.join(DISSEMINATION_MODES)} "
+            f"(comma list), got {args.dissemination!r}",
+            file=sys.stderr,
+        )
+        return 2
     results: dict[str, Any] = {}
     if args.sedna_cost:
         results["sedna_cost"] = sedna_cost_model(args.sedna_bytes)
@@ -454,7 +530,7 @@ def run(args: argparse.Namespace) -> int:
             write_curve_csv(rows, args.csv)
         if args.png is not None:
             write_curve_png(rows, args.png)
-    if sedna_rates:
+    if sedna_rates and len(modes) == 1:
         results["sedna"] = bench_sedna(
             transports,
             sedna_rates,
@@ -462,10 +538,25 @@ def run(args: argparse.Namespace) -> int:
             args.repeats,
             args.sedna_bytes,
             args.sedna_plain_rate,
+            modes[0],
+        )
+    elif sedna_rates:
+        results["sedna_modes"] = bench_sedna_modes(
+            transports, sedna_rates, args.duration, args.repeats, args.sedna_bytes, modes
         )
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
+    if "sedna_modes" in results:
+        for transport in transports:
+            print(f"{transport} sedna ({args.sedna_bytes} B payloads), decoded on every node/s:")
+            for mode, points in results["sedna_modes"][transport].items():
+                for p in points:
+                    print(
+                        f"  {mode:>9} offered {p['offered_pps']:>6.0f}/s  "
+                        f"decoded {p['decoded_every_node_pps']}/s (runs {p['runs_pps']})  "
+                        f"decode p50 {p['decode_p50_ms']} ms  p99 {p['decode_p99_ms']} ms"
+                    )
     if "sedna" in results:
         for transport in transports:
             print(f"{transport} sedna ({args.sedna_bytes} B payloads):")

@@ -477,7 +477,10 @@ class SednaClient:
                 for event in data.get("events", []):
                     self._decided(bytes.fromhex(event["id"]), event["status"], event["height"])
                 self._next_event_height = max(self._next_event_height, int(data["next"]))
-                self.tracker_height = max(self.tracker_height, int(data["tracker_height"]))
+                # certified lanes: lane blocks are cut a few heights after their slot, so
+                # the node says up to which slot redemptions are known (`settled_slot`)
+                settled = int(data.get("settled_slot", data["tracker_height"]))
+                self.tracker_height = max(self.tracker_height, settled)
                 self._observe_slot(int(data.get("open_slot", 0)))
                 return
         finally:
@@ -523,7 +526,8 @@ class SednaClient:
                 self._decided(cid, "executed" if state == "decoded" else state, data["height"])
                 return
             # A 404 (payload unknown there) carries no height: the poll's height applies.
-            if int(data.get("tracker_height", self.tracker_height)) < p.last_slot:
+            settled = data.get("settled_slot", data.get("tracker_height", self.tracker_height))
+            if int(settled) < p.last_slot:
                 return  # that node's tracker is behind: ask again later
             finalized = int(data.get("finalized_bundles", 0)) if state == "pending" else 0
             if self.policy.ratchet:  # rule: a lane holding an unredeemed ticket is excluded

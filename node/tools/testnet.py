@@ -39,6 +39,7 @@ from typing import Any
 from consensus.crypto import KeyPair, check_chain_id
 from node.config import (
     ADMIN_TOKEN_FILE,
+    DISSEMINATION_MODES,
     SINGLE_VALIDATOR_VOTE_PACE_MS,
     ConfigError,
     load_config,
@@ -171,6 +172,7 @@ def config_document(
     test: Mapping[str, Any],
     admin_rpc: bool,
     mempool: Mapping[str, Any] | None = None,
+    dissemination: str = "certified",
     ledger: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
@@ -191,6 +193,7 @@ def config_document(
         },
         "consensus": {"protocol": "monadbft", "delta_ms": 100.0, **consensus},
         "mempool": {"max_txs": 200_000, "max_block_txs": 5_000, **(mempool or {})},
+        "lanes": {"dissemination": dissemination},
         "validators": [
             {
                 "index": p.index,
@@ -230,7 +233,7 @@ def write_senders(path: Path, senders: Sequence[KeyPair]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         for key in senders:
-            handle.write(f'[[senders]]\n{render_key_file(key)}\n')
+            handle.write(f"[[senders]]\n{render_key_file(key)}\n")
 
 
 def load_senders(root: Path) -> list[KeyPair]:
@@ -254,6 +257,7 @@ def generate_network(
     admin_rpc: bool | None = None,
     keys: Sequence[KeyPair] | None = None,
     mempool: Mapping[str, Any] | None = None,
+    dissemination: str = "certified",
     chain_id: str | None = None,
     ledger: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
@@ -286,6 +290,7 @@ def generate_network(
         admin_rpc=admin_rpc,
         keys=keys,
         mempool=mempool,
+        dissemination=dissemination,
         chain_id=chain_id,
         ledger=ledger,
     )
@@ -308,6 +313,7 @@ def write_network(
     admin_rpc: bool = False,
     keys: Sequence[KeyPair] | None = None,
     mempool: Mapping[str, Any] | None = None,
+    dissemination: str = "certified",
     chain_id: str | None = None,
     ledger: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
@@ -328,6 +334,10 @@ def write_network(
         consensus.setdefault("vote_pace_ms", SINGLE_VALIDATOR_VOTE_PACE_MS)
     if transport not in ("tcp", "libp2p"):
         raise TestnetError(f"unknown transport {transport!r}; choose 'tcp' or 'libp2p'")
+    if dissemination not in DISSEMINATION_MODES:
+        raise TestnetError(
+            f"unknown dissemination {dissemination!r}; choose one of {list(DISSEMINATION_MODES)}"
+        )
     if (root / MANIFEST).exists():
         raise TestnetError(f"{root} already holds a network ({MANIFEST}); remove it first")
     if [p.index for p in plans] != list(range(nodes)):
@@ -378,6 +388,7 @@ def write_network(
                 test=node_test.get(plan.index, {}),
                 admin_rpc=admin_rpc,
                 mempool=mempool,
+                dissemination=dissemination,
                 ledger=ledger_doc,
             )
             (node_dir / "config.toml").write_text(render_config(document))
@@ -856,7 +867,7 @@ def parse_perturbation(spec: str, nodes: int) -> Perturbation:
     return Perturbation(spec=text, action=action, node=node, seconds=seconds, at_s=at_s)
 
 
-BYZANTINE_KINDS = ("silent", "double_vote", "malformed")
+BYZANTINE_KINDS = ("silent", "double_vote", "malformed", "drop_lane_blocks")
 
 
 def parse_byzantine(spec: str, nodes: int) -> tuple[int, str]:
@@ -900,6 +911,7 @@ class RunOptions:
     sedna_rate_pps: float = 20.0  # Sedna payloads/s offered alongside the plain txs (0: none)
     sedna_bytes: int = 512
     sedna_policy: str = "fresh"
+    dissemination: str = "certified"  # [lanes] dissemination of every node
     sedna_preencode: bool = False  # encode the run's payloads before the load starts
     # the lanes' ledger: sender_balance, fee, bounty (None: the lanes charge nothing)
     ledger: dict[str, int] | None = None
@@ -986,6 +998,7 @@ class TestnetRun:
             consensus=o.consensus,
             node_test=node_test,
             mempool=o.mempool,
+            dissemination=o.dissemination,
             ledger=o.ledger,
         )
         self.net = net = Testnet(root)
@@ -1264,11 +1277,15 @@ class TestnetRun:
                 rows[index] = info.get("ledger_at_height")
             else:
                 row = self._disk(index, lambda s, h=common: s.ledger_at(h))
-                rows[index] = None if row is None else {
-                    "ledger_hash": row.ledger_hash.hex(),
-                    "fees_charged": row.fees_charged,
-                    "bounties_paid": row.bounties_paid,
-                }
+                rows[index] = (
+                    None
+                    if row is None
+                    else {
+                        "ledger_hash": row.ledger_hash.hex(),
+                        "fees_charged": row.fees_charged,
+                        "bounties_paid": row.bounties_paid,
+                    }
+                )
         hashes = {str(i): (r or {}).get("ledger_hash") for i, r in sorted(rows.items())}
         result["ledger_hash"] = hashes
         if len(set(hashes.values())) > 1 or None in hashes.values():
@@ -1577,6 +1594,7 @@ class TestnetRun:
         return {
             "nodes": o.nodes,
             "transport": o.transport,
+            "dissemination": o.dissemination,
             "duration_s": o.duration_s,
             "rate_tps": o.rate_tps,
             "tx_bytes": o.tx_bytes,

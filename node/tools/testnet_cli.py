@@ -93,6 +93,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--transport", choices=("tcp", "libp2p"), default="tcp")
     run.add_argument(
+        "--dissemination",
+        default="certified",
+        metavar="MODE",
+        help="how lane data reaches consensus: certified (lane chains, PoAs, tip cuts; "
+        "the default) or carried (lane blocks inside consensus blocks)",
+    )
+    run.add_argument(
         "--chain-id", default=None, help="the network's chain id (default: a fresh one per run)"
     )
     _ledger_flags(run)
@@ -259,6 +266,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.drain < 0:
         _err("--drain must be >= 0")
         return 2
+    from node.config import DISSEMINATION_MODES
+
+    if args.dissemination not in DISSEMINATION_MODES:
+        _err(
+            f"--dissemination must be one of {', '.join(DISSEMINATION_MODES)}, "
+            f"got {args.dissemination!r}"
+        )
+        return 2
     try:
         perturbations = [parse_perturbation(s, args.nodes) for s in args.perturb]
         byzantine = dict(parse_byzantine(s, args.nodes) for s in args.byzantine)
@@ -311,12 +326,14 @@ def _run(args: argparse.Namespace) -> int:
         sedna_rate_pps=args.sedna_rate,
         sedna_bytes=args.sedna_bytes,
         sedna_policy=args.sedna_policy,
+        dissemination=args.dissemination,
         out=args.out,
         ledger=ledger,
     )
     bar = ProgressBar(sys.stderr)
     print(
-        f"starting {args.nodes} validators ({args.transport}), load {args.rate:g} tx/s "
+        f"starting {args.nodes} validators ({args.transport}, {args.dissemination} lanes), "
+        f"load {args.rate:g} tx/s "
         f"and {args.sedna_rate:g} Sedna payloads/s for {args.duration:g} s ...",
         file=sys.stderr,
     )

@@ -311,8 +311,13 @@ def test_tracker_executes_a_payload_once_its_bundles_are_final() -> None:
 # --------------------------------------------------------------------------- POST /bundle
 
 
-def _net(root: Path, nodes: int = 4) -> list:
-    manifest = generate_network(root, nodes, consensus={"delta_ms": 50.0})
+MODES = ("certified", "carried")
+
+
+def _net(root: Path, nodes: int = 4, dissemination: str = "certified", **kwargs) -> list:
+    manifest = generate_network(
+        root, nodes, consensus={"delta_ms": 50.0}, dissemination=dissemination, **kwargs
+    )
     return [load_config(root / m["config"]) for m in manifest["members"]]
 
 
@@ -408,9 +413,12 @@ async def _send(client: SednaClient, payloads: list[bytes], timeout_s: float) ->
     return [i for i in ids if i is not None]
 
 
-def test_decoded_payloads_survive_a_restart_without_double_execution(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_decoded_payloads_survive_a_restart_without_double_execution(
+    tmp_path: Path, mode: str
+) -> None:
     async def scenario() -> None:
-        configs = _net(tmp_path)
+        configs = _net(tmp_path, dissemination=mode)
         nodes = [build_runtime(c, load_key(c)) for c in configs]
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         restarted: NodeRuntime | None = None
@@ -427,13 +435,20 @@ def test_decoded_payloads_survive_a_restart_without_double_execution(tmp_path: P
                 lambda: all(n.lanes.tracker.counts["executed"] >= 12 for n in nodes), 20
             )
             victim = nodes[1]
+            assert (victim.room is not None) == (mode == "certified")
             before = victim.ledger.storage.lane_events(1, 10**9, with_data=True)
             stored_height = victim.ledger.storage.lane_height()
+            own_lane_height = victim.room.layer.own_height if victim.room else 0
             assert {e.payload_id for e in before} == set(first)
             victim.stop()
             await tasks[1]
             restarted = build_runtime(victim.config, load_key(victim.config))
             assert restarted.lanes.tracker_height == 0  # rebuilt by replaying the chain
+            if mode == "certified":
+                # lane blocks recovered from SQLite: the lane never re-signs a height it used
+                assert restarted.room is not None
+                assert restarted.room.layer.own_height == own_lane_height > 0
+                assert restarted.ledger.storage.lane_chain_count() > 0
             tasks[1] = asyncio.create_task(restarted.run())
             nodes[1] = restarted
             assert await _until(lambda: restarted.lanes.tracker_height >= stored_height, 30)
@@ -482,17 +497,15 @@ def test_decoded_payloads_survive_a_restart_without_double_execution(tmp_path: P
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_a_lane_that_never_relays_is_ratcheted_out_and_payloads_still_decode(
-    tmp_path: Path,
+    tmp_path: Path, mode: str
 ) -> None:
-    """Node 3 is silent (accepts bundles over RPC, never votes or relays): its bundles are
-    never finalized, the sender re-sends the missing ones and excludes lane 3."""
+    """Node 3 is silent (accepts bundles over RPC, never votes, relays or broadcasts): its
+    bundles are never finalized, the sender re-sends the missing ones and excludes lane 3."""
 
     async def scenario() -> None:
-        manifest = generate_network(
-            tmp_path, 4, consensus={"delta_ms": 50.0}, node_test={3: {"byzantine": "silent"}}
-        )
-        configs = [load_config(tmp_path / m["config"]) for m in manifest["members"]]
+        configs = _net(tmp_path, dissemination=mode, node_test={3: {"byzantine": "silent"}})
         nodes = [build_runtime(c, load_key(c)) for c in configs]
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         try:
@@ -506,6 +519,9 @@ def test_a_lane_that_never_relays_is_ratcheted_out_and_payloads_still_decode(
             assert any(3 in client.payloads[cid].excluded for cid in ids)
             assert nodes[3].lanes.counters.bundles_accepted > 0
             assert nodes[3].lanes.counters.lane_blocks_relayed == 0
+            if mode == "certified":  # its lane sealed blocks that never got a PoA
+                assert nodes[3].room.layer.stats.sealed > 0
+                assert all(3 not in n.room.layer.finalized_cut for n in nodes[:3])
             await client.close()
         finally:
             for n in nodes:
@@ -519,17 +535,19 @@ def test_a_lane_that_never_relays_is_ratcheted_out_and_payloads_still_decode(
 
 
 @pytest.mark.e2e
-def test_testnet_run_decodes_sedna_payloads_on_every_node_through_a_kill() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_testnet_run_decodes_sedna_payloads_on_every_node_through_a_kill(mode: str) -> None:
     result = subprocess.run(
         [
             sys.executable, "-m", "node.cli", "testnet", "run", "--nodes", "4",
             "--duration", "6", "--rate", "200", "--sedna-rate", "40",
-            "--perturb", "kill:2:1@2", "--json",
+            "--perturb", "kill:2:1@2", "--dissemination", mode, "--json",
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=150,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     s = json.loads(result.stdout)
+    assert s["dissemination"] == mode
     assert s["ok"] and s["agreement"] and s["execution_order_agreement"]
     offered = s["sedna_offered"]
     assert offered >= 150

@@ -360,7 +360,9 @@ def test_a_peer_of_another_chain_speaks_another_protocol_and_is_counted() -> Non
             mesh.nodes[0].send(2, b"to the stranger")
             await asyncio.sleep(0.5)
             assert mesh.inbox.count(2) == 0
-            assert all(b"stranger" not in f for i in (0, 1) for _p, f in mesh.inbox.frames.get(i, []))
+            assert all(
+                b"stranger" not in f for i in (0, 1) for _p, f in mesh.inbox.frames.get(i, [])
+            )
         finally:
             await mesh.stop()
 

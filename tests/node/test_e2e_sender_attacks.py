@@ -1,0 +1,198 @@
+"""Attacking senders against a real 4-node tcp testnet (issue 10, adversaries 1, 4, 6).
+
+Each test runs one network with the lanes' ledger on and an honest Sedna sender, first
+alone (the baseline), then with netsim's attacking sender driven over RPC
+(tests/node/sender_attacks.py). It checks, against that same-run baseline:
+- the chain keeps finalizing at its honest rate (blocks/s within 20 %; votes are paced
+  at 20 ms so the rate is set by the protocol, not by how busy the machine is);
+- every honest payload still decodes;
+- nothing executes twice (every tracker's executed count equals its distinct executed
+  ids), and every node agrees on the execution order and the ledger;
+- the attack left its counted trace: `duplicate` bundles not counted, `late` replays and
+  `payload_expired` refusals, junk payloads expired with their escrow burned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from consensus.crypto import ED25519
+from node.tools.sedna_client import SednaClient, SednaPolicy
+from node.tools.testnet import Testnet, generate_network, load_senders
+from tests.node.sender_attacks import RpcAttackDriver
+
+pytestmark = pytest.mark.e2e
+
+PHASE_S = 6.0
+HONEST_PPS = 10.0
+BOUNTY = 5
+BALANCE = 10**12
+ATTACKS = {  # kind -> count (per planned slot)
+    "duplicate_across_lanes": 2,
+    "junk_commitments": 10,  # ~10x the honest payload rate
+    "replay_after_decide": 40,
+}
+
+
+async def _json(net: Testnet, index: int, path: str) -> dict:
+    data = await net.rpc_json(index, path, timeout_s=5.0)
+    assert data is not None, f"node {index} did not answer {path}"
+    return data
+
+
+async def _phase(net: Testnet, honest: SednaClient, duration_s: float, attack=None) -> dict:
+    """Honest load (and the attack) for `duration_s`; the chain's blocks/s over it."""
+    start = (await _json(net, 0, "/status"))["height"]
+    started = time.monotonic()
+    submitted: list[bytes] = []
+
+    async def honest_load() -> None:
+        sent = 0
+        while (elapsed := time.monotonic() - started) < duration_s:
+            while sent < elapsed * HONEST_PPS:  # bound: the rate owed so far
+                cid = honest.submit(b"honest-%d-" % len(submitted) + bytes(400))
+                assert cid is not None
+                submitted.append(cid)
+                sent += 1
+            await honest.step()
+            await asyncio.sleep(0.02)
+
+    await asyncio.gather(honest_load(), attack.run(duration_s) if attack else asyncio.sleep(0))
+    elapsed = time.monotonic() - started
+    end = (await _json(net, 0, "/status"))["height"]
+    return {"blocks_per_s": (end - start) / elapsed, "submitted": submitted}
+
+
+async def _decided_ns(net: Testnet) -> dict[bytes, int]:
+    """When node 0's tracker decided each payload (its /executions `decided_ns`)."""
+    height = (await _json(net, 0, "/lanes"))["tracker_height"]
+    decided: dict[bytes, int] = {}
+    first = 1
+    while first <= height:  # bounded: each page advances `next`
+        page = await _json(net, 0, f"/executions?from={first}&to={height}")
+        decided.update((bytes.fromhex(e["id"]), e["decided_ns"]) for e in page["events"])
+        first = page["next"]
+    return decided
+
+
+def _decode_ms(honest: SednaClient, ids: list[bytes], decided: dict[bytes, int]) -> float | None:
+    """Honest decode latency p50: first send -> decided on node 0."""
+    values = sorted(
+        (decided[cid] - sent) / 1e6
+        for cid in ids
+        if cid in decided and (sent := honest.payloads[cid].first_send_ns)
+    )
+    return round(values[len(values) // 2], 1) if values else None
+
+
+@pytest.mark.parametrize("kind", sorted(ATTACKS))
+def test_an_attacking_sender_neither_slows_the_chain_nor_executes_anything_twice(
+    kind: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "net"
+    manifest = generate_network(
+        root, 4, consensus={"delta_ms": 50.0, "vote_pace_ms": 40.0},
+        ledger={"sender_balance": BALANCE, "fee": 1, "bounty": BOUNTY, "senders": 2},
+    )  # fmt: skip
+    honest_key, attacker_key = load_senders(root)
+    net = Testnet(root)
+    net.start_all()
+
+    async def scenario() -> None:
+        assert await net.wait_ready(30.0), "network did not get ready"
+        targets = [(m.index, m.rpc_host, m.rpc_port) for m in net.members]
+        honest = SednaClient(targets, key=honest_key, policy=SednaPolicy(extra_bundles=1))
+        attack = RpcAttackDriver(
+            targets,
+            kind,
+            ATTACKS[kind],
+            key=attacker_key,
+            scheme=ED25519.for_chain(manifest["chain_id"]),
+            fee=1,
+            seed=10,
+        )
+        try:
+            baseline = await _phase(net, honest, PHASE_S)
+            attacked = await _phase(net, honest, PHASE_S, attack)
+            deadline = time.monotonic() + 40
+            while honest.undecided() and time.monotonic() < deadline:
+                await honest.step()
+                await asyncio.sleep(0.02)
+            if kind == "junk_commitments":  # junk expires after the tracker's TTL
+                while time.monotonic() < deadline:
+                    if (await _json(net, 0, "/lanes"))["ledger"]["burned"] > 0:
+                        break
+                    await asyncio.sleep(0.2)
+            decided = await _decided_ns(net)
+            report = {
+                "baseline_blocks_per_s": round(baseline["blocks_per_s"], 1),
+                "attacked_blocks_per_s": round(attacked["blocks_per_s"], 1),
+                "honest_decode_p50_ms": (
+                    _decode_ms(honest, baseline["submitted"], decided),
+                    _decode_ms(honest, attacked["submitted"], decided),
+                ),
+                "answers": dict(attack.answers),
+                "attacker": attack.attacker.report(),
+            }
+            print(kind, report)
+            # The chain keeps its honest rate (same-run baseline).
+            assert attacked["blocks_per_s"] >= 0.8 * baseline["blocks_per_s"], report
+            # Every honest payload decodes.
+            total = len(baseline["submitted"]) + len(attacked["submitted"])
+            assert honest.stats.decided["decoded"] == total, (honest.stats, report)
+            assert attack.answers["accepted"] > 0, report  # the attack reached the lanes
+            await _check_nothing_twice_and_agreement(net, attack)
+            lanes0 = await _json(net, 0, "/lanes")
+            not_counted = (await _json(net, 0, "/stats"))["lanes"]["bundles_not_counted"]
+            statuses = attack.attacker.payload_status
+            if kind == "duplicate_across_lanes":
+                assert not_counted["duplicate"] > 0, not_counted
+                assert "executed" in statuses.values()  # its payloads still decode once
+            elif kind == "replay_after_decide":
+                assert list(statuses.values()) == ["executed"]
+                assert not_counted["late"] > 0, not_counted  # replays before the expiry
+                assert attack.answers["payload_expired"] > 0, report  # and after it
+            else:
+                assert lanes0["decided"]["expired"] > 0 and lanes0["ledger"]["burned"] > 0
+                assert lanes0["decided"]["expired"] <= len(statuses)
+                assert not_counted["tracker_full"] == 0  # nobody's bundle was dropped
+            spent = (
+                BALANCE - (await _json(net, 0, f"/balance/{attacker_key.public.hex()}"))["balance"]
+            )
+            assert spent >= attack.answers["accepted"] // 2, report  # the attack was paid for
+        finally:
+            await honest.close()
+            await attack.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        net.stop_all()
+
+
+async def _check_nothing_twice_and_agreement(net: Testnet, attack: RpcAttackDriver) -> None:
+    """Per node: executed count == distinct executed ids (nothing ran twice); all nodes:
+    the same execution-order hash and ledger at their common tracker height."""
+    heights = []
+    for index in range(4):
+        lanes = await _json(net, index, "/lanes")
+        height = lanes["tracker_height"]
+        heights.append(height)
+        ids: list[str] = []
+        first = 1
+        while first <= height:  # bounded: each page advances `next`
+            page = await _json(net, index, f"/executions?from={first}&to={height}")
+            ids += [e["id"] for e in page["events"] if e["status"] == "executed"]
+            first = page["next"]
+        assert len(ids) == len(set(ids)) == lanes["decided"]["executed"], index
+        for cid, status in attack.attacker.payload_status.items():
+            if status == "executed":
+                assert ids.count(cid.hex()) == 1
+    common = min(heights)
+    at = [await _json(net, i, f"/lanes?at={common}") for i in range(4)]
+    assert len({a["hash_at_height"] for a in at}) == 1
+    assert len({a["ledger_at_height"]["ledger_hash"] for a in at}) == 1

@@ -1,0 +1,149 @@
+"""`sedna mech experiment` in netsim: the clear-cut points agree, a wrong model does not,
+unmodelled points are never agreeing, bad input exits 2 (docs/cartels.md).
+
+The CI version of the experiment: N = 7, κ = 8, m = 3 (t* = 3, Δ = 1), the shipped ratchet
+(d = 4). Cartel 0 delays nothing (the model is certain: every payload must be on time);
+a withhold_all cartel of 3 delays 31/35 of the payloads (above the knife edge, which for
+these parameters lies between 1 and 2 lanes: P(delay) = 3/7, then 5/7).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mechanism.agreement import Model, check, setup_for
+from netsim.measure import measure
+from netsim.scenario import parse_scenario_text
+from node.cli import main
+from node.tools import experiment
+from node.tools.experiment import CENSOR, Point, Spec, evaluate, scenario_text
+
+SMALL = ["--payloads", "48", "--seeds", "2"]
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    code = main(["mech", "experiment", *argv, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip().startswith("{") else {}
+
+
+def test_clear_cut_points_agree_and_the_files_are_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, doc = _run(
+        ["--cartel", "0,3", "--strategy", "withhold_all", *SMALL, "--out", str(tmp_path)], capsys
+    )
+    assert code == 0 and doc["agree"] is True and doc["unmodelled"] == 0
+    none, three = doc["points"]
+    assert (none["cartel"], three["cartel"]) == (0, 3)
+    for point in (none, three):
+        assert set(point) >= {"predicted", "measured", "ci_low", "ci_high", "agree"}
+        assert point["agree"] is True and point["status"] == "agree"
+        assert point["ci_low"] <= point["predicted"] <= point["ci_high"]
+        assert point["payloads"] >= 48
+    # cartel 0: nothing delayed, exactly as the model is certain of
+    assert none["predicted"] == 0.0 and none["delayed"] == 0
+    assert none["lag_measured"] == {"0": none["payloads"]}
+    # cartel 3 (above the knife edge): most payloads delayed, and the lead is the lag
+    assert three["predicted"] == pytest.approx(31 / 35)
+    assert three["measured"] > 0.6
+    assert sum(three["lead_measured"].values()) == three["payloads"]
+    assert three["lead_measured"] == three["lag_measured"]  # q = 1: T_cart = t*
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {"points.csv", "distributions.csv", "meta.json", "cartels.png"} <= files
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["t_star"] == 3 and meta["slack"] == 1 and meta["agree"] is True
+    assert (tmp_path / "points.csv").read_text().count("\n") == 3
+
+
+def _measured(point: Point, spec: Spec):
+    scenario = parse_scenario_text(scenario_text(spec, point))
+    return measure(scenario, seeds=(1,), max_lag=spec.max_lag)
+
+
+def test_a_threshold_cartel_is_told_apart_from_withhold_all() -> None:
+    """The measurement excludes the wrong strategy's model (so a broken strategy or a
+    broken prediction shows up as a disagreement)."""
+    spec = Spec(payloads=120, seeds=1)
+    point = Point("netsim", "threshold", 3)
+    measured = _measured(point, spec)
+    result = evaluate(spec, point, measured, 0.0)
+    assert result.status == "agree", result
+    assert result.predicted == pytest.approx(13 / 35)
+    setup = setup_for(
+        validators=7,
+        lanes_report=measured.report_lanes,
+        withholding=point.members(7),
+        censoring=(),
+        policy="fresh",
+        max_lag=6,
+        strategy="threshold",
+    )
+    wrong = check(measured, Model(replace(setup, strategy="withhold_all")), 1)
+    assert not wrong.agree, str(wrong)
+
+
+def test_leader_censorship_agrees_with_the_leader_cartel_model() -> None:
+    spec = Spec(payloads=120, seeds=1)
+    point = Point("netsim", CENSOR, 2)
+    result = evaluate(spec, point, _measured(point, spec), 0.0)
+    assert result.status == "agree", result
+    assert result.predicted is not None and 0.3 < result.predicted < 0.9  # by first leader
+    assert result.lead_measured == {}  # T_cart of a censoring cartel is not measured
+
+
+def test_a_point_without_a_model_is_unmodelled_never_agreeing() -> None:
+    spec = Spec(payloads=40, seeds=1)
+    point = Point("netsim", "withhold_all", 2)
+    measured = _measured(point, spec)
+    measured.report_lanes = dict(measured.report_lanes, ratchet_policy="exclude")
+    result = evaluate(spec, point, measured, 0.0)
+    assert (result.status, result.agree, result.predicted) == ("unmodelled", None, None)
+    assert "not modelled" in result.reason
+    assert result.ci_low is not None and result.measured is not None
+
+
+def test_a_run_with_problems_fails_the_point() -> None:
+    spec = Spec(payloads=40, seeds=1)
+    point = Point("netsim", "withhold_all", 0)
+    measured = _measured(point, spec)
+    measured.problems.append("seed 1: 3 bundles lost")
+    result = evaluate(spec, point, measured, 0.0)
+    assert (result.status, result.agree) == ("failed", False)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--strategy", "sometimes"], "unknown value"),
+        (["--cartel", "0,7"], "--cartel"),
+        (["--cartel", "1,1"], "distinct"),
+        (["--lanes", "20"], "--lanes"),
+        (["--m", "9"], "--m"),
+        (["--theta", "2", "--strategy", "withhold_all"], "--theta"),
+        (["--censor", "3"], "--censor"),
+        (["--where", "moon"], "--where"),
+        (["--payloads", "0"], "--payloads"),
+        (["--jobs", "0"], "--jobs"),
+    ],
+)
+def test_bad_input_exits_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["mech", "experiment", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_testnet_without_the_launcher_behaviour_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    missing = experiment.testnet_missing()
+    if missing is None:
+        pytest.skip("the launcher has withhold_bundles: the testnet backend runs (e2e tests)")
+    assert main(["mech", "experiment", "--where", "netsim,testnet", *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "withhold_bundles" in err and "testnet" in err
