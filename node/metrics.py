@@ -60,7 +60,7 @@ CORE_REJECT_CLASSES = (
     "bad_sync_response", "not_started", "unexpected", "unknown_input", OTHER,
 )  # fmt: skip
 TX_REJECT_REASONS = ("duplicate", "already_final", "too_large", "full")
-TX_FORWARD_RESULTS = ("sent", "not_connected", "backpressure")
+TX_FORWARD_RESULTS = ("sent", "not_connected", "backpressure", "busy")
 TX_FRAME_RESULTS = ("accepted", "malformed", *TX_REJECT_REASONS)
 ROUND_ENTRY = ("qc", "tc", "start")
 PAYLOAD_STATUSES = ("executed", "rejected", "expired")

@@ -134,7 +134,8 @@ class TxPool:
                 self.metrics.txs_rejected.inc(count, reason=reason)
         self.metrics.mempool_size.set(len(self.mempool))
         if result.accepted and self.forwarder is not None:  # FWD-ONCE: RPC txs only
-            self.forwarder.forward(self.mempool.txs_of(result.accepted_ids))
+            txs = self.mempool.txs_of(result.accepted_ids)
+            self.forwarder.forward(txs, pending=len(self.mempool) - len(txs))
         return result
 
     # ------------------------------------------------------------------ forwarded txs

@@ -186,3 +186,20 @@ def test_rpc_txs_are_forwarded_once_and_forwarded_txs_never_again() -> None:
     assert _count(metrics, "sedna_forwarded_txs_received_total", "malformed") == 1
     too_many = encode_tx_frame([b"x%d" % i for i in range(6)])  # > max_block_txs = 5
     assert txpool.on_tx_frame(2, too_many) is None
+
+
+def test_a_busy_node_does_not_forward() -> None:
+    """FWD-LOAD: with max_pending txs already waiting, nothing is forwarded (counted)."""
+    forwarder, sent, metrics = _forwarder(index=0, n=4, fanout=2, max_pending=3)
+    forwarder.current_round = lambda: 1
+    txpool = _txpool(_pool(max_txs=10), forwarder)
+    txpool.submit([b"a", b"b", b"c"])  # 0 pending before: forwarded
+    assert len(sent) == 2
+    txpool.submit([b"d"])  # 3 pending before: busy
+    assert len(sent) == 2
+    assert _count(metrics, "sedna_txs_forwarded_total", "busy") == 2  # 1 tx x 2 targets
+    txpool.mempool.on_finalized([tx_id(b"a"), tx_id(b"b")])
+    txpool.submit([b"e"])  # 2 pending before: forwarded again
+    assert len(sent) == 4
+    with pytest.raises(ValueError):
+        _forwarder(max_pending=0)
