@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.catchup_chain import build_chain_database, install_chain  # noqa: E402
-from consensus.crypto import derive_keys  # noqa: E402
+from consensus.crypto import DEFAULT_CHAIN_ID, derive_keys  # noqa: E402
 from node.tools.testnet import Testnet, generate_network  # noqa: E402
 
 KEY_SEED = b"bench-catchup"
@@ -87,7 +87,8 @@ async def _status(net: Testnet, index: int) -> tuple[dict[str, Any] | None, floa
 async def catch_up_once(
     chain_dir: Path, blocks: int, root: Path, timeout_s: float
 ) -> dict[str, Any]:
-    generate_network(root, 4, keys=derive_keys(4, KEY_SEED))
+    # the cached chain is signed for the default chain id
+    generate_network(root, 4, keys=derive_keys(4, KEY_SEED), chain_id=DEFAULT_CHAIN_ID)
     net = Testnet(root)
     install_chain(chain_dir, [m.dir / "data" for m in net.members[:3]])
     try:
@@ -158,7 +159,7 @@ async def apply_in_process(chain_dir: Path, root: Path) -> dict[str, Any]:
     from node.storage import Storage
 
     keys = derive_keys(4, KEY_SEED)
-    generate_network(root, 4, keys=keys)
+    generate_network(root, 4, keys=keys, chain_id=DEFAULT_CHAIN_ID)  # the cached chain's
     config = load_config(root / "node3" / "config.toml")
     node = build_runtime(config, load_key(config))
     peer = Ledger(

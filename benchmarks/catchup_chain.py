@@ -24,7 +24,7 @@ from pathlib import Path
 
 from consensus import codec
 from consensus.certificates import Signer, build_qc
-from consensus.crypto import KeyPair, scheme_by_name
+from consensus.crypto import DEFAULT_CHAIN_ID, KeyPair, scheme_by_name
 from consensus.messages import GENESIS_QC, BlockBody, BlockHeader, Tip, Vote
 from consensus.safety import SafetyState
 from consensus.validators import ValidatorSet, schedule_by_name
@@ -43,11 +43,15 @@ class ChainInfo:
 
 
 def _blocks(
-    keys: Sequence[KeyPair], count: int, schedule_name: str, txs_per_block: int
+    keys: Sequence[KeyPair],
+    count: int,
+    schedule_name: str,
+    txs_per_block: int,
+    chain_id: str = DEFAULT_CHAIN_ID,
 ) -> Iterator[tuple[bytes, Tip, BlockBody]]:
     validators = ValidatorSet.from_keys([k.public for k in keys])
     schedule = schedule_by_name(schedule_name, validators)
-    scheme = scheme_by_name("ed25519")
+    scheme = scheme_by_name("ed25519", chain_id)  # signed for the network that will run it
     signers = [Signer(i, k, scheme) for i, k in enumerate(keys)]
     quorum: list[int] = []
     for index in range(len(keys)):  # the smallest prefix of validators with quorum stake
@@ -83,15 +87,17 @@ def build_chain_database(
     *,
     schedule: str = "round-robin",
     txs_per_block: int = 0,
+    chain_id: str = DEFAULT_CHAIN_ID,
 ) -> ChainInfo:
-    """Write the chain into a fresh database under `data_dir` (which must not hold one)."""
+    """Write the chain into a fresh database under `data_dir` (which must not hold one),
+    signed for chain `chain_id` (the network's `consensus.chain_id`)."""
     if (data_dir / DB_FILE).exists():
         raise FileExistsError(f"{data_dir / DB_FILE} already exists")
     storage = Storage(data_dir)
     try:
         pending: list[tuple[bytes, Tip, BlockBody]] = []
         last: tuple[bytes, Tip, BlockBody] | None = None
-        for block in _blocks(keys, count, schedule, txs_per_block):
+        for block in _blocks(keys, count, schedule, txs_per_block, chain_id):
             pending.append(block)
             if len(pending) >= WRITE_BATCH_BLOCKS:
                 _write(storage, pending, count)

@@ -181,6 +181,7 @@ class PayloadRecord:
     decided_height: int | None = None
     decode_slot: int | None = None  # the κ-th smallest slot of its counted bundles
     redeemed_slots: list[int] = field(default_factory=list)  # slot of every finalized ticket
+    redeemed_bundles: list[tuple[int, int]] = field(default_factory=list)  # (slot, index)
     bundles_sent: int = 0
     bundles_lost: int = 0
     wire_bytes: int = 0  # encoded LaneEntry bytes (symbols, proof, commitment, ticket)
@@ -815,6 +816,7 @@ class LaneSim(Observer):
             owner = self.by_cid.get(redemption.commitment_id)
             if owner is not None and len(owner.redeemed_slots) < MAX_REDEEMED_SLOTS:
                 owner.redeemed_slots.append(redemption.slot)
+                owner.redeemed_bundles.append((redemption.slot, redemption.bundle_index))
         self.fees_charged += outcome.fees_charged
         self.bounties_paid += outcome.bounties_paid
         self.duplicate_bundles += outcome.duplicates

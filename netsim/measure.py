@@ -11,7 +11,11 @@ validator is left out and counted, and q = 1 is checked (no bundle rejected or l
 T_cart (carried lanes): the first slot by whose end the cartel held κ of the payload's
 bundles: those the chain finalized (their ticket slots) and those its lanes withheld
 (their slots, from the cartel's pool). Censoring leaders' omitted lane blocks are not
-counted (the lead is reported for withholding cartels only).
+counted (the lead is reported for withholding cartels only). The lead is measured, not
+assumed: for every decoded payload the cartel withheld from, its bundles held by the end
+of T_cart (the chain's symbols from the sender's encoding, the withheld ones from the
+cartel's pool) are decoded against the commitment (`private_decodes`; a failure is a
+problem of the run).
 
 netsim does not import mechanism (tests/test_layering.py): this module hands plain
 numbers to whoever compares them.
@@ -23,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from consensus.lanes.encoding import decode_payload
 from netsim.runner import run_scenario
 from netsim.scenario import Scenario, parse_scenario_text
 
@@ -42,6 +47,7 @@ class Measured:
     report_lanes: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # violations, q < 1: not comparable
     runs: int = 0
+    private_decodes: int = 0  # payloads the cartel's pool decoded at T_cart (checked)
 
     @property
     def payloads(self) -> int:
@@ -62,6 +68,7 @@ class Measured:
         self.report_lanes = other.report_lanes or self.report_lanes
         self.problems += other.problems
         self.runs += other.runs
+        self.private_decodes += other.private_decodes
 
 
 def chain_authors(run: Any, node: int) -> dict[int, int]:
@@ -125,6 +132,14 @@ def measure_run(scenario: Scenario, seed: int, max_lag: int) -> Measured:
             held = sorted([*record.redeemed_slots, *withheld.get(record.cid, [])])
             t_cart = held[kappa - 1] if len(held) >= kappa else record.decided_height
             lead = record.decided_height - min(t_cart, record.decided_height)
+            if record.cid in withheld:
+                if private_decode(lanes, record, t_cart):
+                    measured.private_decodes += 1
+                else:
+                    measured.problems.append(
+                        f"seed {seed}: {record.label}: the cartel's pool does not decode "
+                        f"at slot {t_cart}"
+                    )
         measured.first_leaders.append(first_leader)
         measured.lags.append(lag)
         measured.leads.append(lead)
@@ -133,6 +148,27 @@ def measure_run(scenario: Scenario, seed: int, max_lag: int) -> Measured:
         measured.lane_blocks_omitted[key] = measured.lane_blocks_omitted.get(key, 0) + count
     measured.report_lanes = report["lanes"]
     return measured
+
+
+def private_decode(lanes: Any, record: Any, t_cart: int) -> bool:
+    """Does what the cartel held of `record`'s payload by the end of slot `t_cart` (its
+    finalized bundles and the pool's withheld ones) decode against the commitment?"""
+    outgoing = record.outgoing.payloads.get(record.cid) if record.outgoing else None
+    if outgoing is None:
+        return False
+    encoded = outgoing.encoded
+    pooled = lanes.pool.bundles(record.cid)
+    slot_of = {index: slot for _l, slot, cid, index in lanes.pool.withheld if cid == record.cid}
+    merged: dict[int, Sequence[bytes]] = {
+        index: bundle.symbols
+        for index, bundle in pooled.items()
+        if slot_of.get(index, t_cart + 1) <= t_cart
+    }
+    for slot, index in record.redeemed_bundles:
+        if slot <= t_cart:
+            merged[index] = encoded.bundles[index].symbols
+    result = decode_payload(encoded.layout, encoded.commitment, merged)
+    return result.status == "decoded"
 
 
 def measure(scenario: Scenario, seeds: Iterable[int], max_lag: int) -> Measured:

@@ -86,13 +86,16 @@ class CartelStrategy:
 
 
 def parse_strategy(kind: str, options: Mapping[str, object], m: int | None) -> CartelStrategy:
-    """A strategy from its name and options (`theta`), m from the senders' policy.
-    Unknown names and options raise `CartelStrategyError`."""
-    known = {"theta"}
+    """A strategy from its name and options (`theta`, or `threshold` as the testnet's
+    `--byzantine withhold_bundles:NODES:strategy=threshold:threshold=2` spells it), m from
+    the senders' policy. Unknown names and options raise `CartelStrategyError`."""
+    known = {"theta", "threshold"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise CartelStrategyError(f"unknown cartel strategy option(s) {unknown}; known: theta")
-    theta = options.get("theta")
+    if "theta" in options and "threshold" in options:
+        raise CartelStrategyError("give theta or threshold, not both")
+    theta = options.get("theta", options.get("threshold"))
     if theta is not None:
         if isinstance(theta, str):
             try:

@@ -264,6 +264,7 @@ class Result:
     tails: list[dict[str, Any]] = field(default_factory=list)  # P(lag >= ℓ), ℓ >= 2 (info)
     runs: int = 0
     seconds: float = 0.0
+    private_decodes: int = 0  # payloads whose cartel pool was decoded at T_cart (checked)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -278,6 +279,7 @@ def evaluate(spec: Spec, point: Point, measured: Any, seconds: float) -> Result:
     result.seconds = round(seconds, 3)
     result.payloads = measured.payloads
     result.left_out = measured.left_out
+    result.private_decodes = measured.private_decodes
     lags = Counter("undecided" if lag is None else str(lag) for lag in measured.lags)
     result.lag_measured = dict(sorted(lags.items()))
     leads = Counter(str(lead) for lead in measured.leads if lead is not None)
@@ -348,7 +350,9 @@ def estimate_seconds(spec: Spec, jobs: int) -> float:
         NETSIM_S_PER_PAYLOAD * spec.per_seed
     )
     runs = len([p for p in points_of(spec) if p.where == "netsim"]) * spec.seeds
-    return runs * per_run / max(1, jobs)
+    testnets = len([p for p in points_of(spec) if p.where == "testnet"])
+    testnet_s = testnets * (TESTNET_START_S + spec.payloads / TESTNET_PAYLOADS_PER_S)
+    return runs * per_run / max(1, jobs) + testnet_s
 
 
 def run_netsim(spec: Spec, points: Sequence[Point], executor: Any) -> list[Result]:
@@ -371,17 +375,156 @@ def run_netsim(spec: Spec, points: Sequence[Point], executor: Any) -> list[Resul
     return [evaluate(spec, p, m, seconds) for p, m in zip(points, merged, strict=True)]
 
 
-def testnet_missing() -> str | None:
+# The launcher's per-payload record the testnet backend reads (summary["sedna_payloads"]):
+# first_slot (its first ticket slot), decode_slot (the slot by whose end κ of its bundles
+# were finalized; None: not decoded), cartel_slot (the first slot by whose end the cartel's
+# pool held κ; None: never), clean (every bundle of its first attempt admitted in its slot
+# and none re-planned: q = 1 for it).
+TESTNET_RECORD_KEYS = ("first_slot", "decode_slot", "cartel_slot", "clean")
+TESTNET_PAYLOADS_PER_S = 10.0
+TESTNET_START_S = 15.0  # start, readiness, drain and stop of one testnet (estimate)
+
+
+def testnet_missing(strategies: Sequence[str] = ()) -> str | None:
     """What the testnet backend needs from the launcher and is not there (None: ready)."""
     from node.tools import testnet
 
-    if "withhold_bundles" not in getattr(testnet, "BYZANTINE_KINDS", ()):
-        return (
-            "the testnet launcher has no 'withhold_bundles' Byzantine behaviour "
-            "(--byzantine withhold_bundles:NODES:strategy=...) with a per-payload decode "
-            "slot and cartel lead in its summary"
+    missing = []
+    kinds_of = getattr(testnet, "byzantine_kinds", None)
+    kinds = kinds_of() if callable(kinds_of) else getattr(testnet, "BYZANTINE_KINDS", ())
+    if "withhold_bundles" not in kinds:
+        missing.append("a 'withhold_bundles' behaviour in `testnet run --byzantine`")
+    fields = getattr(testnet.RunOptions, "__dataclass_fields__", {})
+    if "byzantine_options" not in fields:
+        missing.append("per-node behaviour options (RunOptions.byzantine_options)")
+    for name in ("sedna_bundles_per_slot", "sedna_extra_bundles"):
+        if name not in fields:
+            missing.append(f"RunOptions.{name}")
+    try:
+        from node.config import WITHHOLD_STRATEGIES  # type: ignore[attr-defined]
+    except ImportError:
+        WITHHOLD_STRATEGIES = ()
+    lacking = [s for s in strategies if s != CENSOR and s not in WITHHOLD_STRATEGIES]
+    if lacking:
+        missing.append(
+            f"the node-side cartel strategies {lacking} (node.config.WITHHOLD_STRATEGIES; "
+            "options strategy=S:m=M[:threshold=θ], consensus.lanes.cartel.parse_strategy)"
         )
-    return None
+    record = tuple(getattr(testnet, "SEDNA_PAYLOAD_RECORD_KEYS", ()))
+    if not set(TESTNET_RECORD_KEYS) <= set(record):
+        missing.append(
+            "per-payload records in the run summary (summary['sedna_payloads'] with "
+            f"{', '.join(TESTNET_RECORD_KEYS)}; declared as testnet.SEDNA_PAYLOAD_RECORD_KEYS)"
+        )
+    return "; ".join(missing) if missing else None
+
+
+def payload_bytes_for(kappa: int) -> int:
+    """The smallest payload size whose layout under the node's lane parameters has κ."""
+    from consensus.lanes.params import LaneParamsError, layout_for
+    from node.lanes_node import NODE_LANE_PARAMS
+
+    low, high = 1, NODE_LANE_PARAMS.max_payload_bytes
+    if layout_for(NODE_LANE_PARAMS, high).kappa < kappa:
+        raise ExperimentError(f"--kappa {kappa}: above what the node's lane parameters allow")
+    while low < high:  # κ is non-decreasing in the size
+        mid = (low + high) // 2
+        if layout_for(NODE_LANE_PARAMS, mid).kappa < kappa:
+            low = mid + 1
+        else:
+            high = mid
+    try:
+        if layout_for(NODE_LANE_PARAMS, low).kappa != kappa:
+            raise ExperimentError(f"--kappa {kappa}: no payload size gives exactly this κ")
+    except LaneParamsError as exc:
+        raise ExperimentError(f"--kappa {kappa}: {exc}") from None
+    return low
+
+
+def testnet_options(spec: Spec, point: Point, root: Path | None = None) -> dict[str, Any]:
+    """RunOptions of one testnet point: N validators, no plain load, Sedna payloads of κ
+    bundles sent m a slot by the fresh policy, the first attempt t*·m bundles (κ + Δ: the
+    model's first t* slots), the cartel's behaviour on its nodes."""
+    members = point.members(spec.lanes)
+    behaviour = CENSOR if point.strategy == CENSOR else "withhold_bundles"
+    options = ""
+    if behaviour == "withhold_bundles":
+        options = f"strategy={point.strategy}"
+        if point.strategy != "withhold_all":  # the senders' m: the strategy's slot index
+            options += f":m={spec.m}"
+        if point.strategy == "threshold" and spec.theta is not None:
+            options += f":threshold={spec.theta}"
+    return {
+        "nodes": spec.lanes,
+        "duration_s": spec.payloads / TESTNET_PAYLOADS_PER_S,
+        "rate_tps": 0.0,
+        "transport": spec.transport,
+        "dir": root,
+        "byzantine": {node: behaviour for node in members},
+        "byzantine_options": {node: options for node in members if options},
+        "sedna_rate_pps": TESTNET_PAYLOADS_PER_S,
+        "sedna_bytes": payload_bytes_for(spec.kappa),
+        "sedna_policy": "fresh",
+        "sedna_bundles_per_slot": spec.m,
+        "sedna_extra_bundles": spec.t_star * spec.m - spec.kappa,
+    }
+
+
+def measured_from_summary(spec: Spec, point: Point, summary: dict[str, Any]) -> Any:
+    """A testnet run's payloads as a `Measured`: lag = decode_slot − (first_slot + t* − 1),
+    lead = decode_slot − cartel_slot; unclean payloads (q < 1) left out; the run's
+    failures (divergence, no progress) are its problems. Leaders are not read: a
+    withholding cartel's P(delay) does not depend on them (censorship points are
+    unmodelled on the testnet)."""
+    from netsim.measure import Measured
+
+    measured = Measured(lanes=spec.lanes, runs=1)
+    measured.problems += [str(f) for f in summary.get("failures", [])]
+    for record in summary.get("sedna_payloads", [])[:MAX_PAYLOADS]:
+        if not record.get("clean", False):
+            measured.left_out += 1
+            continue
+        horizon = int(record["first_slot"]) + spec.t_star - 1
+        decode = record.get("decode_slot")
+        cartel = record.get("cartel_slot")
+        measured.first_leaders.append(0)
+        measured.lags.append(None if decode is None else int(decode) - horizon)
+        lead = None if decode is None or cartel is None else max(0, int(decode) - int(cartel))
+        measured.leads.append(lead)
+    measured.report_lanes = {
+        "ratchet_policy": "none",  # the client's first attempt: fresh lanes, no feedback
+        "bundles_per_slot": spec.m,
+        "kappa": spec.kappa,
+        "feedback_slots": None,
+    }
+    return measured
+
+
+def run_testnet(spec: Spec, points: Sequence[Point]) -> list[Result]:
+    """One real testnet per point through the launcher (`TestnetRun`), one after another."""
+    import asyncio
+
+    from node.tools.testnet import RunOptions, TestnetError, TestnetRun
+
+    results = []
+    for k, point in enumerate(points):
+        print(
+            f"sedna mech experiment (testnet): point {k + 1}/{len(points)} {point.label}",
+            file=sys.stderr,
+        )
+        started = time.monotonic()
+        try:
+            summary = asyncio.run(TestnetRun(RunOptions(**testnet_options(spec, point))).execute())
+        except TestnetError as exc:
+            summary = {"failures": [f"testnet: {exc}"]}
+        measured = measured_from_summary(spec, point, summary)
+        result = evaluate(spec, point, measured, time.monotonic() - started)
+        if point.strategy == CENSOR and result.status in ("agree", "disagree"):
+            result.status, result.agree, result.predicted = "unmodelled", None, None
+            result.reason = "testnet leaders are not checked against the round-robin schedule"
+        result.lag_predicted, result.tails = {}, []  # the client's re-sends are not modelled
+        results.append(result)
+    return results
 
 
 # --------------------------------------------------------------------------- outputs
@@ -588,7 +731,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"sedna mech experiment: error: {exc}", file=sys.stderr)
         return 2
     if "testnet" in spec.where:
-        missing = testnet_missing()
+        missing = testnet_missing((*spec.strategies, *([CENSOR] if spec.censor else [])))
         if missing is not None:
             print(
                 f"sedna mech experiment: error: --where testnet needs what is not here: {missing}",
@@ -615,9 +758,7 @@ def main(args: argparse.Namespace) -> int:
                 results += run_netsim(spec, netsim_points, executor)
         testnet_points = [p for p in points if p.where == "testnet"]
         if testnet_points:
-            from node.tools.experiment_testnet import run_testnet
-
-            results += run_testnet(spec, testnet_points, evaluate)
+            results += run_testnet(spec, testnet_points)
     except ExecutorError as exc:
         print(f"sedna mech experiment: error: {exc}", file=sys.stderr)
         return 2

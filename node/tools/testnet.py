@@ -891,6 +891,17 @@ def parse_byzantine(spec: str, nodes: int) -> tuple[int, str]:
 # --------------------------------------------------------------------------- bounded run
 
 
+# certified lanes: the availability counters the run summary reports per node
+AVAILABILITY_SUMMARY_KEYS = (
+    "lane_height",
+    "poa_formed",
+    "poas_received",
+    "fetched_blocks",
+    "equivocations",
+    "tips_omitted",
+)
+
+
 @dataclass
 class RunOptions:
     nodes: int = 4
@@ -911,6 +922,8 @@ class RunOptions:
     sedna_rate_pps: float = 20.0  # Sedna payloads/s offered alongside the plain txs (0: none)
     sedna_bytes: int = 512
     sedna_policy: str = "fresh"
+    sedna_bundles_per_slot: int = 0  # the client's m (0: every lane), `sedna mech experiment`
+    sedna_extra_bundles: int = 0  # bundles beyond κ in a payload's first attempt
     dissemination: str = "certified"  # [lanes] dissemination of every node
     sedna_preencode: bool = False  # encode the run's payloads before the load starts
     # the lanes' ledger: sender_balance, fee, bounty (None: the lanes charge nothing)
@@ -1049,7 +1062,11 @@ class TestnetRun:
                 targets,
                 o.sedna_rate_pps,
                 payload_bytes=o.sedna_bytes,
-                policy=SednaPolicy(lanes=o.sedna_policy),
+                policy=SednaPolicy(
+                    lanes=o.sedna_policy,
+                    bundles_per_slot=o.sedna_bundles_per_slot,
+                    extra_bundles=o.sedna_extra_bundles,
+                ),
                 is_up=is_up,
                 key=next(iter(load_senders(net.root)), None),  # funded, with a [ledger]
             )
@@ -1170,6 +1187,13 @@ class TestnetRun:
         rejected: dict[str, int] = {"insufficient_balance": 0}  # contract key, even at 0
         not_counted: dict[str, int] = {}
         stats = await asyncio.gather(*(self.net.rpc_json(i, "/stats", 5.0) for i in nodes))
+        availability: dict[str, dict[str, int]] = {}  # certified lanes, per node
+        for index, node_stats in zip(nodes, stats, strict=True):
+            if node_stats is not None and node_stats["lanes"].get("availability"):
+                counters = node_stats["lanes"]["availability"]
+                availability[str(index)] = {
+                    key: int(counters.get(key, 0)) for key in AVAILABILITY_SUMMARY_KEYS
+                }
         for node_stats in stats:
             if node_stats is not None:
                 for reason, count in node_stats["lanes"]["bundles_rejected"].items():
@@ -1186,6 +1210,7 @@ class TestnetRun:
             "lane_tracker_heights": {str(i): tracker[i] for i in sorted(tracker)},
             "bundles_rejected": dict(sorted(rejected.items())),
             "bundles_not_counted": dict(sorted(not_counted.items())),
+            "availability": availability,
             **money,
         }
         if sedna is None:

@@ -66,12 +66,14 @@ def test_adaptive_withholds_while_the_pool_can_deny_the_decode() -> None:
 
 def test_parse_refuses_unknown_strategies_and_options() -> None:
     assert parse_strategy("threshold", {"theta": "2"}, m=3) == CartelStrategy("threshold", 3, 2)
+    assert parse_strategy("threshold", {"threshold": 2}, m=3) == CartelStrategy("threshold", 3, 2)
     for kind, options, m in [
         ("sometimes", {}, 3),
         ("threshold", {"theta": "x"}, 3),
         ("threshold", {"theta": 0}, 3),
         ("last_slot", {"theta": 2}, 3),
         ("threshold", {"thta": 2}, 3),
+        ("threshold", {"theta": 2, "threshold": 2}, 3),
         ("adaptive", {}, None),  # needs m
     ]:
         with pytest.raises(CartelStrategyError):

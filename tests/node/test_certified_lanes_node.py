@@ -16,17 +16,24 @@ from pathlib import Path
 import pytest
 
 from consensus.codec import WIRE_VERSION
+from consensus.crypto import derive_keys
 from consensus.lanes.chain import (
+    ZERO_DIGEST,
     LaneBlockMessage,
     LaneTip,
     LaneTipMessage,
     PoA,
     TipRef,
     build_poa,
+    chain_block_digest,
     decode_lane_message,
+    sign_chain_block,
     sign_vote,
 )
 from consensus.lanes.cut import build_cut_payload
+from consensus.lanes.encoding import encode_payload
+from consensus.lanes.tickets import make_ticket, sign_ticket
+from consensus.lanes.wire import LaneEntry
 from consensus.messages import BlockBody
 from node.assembly import build_runtime
 from node.availability_room import AVAILABILITY_FRAME_TAG, encode_availability_frame
@@ -313,6 +320,72 @@ def test_a_restart_behind_the_finalized_chain_feeds_the_missing_cuts_to_the_laye
             ]
             _same_order(nodes, ids)
             await client.close()
+        finally:
+            for n in nodes:
+                n.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------- Byzantine lanes
+
+
+def test_a_byzantine_lane_that_equivocates_or_forges_gets_no_second_vote(tmp_path: Path) -> None:
+    """Lane 1's validator (its real authenticated connection) sends node 2 two different
+    blocks at one height, a block signed with another key, and relays lane 0's block:
+    node 2 votes for the first block only (AV-ONCE), counts the equivocation, drops the
+    forgery (AV-VERIFY) and the relay (AV-FROM), and stores only what it voted for."""
+
+    async def scenario() -> None:
+        configs = _net(tmp_path)
+        keys = [load_key(c) for c in configs]
+        nodes = [build_runtime(c, k) for c, k in zip(configs, keys, strict=True)]
+        tasks = [asyncio.create_task(n.run()) for n in nodes]
+        try:
+            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
+            target = nodes[2].room
+            assert target is not None
+            scheme = target.cut_validator.scheme
+            params = nodes[2].lanes.params
+            sender = derive_keys(1, b"tests/certified-node/sender")[0]
+            slot = target.layer.known_height + 3
+            encoded = encode_payload(
+                params, bytes(900), bytes(32), sender.public, expiry_slot=slot + 100
+            )
+
+            def entry(bundle: int, lane: int, at: int) -> LaneEntry:
+                ticket = make_ticket(encoded.commitment_id, lane, at, bundle, 1)
+                return LaneEntry(encoded.bundles[bundle], sign_ticket(scheme, sender, ticket))
+
+            def block(key_of: int, lane: int, height: int, bundle: int, parent=ZERO_DIGEST):
+                return sign_chain_block(
+                    scheme,
+                    keys[key_of],
+                    lane=lane,
+                    height=height,
+                    parent=parent,
+                    slot=slot + height - 1,
+                    entries=(entry(bundle, lane, slot + height - 1),),
+                )
+
+            first, second = block(1, 1, 1, 0), block(1, 1, 1, 1)
+            # lane 1's next block, signed with validator 0's key
+            forged = block(0, 1, 2, 2, parent=chain_block_digest(first))
+            relayed = block(0, 0, 1, 3)  # lane 0's block, sent by validator 1
+            for message in (first, second, forged, relayed):
+                frame = encode_availability_frame(LaneBlockMessage(message))
+                nodes[1].router.send_frame(2, frame, "LaneBlockMessage")
+            layer = target.layer
+            assert await _until(lambda: layer.stats.equivocations == 1, 10)
+            assert await _until(lambda: sum(layer.stats.dropped.values()) >= 2, 10)
+            assert layer.stats.dropped["invalid lane block: bad lane block signature"] == 1
+            assert layer.stats.dropped["lane block relayed"] == 1
+            digest = chain_block_digest(first)
+            assert layer.lanes[1].voted[1] == digest  # AV-ONCE: the first block's vote only
+            assert target.stored_block(digest) == first
+            assert target.stored_block(chain_block_digest(second)) is None
+            assert target.stored_block(chain_block_digest(forged)) is None
         finally:
             for n in nodes:
                 n.stop()

@@ -101,9 +101,10 @@ def _follow_catch_up(net: Testnet) -> dict[str, Any]:
 @pytest.fixture
 def behind(tmp_path: Path):
     keys = derive_keys(4, b"e2e-catchup")
-    build_chain_database(tmp_path / "chain", keys, CHAIN_BLOCKS)
-    build_chain_database(tmp_path / "prefix", keys, RESTARTED_AT)
-    generate_network(tmp_path / "net", 4, keys=keys)
+    chain_id = generate_network(tmp_path / "net", 4, keys=keys)["chain_id"]
+    # signed for the network's own chain id (a fresh one per network)
+    build_chain_database(tmp_path / "chain", keys, CHAIN_BLOCKS, chain_id=chain_id)
+    build_chain_database(tmp_path / "prefix", keys, RESTARTED_AT, chain_id=chain_id)
     net = Testnet(tmp_path / "net")
     install_chain(tmp_path / "chain", [m.dir / "data" for m in net.members[:3]])
     try:

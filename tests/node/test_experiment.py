@@ -53,6 +53,8 @@ def test_clear_cut_points_agree_and_the_files_are_written(
     assert three["measured"] > 0.6
     assert sum(three["lead_measured"].values()) == three["payloads"]
     assert three["lead_measured"] == three["lag_measured"]  # q = 1: T_cart = t*
+    # the lead is measured: every payload the cartel withheld from decoded from its pool
+    assert three["private_decodes"] >= three["delayed"] > 0
     files = {p.name for p in tmp_path.iterdir()}
     assert {"points.csv", "distributions.csv", "meta.json", "cartels.png"} <= files
     meta = json.loads((tmp_path / "meta.json").read_text())
@@ -147,3 +149,21 @@ def test_testnet_without_the_launcher_behaviour_is_refused(
     assert main(["mech", "experiment", "--where", "netsim,testnet", *SMALL]) == 2
     err = capsys.readouterr().err
     assert "withhold_bundles" in err and "testnet" in err
+
+
+def test_testnet_points_map_onto_the_launcher() -> None:
+    """κ comes from the payload size under the node's lane parameters; the client's first
+    attempt is t*·m bundles (κ + Δ), m a slot, fresh lanes: the model's first t* slots."""
+    from consensus.lanes.params import layout_for
+    from node.lanes_node import NODE_LANE_PARAMS
+    from node.tools.testnet import RunOptions
+
+    for kappa in (3, 8, 12):
+        size = experiment.payload_bytes_for(kappa)
+        assert layout_for(NODE_LANE_PARAMS, size).kappa == kappa
+        assert layout_for(NODE_LANE_PARAMS, size - 1).kappa < kappa
+    options = experiment.testnet_options(Spec(), Point("testnet", "threshold", 2))
+    assert options["byzantine"] == {5: "withhold_bundles", 6: "withhold_bundles"}
+    assert options["sedna_bundles_per_slot"] == 3 and options["sedna_extra_bundles"] == 1
+    fields = set(RunOptions.__dataclass_fields__)
+    assert {"sedna_bundles_per_slot", "sedna_extra_bundles", "sedna_bytes"} <= fields
