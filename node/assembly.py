@@ -35,6 +35,7 @@ from node.storage import Storage
 from node.sync_server import SyncServer
 from node.timers import Timers
 from node.transport import PeerAddress, create_transport
+from node.txforward import TxForwarder
 from node.txpool import TxPool
 
 
@@ -118,6 +119,16 @@ def build_runtime(
         chain_id=config.consensus.chain_id,
     )
     queue = EventQueue(metrics, logger, max_inbox_events)
+    forwarder = TxForwarder(  # its router and round are wired once they exist
+        index=index,
+        leader_of=schedule.leader,
+        validators=len(validators),
+        send_frame=None,
+        transport=transport,
+        metrics=metrics,
+        fanout=m.forward_fanout,
+        max_frame_txs=m.max_block_txs,
+    )
     txpool = TxPool(
         mempool=mempool,
         lanes=lanes,
@@ -125,6 +136,7 @@ def build_runtime(
         metrics=metrics,
         logger=logger,
         push_internal=queue.push_internal,
+        forwarder=forwarder,
     )
     router = Router(
         index=index,
@@ -212,6 +224,8 @@ def build_runtime(
         recovered=recovered is not None,
     )
     on_frame.handler = runtime.on_frame
+    forwarder.send_frame = router.send_frame
+    forwarder.current_round = lambda: runtime.current_round
     view = NodeView(
         index=index,
         chain_id=config.consensus.chain_id,

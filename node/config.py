@@ -15,7 +15,8 @@ Layout of a config file (all sections required except `[test]`):
                   timeout_backoff, max_round_timeout_ms, epoch, schedule, signature_scheme,
                   chain_id (optional, default DEFAULT_CHAIN_ID: every signature of the
                   network names it, and a peer of another chain is refused)
-    [mempool]     max_txs, max_tx_bytes, max_block_txs, max_block_bytes
+    [mempool]     max_txs, max_tx_bytes, max_block_txs, max_block_bytes,
+                  forward_fanout (0..8, default 2; 0 = no tx forwarding)
     [[validators]] index, public_key (hex), stake, host, port
     [ledger]      (optional; without it lanes charge nothing) sender_balance (int, the
                   genesis balance of every listed sender), fee (int, least fee per
@@ -118,12 +119,18 @@ class ConsensusSection:
     chain_id: str = DEFAULT_CHAIN_ID
 
 
+MAX_FORWARD_FANOUT = 8
+
+
 @dataclass(frozen=True)
 class MempoolSection:
     max_txs: int = 200_000
     max_tx_bytes: int = 64 * 1024
     max_block_txs: int = 5_000
     max_block_bytes: int = 4 * 1024 * 1024
+    # Txs accepted over RPC are forwarded to the leaders of the next `forward_fanout`
+    # rounds (node/txforward.py); 0 turns forwarding off.
+    forward_fanout: int = 2
 
 
 MAX_GENESIS_SENDERS = 4096
@@ -389,9 +396,16 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         max_tx_bytes=_get(t, "mempool", "max_tx_bytes", int, MempoolSection.max_tx_bytes),
         max_block_txs=_get(t, "mempool", "max_block_txs", int, MempoolSection.max_block_txs),
         max_block_bytes=_get(t, "mempool", "max_block_bytes", int, MempoolSection.max_block_bytes),
+        forward_fanout=_get(t, "mempool", "forward_fanout", int, MempoolSection.forward_fanout),
     )
     for f in fields(MempoolSection):
-        _positive(getattr(mempool, f.name), f"mempool.{f.name}")
+        if f.name != "forward_fanout":
+            _positive(getattr(mempool, f.name), f"mempool.{f.name}")
+    if not 0 <= mempool.forward_fanout <= MAX_FORWARD_FANOUT:
+        raise ConfigError(
+            f"mempool.forward_fanout: must be in 0..{MAX_FORWARD_FANOUT}, "
+            f"got {mempool.forward_fanout}"
+        )
     from consensus.messages import MAX_PAYLOAD_BYTES
 
     # Rule: a block built from the mempool must fit the wire limit of a block body.

@@ -172,6 +172,7 @@ def config_document(
     consensus: Mapping[str, Any],
     test: Mapping[str, Any],
     admin_rpc: bool,
+    mempool: Mapping[str, Any] | None = None,
     dissemination: str = "certified",
     ledger: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -192,7 +193,7 @@ def config_document(
             "admin_rpc": admin_rpc,
         },
         "consensus": {"protocol": "monadbft", "delta_ms": 100.0, **consensus},
-        "mempool": {"max_txs": 200_000, "max_block_txs": 5_000},
+        "mempool": {"max_txs": 200_000, "max_block_txs": 5_000, **(mempool or {})},
         "lanes": {"dissemination": dissemination},
         "validators": [
             {
@@ -256,6 +257,7 @@ def generate_network(
     node_test: Mapping[int, Mapping[str, Any]] | None = None,
     admin_rpc: bool | None = None,
     keys: Sequence[KeyPair] | None = None,
+    mempool: Mapping[str, Any] | None = None,
     dissemination: str = "certified",
     chain_id: str | None = None,
     ledger: Mapping[str, int] | None = None,
@@ -288,6 +290,7 @@ def generate_network(
         node_test=node_test,
         admin_rpc=admin_rpc,
         keys=keys,
+        mempool=mempool,
         dissemination=dissemination,
         chain_id=chain_id,
         ledger=ledger,
@@ -310,6 +313,7 @@ def write_network(
     node_test: Mapping[int, Mapping[str, Any]] | None = None,
     admin_rpc: bool = False,
     keys: Sequence[KeyPair] | None = None,
+    mempool: Mapping[str, Any] | None = None,
     dissemination: str = "certified",
     chain_id: str | None = None,
     ledger: Mapping[str, int] | None = None,
@@ -384,6 +388,7 @@ def write_network(
                 consensus=consensus,
                 test=node_test.get(plan.index, {}),
                 admin_rpc=admin_rpc,
+                mempool=mempool,
                 dissemination=dissemination,
                 ledger=ledger_doc,
             )
@@ -979,6 +984,7 @@ class RunOptions:
     drain_s: float = 10.0
     ready_timeout_s: float = 30.0
     consensus: dict[str, Any] = field(default_factory=dict)
+    mempool: dict[str, Any] = field(default_factory=dict)  # [mempool] keys over the defaults
     node_test: dict[int, dict[str, Any]] = field(default_factory=dict)
     keep: bool = False
     sedna_rate_pps: float = 20.0  # Sedna payloads/s offered alongside the plain txs (0: none)
@@ -1084,6 +1090,7 @@ class TestnetRun:
             transport=o.transport,
             consensus=o.consensus,
             node_test=node_test,
+            mempool=o.mempool,
             dissemination=o.dissemination,
             ledger=o.ledger,
         )
