@@ -1458,7 +1458,8 @@ class TestnetRun:
                     "id": cid.hex(),
                     "status": row.status if row is not None else "undecided",
                     "kappa": kappa,
-                    "first_slot": min((a[0] for a in state.accepted), default=None),
+                    # the first slot of its first attempt (`accepted` holds the last one's)
+                    "first_slot": state.first_slot,
                     "decode_slot": decode,
                     "cartel_slot": private,
                     "lead": lead,
