@@ -326,6 +326,7 @@ class NodeView:
             "tcs": int(self.metrics.tcs.total()),
             "reproposals": int(self.metrics.reproposals.total()),
             "necs": int(self.metrics.necs.total()),
+            "equivocations": int(self.metrics.equivocations.total()),
             "dropped": dropped,
             "core_dropped": core_dropped,
             "transport": self._transport.stats(),

@@ -275,6 +275,11 @@ class Libp2pTransport:
                 if any(not conn.is_closed for conn in conns)
             }
 
+    def queued(self, peer: int) -> int:
+        with self._lock:
+            queue = self._queues.get(peer)
+            return 0 if queue is None else len(queue)
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             queued = {peer: len(queue) for peer, queue in self._queues.items()}

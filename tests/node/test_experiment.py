@@ -148,7 +148,7 @@ def test_testnet_without_the_launcher_behaviour_is_refused(
         pytest.skip("the launcher has withhold_bundles: the testnet backend runs (e2e tests)")
     assert main(["mech", "experiment", "--where", "netsim,testnet", *SMALL]) == 2
     err = capsys.readouterr().err
-    assert "withhold_bundles" in err and "testnet" in err
+    assert "run_cartel" in err and "testnet" in err
 
 
 def test_testnet_points_map_onto_the_launcher() -> None:
@@ -163,7 +163,22 @@ def test_testnet_points_map_onto_the_launcher() -> None:
         assert layout_for(NODE_LANE_PARAMS, size).kappa == kappa
         assert layout_for(NODE_LANE_PARAMS, size - 1).kappa < kappa
     options = experiment.testnet_options(Spec(), Point("testnet", "threshold", 2))
-    assert options["byzantine"] == {5: "withhold_bundles", 6: "withhold_bundles"}
+    assert options["cartel"] == (5, 6) and options["strategy"] == "threshold"
+    assert options["m"] == 3 and options["dissemination"] == "carried"
     assert options["sedna_bundles_per_slot"] == 3 and options["sedna_extra_bundles"] == 1
+    censor = experiment.testnet_options(Spec(), Point("testnet", CENSOR, 1))
+    assert (censor["cartel"], censor["censors"]) == ((), (6,))
     fields = set(RunOptions.__dataclass_fields__)
     assert {"sedna_bundles_per_slot", "sedna_extra_bundles", "sedna_bytes"} <= fields
+
+
+def test_a_disagreeing_point_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """At a 50 % level the interval is narrow: these 48 payloads (5/7 predicted, 26
+    delayed) fall outside it, and the command says so with exit 1."""
+    code, doc = _run(
+        ["--cartel", "2", "--strategy", "withhold_all", *SMALL, "--level", "0.5"], capsys
+    )
+    assert code == 1 and doc["agree"] is False
+    (point,) = doc["points"]
+    assert point["status"] == "disagree" and point["agree"] is False
+    assert not point["ci_low"] <= point["predicted"] <= point["ci_high"]
