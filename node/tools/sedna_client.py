@@ -93,12 +93,12 @@ class OutgoingPayload:
     kappa: int
     submitted_ns: int
     first_send_ns: int | None = None
+    first_slot: int | None = None  # the slot of its first ticket (of its first attempt)
     next_bundle: int = 0
     attempts: int = 0
     missing: int = 0  # bundles to plan in the next step
     inflight: int = 0  # bundles in requests not answered yet
     accepted: list[tuple[int, int, int]] = field(default_factory=list)  # (slot, lane, bundle)
-    first_slot: int | None = None  # the first slot any ticket of it named (kept across attempts)
     last_slot: int = 0  # highest slot addressed in the current attempt
     excluded: set[int] = field(default_factory=set)
     reusable: list[int] = field(default_factory=list)  # refused indices, admitted nowhere
@@ -267,9 +267,9 @@ class SednaClient:
                 else:
                     break
                 ticket = make_ticket(cid, lane, slot, index, self.fee)
-                if p.first_slot is None:
-                    p.first_slot = slot
                 planned.append((lane, encoded.bundles[index], ticket))
+                if p.first_slot is None:
+                    p.first_slot = slot  # its first ticket slot (resends keep it)
                 p.missing -= 1
                 p.inflight += 1
             p.last_slot = slot
