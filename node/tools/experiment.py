@@ -644,7 +644,8 @@ def plot(path: Path, spec: Spec, results: Sequence[Result]) -> str | None:
                     ax.annotate(r.status, (r.cartel, r.measured or 0.0), fontsize=7, color="red")
         if not any(r.where == where and r.measured is not None for r in results):
             ax.text(0.5, 0.5, f"{where}: not run", ha="center", transform=ax.transAxes)
-        ax.set_title(f"{where}: N = {spec.lanes}, κ = {spec.kappa}, m = {spec.m}, {spec.policy}")
+        senders = spec.policy if where == "netsim" else "fresh, first attempt t*·m"
+        ax.set_title(f"{where}: N = {spec.lanes}, κ = {spec.kappa}, m = {spec.m}, {senders}")
         ax.set_xlabel("cartel size (withholding lanes; censoring leaders)")
         ax.set_ylabel("P(decode delayed) = P(lag ≥ 1)")
         ax.set_ylim(-0.03, 1.03)

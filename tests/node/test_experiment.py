@@ -140,15 +140,12 @@ def test_bad_input_exits_2(
     assert message in capsys.readouterr().err
 
 
-def test_testnet_without_the_launcher_behaviour_is_refused(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    missing = experiment.testnet_missing()
-    if missing is None:
-        pytest.skip("the launcher has the cartel API: the testnet backend runs (e2e test below)")
-    assert main(["mech", "experiment", "--where", "netsim,testnet", *SMALL]) == 2
-    err = capsys.readouterr().err
-    assert "run_cartel" in err and "testnet" in err
+def test_the_testnet_backend_names_what_the_launcher_lacks() -> None:
+    """The launcher has the cartel API and every strategy, so the backend is ready; a
+    strategy the nodes do not run is named (the command then exits 2 before starting)."""
+    assert experiment.testnet_missing(experiment.STRATEGIES) is None
+    missing = experiment.testnet_missing(("withhold_all", "sometimes"))
+    assert missing is not None and "['sometimes']" in missing
 
 
 def test_testnet_points_map_onto_the_launcher() -> None:
@@ -205,19 +202,23 @@ def test_testnet_records_are_read_and_impossible_ones_refused() -> None:
 
 
 @pytest.mark.e2e
-def test_testnet_cartel_zero_is_on_time_as_the_model_is_certain(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """A real 7-validator tcp testnet without a cartel: every clean payload decodes at
-    its honest horizon (the model is certain: P(delay) = 0)."""
+def test_testnet_clear_cut_points(capsys: pytest.CaptureFixture[str]) -> None:
+    """Real 7-validator tcp testnets. A withhold_all cartel of 3 lanes (above the knife
+    edge) delays most payloads and agrees with the model (0.978 with the client's fresh
+    lanes), measured through the cartel's real side channel. Without a cartel the model
+    is certain nothing is delayed; a real network sometimes delays a payload by a missed
+    lane block (docs/cartels.md, 1 in 197 measured), so that point is held to at most 2
+    of its payloads rather than to agreement."""
     if experiment.testnet_missing(("withhold_all",)) is not None:
         pytest.skip("the launcher lacks the cartel API")
-    code, doc = _run(
-        ["--where", "testnet", "--cartel", "0", "--strategy", "withhold_all",
+    _code, doc = _run(
+        ["--where", "testnet", "--cartel", "0,3", "--strategy", "withhold_all",
          "--payloads", "30", "--seeds", "1"],
         capsys,
     )  # fmt: skip
-    (point,) = doc["points"]
-    assert point["where"] == "testnet" and point["payloads"] >= 20, point
-    assert (point["status"], point["delayed"], point["predicted"]) == ("agree", 0, 0.0), point
-    assert code == 0 and doc["agree"] is True
+    none, three = doc["points"]
+    for point in (none, three):
+        assert point["where"] == "testnet" and point["payloads"] >= 20, point
+    assert none["predicted"] == 0.0 and none["delayed"] <= 2, none
+    assert three["status"] == "agree", three
+    assert three["predicted"] > 0.9 and three["measured"] > 0.6
