@@ -1518,7 +1518,7 @@ class TestnetRun:
                     state.kappa, o.sedna_extra_bundles, o.sedna_bundles_per_slot
                 )
                 misses = lane_block_misses(
-                    state.accepted,
+                    state.first_accepted,
                     state.first_slot,
                     counted,
                     honest_lanes,
