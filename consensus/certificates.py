@@ -133,6 +133,27 @@ class Verifier:
         # as a vote, then again inside every QC that carries it (formed here or by others).
         self._valid_signatures: dict[bytes, None] = {}
 
+    def share_caches_with(self, other: Verifier) -> None:
+        """Use `other`'s caches of verified certificates and valid signatures from now on
+        (both verifiers then fill and read the same two bounded caches). Every check here
+        is a pure function of its input and of (validator set, schedule, scheme, protocol,
+        epoch, rule switches), so this is sound exactly when those are the same objects
+        and values; anything else raises ValueError. For many validators simulated in one
+        process (netsim's shared verification): a certificate is checked once per run,
+        not once per simulated node."""
+        same = (
+            self.validators is other.validators
+            and self.schedule is other.schedule
+            and self.scheme is other.scheme
+            and self.protocol == other.protocol
+            and self.epoch == other.epoch
+            and self._disabled == other._disabled
+        )
+        if not same:
+            raise ValueError("caches may be shared only between identically configured verifiers")
+        self._verified = other._verified
+        self._valid_signatures = other._valid_signatures
+
     # -- helpers
 
     def _enforced(self, rule: str) -> bool:

@@ -33,6 +33,7 @@ from netsim.faults import Crash, Pause
 from netsim.invariants import CheckerContext, ProtocolChecker
 from netsim.network import Network
 from netsim.scenario import Scenario
+from netsim.verify_cache import SharedVerification
 
 KEY_SEED = b"sedna-netsim"
 CHAIN_ID = "sedna-netsim"  # every simulated signature is for this chain (consensus.crypto)
@@ -65,9 +66,11 @@ def build_world(scenario: Scenario, test_mutations: Iterable[str] = ()) -> World
     keys = derive_keys(scenario.validators, KEY_SEED)
     validators = ValidatorSet.from_keys([k.public for k in keys], scenario.stakes)
     schedule = schedule_by_name(scenario.schedule, validators)
-    scheme = scheme_by_name(
+    scheme: Any = scheme_by_name(
         "ed25519" if scenario.scheme == "ed25519" else "trusted", chain_id=CHAIN_ID
     )
+    if scenario.verification == "shared":  # one cache for every node (netsim.verify_cache)
+        scheme = SharedVerification(scheme)
     config = CoreConfig(
         protocol=scenario.protocol,  # type: ignore[arg-type]
         delta_ms=scenario.delta_ms,
@@ -119,6 +122,9 @@ def make_factory(world: World, byzantine_rng_seed: int, lanes: Any = None):
     for spec in world.scenario.byzantine:
         specs.setdefault(spec.node, []).append(spec)
 
+    shared = world.scenario.verification == "shared"
+    anchor: list[Verifier] = []  # the first core's verifier, whose caches the others use
+
     def factory(index: int, identity: int, disk: Disk | None) -> Any:
         has_state = disk is not None and (disk.safety is not None or disk.blocks or disk.finalized)
         machine: Any = ConsensusCore(
@@ -131,6 +137,11 @@ def make_factory(world: World, byzantine_rng_seed: int, lanes: Any = None):
             block_validator=lanes.validator() if lanes is not None else None,
             recovered=recovered_state(disk) if has_state and disk is not None else None,
         )
+        if shared:  # verification = "shared": one certificate/signature cache per run
+            if anchor:
+                machine.verifier.share_caches_with(anchor[0])
+            else:
+                anchor.append(machine.verifier)
         for layer, spec in enumerate(specs.get(identity, ())):
             if spec.behaviour in LANE_BEHAVIOURS:
                 continue  # lives in the lane proposer (netsim.lanes), not in messages

@@ -20,6 +20,8 @@ Documented extras (all optional):
 
     description = "..."            # free text
     scheme = "trusted"             # "trusted" (cheap, default) | "ed25519" (real signatures)
+    verification = "shared"        # | "per_node": one verification cache for every node, or
+                                   # each node verifies every signature (netsim.verify_cache)
     schedule = "round-robin"       # | "weighted"
     payload_bytes = 16             # block payload size drawn from the workload stream
     tie_break = "fifo"             # | "random": seeded permutation of same-instant events
@@ -126,6 +128,7 @@ from netsim.network import (
     NetworkConfig,
     Partition,
 )
+from netsim.verify_cache import VERIFICATION_MODES
 
 PROTOCOLS = ("monadbft", "v1", "vanilla")
 SCHEMES = ("trusted", "ed25519")
@@ -259,6 +262,7 @@ class Scenario:
     until_blocks: int | None = None
     description: str = ""
     scheme: str = "trusted"
+    verification: str = "shared"  # netsim.verify_cache: "shared" | "per_node"
     schedule: str = "round-robin"
     payload_bytes: int = 16
     tie_break: str = "fifo"
@@ -469,6 +473,7 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
     until_blocks = top.get("until_blocks", _integer(1, 10**9))
     description = top.get("description", _string, default="")
     scheme = top.get("scheme", _choice(SCHEMES), default="trusted")
+    verification = top.get("verification", _choice(VERIFICATION_MODES), default="shared")
     schedule = top.get("schedule", _choice(SCHEDULES), default="round-robin")
     payload_bytes = top.get("payload_bytes", _integer(0, 1 << 20), default=16)
     tie_break = top.get("tie_break", _choice(("fifo", "random")), default="fifo")
@@ -671,6 +676,7 @@ def parse_scenario(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         until_blocks=until_blocks,
         description=description,
         scheme=scheme,
+        verification=verification,
         schedule=schedule,
         payload_bytes=payload_bytes,
         tie_break=tie_break,

@@ -21,7 +21,7 @@ from consensus.validators import ValidatorSet, schedule_by_name
 from node import faults
 from node.api_view import NodeView
 from node.availability_room import AvailabilityRoom
-from node.config import NodeConfig
+from node.config import NODE_ONLY_BEHAVIOURS, NodeConfig, parse_byzantine_options
 from node.lane_tracker import LaneTracker
 from node.lanes_node import NodeBlockValidator, NodeLanes
 from node.ledger import ChainValidator, Ledger
@@ -35,6 +35,7 @@ from node.storage import Storage
 from node.sync_server import SyncServer
 from node.timers import Timers
 from node.transport import PeerAddress, create_transport
+from node.txforward import TxForwarder
 from node.txpool import TxPool
 
 
@@ -118,6 +119,16 @@ def build_runtime(
         chain_id=config.consensus.chain_id,
     )
     queue = EventQueue(metrics, logger, max_inbox_events)
+    forwarder = TxForwarder(  # its router and round are wired once they exist
+        index=index,
+        leader_of=schedule.leader,
+        validators=len(validators),
+        send_frame=None,
+        transport=transport,
+        metrics=metrics,
+        fanout=m.forward_fanout,
+        max_frame_txs=m.max_block_txs,
+    )
     txpool = TxPool(
         mempool=mempool,
         lanes=lanes,
@@ -125,6 +136,7 @@ def build_runtime(
         metrics=metrics,
         logger=logger,
         push_internal=queue.push_internal,
+        forwarder=forwarder,
     )
     router = Router(
         index=index,
@@ -212,6 +224,8 @@ def build_runtime(
         recovered=recovered is not None,
     )
     on_frame.handler = runtime.on_frame
+    forwarder.send_frame = router.send_frame
+    forwarder.current_round = lambda: runtime.current_round
     view = NodeView(
         index=index,
         chain_id=config.consensus.chain_id,
@@ -260,7 +274,10 @@ def _install_faults(
 ) -> None:
     """TEST ONLY: the `[test]` section's faults (none for a real node)."""
     test = config.test
-    if test.byzantine == "silent":
+    options = parse_byzantine_options(
+        test.byzantine, test.byzantine_options, len(config.validators)
+    )
+    if test.byzantine == "silent" and "targets" not in options:
         faults.make_silent(runtime.router)
     elif test.byzantine == "double_vote":
         faults.send_conflicting_votes(runtime.router, runtime.index, key, scheme)
@@ -270,6 +287,13 @@ def _install_faults(
         faults.drop_lane_blocks(runtime.lanes, runtime.room)
     elif test.byzantine == "replay_txs":
         faults.replay_txs(runtime.txpool.mempool)
+    elif test.byzantine == "withhold_bundles":
+        faults.join_cartel(runtime, options, test.cartel_pool)
+    elif test.byzantine and test.byzantine not in NODE_ONLY_BEHAVIOURS:
+        runtime.core = faults.wrap_core(
+            runtime.core, test.byzantine, options, runtime.index, key, scheme
+        )
+        faults.skip_safety_cover_check(runtime.ledger)
     if test.core_error_after_events:
         runtime.core = faults.FaultyCore(runtime.core, test.core_error_after_events)
     if test.crash_after_proposing_txs:

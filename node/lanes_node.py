@@ -401,8 +401,9 @@ class NodeLanes:
         under plain load, so the node's execution-order hash chains the Sedna payload
         events only.
         """
-        payload = decode_block_payload(body.payload)  # finalized, so validated: it decodes
-        blocks = payload.lane_blocks
+        # Finalized, so validated: it decodes. Decoded once per node: the validator hands
+        # over the lane blocks it decoded when it checked this body (by body id).
+        blocks = self.validator.decoded(body).lane_blocks
         # A validated body's lane blocks are non-empty and strictly by lane, which is how
         # `build_block_payload` frames them: the tracker gets them as decoded (no second
         # encode and decode). Anything else goes through that framing, as it always did.

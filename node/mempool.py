@@ -133,6 +133,7 @@ class _Entry:
     tx: bytes
     accepted_ns: int
     voted: bool = False
+    local: bool = True  # accepted over RPC here (False: forwarded by its origin node)
 
 
 class Mempool:
@@ -147,10 +148,14 @@ class Mempool:
         max_block_bytes: int,
         storage: Storage | None = None,
         finalized_memory: int | None = None,
+        max_forwarded: int | None = None,
     ):
         if min(max_txs, max_tx_bytes, max_block_txs, max_block_bytes) <= 0:
             raise ValueError("mempool limits must be positive")
         self.max_txs = max_txs
+        # FWD-BOUND: forwarded txs (node/txforward.py) hold at most this share of the pool.
+        self.max_forwarded = max_forwarded if max_forwarded is not None else max_txs // 2
+        self.forwarded_pending = 0
         self.max_tx_bytes = max_tx_bytes
         self.max_block_txs = max_block_txs
         self.max_block_bytes = max_block_bytes
@@ -182,12 +187,18 @@ class Mempool:
     def pending_bytes(self) -> int:
         return sum(len(e.tx) for e in self._pending.values())
 
-    def submit(self, txs: Sequence[bytes], now_ns: int) -> SubmitResult:
-        """Admit txs (validate each, then store the accepted batch durably, then index them)."""
+    def submit(self, txs: Sequence[bytes], now_ns: int, forwarded: bool = False) -> SubmitResult:
+        """Admit txs (validate each, then store the accepted batch durably, then index them).
+
+        `forwarded`: txs another node accepted and forwarded (node/txforward.py). They are
+        admitted within `max_forwarded`, not stored (their origin holds them durably, FWD-
+        ORIGIN) and never reported in this node's finality figures."""
         result = SubmitResult()
         fresh: list[tuple[bytes, bytes, int]] = []
         fresh_ids: set[bytes] = set()
         room = self.max_txs - len(self._pending)
+        if forwarded:
+            room = min(room, self.max_forwarded - self.forwarded_pending)
         sized = [tx for tx in txs if 0 < len(tx) <= self.max_tx_bytes]
         result.too_large = len(txs) - len(sized)  # Rule: a tx is 1..max_tx_bytes bytes.
         ids = [tx_id(tx) for tx in sized]
@@ -211,14 +222,23 @@ class Mempool:
                 continue
             fresh.append((txid, bytes(tx), now_ns))
             fresh_ids.add(txid)
-        if self._storage is not None:
-            self._storage.mempool_add(fresh)
+        if forwarded:
+            self.forwarded_pending += len(fresh)
+        else:
+            if self._storage is not None:
+                self._storage.mempool_add(fresh)
+            self.accepted_total += len(fresh)
+        local = not forwarded
         for txid, tx, accepted_ns in fresh:
-            self._pending[txid] = _Entry(tx, accepted_ns)
+            self._pending[txid] = _Entry(tx, accepted_ns, local=local)
             result.accepted_ids.append(txid)
         result.accepted = len(fresh)
-        self.accepted_total += len(fresh)
         return result
+
+    def txs_of(self, txids: Iterable[bytes]) -> list[bytes]:
+        """The pending txs with these ids, in the given order (unknown ids skipped)."""
+        pending = self._pending
+        return [pending[t].tx for t in txids if t in pending]
 
     def select(self, exclude: set[bytes] | frozenset[bytes]) -> tuple[list[bytes], list[bytes]]:
         """(txs, ids): the oldest pending txs not in `exclude`, within the block limits."""
@@ -251,7 +271,8 @@ class Mempool:
             entry = self._pending.get(txid)
             if entry is not None and not entry.voted:
                 entry.voted = True
-                times.append(entry.accepted_ns)
+                if entry.local:
+                    times.append(entry.accepted_ns)
         return times
 
     def on_finalized(self, txids: Iterable[bytes]) -> list[int]:
@@ -260,7 +281,10 @@ class Mempool:
         for txid in txids:
             entry = self._pending.pop(txid, None)
             if entry is not None:
-                times.append(entry.accepted_ns)
+                if entry.local:
+                    times.append(entry.accepted_ns)
+                else:
+                    self.forwarded_pending -= 1
             if txid not in self._final_set:
                 self._final_set.add(txid)
                 self._final_order.append(txid)
@@ -270,6 +294,8 @@ class Mempool:
         return times
 
     def oldest_pending_ns(self) -> int | None:
+        """Accept time of the oldest tx accepted here (forwarded txs are not this node's)."""
         for entry in self._pending.values():
-            return entry.accepted_ns
+            if entry.local:
+                return entry.accepted_ns
         return None

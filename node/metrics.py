@@ -60,6 +60,8 @@ CORE_REJECT_CLASSES = (
     "bad_sync_response", "not_started", "unexpected", "unknown_input", OTHER,
 )  # fmt: skip
 TX_REJECT_REASONS = ("duplicate", "already_final", "too_large", "full")
+TX_FORWARD_RESULTS = ("sent", "not_connected", "backpressure", "busy")
+TX_FRAME_RESULTS = ("accepted", "malformed", *TX_REJECT_REASONS)
 ROUND_ENTRY = ("qc", "tc", "start")
 PAYLOAD_STATUSES = ("executed", "rejected", "expired")
 LANE_FRAME_RESULTS = (
@@ -602,6 +604,18 @@ class NodeMetrics:
             "Txs refused over RPC, by reason",
             ("reason",),
             {"reason": TX_REJECT_REASONS},
+        )
+        self.txs_forwarded = r.counter(
+            "sedna_txs_forwarded",
+            "Txs forwarded to a next leader (per target), by result (node/txforward.py)",
+            ("result",),
+            {"result": TX_FORWARD_RESULTS},
+        )
+        self.forwarded_txs_received = r.counter(
+            "sedna_forwarded_txs_received",
+            "Txs received in forwarded-tx frames, by result",
+            ("result",),
+            {"result": TX_FRAME_RESULTS},
         )
         self.equivocations = r.counter("sedna_equivocations", "Equivocation evidence seen")
         self.reverts = r.counter("sedna_voted_reverts", "Voted blocks reverted")

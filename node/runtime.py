@@ -75,6 +75,7 @@ from node.metrics import NodeMetrics
 from node.router import Router
 from node.sync_server import SyncServer
 from node.timers import Timers
+from node.txforward import is_tx_frame
 from node.txpool import TxPool
 
 FATAL_ERROR_EXIT_CODE = 70  # sysexits EX_SOFTWARE: the core or a command executor raised
@@ -285,6 +286,9 @@ class NodeRuntime:
         if is_lane_frame(frame):  # a relayed lane block: verified here, never reaches the core
             reason = self.lanes.on_lane_frame(peer, frame)
             self.metrics.lane_frames.inc(result=reason or "held")
+            return
+        if is_tx_frame(frame):  # txs forwarded to a next leader: the mempool's, not the core's
+            self.txpool.on_tx_frame(peer, frame)
             return
         try:
             message = decode_message(frame)

@@ -9,7 +9,8 @@
   frames the router sends just before the vote (`NodeLanes.on_vote`).
 - `on_finalized` / `on_voted` are the mempool half of `CommitBlocks` / `MarkVoted` (they
   feed the finality and speculative-finality histograms).
-- `submit` admits txs from RPC.
+- `submit` admits txs from RPC and forwards the accepted ones to the next leaders
+  (`node/txforward.py`); `on_tx_frame` admits the txs other nodes forward here.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from node.ledger import Ledger
 from node.logs import log
 from node.mempool import Mempool, SubmitResult
 from node.metrics import NodeMetrics
+from node.txforward import TxForwarder, TxFrameError, decode_tx_frame
 
 if TYPE_CHECKING:  # pragma: no cover
     from node.availability_room import AvailabilityRoom
@@ -49,8 +51,10 @@ class TxPool:
         metrics: NodeMetrics,
         logger: logging.Logger,
         push_internal: Callable[[Event], None],
+        forwarder: TxForwarder | None = None,
     ):
         self.mempool = mempool
+        self.forwarder = forwarder
         self.lanes = lanes
         self.ledger = ledger
         self.metrics = metrics
@@ -128,5 +132,29 @@ class TxPool:
             count = getattr(result, reason)
             if count:
                 self.metrics.txs_rejected.inc(count, reason=reason)
+        self.metrics.mempool_size.set(len(self.mempool))
+        if result.accepted and self.forwarder is not None:  # FWD-ONCE: RPC txs only
+            txs = self.mempool.txs_of(result.accepted_ids)
+            self.forwarder.forward(txs, pending=len(self.mempool) - len(txs))
+        return result
+
+    # ------------------------------------------------------------------ forwarded txs
+
+    def on_tx_frame(self, peer: int, frame: bytes) -> SubmitResult | None:
+        """Txs forwarded by `peer` (node/txforward.py): admitted as forwarded (not stored,
+        not forwarded again, within the forwarded share). None for a malformed frame."""
+        received = self.metrics.forwarded_txs_received
+        try:
+            txs = decode_tx_frame(frame, self.mempool.max_block_txs)
+        except TxFrameError:
+            received.inc(result="malformed")
+            return None
+        result = self.mempool.submit(txs, time.time_ns(), forwarded=True)
+        if result.accepted:
+            received.inc(result.accepted, result="accepted")
+        for reason in REJECT_REASONS:
+            count = getattr(result, reason)
+            if count:
+                received.inc(count, result=reason)
         self.metrics.mempool_size.set(len(self.mempool))
         return result

@@ -103,8 +103,10 @@ ROOM_IMPORTS: dict[str, set[str]] = {
         "node.router",
         "node.sync_server",
         "node.timers",
+        "node.txforward",
         "node.txpool",
     },
+    "node/txforward.py": set(),
     "node/sync_server.py": {"consensus.codec", "consensus.messages", "node.metrics"},
     "node/router.py": {
         "consensus.codec",
@@ -137,6 +139,7 @@ ROOM_IMPORTS: dict[str, set[str]] = {
         "node.logs",
         "node.mempool",
         "node.metrics",
+        "node.txforward",
         "node.availability_room",
     },
     "node/lane_tracker.py": {
@@ -180,11 +183,14 @@ ROOM_IMPORTS: dict[str, set[str]] = {
         "node.storage",
     },
     "node/faults.py": {
+        "consensus.byzantine",
         "consensus.certificates",
         "consensus.crypto",
         "consensus.events",
         "consensus.lanes.wire",
         "consensus.messages",
+        "node.cartel_pool",
+        "node.config",
         "node.logs",
         "node.router",
     },

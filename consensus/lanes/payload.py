@@ -47,6 +47,9 @@ def build_block_payload(transactions: Sequence[bytes], lane_blocks: Iterable[Lan
     return encode_block_payload(BlockPayload(tuple(transactions), tuple(blocks)))
 
 
+MAX_DECODED_BODIES = 32  # validated bodies whose lane blocks wait for finality
+
+
 class LanePayloadValidator:
     """`BlockValidator` for lane payloads: pure, deterministic, no chain state.
 
@@ -72,19 +75,50 @@ class LanePayloadValidator:
         self.tickets = ticket_verifier or TicketVerifier(scheme)
         self.max_cached = max_cached_lane_blocks
         self._verified: OrderedDict[bytes, None] = OrderedDict()
+        # Lane blocks of bodies that passed `check`, by body id, until `decoded` takes them:
+        # a finalized body is then decoded once per node, not again by the decode tracker.
+        self._decoded: OrderedDict[bytes, BlockPayload] = OrderedDict()
+        self.decodes = 0  # payload decodes performed (by `check` and `decoded`)
+        self.decode_hits = 0  # `decoded` answered from the cache
 
     def validate(self, header: BlockHeader, body: BlockBody) -> bool:
-        return self.check(header, body) is None
+        """The core's check of a proposed body; a valid body's lane blocks are kept for
+        `decoded` (bodies checked for other reasons, e.g. a relayed lane block inside a
+        stand-in body, never reach the decode tracker and are not kept)."""
+        return self.check(header, body, keep=True) is None
 
-    def check(self, header: BlockHeader, body: BlockBody) -> str | None:
+    def check(self, header: BlockHeader, body: BlockBody, keep: bool = False) -> str | None:
         """None if valid, else the rule broken (one line)."""
         # rule: the header commits to this body
-        if header.body_id != body_id(body):
+        bid = body_id(body)
+        if header.body_id != bid:
             return "body_id does not match the body"
         try:
+            self.decodes += 1
             payload = decode_block_payload(body.payload)
         except LanePayloadError as exc:
             return f"malformed payload: {exc}"
+        reason = self._check_lane_blocks(header, payload)
+        if keep and reason is None:  # only valid bodies can be finalized: only they are kept
+            self._decoded[bid] = BlockPayload((), payload.lane_blocks)  # txs not kept
+            self._decoded.move_to_end(bid)
+            while len(self._decoded) > MAX_DECODED_BODIES:
+                self._decoded.popitem(last=False)
+        return reason
+
+    def decoded(self, body: BlockBody) -> BlockPayload:
+        """The lane blocks of `body` (its transactions are not included): from the cache
+        when `check` decoded this very body (keyed by the id of its bytes, so another body
+        never gets them), else decoded now. Each cached body is handed out once.
+        Raises LanePayloadError for bytes that do not decode."""
+        cached = self._decoded.pop(body_id(body), None)
+        if cached is not None:
+            self.decode_hits += 1
+            return cached
+        self.decodes += 1
+        return BlockPayload((), decode_block_payload(body.payload).lane_blocks)
+
+    def _check_lane_blocks(self, header: BlockHeader, payload: BlockPayload) -> str | None:
         previous_lane = -1
         for block in payload.lane_blocks:
             # rule: lane blocks sorted strictly by lane (one per lane, canonical order)

@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   sedna bench core                                  n = 4, 16, 64, Ed25519
   sedna bench core --nodes 4 16 --rounds 30 --repeats 5 --json
   sedna bench core --scheme trusted                 protocol cost without signatures
+  sedna bench sim --sizes 4 16 64 --schemes ed25519 simulator speed, shared verification
 """
 
 
@@ -133,12 +134,29 @@ def _run_testnet(args) -> int:
     return run(args)
 
 
+def _sim_arguments(parser: argparse.ArgumentParser) -> None:
+    from netsim.bench import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_sim(args) -> int:
+    from netsim.bench import run
+
+    return run(args)
+
+
 BENCHMARKS: dict[str, tuple[str, Callable, Callable]] = {
     "core": ("rounds finalized per second in the in-process harness", _core_arguments, _run_core),
     "testnet": (
-        "4-validator testnet saturation throughput and finality latency (tcp, libp2p, Sedna)",
+        "testnet saturation, light-load latency and --nodes sweeps (tcp, libp2p, Sedna; CSV, PNG)",
         _testnet_arguments,
         _run_testnet,
+    ),
+    "sim": (
+        "simulator wall time to 100 finalized blocks for n = 4..256 (CSV, PNG)",
+        _sim_arguments,
+        _run_sim,
     ),
 }
 

@@ -1,4 +1,4 @@
-"""Testnet benchmark: saturation throughput and finality latency of 4 local validators.
+"""Testnet benchmark: saturation throughput and finality latency of local validators.
 
 Plain sweep: for each transport, offer increasing plain-tx loads (512 B txs, no Sedna
 load) to a fresh 4-node network on loopback for `--duration` seconds, `--repeats` times
@@ -19,6 +19,15 @@ ticket signing and HTTP, and the launcher still share the machine.
     sedna bench testnet --transports tcp --rates "" \
         --sedna-rates 50,100,200,400,800,1200 --duration 10 --repeats 3
     sedna bench testnet --json > results.json
+    sedna bench testnet --light --nodes 4,16 --transports tcp --repeats 3   light-load latency
+    sedna bench testnet --nodes 4,8,16 --rates 1000,4000,10000 --csv c.csv --png c.png
+
+Light-load mode (`--light`): every rate runs (default 100 tx/s), and each point reports
+finality p50/p99, speculative p50 and the mean block interval. Node sweep (`--nodes`):
+the sweep runs once per validator count; `--csv`/`--png` write the throughput-latency
+curve (finality p50 against finalized tx/s, one line per node count, one panel per
+transport). `--forward-fanout 0` runs the nodes without tx forwarding (node/txforward.py),
+for before/after comparisons in one sitting.
 
 `benchmarks/bench_testnet.py` runs the same benchmark as a script.
 Numbers depend on the machine (2 cores here: the 4 nodes, the load generator and the
@@ -29,25 +38,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import statistics
 import sys
+from pathlib import Path
 from typing import Any
 
 DEFAULT_RATES = (1000, 2000, 4000, 6000, 8000, 10000)
+DEFAULT_RATES_TEXT = ",".join(str(r) for r in DEFAULT_RATES)
+LIGHT_RATE = 100.0  # tx/s of the light-load latency mode
+MAX_BENCH_NODES = 16
 SATURATION_FRACTION = 0.95
 
 
-def _one_run(transport: str, rate: float, duration_s: float, tx_bytes: int) -> dict[str, Any]:
+def _one_run(
+    transport: str,
+    rate: float,
+    duration_s: float,
+    tx_bytes: int,
+    nodes: int = 4,
+    forward_fanout: int | None = None,
+) -> dict[str, Any]:
     from node.tools.testnet import RunOptions, TestnetRun
 
     options = RunOptions(
-        nodes=4,
+        nodes=nodes,
         duration_s=duration_s,
         rate_tps=rate,
         transport=transport,
         tx_bytes=tx_bytes,
         sedna_rate_pps=0.0,
+        mempool={} if forward_fanout is None else {"forward_fanout": forward_fanout},
     )
     return asyncio.run(TestnetRun(options).execute())
 
@@ -296,39 +318,112 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def bench(
-    transports: list[str], rates: list[float], duration_s: float, repeats: int, tx_bytes: int
+    transports: list[str],
+    rates: list[float],
+    duration_s: float,
+    repeats: int,
+    tx_bytes: int,
+    nodes: int = 4,
+    forward_fanout: int | None = None,
+    stop_at_saturation: bool = True,
 ) -> dict[str, Any]:
-    results: dict[str, Any] = {"duration_s": duration_s, "repeats": repeats, "tx_bytes": tx_bytes}
+    results: dict[str, Any] = {
+        "duration_s": duration_s,
+        "repeats": repeats,
+        "tx_bytes": tx_bytes,
+        "nodes": nodes,
+        "forward_fanout": forward_fanout,
+    }
     for transport in transports:
         points = []
         saturation = None
         for rate in rates:
-            runs = [_one_run(transport, rate, duration_s, tx_bytes) for _ in range(repeats)]
+            runs = [
+                _one_run(transport, rate, duration_s, tx_bytes, nodes, forward_fanout)
+                for _ in range(repeats)
+            ]
             point = {
+                "nodes": nodes,
                 "offered_tps": rate,
                 "finalized_tps": _median([r["tps"] for r in runs]),
                 "finality_p50_ms": _median([r["finality_ms"]["p50"] for r in runs]),
                 "finality_p99_ms": _median([r["finality_ms"]["p99"] for r in runs]),
                 "speculative_p50_ms": _median([r["speculative_ms"]["p50"] for r in runs]),
+                "block_interval_ms": _median([r["block_interval_ms"]["mean"] for r in runs]),
+                "finality_p50_runs_ms": [r["finality_ms"]["p50"] for r in runs],
                 "lost_tx": max(r["lost_tx"] for r in runs),
                 "all_ok": all(r["ok"] for r in runs),
             }
             points.append(point)
-            print(f"{transport:>6} offered {rate:>8.0f} -> {point}", file=sys.stderr)
+            print(f"{transport:>6} n={nodes} offered {rate:>8.0f} -> {point}", file=sys.stderr)
             tps = point["finalized_tps"] or 0.0
             if tps >= SATURATION_FRACTION * rate and point["all_ok"]:
                 saturation = point
-            else:
+            elif stop_at_saturation:
                 break  # committed fell below offered: saturated
         results[transport] = {"points": points, "saturation": saturation}
     return results
 
 
+CURVE_FIELDS = (
+    "transport", "nodes", "forward_fanout", "offered_tps", "finalized_tps", "finality_p50_ms",
+    "finality_p99_ms", "speculative_p50_ms", "block_interval_ms", "lost_tx", "all_ok",
+)  # fmt: skip
+
+
+def curve_rows(sweep: list[dict[str, Any]], transports: list[str]) -> list[dict[str, Any]]:
+    """One row per (nodes, transport, offered rate) of a `--nodes` sweep."""
+    rows = []
+    for result in sweep:
+        for transport in transports:
+            for point in result[transport]["points"]:
+                row = {"transport": transport, "forward_fanout": result["forward_fanout"]}
+                row.update({k: point.get(k) for k in CURVE_FIELDS if k in point})
+                rows.append(row)
+    return rows
+
+
+def write_curve_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CURVE_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_curve_png(rows: list[dict[str, Any]], path: Path) -> None:
+    """Throughput-latency curve (finality p50 against finalized tx/s), one line per
+    (transport, nodes), one panel per transport."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    transports = sorted({r["transport"] for r in rows})
+    fig, axes = plt.subplots(1, len(transports), figsize=(6 * len(transports), 4.5), squeeze=False)
+    for ax, transport in zip(axes[0], transports, strict=True):
+        for nodes in sorted({r["nodes"] for r in rows if r["transport"] == transport}):
+            mine = [r for r in rows if r["transport"] == transport and r["nodes"] == nodes]
+            mine = [r for r in mine if r["finality_p50_ms"] is not None]
+            ax.plot(
+                [r["finalized_tps"] for r in mine],
+                [r["finality_p50_ms"] for r in mine],
+                "o-",
+                label=f"{nodes} nodes",
+            )
+        ax.set_xlabel("finalized tx/s (median)")
+        ax.set_ylabel("finality p50 ms (median)")
+        ax.set_yscale("log")
+        ax.set_title(f"{transport}: throughput vs latency")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transports", default="tcp,libp2p", help="comma list (tcp,libp2p)")
-    parser.add_argument(
-        "--rates", default=",".join(str(r) for r in DEFAULT_RATES), help="offered tx/s, comma list"
-    )
+    parser.add_argument("--rates", default=DEFAULT_RATES_TEXT, help="offered tx/s, comma list")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per rate (median)")
     parser.add_argument("--tx-bytes", type=int, default=512)
@@ -343,6 +438,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sedna-plain-rate", type=float, default=0.0, help="plain tx/s alongside (default 0)"
     )
     parser.add_argument(
+        "--nodes", default="4", help="validator counts, comma list: a sweep (e.g. 4,8,16)"
+    )
+    parser.add_argument(
+        "--light",
+        action="store_true",
+        help=f"light-load latency mode: --rates {LIGHT_RATE:.0f} unless given, every rate run "
+        "(no stop at saturation), block interval and speculative finality printed",
+    )
+    parser.add_argument(
+        "--forward-fanout",
+        type=int,
+        default=None,
+        help="[mempool] forward_fanout of every node (default: the node's, 2; 0 = no forwarding)",
+    )
+    parser.add_argument("--csv", type=Path, help="write the throughput-latency rows as CSV")
+    parser.add_argument("--png", type=Path, help="write the throughput-latency curve as PNG")
+    parser.add_argument(
         "--dissemination",
         default="certified",
         help="lane modes of the Sedna sweep, comma list of certified, carried (default "
@@ -355,8 +467,17 @@ def run(args: argparse.Namespace) -> int:
         transports = [t for t in args.transports.split(",") if t]
         rates = sorted(float(r) for r in args.rates.split(",") if r)
         sedna_rates = sorted(float(r) for r in args.sedna_rates.split(",") if r)
+        node_counts = [int(n) for n in args.nodes.split(",") if n]
     except ValueError:
-        print("bench testnet: --rates and --sedna-rates must be numbers", file=sys.stderr)
+        print("bench testnet: --rates, --sedna-rates and --nodes must be numbers", file=sys.stderr)
+        return 2
+    if args.light and args.rates == DEFAULT_RATES_TEXT:
+        rates = [LIGHT_RATE]
+    if not node_counts or any(not 1 <= n <= MAX_BENCH_NODES for n in node_counts):
+        print(f"bench testnet: --nodes must be in 1..{MAX_BENCH_NODES}", file=sys.stderr)
+        return 2
+    if args.forward_fanout is not None and not 0 <= args.forward_fanout <= 8:
+        print("bench testnet: --forward-fanout must be in 0..8", file=sys.stderr)
         return 2
     if (
         not (rates or sedna_rates or args.sedna_cost)
@@ -387,8 +508,28 @@ def run(args: argparse.Namespace) -> int:
     if args.sedna_cost:
         results["sedna_cost"] = sedna_cost_model(args.sedna_bytes)
         print(json.dumps(results["sedna_cost"]), file=sys.stderr)
-    if rates:
-        results.update(bench(transports, rates, args.duration, args.repeats, args.tx_bytes))
+    sweep: list[dict[str, Any]] = []
+    for nodes in node_counts if rates else []:
+        sweep.append(
+            bench(
+                transports,
+                rates,
+                args.duration,
+                args.repeats,
+                args.tx_bytes,
+                nodes=nodes,
+                forward_fanout=args.forward_fanout,
+                stop_at_saturation=not args.light,
+            )
+        )
+    if sweep:
+        results.update(sweep[0])  # the first node count at the top level, as before
+        results["sweep"] = sweep
+        rows = curve_rows(sweep, transports)
+        if args.csv is not None:
+            write_curve_csv(rows, args.csv)
+        if args.png is not None:
+            write_curve_png(rows, args.png)
     if sedna_rates and len(modes) == 1:
         results["sedna"] = bench_sedna(
             transports,
@@ -428,15 +569,17 @@ def run(args: argparse.Namespace) -> int:
             sat = results["sedna"][transport]["saturation"]
             best = sat["decoded_every_node_pps"] if sat else "below the lowest rate"
             print(f"  saturation: {best} payloads/s decoded on every node")
-    if rates:
+    for result in sweep:
         for transport in transports:
-            print(f"{transport}:")
-            for p in results[transport]["points"]:
+            print(f"{transport}, {result['nodes']} nodes:")
+            for p in result[transport]["points"]:
                 print(
                     f"  offered {p['offered_tps']:>8.0f} tx/s  finalized {p['finalized_tps']:>8} tx/s"
                     f"  finality p50 {p['finality_p50_ms']} ms  p99 {p['finality_p99_ms']} ms"
+                    f"  speculative p50 {p['speculative_p50_ms']} ms"
+                    f"  block interval {p['block_interval_ms']} ms"
                 )
-            sat = results[transport]["saturation"]
+            sat = result[transport]["saturation"]
             print(f"  saturation: {sat['finalized_tps'] if sat else 'below the lowest rate'} tx/s")
     return 0
 

@@ -93,6 +93,8 @@ class Transport(Protocol):
 
     def connected_peers(self) -> set[int]: ...
 
+    def queued(self, peer: int) -> int: ...  # frames waiting in the peer's outbound queue
+
 
 # Frames dropped, by reason.
 DROP_REASONS = (

@@ -186,6 +186,10 @@ class TcpTransport:
     def connected_peers(self) -> set[int]:
         return set(self._conns)
 
+    def queued(self, peer: int) -> int:
+        queue = self._queues.get(peer)
+        return 0 if queue is None else len(queue)
+
     def stats(self) -> dict[str, Any]:
         snapshot = self._counters.snapshot(
             kind=self.kind,

@@ -224,3 +224,27 @@ def test_validator_rejects_a_body_the_header_does_not_commit_to() -> None:
     assert validator.validate(good, body)
     assert validator.validate(good, body)  # the cached path gives the same answer
     assert not validator.validate(lane_block_header(SLOT + 1, 0, body), body)
+
+
+def test_a_validated_body_is_decoded_once_and_only_for_itself() -> None:
+    """Issue 16: the decode tracker takes the lane blocks the validator decoded (by body
+    id), so a finalized body is decoded once per node; the commitment check stays."""
+    validator = LanePayloadValidator(VALIDATORS, SMALL, ED25519)
+    body = BlockBody(build_block_payload([b"tx"], [_lane_block(0, [0]), _lane_block(2, [1])]))
+    header = lane_block_header(SLOT, 0, body)
+    assert validator.validate(header, body) and validator.decodes == 1
+    lanes = validator.decoded(BlockBody(bytes(body.payload)))  # equal bytes, other object
+    assert (validator.decodes, validator.decode_hits) == (1, 1)
+    assert lanes == BlockPayload((), decode_block_payload(body.payload).lane_blocks)
+    assert validator.decoded(body) == lanes and validator.decodes == 2  # handed out once
+    # another body never gets the cached blocks, even under the header of the first
+    other = BlockBody(build_block_payload([b"tx"], [_lane_block(1, [0])]))
+    assert not validator.validate(header, other)  # body_id does not match: not kept
+    assert validator.validate(header, body)
+    assert validator.decoded(other).lane_blocks == decode_block_payload(other.payload).lane_blocks
+    assert validator.decoded(body) == lanes and validator.decode_hits == 2
+    # a plain `check` (e.g. a relayed lane block in a stand-in body) keeps nothing
+    assert validator.check(header, body) is None
+    hits = validator.decode_hits
+    validator.decoded(body)
+    assert validator.decode_hits == hits

@@ -94,10 +94,12 @@ def test_crash_restart_in_every_round_phase_never_double_votes() -> None:
         assert host.disk.finalized_height >= 30 and report["liveness"] == "ok", at_ms
 
 
-def byzantine_run(behaviour: str, protocol: str = "monadbft") -> tuple[dict, Sent]:
+def byzantine_run(
+    behaviour: str, protocol: str = "monadbft", verification: str = "shared"
+) -> tuple[dict, Sent]:
     sent = Sent()
     scenario = parse_scenario_text(BASE).with_(
-        byzantine=(ByzantineSpec(1, behaviour),), until_blocks=15
+        byzantine=(ByzantineSpec(1, behaviour),), until_blocks=15, verification=verification
     )
     run = run_scenario(scenario, protocol=protocol, extra_observers=[sent])
     return run.report(), sent
@@ -138,10 +140,16 @@ def test_withhold_qc_never_advances_with_its_own_qc() -> None:
     assert formed and not formed & advanced
 
 
-def test_invalid_signatures_are_all_dropped() -> None:
-    _report, sent = byzantine_run("invalid_signatures")
+@pytest.mark.parametrize("verification", ["per_node", "shared"])
+def test_invalid_signatures_are_all_dropped(verification: str) -> None:
+    """Every honest node verifies for itself (per_node) or through the run's shared cache:
+    either way every honest node drops the corrupted messages it receives."""
+    _report, sent = byzantine_run("invalid_signatures", verification=verification)
     dropped = [d["reason"] for node, name, d in sent.traces if name == "dropped" and node != 1]
     assert any("signature" in reason for reason in dropped)
+    droppers = {node for node, name, d in sent.traces if name == "dropped" and node != 1
+                and "signature" in d["reason"]}  # fmt: skip
+    assert droppers == {0, 2, 3}
 
 
 def test_ne_spam_forms_no_nec_and_stale_spam_is_dropped() -> None:

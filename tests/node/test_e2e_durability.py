@@ -22,14 +22,19 @@ from node.storage import SHORT_ID_BYTES, Storage, short_id
 from node.tools.testnet import Testnet, generate_network
 
 pytestmark = pytest.mark.e2e
+NO_FORWARDING = {"forward_fanout": 0}  # node/txforward.py off
 
 
 @pytest.fixture
 def network(tmp_path: Path):
     nets: list[Testnet] = []
 
-    def make(node_test: dict[int, dict[str, Any]] | None = None, wait: bool = True) -> Testnet:
-        generate_network(tmp_path / "net", 4, node_test=node_test)
+    def make(
+        node_test: dict[int, dict[str, Any]] | None = None,
+        wait: bool = True,
+        mempool: dict[str, Any] | None = None,
+    ) -> Testnet:
+        generate_network(tmp_path / "net", 4, node_test=node_test, mempool=mempool)
         net = Testnet(tmp_path / "net")
         nets.append(net)
         net.start_all()
@@ -142,7 +147,9 @@ def test_txs_of_a_node_killed_between_proposing_and_committing_are_finalized_onc
 ) -> None:
     """Issue (a): txs a node accepted and proposed just before it was killed were finalized
     by the others, then proposed again by the restarted node and finalized a second time."""
-    net = network(node_test={1: {"crash_after_proposing_txs": 1}})
+    # No tx forwarding: node 1 must be the one that proposes its txs (with forwarding the
+    # next leaders usually propose them first and node 1 never does).
+    net = network(node_test={1: {"crash_after_proposing_txs": 1}}, mempool=NO_FORWARDING)
     txs = [b"killed-leader-%d" % i for i in range(30)]
     ids = [tx_id(t) for t in txs]
     status, body = _post_txs(net, 1, txs)
@@ -182,7 +189,8 @@ def test_txs_of_a_node_killed_between_proposing_and_committing_are_finalized_onc
 def test_a_leader_that_proposes_finalized_txs_again_is_refused(network) -> None:
     """A leader that proposes txs of its previous (finalized or pending) block again: honest
     validators refuse those blocks (TX-ONCE), so every tx is finalized exactly once."""
-    net = network(node_test={3: {"byzantine": "replay_txs"}})
+    # No tx forwarding: node 3 must propose its own txs to have a block to replay.
+    net = network(node_test={3: {"byzantine": "replay_txs"}}, mempool=NO_FORWARDING)
     batches = [[b"replayed-%d-%d" % (b, i) for i in range(10)] for b in range(4)]
     ids: list[bytes] = []
     for batch in batches:

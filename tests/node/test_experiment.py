@@ -145,10 +145,10 @@ def test_testnet_without_the_launcher_behaviour_is_refused(
 ) -> None:
     missing = experiment.testnet_missing()
     if missing is None:
-        pytest.skip("the launcher has withhold_bundles: the testnet backend runs (e2e tests)")
+        pytest.skip("the launcher has the cartel API: the testnet backend runs (e2e test below)")
     assert main(["mech", "experiment", "--where", "netsim,testnet", *SMALL]) == 2
     err = capsys.readouterr().err
-    assert "withhold_bundles" in err and "testnet" in err
+    assert "run_cartel" in err and "testnet" in err
 
 
 def test_testnet_points_map_onto_the_launcher() -> None:
@@ -163,7 +163,61 @@ def test_testnet_points_map_onto_the_launcher() -> None:
         assert layout_for(NODE_LANE_PARAMS, size).kappa == kappa
         assert layout_for(NODE_LANE_PARAMS, size - 1).kappa < kappa
     options = experiment.testnet_options(Spec(), Point("testnet", "threshold", 2))
-    assert options["byzantine"] == {5: "withhold_bundles", 6: "withhold_bundles"}
+    assert options["cartel"] == (5, 6) and options["strategy"] == "threshold"
+    assert options["m"] == 3 and options["dissemination"] == "carried"
     assert options["sedna_bundles_per_slot"] == 3 and options["sedna_extra_bundles"] == 1
+    censor = experiment.testnet_options(Spec(), Point("testnet", CENSOR, 1))
+    assert (censor["cartel"], censor["censors"]) == ((), (6,))
     fields = set(RunOptions.__dataclass_fields__)
     assert {"sedna_bundles_per_slot", "sedna_extra_bundles", "sedna_bytes"} <= fields
+
+
+def test_a_disagreeing_point_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """At a 50 % level the interval is narrow: these 48 payloads (5/7 predicted, 26
+    delayed) fall outside it, and the command says so with exit 1."""
+    code, doc = _run(
+        ["--cartel", "2", "--strategy", "withhold_all", *SMALL, "--level", "0.5"], capsys
+    )
+    assert code == 1 and doc["agree"] is False
+    (point,) = doc["points"]
+    assert point["status"] == "disagree" and point["agree"] is False
+    assert not point["ci_low"] <= point["predicted"] <= point["ci_high"]
+
+
+def test_testnet_records_are_read_and_impossible_ones_refused() -> None:
+    """The launcher's per-payload records: unclean payloads left out, lag from the first
+    slot, and a decode before the honest horizon (impossible with m bundles a slot) makes
+    the run incomparable rather than a measurement."""
+    spec, point = Spec(), Point("testnet", "withhold_all", 2)
+
+    def record(first: int, decode: int | None, clean: bool = True) -> dict:
+        lead = None if decode is None else 1
+        return {"first_slot": first, "decode_slot": decode, "cartel_slot": None,
+                "lead": lead, "clean": clean}  # fmt: skip
+
+    summary = {"sedna_payloads": [record(10, 12), record(10, 13), record(10, None),
+                                  record(10, 12, clean=False)]}  # fmt: skip
+    measured = experiment.measured_from_summary(spec, point, summary)
+    assert (measured.lags, measured.left_out, measured.problems) == ([0, 1, None], 1, [])
+    bad = experiment.measured_from_summary(spec, point, {"sedna_payloads": [record(10, 11)]})
+    assert bad.problems and "before their honest horizon" in bad.problems[0]
+    assert experiment.measured_from_summary(spec, point, {}).problems
+
+
+@pytest.mark.e2e
+def test_testnet_cartel_zero_is_on_time_as_the_model_is_certain(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A real 7-validator tcp testnet without a cartel: every clean payload decodes at
+    its honest horizon (the model is certain: P(delay) = 0)."""
+    if experiment.testnet_missing(("withhold_all",)) is not None:
+        pytest.skip("the launcher lacks the cartel API")
+    code, doc = _run(
+        ["--where", "testnet", "--cartel", "0", "--strategy", "withhold_all",
+         "--payloads", "30", "--seeds", "1"],
+        capsys,
+    )  # fmt: skip
+    (point,) = doc["points"]
+    assert point["where"] == "testnet" and point["payloads"] >= 20, point
+    assert (point["status"], point["delayed"], point["predicted"]) == ("agree", 0, 0.0), point
+    assert code == 0 and doc["agree"] is True
