@@ -40,13 +40,12 @@ Byzantine by construction). Checks:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from consensus import codec
+from consensus.byzantine import certificates_in
 from consensus.crypto import Domain, SignatureScheme
 from consensus.events import (
     Broadcast,
@@ -63,7 +62,6 @@ from consensus.lanes.chain import LANE_MESSAGE_TYPES
 from consensus.messages import (
     NoEndorsementCertificate,
     NoEndorsementMessage,
-    NoTipCertificate,
     ProposalMessage,
     QuorumCertificate,
     TimeoutCertificate,
@@ -80,30 +78,6 @@ MAX_VIOLATIONS = 200
 MAX_REJECTION_KINDS = 256
 _DIGITS = re.compile(r"\d+")
 MAX_CACHED_CERTIFICATES = 50_000
-_CERT_TYPES = (
-    QuorumCertificate,
-    TimeoutCertificate,
-    NoEndorsementCertificate,
-    NoTipCertificate,
-    Tip,
-)
-
-
-def certificates_in(value: Any, depth: int = 0) -> Iterable[Any]:
-    """Every QC, TC, NEC, NoTip certificate and Tip nested anywhere inside a message."""
-    if depth > 12:  # messages nest at most ~6 deep (proposal > TC > tip > header > QC)
-        return
-    if isinstance(value, _CERT_TYPES):
-        yield value
-    if isinstance(value, msgspec.Struct):
-        for name in value.__struct_fields__:
-            child = getattr(value, name)
-            if isinstance(child, msgspec.Struct | tuple):
-                yield from certificates_in(child, depth + 1)
-    elif isinstance(value, tuple):
-        for child in value:
-            if isinstance(child, msgspec.Struct | tuple):
-                yield from certificates_in(child, depth + 1)
 
 
 @dataclass

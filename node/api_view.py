@@ -280,10 +280,13 @@ class NodeView:
         if ledger is None:
             return None
         totals = ledger.totals
+        checkpoint = self.lane_tracker.ledger_checkpoint
         return {
             **(self._prices() or {}),
             "height": self.lanes.tracker_height,
-            "ledger_hash": ledger.digest().hex(),
+            # the digest of the latest checkpoint (taken every LEDGER_CHECKPOINT_HEIGHTS)
+            "ledger_hash": None if checkpoint is None else checkpoint.ledger_hash.hex(),
+            "ledger_hash_height": None if checkpoint is None else checkpoint.height,
             "fees_charged": totals.fees_charged,
             "bounties_paid": totals.bounties_paid,
             "burned": totals.burned,
@@ -304,7 +307,6 @@ class NodeView:
             "balance": ledger.balance(sender),
             "funded": sender in ledger.balances,
             "height": self.lanes.tracker_height,
-            "ledger_hash": ledger.digest().hex(),
         }
 
     def rpc_stats(self) -> dict[str, Any]:
@@ -324,6 +326,7 @@ class NodeView:
             "tcs": int(self.metrics.tcs.total()),
             "reproposals": int(self.metrics.reproposals.total()),
             "necs": int(self.metrics.necs.total()),
+            "equivocations": int(self.metrics.equivocations.total()),
             "dropped": dropped,
             "core_dropped": core_dropped,
             "transport": self._transport.stats(),

@@ -21,7 +21,7 @@ from consensus.validators import ValidatorSet, schedule_by_name
 from node import faults
 from node.api_view import NodeView
 from node.availability_room import AvailabilityRoom
-from node.config import NodeConfig
+from node.config import NODE_ONLY_BEHAVIOURS, NodeConfig, parse_byzantine_options
 from node.lane_tracker import LaneTracker
 from node.lanes_node import NodeBlockValidator, NodeLanes
 from node.ledger import ChainValidator, Ledger
@@ -274,7 +274,10 @@ def _install_faults(
 ) -> None:
     """TEST ONLY: the `[test]` section's faults (none for a real node)."""
     test = config.test
-    if test.byzantine == "silent":
+    options = parse_byzantine_options(
+        test.byzantine, test.byzantine_options, len(config.validators)
+    )
+    if test.byzantine == "silent" and "targets" not in options:
         faults.make_silent(runtime.router)
     elif test.byzantine == "double_vote":
         faults.send_conflicting_votes(runtime.router, runtime.index, key, scheme)
@@ -284,6 +287,13 @@ def _install_faults(
         faults.drop_lane_blocks(runtime.lanes, runtime.room)
     elif test.byzantine == "replay_txs":
         faults.replay_txs(runtime.txpool.mempool)
+    elif test.byzantine == "withhold_bundles":
+        faults.join_cartel(runtime, options, test.cartel_pool)
+    elif test.byzantine and test.byzantine not in NODE_ONLY_BEHAVIOURS:
+        runtime.core = faults.wrap_core(
+            runtime.core, test.byzantine, options, runtime.index, key, scheme
+        )
+        faults.skip_safety_cover_check(runtime.ledger)
     if test.core_error_after_events:
         runtime.core = faults.FaultyCore(runtime.core, test.core_error_after_events)
     if test.crash_after_proposing_txs:

@@ -23,8 +23,10 @@ Layout of a config file (all sections required except `[test]`):
                   ticket), bounty (int, PIVOT-K bounty B per payload), genesis (list of
                   sender public keys, hex)
     [test]        crash_after_persist_safety (int, 0 = off), log_votes (bool),
-                  byzantine (str, "" = honest), core_error_after_events (int, 0 = off),
-                  crash_after_proposing_txs (int, 0 = off)
+                  byzantine (str, "" = honest), byzantine_options (str, see
+                  `parse_byzantine_options`), cartel_pool (str "host:port", the side
+                  channel of a `withhold_bundles` cartel), core_error_after_events (int,
+                  0 = off), crash_after_proposing_txs (int, 0 = off)
 
 A key file is TOML with `public_key` and `secret_seed` (hex). It must match the public key
 of this node's `[[validators]]` entry and be accessible by its owner only (mode 0600).
@@ -42,7 +44,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from consensus.byzantine import BEHAVIOURS as SHARED_BEHAVIOURS
+from consensus.byzantine import LANE_BEHAVIOURS
 from consensus.crypto import DEFAULT_CHAIN_ID, KeyPair, check_chain_id
+from consensus.lanes.cartel import STRATEGIES as CARTEL_STRATEGIES
 
 TRANSPORTS = ("tcp", "libp2p")
 PROTOCOLS = ("monadbft", "v1", "vanilla")
@@ -50,14 +55,17 @@ SCHEDULES = ("round-robin", "weighted")
 SCHEMES = ("ed25519", "trusted")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DISSEMINATION_MODES = ("certified", "carried")  # [lanes] dissemination
-BYZANTINE_BEHAVIOURS = (
-    "",
-    "silent",
-    "double_vote",
-    "malformed",
-    "replay_txs",
-    "drop_lane_blocks",  # a censoring leader: other lanes' blocks or new tips left out
-)
+# Node-only faults, then every behaviour of `consensus.byzantine` (shared with netsim).
+NODE_ONLY_BEHAVIOURS = ("double_vote", "malformed", "replay_txs")
+BYZANTINE_BEHAVIOURS = ("", *NODE_ONLY_BEHAVIOURS, *SHARED_BEHAVIOURS)
+# The options each behaviour takes (`byzantine_options`, "KEY=VALUE:KEY=VALUE").
+BYZANTINE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "silent": ("targets",),
+    "equivocate": ("targets",),
+    "withhold_bundles": ("strategy", "m", "theta", "threshold"),
+}
+# The cartel strategies a `withhold_bundles` node runs (consensus.lanes.cartel, pure).
+WITHHOLD_STRATEGIES = CARTEL_STRATEGIES
 MAX_VALIDATORS_IN_CONFIG = 1024
 SINGLE_VALIDATOR_VOTE_PACE_MS = 20.0  # the launcher's pace for a one-validator network
 KEY_FILE_MODE_MASK = 0o077  # key-file permission bits that must be clear (as ssh requires)
@@ -160,6 +168,8 @@ class TestSection:
     crash_after_persist_safety: int = 0  # exit(CRASH_EXIT_CODE) right after the N-th persist
     log_votes: bool = False  # log every vote sent and received (for double-vote checks)
     byzantine: str = ""
+    byzantine_options: str = ""  # "KEY=VALUE:KEY=VALUE" (parse_byzantine_options)
+    cartel_pool: str = ""  # "host:port" of the cartel's side channel (withhold_bundles)
     core_error_after_events: int = 0  # the core raises on the N-th event (a fatal error)
     crash_after_proposing_txs: int = 0  # exit(CRASH_EXIT_CODE) after the N-th proposal of txs
 
@@ -466,6 +476,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         crash_after_persist_safety=_get(t, "test", "crash_after_persist_safety", int, 0),
         log_votes=_get(t, "test", "log_votes", bool, False),
         byzantine=_get(t, "test", "byzantine", str, ""),
+        byzantine_options=_get(t, "test", "byzantine_options", str, ""),
+        cartel_pool=_get(t, "test", "cartel_pool", str, ""),
         core_error_after_events=_get(t, "test", "core_error_after_events", int, 0),
         crash_after_proposing_txs=_get(t, "test", "crash_after_proposing_txs", int, 0),
     )
@@ -473,6 +485,15 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
     _positive(test.core_error_after_events, "test.core_error_after_events", allow_zero=True)
     _positive(test.crash_after_proposing_txs, "test.crash_after_proposing_txs", allow_zero=True)
     _choice(test.byzantine, "test.byzantine", BYZANTINE_BEHAVIOURS)
+    try:
+        parse_byzantine_options(test.byzantine, test.byzantine_options, len(validators))
+    except ValueError as exc:
+        raise ConfigError(f"test.byzantine_options: {exc}") from None
+    if test.byzantine == "withhold_bundles":
+        try:
+            parse_host_port(test.cartel_pool)
+        except ValueError as exc:
+            raise ConfigError(f"test.cartel_pool: {exc}") from None
 
     return NodeConfig(
         path=path,
@@ -485,6 +506,76 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         lanes=lanes,
         ledger=_parse_ledger(data.get("ledger")),
     )
+
+
+def is_consensus_byzantine(behaviour: str) -> bool:
+    """Does the behaviour touch consensus messages (so it counts against f)?"""
+    return behaviour != "" and behaviour not in LANE_BEHAVIOURS
+
+
+def parse_byzantine_options(behaviour: str, text: str, validators: int) -> dict[str, Any]:
+    """`KEY=VALUE:KEY=VALUE` options of a behaviour, checked; raises ValueError.
+
+    - targets=I,J,... (silent, equivocate): the peers the behaviour singles out.
+    - strategy=NAME (withhold_bundles): the cartel's strategy, one of
+      `consensus.lanes.cartel.STRATEGIES` (default withhold_all); m=M, the senders'
+      bundles per slot, which every strategy but withhold_all needs; theta=K (or
+      threshold=K), the threshold strategy's θ.
+    """
+    from consensus.lanes.cartel import CartelStrategyError, parse_strategy
+
+    options: dict[str, Any] = {}
+    allowed = BYZANTINE_OPTIONS.get(behaviour, ())
+    for part in text.split(":") if text else ():
+        key, sep, value = part.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"option {part!r}: expected KEY=VALUE")
+        if key not in allowed:
+            takes = f"takes {', '.join(allowed)}" if allowed else "takes no options"
+            raise ValueError(
+                f"option {key!r}: unknown for {behaviour or 'an honest node'} ({takes})"
+            )
+        if key in options:
+            raise ValueError(f"option {key!r}: given twice")
+        if key == "targets":
+            try:
+                targets = tuple(sorted({int(v) for v in value.split(",")}))
+            except ValueError:
+                raise ValueError(f"targets {value!r}: expected node indexes I,J,...") from None
+            bad = [t for t in targets if not 0 <= t < validators]
+            if bad:
+                raise ValueError(f"targets {value!r}: {bad} not in 0..{validators - 1}")
+            options[key] = targets
+        elif key == "strategy":
+            options[key] = value
+        else:  # m, theta, threshold
+            try:
+                options[key] = int(value)
+            except ValueError:
+                raise ValueError(f"{key} {value!r}: expected an integer") from None
+    if behaviour == "withhold_bundles":
+        theta = {k: options[k] for k in ("theta", "threshold") if k in options}
+        try:
+            options["cartel_strategy"] = parse_strategy(
+                options.get("strategy", "withhold_all"), theta, options.get("m")
+            )
+        except CartelStrategyError as exc:
+            raise ValueError(str(exc)) from None
+    return options
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """`host:port`; raises ValueError."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r}: expected HOST:PORT")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{text!r}: port {port_text!r} is not an integer") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{text!r}: port {port} not in 1..65535")
+    return host, port
 
 
 def _parse_ledger(t: Any) -> LedgerSection | None:

@@ -7,6 +7,11 @@ for a fault; a node without `[test]` settings never runs any of it.
 - `byzantine = "double_vote"`: every vote is followed by a second, conflicting vote in
   the same round, signed with the node's key.
 - `byzantine = "malformed"`: authenticated peers receive garbage frames every 50 ms.
+- `byzantine = BEHAVIOUR` of `consensus.byzantine` (equivocate, tail_fork, withhold_votes,
+  withhold_qc, invalid_signatures, stale_spam, ne_spam, the signed-but-invalid ones, and
+  silent with `targets`): the core is wrapped in the same `ByzantineMachine` netsim uses
+  (`wrap_core`), so the behaviour rewrites what the real core sends, signed with the
+  node's own key.
 - `crash_after_persist_safety = N`: exit with CRASH_EXIT_CODE right after the N-th safety
   write that protects a vote in the same command batch, before that vote is sent.
 - `byzantine = "replay_txs"`: as a leader, the node proposes again the txs of its previous
@@ -28,9 +33,11 @@ import asyncio
 import hashlib
 import logging
 import os
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from consensus.byzantine import ByzantineMachine
 from consensus.certificates import Signer
 from consensus.crypto import KeyPair, SignatureScheme
 from consensus.events import Broadcast, Send
@@ -77,6 +84,51 @@ async def spray_malformed(router: Router) -> None:
         for frame in garbage:
             router.transport.broadcast(frame)
         await asyncio.sleep(MALFORMED_PERIOD_S)
+
+
+def wrap_core(
+    core: Any,
+    behaviour: str,
+    options: dict[str, Any],
+    index: int,
+    key: KeyPair,
+    scheme: SignatureScheme,
+) -> ByzantineMachine:
+    """The node's core inside netsim's `ByzantineMachine` (one behaviour, every round)."""
+    return ByzantineMachine(
+        inner=core,
+        behaviour=behaviour,
+        signer=Signer(index, key, scheme),
+        validators=core.validators,
+        schedule=core.schedule,
+        epoch=core.config.epoch,
+        rng=random.Random(os.urandom(16)),
+        targets=options.get("targets"),
+    )
+
+
+def join_cartel(runtime: Any, options: dict[str, Any], address: str) -> Any:
+    """withhold_bundles: this lane withholds what the cartel's strategy says and shares
+    its holdings with the other members over the side channel (`node/cartel_pool.py`)."""
+    from node.cartel_pool import CartelMember, watch_tracker
+    from node.config import parse_host_port
+
+    lanes = runtime.lanes
+    member = CartelMember(
+        lanes.index, lanes.params, options["cartel_strategy"], parse_host_port(address)
+    )
+    lanes.proposer.withhold = member.policy
+    watch_tracker(lanes.tracker, member.after_tracked)
+    runtime.background.append(member.run)
+    return member
+
+
+def skip_safety_cover_check(ledger: Any) -> None:
+    """A Byzantine node signs what its core never voted for (future-round votes and
+    timeouts, no-endorsements for any round): its own last line of defence, the check
+    that every signed message leaving is covered by a persisted safety state
+    (`Ledger.check_covered`), would stop the process, so the attacker switches it off."""
+    ledger.check_covered = lambda message, index: None
 
 
 class ReplayTxs:

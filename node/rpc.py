@@ -21,8 +21,8 @@ Endpoints
 - `GET /payload/<HEX>`  state of a tx id or a Sedna payload id (submitted / pending with
                         finalized bundles / decoded / rejected / expired, height, position).
 - `GET /balance/<HEX>`  a sender's balance in the lanes' ledger after the tracker height
-                        (`balance`, `funded`: it has a genesis allocation, `height`,
-                        `ledger_hash`); 404 when the chain has no `[ledger]`.
+                        (`balance`, `funded`: it has a genesis allocation, `height`);
+                        404 when the chain has no `[ledger]`.
 - `GET /executions?from=A&to=B[&data=1]`  payloads the decode tracker decided at heights
                         A..B in execution order (at most 20,000; `next` says where to go on).
 - `GET /lanes[?at=H]`   lane and tracker state; with `at`, the stored execution-order hash

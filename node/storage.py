@@ -24,9 +24,10 @@ Tables
                  after that height and the counts decided in it. Its highest row is the
                  tracker's durable height; a restarted node replays the finalized chain
                  through a fresh tracker and checks each replayed hash against this table.
-- `lane_ledger`  with a `[ledger]`: per tracker height, the lanes' ledger digest after it
-                 and the running totals (fees charged, bounties paid, burned), written
-                 with the `lane_heights` row; a replay must reproduce each digest.
+- `lane_ledger`  with a `[ledger]`: at every ledger checkpoint (tracker heights divisible
+                 by LEDGER_CHECKPOINT_HEIGHTS), the lanes' ledger digest after it and the
+                 running totals (fees charged, bounties paid, burned), written with the
+                 `lane_heights` row; a replay must reproduce each digest.
 
 Durability. The connection runs `journal_mode=WAL, synchronous=NORMAL`: a committed
 transaction is in the OS page cache before `commit()` returns, so it survives the death of

@@ -375,12 +375,14 @@ def run_netsim(spec: Spec, points: Sequence[Point], executor: Any) -> list[Resul
     return [evaluate(spec, p, m, seconds) for p, m in zip(points, merged, strict=True)]
 
 
-# The launcher's per-payload record the testnet backend reads (summary["sedna_payloads"]):
-# first_slot (its first ticket slot), decode_slot (the slot by whose end κ of its bundles
-# were finalized; None: not decoded), cartel_slot (the first slot by whose end the cartel's
-# pool held κ; None: never), clean (every bundle of its first attempt admitted in its slot
-# and none re-planned: q = 1 for it).
-TESTNET_RECORD_KEYS = ("first_slot", "decode_slot", "cartel_slot", "clean")
+# The launcher API the testnet backend calls (`node.tools.testnet`): `run_cartel(nodes=,
+# cartel=, strategy=, m=, theta=, censors=, **RunOptions fields)` runs one bounded testnet
+# and returns its summary, whose `sedna_payloads` lists per Sedna payload its `first_slot`,
+# `decode_slot` (the height the chain decided it; carried lanes: its decode height),
+# `cartel_slot` (the first slot a cartel member decoded it privately from its pool),
+# `lead` and `clean` (no bundle of it refused).
+TESTNET_API = ("run_cartel", "cartel_options")
+TESTNET_RECORD_KEYS = ("first_slot", "decode_slot", "cartel_slot", "lead", "clean")
 TESTNET_PAYLOADS_PER_S = 10.0
 TESTNET_START_S = 15.0  # start, readiness, drain and stop of one testnet (estimate)
 
@@ -389,15 +391,20 @@ def testnet_missing(strategies: Sequence[str] = ()) -> str | None:
     """What the testnet backend needs from the launcher and is not there (None: ready)."""
     from node.tools import testnet
 
-    missing = []
-    kinds_of = getattr(testnet, "byzantine_kinds", None)
-    kinds = kinds_of() if callable(kinds_of) else getattr(testnet, "BYZANTINE_KINDS", ())
-    if "withhold_bundles" not in kinds:
-        missing.append("a 'withhold_bundles' behaviour in `testnet run --byzantine`")
+    missing = [
+        f"node.tools.testnet.{name} (the cartel launcher API: `--byzantine "
+        "withhold_bundles:NODES:strategy=...` with the pooled cartel's per-payload slots)"
+        for name in TESTNET_API
+        if not callable(getattr(testnet, name, None))
+    ]
+    record = set(getattr(testnet, "SEDNA_PAYLOAD_RECORD_KEYS", ()))
+    if not set(TESTNET_RECORD_KEYS) <= record:
+        missing.append(
+            f"per-payload records in the run summary (sedna_payloads with "
+            f"{', '.join(TESTNET_RECORD_KEYS)}: testnet.SEDNA_PAYLOAD_RECORD_KEYS)"
+        )
     fields = getattr(testnet.RunOptions, "__dataclass_fields__", {})
-    if "byzantine_options" not in fields:
-        missing.append("per-node behaviour options (RunOptions.byzantine_options)")
-    for name in ("sedna_bundles_per_slot", "sedna_extra_bundles"):
+    for name in ("sedna_bundles_per_slot", "sedna_extra_bundles", "dissemination"):
         if name not in fields:
             missing.append(f"RunOptions.{name}")
     try:
@@ -408,13 +415,7 @@ def testnet_missing(strategies: Sequence[str] = ()) -> str | None:
     if lacking:
         missing.append(
             f"the node-side cartel strategies {lacking} (node.config.WITHHOLD_STRATEGIES; "
-            "options strategy=S:m=M[:threshold=θ], consensus.lanes.cartel.parse_strategy)"
-        )
-    record = tuple(getattr(testnet, "SEDNA_PAYLOAD_RECORD_KEYS", ()))
-    if not set(TESTNET_RECORD_KEYS) <= set(record):
-        missing.append(
-            "per-payload records in the run summary (summary['sedna_payloads'] with "
-            f"{', '.join(TESTNET_RECORD_KEYS)}; declared as testnet.SEDNA_PAYLOAD_RECORD_KEYS)"
+            "options strategy=S:m=M[:theta=θ], consensus.lanes.cartel.parse_strategy)"
         )
     return "; ".join(missing) if missing else None
 
@@ -441,27 +442,23 @@ def payload_bytes_for(kappa: int) -> int:
     return low
 
 
-def testnet_options(spec: Spec, point: Point, root: Path | None = None) -> dict[str, Any]:
-    """RunOptions of one testnet point: N validators, no plain load, Sedna payloads of κ
-    bundles sent m a slot by the fresh policy, the first attempt t*·m bundles (κ + Δ: the
-    model's first t* slots), the cartel's behaviour on its nodes."""
+def testnet_options(spec: Spec, point: Point) -> dict[str, Any]:
+    """`run_cartel` arguments of one testnet point: N validators, carried lanes (the
+    model's mode), no plain load, Sedna payloads of κ bundles sent m a slot by the fresh
+    policy, the first attempt t*·m bundles (κ + Δ: the model's first t* slots), the
+    cartel's behaviour on its nodes."""
     members = point.members(spec.lanes)
-    behaviour = CENSOR if point.strategy == CENSOR else "withhold_bundles"
-    options = ""
-    if behaviour == "withhold_bundles":
-        options = f"strategy={point.strategy}"
-        if point.strategy != "withhold_all":  # the senders' m: the strategy's slot index
-            options += f":m={spec.m}"
-        if point.strategy == "threshold" and spec.theta is not None:
-            options += f":threshold={spec.theta}"
+    censor = point.strategy == CENSOR
     return {
         "nodes": spec.lanes,
+        "cartel": () if censor else members,
+        "strategy": "withhold_all" if censor else point.strategy,
+        "m": spec.m,
+        "theta": spec.theta if point.strategy == "threshold" else None,
+        "censors": members if censor else (),
         "duration_s": spec.payloads / TESTNET_PAYLOADS_PER_S,
-        "rate_tps": 0.0,
         "transport": spec.transport,
-        "dir": root,
-        "byzantine": {node: behaviour for node in members},
-        "byzantine_options": {node: options for node in members if options},
+        "dissemination": "carried",
         "sedna_rate_pps": TESTNET_PAYLOADS_PER_S,
         "sedna_bytes": payload_bytes_for(spec.kappa),
         "sedna_policy": "fresh",
@@ -471,8 +468,10 @@ def testnet_options(spec: Spec, point: Point, root: Path | None = None) -> dict[
 
 
 def measured_from_summary(spec: Spec, point: Point, summary: dict[str, Any]) -> Any:
-    """A testnet run's payloads as a `Measured`: lag = decode_slot − (first_slot + t* − 1),
-    lead = decode_slot − cartel_slot; unclean payloads (q < 1) left out; the run's
+    """A testnet run's payloads (`summary["sedna_payloads"]`, the launcher's
+    `SEDNA_PAYLOAD_RECORD_KEYS`) as a `Measured`: lag = decode_slot − (first_slot + t* − 1),
+    lead = decode_slot − cartel_slot (0 when the cartel was not ahead). A payload that is
+    not `clean` (a bundle of it refused: q < 1 for it) is left out and counted. The run's
     failures (divergence, no progress) are its problems. Leaders are not read: a
     withholding cartel's P(delay) does not depend on them (censorship points are
     unmodelled on the testnet)."""
@@ -480,17 +479,27 @@ def measured_from_summary(spec: Spec, point: Point, summary: dict[str, Any]) -> 
 
     measured = Measured(lanes=spec.lanes, runs=1)
     measured.problems += [str(f) for f in summary.get("failures", [])]
-    for record in summary.get("sedna_payloads", [])[:MAX_PAYLOADS]:
-        if not record.get("clean", False):
+    records = summary.get("sedna_payloads")
+    if records is None:
+        measured.problems.append("the run summary has no per-payload records (sedna_payloads)")
+        records = []
+    for record in records[:MAX_PAYLOADS]:
+        first = record.get("first_slot")
+        if first is None or not record.get("clean", False):
             measured.left_out += 1
             continue
-        horizon = int(record["first_slot"]) + spec.t_star - 1
+        horizon = int(first) + spec.t_star - 1
         decode = record.get("decode_slot")
-        cartel = record.get("cartel_slot")
         measured.first_leaders.append(0)
         measured.lags.append(None if decode is None else int(decode) - horizon)
-        lead = None if decode is None or cartel is None else max(0, int(decode) - int(cartel))
-        measured.leads.append(lead)
+        lead = record.get("lead")
+        measured.leads.append(None if decode is None or lead is None else int(lead))
+    early = sum(1 for lag in measured.lags if lag is not None and lag < 0)
+    if early:  # impossible when m bundles a slot go out from the first slot: not comparable
+        measured.problems.append(
+            f"{early} payloads decoded before their honest horizon (lag < 0): the records' "
+            "slots do not follow m bundles a slot from the first slot"
+        )
     measured.report_lanes = {
         "ratchet_policy": "none",  # the client's first attempt: fresh lanes, no feedback
         "bundles_per_slot": spec.m,
@@ -501,10 +510,8 @@ def measured_from_summary(spec: Spec, point: Point, summary: dict[str, Any]) -> 
 
 
 def run_testnet(spec: Spec, points: Sequence[Point]) -> list[Result]:
-    """One real testnet per point through the launcher (`TestnetRun`), one after another."""
-    import asyncio
-
-    from node.tools.testnet import RunOptions, TestnetError, TestnetRun
+    """One real testnet per point through the launcher (`run_cartel`), one after another."""
+    from node.tools import testnet
 
     results = []
     for k, point in enumerate(points):
@@ -514,8 +521,8 @@ def run_testnet(spec: Spec, points: Sequence[Point]) -> list[Result]:
         )
         started = time.monotonic()
         try:
-            summary = asyncio.run(TestnetRun(RunOptions(**testnet_options(spec, point))).execute())
-        except TestnetError as exc:
+            summary = testnet.run_cartel(**testnet_options(spec, point))
+        except (testnet.TestnetError, ValueError) as exc:
             summary = {"failures": [f"testnet: {exc}"]}
         measured = measured_from_summary(spec, point, summary)
         result = evaluate(spec, point, measured, time.monotonic() - started)
@@ -637,7 +644,8 @@ def plot(path: Path, spec: Spec, results: Sequence[Result]) -> str | None:
                     ax.annotate(r.status, (r.cartel, r.measured or 0.0), fontsize=7, color="red")
         if not any(r.where == where and r.measured is not None for r in results):
             ax.text(0.5, 0.5, f"{where}: not run", ha="center", transform=ax.transAxes)
-        ax.set_title(f"{where}: N = {spec.lanes}, κ = {spec.kappa}, m = {spec.m}, {spec.policy}")
+        senders = spec.policy if where == "netsim" else "fresh, first attempt t*·m"
+        ax.set_title(f"{where}: N = {spec.lanes}, κ = {spec.kappa}, m = {spec.m}, {senders}")
         ax.set_xlabel("cartel size (withholding lanes; censoring leaders)")
         ax.set_ylabel("P(decode delayed) = P(lag ≥ 1)")
         ax.set_ylim(-0.03, 1.03)

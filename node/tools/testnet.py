@@ -48,6 +48,7 @@ from node.config import (
     write_admin_token,
     write_key_file,
 )
+from node.lane_tracker import LEDGER_CHECKPOINT_HEIGHTS
 from node.tools.timeseries import SeriesRecorder
 from node.tools.yamltext import render_yaml
 
@@ -867,28 +868,94 @@ def parse_perturbation(spec: str, nodes: int) -> Perturbation:
     return Perturbation(spec=text, action=action, node=node, seconds=seconds, at_s=at_s)
 
 
-BYZANTINE_KINDS = ("silent", "double_vote", "malformed", "drop_lane_blocks")
+@dataclass(frozen=True)
+class ByzantineSpec:
+    """One `--byzantine BEHAVIOUR:NODES[:OPTIONS]`: a behaviour on some nodes."""
+
+    spec: str
+    behaviour: str
+    nodes: tuple[int, ...]
+    options: str = ""  # "KEY=VALUE:KEY=VALUE", checked by node.config.parse_byzantine_options
 
 
-def parse_byzantine(spec: str, nodes: int) -> tuple[int, str]:
-    """Parse `BEHAVIOUR:NODE` (silent, double_vote, malformed)."""
-    kind, sep, node_text = spec.strip().partition(":")
-    if not sep:
-        raise ValueError(f"byzantine {spec!r}: expected BEHAVIOUR:NODE (e.g. silent:3)")
-    if kind not in BYZANTINE_KINDS:
+def byzantine_kinds() -> tuple[str, ...]:
+    from node.config import BYZANTINE_BEHAVIOURS
+
+    return tuple(b for b in BYZANTINE_BEHAVIOURS if b)
+
+
+def parse_byzantine(spec: str, nodes: int) -> ByzantineSpec:
+    """Parse `BEHAVIOUR:NODES[:OPTIONS]` (NODES = I or I,J,...; OPTIONS = KEY=VALUE:...)."""
+    from node.config import parse_byzantine_options
+
+    text = spec.strip()
+    parts = text.split(":")
+    if len(parts) < 2 or not parts[1]:
         raise ValueError(
-            f"byzantine {spec!r}: unknown behaviour (choose {', '.join(BYZANTINE_KINDS)})"
+            f"byzantine {spec!r}: expected BEHAVIOUR:NODES[:KEY=VALUE...] (e.g. equivocate:3)"
         )
+    kind, node_text, options = parts[0], parts[1], ":".join(parts[2:])
+    kinds = byzantine_kinds()
+    if kind not in kinds:
+        raise ValueError(f"byzantine {spec!r}: unknown behaviour (choose {', '.join(kinds)})")
     try:
-        node = int(node_text)
+        indexes = [int(n) for n in node_text.split(",")]
     except ValueError:
-        raise ValueError(f"byzantine {spec!r}: node {node_text!r} is not an integer") from None
-    if not 0 <= node < nodes:
-        raise ValueError(f"byzantine {spec!r}: node {node} not in 0..{nodes - 1}")
-    return node, kind
+        raise ValueError(f"byzantine {spec!r}: nodes {node_text!r} are not integers") from None
+    for node in indexes:
+        if not 0 <= node < nodes:
+            raise ValueError(f"byzantine {spec!r}: node {node} not in 0..{nodes - 1}")
+    if len(set(indexes)) != len(indexes):
+        raise ValueError(f"byzantine {spec!r}: a node is named twice")
+    try:
+        parse_byzantine_options(kind, options, nodes)
+    except ValueError as exc:
+        raise ValueError(f"byzantine {spec!r}: {exc}") from None
+    return ByzantineSpec(text, kind, tuple(indexes), options)
+
+
+def byzantine_nodes(specs: Sequence[ByzantineSpec], nodes: int) -> dict[int, ByzantineSpec]:
+    """Node -> its behaviour. Raises ValueError when a node has two behaviours, or when
+    more nodes than f = (n - 1) // 3 run a behaviour that touches consensus messages
+    (lane behaviours, `withhold_bundles` and `drop_lane_blocks`, do not count)."""
+    from node.config import is_consensus_byzantine
+
+    assigned: dict[int, ByzantineSpec] = {}
+    for spec in specs:
+        for node in spec.nodes:
+            if node in assigned:
+                raise ValueError(
+                    f"byzantine {spec.spec!r}: node {node} already runs "
+                    f"{assigned[node].behaviour!r} (one behaviour per node)"
+                )
+            assigned[node] = spec
+    faulty = (nodes - 1) // 3
+    consensus = sorted(n for n, s in assigned.items() if is_consensus_byzantine(s.behaviour))
+    if len(consensus) > faulty:
+        raise ValueError(
+            f"byzantine: {len(consensus)} nodes {consensus} run consensus behaviours, "
+            f"more than f = {faulty} of {nodes} validators (safety is not promised beyond f)"
+        )
+    return assigned
 
 
 # --------------------------------------------------------------------------- bounded run
+
+# The keys of each record of a run summary's `sedna_payloads` (see
+# `TestnetRun._payload_records`); `sedna mech experiment` reads them.
+SEDNA_PAYLOAD_RECORD_KEYS = (
+    "id",
+    "status",
+    "kappa",
+    "first_slot",
+    "decode_slot",
+    "cartel_slot",
+    "lead",
+    "clean",
+    "withheld",
+    "withheld_by",
+    "pool_slot",
+)
 
 
 # certified lanes: the availability counters the run summary reports per node
@@ -911,6 +978,7 @@ class RunOptions:
     dir: Path | None = None
     perturbations: list[Perturbation] = field(default_factory=list)
     byzantine: dict[int, str] = field(default_factory=dict)
+    byzantine_options: dict[int, str] = field(default_factory=dict)  # node -> KEY=VALUE:...
     no_restart: bool = False
     tx_bytes: int = 512
     drain_s: float = 10.0
@@ -993,6 +1061,8 @@ class TestnetRun:
         self.phase = "starting"
         self.preencode_s: float | None = None
         self.series = SeriesRecorder()
+        self.hub: Any = None  # the cartel's PoolHub (withhold_bundles)
+        self.sedna_state: dict[bytes, Any] = {}  # Sedna payload id -> the client's record
 
     def _now(self) -> float:
         return time.monotonic() - self.load_started_s
@@ -1004,6 +1074,16 @@ class TestnetRun:
         node_test = {i: dict(t) for i, t in o.node_test.items()}
         for index, kind in o.byzantine.items():
             node_test.setdefault(index, {})["byzantine"] = kind
+            if o.byzantine_options.get(index):
+                node_test[index]["byzantine_options"] = o.byzantine_options[index]
+        cartel = sorted(i for i, kind in o.byzantine.items() if kind == "withhold_bundles")
+        if cartel:  # the cartel's side channel (node/cartel_pool.py), up before its members
+            from node.cartel_pool import PoolHub
+
+            self.hub = PoolHub()
+            await self.hub.start()
+            for index in cartel:
+                node_test[index]["cartel_pool"] = self.hub.address
         generate_network(
             root,
             o.nodes,
@@ -1035,6 +1115,13 @@ class TestnetRun:
             summary = await self._measure()
         finally:
             net.stop_all()
+            if self.hub is not None:
+                await self.hub.close()
+            if summary and self.sedna_state:
+                records = self._payload_records()
+                summary["sedna_payloads"] = records
+                if self.hub is not None:
+                    summary["cartel"] = self._cartel_summary(cartel, records)
             summary["dir"] = str(root) if (o.keep or not temp or self.failures) else None
             if temp and not o.keep and not self.failures:
                 shutil.rmtree(root, ignore_errors=True)
@@ -1049,8 +1136,15 @@ class TestnetRun:
         assert net is not None
         targets = [(m.index, m.rpc_host, m.rpc_port) for m in net.members]
 
+        from node.config import is_consensus_byzantine
+
         def is_up(index: int) -> bool:
-            return index not in self.unavailable and index not in o.byzantine
+            # Load goes to every node but those attacking consensus: a lane attacker
+            # (a withholding cartel member, a censoring leader) is a lane like any other
+            # to the senders, who cannot tell it apart.
+            return index not in self.unavailable and not is_consensus_byzantine(
+                o.byzantine.get(index, "")
+            )
 
         loadgen: Any = (
             LoadGenerator(targets, o.rate_tps, tx_bytes=o.tx_bytes, is_up=is_up)
@@ -1220,6 +1314,7 @@ class TestnetRun:
             return result
         client = sedna.client
         sent = {cid: p.first_send_ns for cid, p in client.payloads.items() if p.first_send_ns}
+        self.sedna_state = dict(client.payloads)
         decoded: dict[str, int] = {}
         in_window: dict[str, int] = {}
         latency = LatencyHistogram()
@@ -1281,10 +1376,12 @@ class TestnetRun:
         return result
 
     async def _ledger_summary(self, common: int) -> dict[str, Any]:
-        """The lanes' ledger at the common tracker height: `ledger_hash` per node (honest
-        nodes at one height must agree: else a LEDGER DIVERGENCE failure), and the
-        `fees_charged` and `bounties_paid` up to that height."""
+        """The lanes' ledger at the highest checkpoint at or below the common tracker
+        height: `ledger_hash` per node (honest nodes at one height must agree: else a
+        LEDGER DIVERGENCE failure), and the `fees_charged` and `bounties_paid` up to it."""
         assert self.net is not None
+        # the ledger digest is stored at checkpoints (node/lane_tracker.py)
+        common -= common % LEDGER_CHECKPOINT_HEIGHTS
         result: dict[str, Any] = {
             "ledger_height": common,
             "fees_charged": 0,
@@ -1322,6 +1419,76 @@ class TestnetRun:
             result["fees_charged"] = int(first["fees_charged"])
             result["bounties_paid"] = int(first["bounties_paid"])
         return result
+
+    def _payload_records(self) -> list[dict[str, Any]]:
+        """One record per Sedna payload of the run (`SEDNA_PAYLOAD_RECORD_KEYS`): its
+        first ticket slot (the sender's), the slot the chain decided it (read from an
+        honest node's database), the first slot a cartel member decoded it privately
+        (reported over the side channel, `node/cartel_pool.py`; None without a cartel or
+        when it never did), the lead (their difference, 0 when the cartel was not
+        ahead), and `clean` (no bundle of it was refused: q = 1 for it). Read after the
+        nodes stopped."""
+        o = self.options
+        hub = self.hub
+        honest = min((i for i in range(o.nodes) if i not in o.byzantine), default=0)
+        height = self._disk(honest, lambda s: s.lane_height())
+        rows = self._disk(honest, lambda s: s.lane_events(1, height)) if height else []
+        events = {row.payload_id: row for row in rows}
+        withheld: dict[bytes, int] = {}
+        lanes: dict[bytes, set[int]] = {}
+        slots: dict[bytes, list[int]] = {}
+        for lane, slot, cid, _index in hub.withheld if hub is not None else ():
+            withheld[cid] = withheld.get(cid, 0) + 1
+            lanes.setdefault(cid, set()).add(lane)
+            slots.setdefault(cid, []).append(slot)
+        records: list[dict[str, Any]] = []
+        for cid, state in self.sedna_state.items():
+            if state.first_send_ns is None:
+                continue  # never sent
+            row = events.get(cid)
+            kappa = state.kappa
+            decode = row.height if row is not None and row.status == "executed" else None
+            private = hub.private_slot.get(cid) if hub is not None else None
+            lead = None
+            if decode is not None:
+                lead = decode - min(decode, private) if private is not None else 0
+            held = sorted(slots.get(cid, ()))
+            records.append(
+                {
+                    "id": cid.hex(),
+                    "status": row.status if row is not None else "undecided",
+                    "kappa": kappa,
+                    "first_slot": state.first_slot,
+                    "decode_slot": decode,
+                    "cartel_slot": private,
+                    "lead": lead,
+                    "clean": state.refusals == 0 and state.first_slot is not None,
+                    "withheld": withheld.get(cid, 0),
+                    "withheld_by": sorted(lanes.get(cid, ())),
+                    # the slot by which the pool alone held κ bundles (None: never)
+                    "pool_slot": held[kappa - 1] if len(held) >= kappa else None,
+                }
+            )
+        return records
+
+    def _cartel_summary(self, cartel: list[int], records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The cartel's side of the run: what crossed its side channel and its lead."""
+        hub = self.hub
+        leads = [r["lead"] for r in records if r["lead"] is not None]
+        return {
+            "members": cartel,
+            "options": self.options.byzantine_options.get(cartel[0], "") if cartel else "",
+            "withheld_bundles": len(hub.withheld),
+            "holdings_reported": hub.holds,
+            "channel_refused": hub.refused,
+            "payloads_withheld": sum(1 for r in records if r["withheld"]),
+            "lead_slots": {
+                "payloads": len(leads),
+                "ahead": sum(1 for v in leads if v > 0),
+                "mean": round(sum(leads) / len(leads), 3) if leads else None,
+                "max": max(leads, default=None),
+            },
+        }
 
     def _disk(self, index: int, read: Callable[[Any], Any]) -> Any:
         """Read a stopped node's database."""
@@ -1640,12 +1807,59 @@ class TestnetRun:
             "longest_stall_s": round(stall, 3),
             "tcs": sum(int(s["tcs"]) for s in stats if s is not None),
             "dropped": _sum_dicts([s["dropped"] for s in stats if s is not None]),
+            "core_dropped": _sum_dicts([s["core_dropped"] for s in stats if s is not None]),
+            "equivocations": sum(int(s.get("equivocations", 0)) for s in stats if s is not None),
             "perturbations": [r.as_dict() for r in self.records],
-            "byzantine": {str(i): k for i, k in sorted(o.byzantine.items())},
+            "byzantine": {
+                str(i): ":".join(filter(None, (k, o.byzantine_options.get(i))))
+                for i, k in sorted(o.byzantine.items())
+            },
             "warnings": self.warnings,
             "failures": self.failures,
             "ok": not self.failures,
         }
+
+
+def cartel_options(
+    *,
+    nodes: int,
+    cartel: Sequence[int],
+    strategy: str = "withhold_all",
+    m: int | None = None,
+    theta: int | None = None,
+    censors: Sequence[int] = (),
+    **run: Any,
+) -> RunOptions:
+    """Run options of a withholding cartel on a testnet (the API `sedna mech experiment`
+    calls): lanes `cartel` run `withhold_bundles` with `strategy` (m, the senders' bundles
+    per slot, is also the senders' policy when given; theta for `threshold`), `censors`
+    run `drop_lane_blocks`. `run` sets any other `RunOptions` field (duration_s,
+    sedna_rate_pps, transport, ...). Raises ValueError on a bad choice, like the CLI."""
+    specs: list[ByzantineSpec] = []
+    if cartel:
+        options = [f"strategy={strategy}"]
+        options += [f"m={m}"] if m is not None else []
+        options += [f"theta={theta}"] if theta is not None else []
+        text = f"withhold_bundles:{','.join(map(str, cartel))}:{':'.join(options)}"
+        specs.append(parse_byzantine(text, nodes))
+    if censors:
+        specs.append(parse_byzantine(f"drop_lane_blocks:{','.join(map(str, censors))}", nodes))
+    assigned = byzantine_nodes(specs, nodes)
+    run.setdefault("rate_tps", 0.0)
+    if m is not None:
+        run.setdefault("sedna_bundles_per_slot", m)
+    return RunOptions(
+        nodes=nodes,
+        byzantine={n: s.behaviour for n, s in assigned.items()},
+        byzantine_options={n: s.options for n, s in assigned.items() if s.options},
+        **run,
+    )
+
+
+def run_cartel(**kwargs: Any) -> dict[str, Any]:
+    """One bounded testnet run of `cartel_options(**kwargs)`; its summary (with `cartel`:
+    per payload the public and cartel decode slots and the lead)."""
+    return asyncio.run(TestnetRun(cartel_options(**kwargs)).execute())
 
 
 @dataclass

@@ -26,7 +26,14 @@ RUN_EXAMPLES = """perturbations (ACTION:NODE[:SECONDS]@AT, AT in seconds from th
   pause:2:10@5      SIGSTOP node 2 at 5 s, SIGCONT 10 s later
   restart:1@8       graceful stop and start of node 1 at 8 s
   disconnect:3:10@5 isolate node 3's transport for 10 s at 5 s
-byzantine behaviours (BEHAVIOUR:NODE): silent, double_vote, malformed
+byzantine behaviours (--byzantine BEHAVIOUR:NODES[:KEY=VALUE...], repeatable):
+  equivocate:3                       node 3 sends two blocks per round it leads
+  silent:2:targets=0,1               node 2 sends nothing to nodes 0 and 1
+  withhold_bundles:4,5,6:strategy=withhold_all   a lane cartel pooling what it withholds
+  consensus: silent, double_vote, malformed, replay_txs, equivocate, tail_fork,
+    withhold_votes, withhold_qc, invalid_signatures, stale_spam, ne_spam, bad_height,
+    bad_timestamp, bad_reproposal, forged_tc_rank, strip_timeouts (at most f nodes)
+  lanes: withhold_bundles, drop_lane_blocks (any number of nodes)
 
 exit codes: 0 ok, 1 divergence (finalized chains or Sedna execution orders) / no progress /
             a node did not recover / nothing measured, 2 bad input
@@ -240,6 +247,7 @@ def _run(args: argparse.Namespace) -> int:
         RunOptions,
         TestnetError,
         TestnetRun,
+        byzantine_nodes,
         parse_byzantine,
         parse_perturbation,
     )
@@ -276,7 +284,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         perturbations = [parse_perturbation(s, args.nodes) for s in args.perturb]
-        byzantine = dict(parse_byzantine(s, args.nodes) for s in args.byzantine)
+        assigned = byzantine_nodes(
+            [parse_byzantine(s, args.nodes) for s in args.byzantine], args.nodes
+        )
         ledger = _ledger_options(args)
     except ValueError as exc:
         _err(str(exc))
@@ -293,9 +303,6 @@ def _run(args: argparse.Namespace) -> int:
         except ImportError:
             _err("--out draws a PNG with matplotlib: pip install 'sedna-bft[analysis]'")
             return 2
-    faulty = (args.nodes - 1) // 3
-    if len(byzantine) > faulty:
-        print(f"warning: {len(byzantine)} Byzantine nodes exceed f = {faulty}", file=sys.stderr)
     consensus: dict[str, Any] = {}
     if args.delta_ms is not None:
         if args.delta_ms <= 0:
@@ -317,7 +324,8 @@ def _run(args: argparse.Namespace) -> int:
         transport=args.transport,
         dir=args.dir,
         perturbations=perturbations,
-        byzantine=byzantine,
+        byzantine={n: s.behaviour for n, s in assigned.items()},
+        byzantine_options={n: s.options for n, s in assigned.items() if s.options},
         no_restart=args.no_restart,
         tx_bytes=args.tx_bytes,
         drain_s=args.drain,

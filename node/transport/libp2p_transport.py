@@ -11,7 +11,8 @@
   dials by itself when it finds no connection.
 - The stream protocol id names the chain (`protocol_id(chain_id)`,
   "/sedna/consensus/1/<chain id>"): a node of another chain does not speak it, so its
-  streams are never opened (counted `wrong_chain` by the side that tried).
+  streams are never opened (counted `wrong_chain` by the side that tried, which closes
+  the connection).
 - Per peer, one outbound stream on the chain's protocol id carries 4-byte length-prefixed frames;
   the peer reads them from the stream we opened and writes to us on the one it opened.
 - Trio-side waits (for a connection, the end of isolation, queued frames) test a condition
@@ -576,6 +577,8 @@ class Libp2pTransport:
                 hint="the two nodes' consensus.chain_id differ: they are other networks",
             )
             await _reset_quietly(stream)
+            if self._nursery is not None:  # a peer of another chain keeps no connection
+                self._nursery.start_soon(self._close_conn, conn)
             raise
         except BaseException:
             await _reset_quietly(stream)

@@ -58,6 +58,16 @@ BAD_DOCUMENTS = [
     ({"mempool": None}, "[mempool]"),
     ({"validators": []}, "[[validators]]"),
     ({"test": {"byzantine": "evil"}}, "test.byzantine"),
+    (
+        {"test": {"byzantine": "equivocate", "byzantine_options": "targets=9"}},
+        "test.byzantine_options",
+    ),
+    (
+        {"test": {"byzantine": "tail_fork", "byzantine_options": "targets=1"}},
+        "test.byzantine_options",
+    ),
+    ({"test": {"byzantine": "withhold_bundles"}}, "test.cartel_pool"),
+    ({"test": {"byzantine": "withhold_bundles", "cartel_pool": "host:0"}}, "test.cartel_pool"),
     ({"test": {"crash_after_persist_safety": -1}}, "test.crash_after_persist_safety"),
     ({"extra": {"x": 1}}, "config.extra"),
     ({"consensus": {"chain_id": "has space"}}, "consensus.chain_id"),

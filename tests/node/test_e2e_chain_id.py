@@ -77,11 +77,14 @@ def test_each_network_gets_its_own_chain_id_written_into_every_config(tmp_path: 
         assert chain_ids == {manifest["chain_id"]} and DEFAULT_CHAIN_ID not in chain_ids
 
 
+@pytest.mark.parametrize("transport", ["tcp", "libp2p"])
 def test_a_node_of_another_chain_cannot_join_and_a_foreign_ticket_is_refused(
-    tmp_path: Path,
+    transport: str, tmp_path: Path
 ) -> None:
+    if transport == "libp2p":
+        pytest.importorskip("libp2p")
     root = tmp_path / "net"
-    manifest = generate_network(root, 4)
+    manifest = generate_network(root, 4, transport=transport)
     chain_id = manifest["chain_id"]
     stranger = root / manifest["members"][3]["config"]
     # Node 3 keeps its validator key but is configured for another chain.

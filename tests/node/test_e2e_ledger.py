@@ -25,6 +25,7 @@ from consensus.crypto import ED25519, derive_keys
 from consensus.lanes.encoding import encode_payload
 from consensus.lanes.tickets import make_ticket, sign_ticket
 from consensus.lanes.wire import LaneEntry, encode_lane_entry
+from node.lane_tracker import LEDGER_CHECKPOINT_HEIGHTS
 from node.lanes_node import MAX_FUTURE_SLOTS, NODE_LANE_PARAMS
 from node.rpc import HttpClient, encode_binary_txs
 from node.storage import DATABASE_FILE
@@ -82,12 +83,13 @@ def _post_bundle(net: Testnet, index: int, entry: bytes) -> dict:
     return asyncio.run(post())
 
 
+@pytest.mark.parametrize("mode", ["certified", "carried"])
 def test_ledger_charges_fees_and_bounties_identically_and_survives_a_crash_restart(
-    tmp_path: Path,
+    mode: str, tmp_path: Path
 ) -> None:
     root = tmp_path / "net"
     manifest = generate_network(
-        root, 4, consensus={"delta_ms": 50.0},
+        root, 4, consensus={"delta_ms": 50.0}, dissemination=mode,
         ledger={"sender_balance": BALANCE, "fee": FEE, "bounty": BOUNTY, "senders": 2},
     )  # fmt: skip
     chain_id = manifest["chain_id"]
@@ -153,7 +155,14 @@ def test_ledger_charges_fees_and_bounties_identically_and_survives_a_crash_resta
         assert lanes2["error"] is None and lanes2["ledger"]["conserved"]
         metrics = asyncio.run(net.rpc_json(2, "/stats"))
         assert metrics is not None
-        common = min(_json(net, i, "/lanes")["tracker_height"] for i in range(4))
+        # Compare at a ledger checkpoint above every execution so far.
+        target = max(_json(net, i, "/lanes")["tracker_height"] for i in range(4))
+        target += LEDGER_CHECKPOINT_HEIGHTS
+        assert _wait(
+            lambda: min(_json(net, i, "/lanes")["tracker_height"] for i in range(4)) >= target,
+            60,
+        )
+        common = target - target % LEDGER_CHECKPOINT_HEIGHTS
         assert common > before
         rows = [_json(net, i, f"/lanes?at={common}")["ledger_at_height"] for i in range(4)]
         assert all(r is not None for r in rows)

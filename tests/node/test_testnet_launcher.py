@@ -15,8 +15,10 @@ from node.tools.testnet import (
     DOCKER_ROOT,
     DOCKER_RPC_PORT,
     LOCAL_RPC_BASE,
+    ByzantineSpec,
     TestnetError,
     _longest_stall,
+    byzantine_nodes,
     compose_document,
     find_port_bases,
     generate_network,
@@ -62,10 +64,44 @@ def test_bad_perturbation_specs(spec: str, message: str) -> None:
 
 
 def test_byzantine_specs() -> None:
-    assert parse_byzantine("silent:3", 4) == (3, "silent")
-    for bad in ("silent", "evil:1", "silent:9", "silent:x"):
-        with pytest.raises(ValueError):
+    assert parse_byzantine("silent:3", 4) == ByzantineSpec("silent:3", "silent", (3,))
+    spec = parse_byzantine("withhold_bundles:4,5,6:strategy=withhold_all", 7)
+    assert spec.behaviour == "withhold_bundles" and spec.nodes == (4, 5, 6)
+    assert spec.options == "strategy=withhold_all"
+    assert parse_byzantine("equivocate:1:targets=0,2", 4).options == "targets=0,2"
+    for bad, message in (
+        ("silent", "expected BEHAVIOUR:NODES"),
+        ("silent:", "expected BEHAVIOUR:NODES"),
+        ("evil:1", "unknown behaviour"),
+        ("silent:9", "node 9 not in 0..3"),
+        ("silent:x", "not integers"),
+        ("silent:1,1", "named twice"),
+        ("equivocate:1:targets=7", r"\[7\] not in 0..3"),
+        ("equivocate:1:strategy=withhold_all", "unknown for equivocate"),
+        ("tail_fork:1:targets=0", "unknown for tail_fork"),
+        ("withhold_bundles:1:strategy=nope", "unknown cartel strategy"),
+        ("withhold_bundles:1:strategy=threshold", "needs m"),
+        ("withhold_bundles:1:strategy=threshold:m=2:theta=0", "theta must be >= 1"),
+        ("withhold_bundles:1:theta", "expected KEY=VALUE"),
+        ("withhold_bundles:1:strategy=withhold_all:strategy=withhold_all", "given twice"),
+    ):
+        with pytest.raises(ValueError, match=message):
             parse_byzantine(bad, 4)
+
+
+def test_byzantine_nodes_bound_consensus_attackers_by_f() -> None:
+    specs = [parse_byzantine(s, 7) for s in ("equivocate:1", "ne_spam:2")]
+    assert {n: s.behaviour for n, s in byzantine_nodes(specs, 7).items()} == {
+        1: "equivocate",
+        2: "ne_spam",
+    }
+    with pytest.raises(ValueError, match="more than f = 2"):
+        byzantine_nodes([*specs, parse_byzantine("silent:3", 7)], 7)
+    # lane behaviours do not count against f: a 4-lane cartel on 7 validators
+    cartel = parse_byzantine("withhold_bundles:3,4,5,6", 7)
+    assert len(byzantine_nodes([*specs, cartel], 7)) == 6
+    with pytest.raises(ValueError, match="already runs 'equivocate'"):
+        byzantine_nodes([*specs, parse_byzantine("drop_lane_blocks:1", 7)], 7)
 
 
 def test_generated_network_loads_with_the_node_validation(tmp_path: Path) -> None:
@@ -193,6 +229,9 @@ def test_cli_bad_input_exits_2_and_creates_nothing(tmp_path: Path, capsys) -> No
         ["testnet", "run", "--sedna-bytes", "70000", "--dir", str(target)],
         ["testnet", "run", "--perturb", "kill:9@1", "--dir", str(target)],
         ["testnet", "run", "--byzantine", "evil:1", "--dir", str(target)],
+        ["testnet", "run", "--byzantine", "equivocate:4", "--dir", str(target)],
+        ["testnet", "run", "--byzantine", "equivocate:1,2", "--dir", str(target)],
+        ["testnet", "run", "--byzantine", "silent:1:strategy=x", "--dir", str(target)],
         ["testnet", "status", "--dir", str(target)],
         ["testnet", "down", "--dir", str(target)],
         ["testnet", "logs", "--dir", str(target)],

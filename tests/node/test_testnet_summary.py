@@ -27,7 +27,7 @@ class _LedgerNet:
         return len(self.hashes)
 
     async def rpc_json(self, index: int, path: str, timeout_s: float = 2.0):
-        assert path == "/lanes?at=7"
+        assert path == "/lanes?at=32"  # the highest checkpoint at or below 37
         row = {"ledger_hash": self.hashes[index], "fees_charged": 12, "bounties_paid": 30}
         return {"ledger_at_height": row}
 
@@ -39,14 +39,14 @@ def _ledger_summary(hashes: list[str], **options):
 
     run = TestnetRun(RunOptions(**options))
     run.net = _LedgerNet(hashes)  # type: ignore[assignment]
-    return run, asyncio.run(run._ledger_summary(7))
+    return run, asyncio.run(run._ledger_summary(37))
 
 
 def test_the_ledger_summary_fails_when_honest_nodes_disagree_at_one_height() -> None:
     ledger = {"sender_balance": 100, "fee": 2, "bounty": 6}
     run, summary = _ledger_summary(["aa", "aa", "aa", "aa"], ledger=ledger)
     assert summary == {
-        "ledger_height": 7,
+        "ledger_height": 32,
         "fees_charged": 12,
         "bounties_paid": 30,
         "ledger_hash": {"0": "aa", "1": "aa", "2": "aa", "3": "aa"},

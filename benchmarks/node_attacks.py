@@ -1,5 +1,7 @@
 """Netsim's attacking senders (netsim/lane_attacks.py), driven over RPC against real nodes.
 
+Used by tests/node/test_e2e_sender_attacks.py and benchmarks/bench_node_attacks.py.
+
 The crafting is netsim's, unchanged: an `AttackingSender` plans its entries for a slot
 (`plan(slot) -> [(lane, LaneEntry)]`) and learns decisions from `on_outcome`. This driver
 only replaces the simulator around it: it reads the lanes' open slot from `GET /status`,
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +26,8 @@ from consensus.lanes.wire import LaneEntry, encode_lane_entry
 from netsim.lane_attacks import ATTACKS, AttackContext, AttackingSender
 from node.lanes_node import NODE_LANE_PARAMS
 from node.rpc import HttpClient, encode_binary_txs
+from node.tools.sedna_client import SednaClient
+from node.tools.testnet import Testnet
 
 LEAD_SLOTS = 6  # plan this many slots past the open slot (tickets must land before it)
 _STATES = {"decoded": "executed", "rejected": "rejected", "expired": "expired"}
@@ -126,3 +131,72 @@ class RpcAttackDriver:
     async def close(self) -> None:
         for client in self.clients.values():
             await client.close()
+
+
+# --------------------------------------------------------------------------- phases
+
+
+async def node_json(net: Testnet, index: int, path: str) -> dict:
+    data = await net.rpc_json(index, path, timeout_s=5.0)
+    assert data is not None, f"node {index} did not answer {path}"
+    return data
+
+
+async def run_phase(
+    net: Testnet,
+    honest: SednaClient,
+    duration_s: float,
+    honest_pps: float,
+    attack: RpcAttackDriver | None = None,
+) -> dict:
+    """Honest load at `honest_pps` (and the attack) for `duration_s`; the chain's blocks/s
+    over it (node 0's finalized height) and the honest payload ids submitted."""
+    start = (await node_json(net, 0, "/status"))["height"]
+    started = time.monotonic()
+    submitted: list[bytes] = []
+
+    async def honest_load() -> None:
+        sent = 0
+        while (elapsed := time.monotonic() - started) < duration_s:
+            while sent < elapsed * honest_pps:  # bound: the rate owed so far
+                cid = honest.submit(b"honest-%d-" % len(submitted) + bytes(400))
+                assert cid is not None
+                submitted.append(cid)
+                sent += 1
+            await honest.step()
+            await asyncio.sleep(0.02)
+
+    await asyncio.gather(honest_load(), attack.run(duration_s) if attack else asyncio.sleep(0))
+    elapsed = time.monotonic() - started
+    end = (await node_json(net, 0, "/status"))["height"]
+    return {"blocks_per_s": (end - start) / elapsed, "submitted": submitted}
+
+
+async def settle(honest: SednaClient, timeout_s: float) -> None:
+    """Step the honest client until every payload is decided (or the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while honest.undecided() and time.monotonic() < deadline:
+        await honest.step()
+        await asyncio.sleep(0.02)
+
+
+async def decided_ns(net: Testnet) -> dict[bytes, int]:
+    """When node 0's tracker decided each payload (its /executions `decided_ns`)."""
+    height = (await node_json(net, 0, "/lanes"))["tracker_height"]
+    decided: dict[bytes, int] = {}
+    first = 1
+    while first <= height:  # bounded: each page advances `next`
+        page = await node_json(net, 0, f"/executions?from={first}&to={height}")
+        decided.update((bytes.fromhex(e["id"]), e["decided_ns"]) for e in page["events"])
+        first = page["next"]
+    return decided
+
+
+def decode_p50_ms(honest: SednaClient, ids: list[bytes], decided: dict[bytes, int]) -> float | None:
+    """Honest decode latency p50: first send -> decided on node 0."""
+    values = sorted(
+        (decided[cid] - sent) / 1e6
+        for cid in ids
+        if cid in decided and (sent := honest.payloads[cid].first_send_ns)
+    )
+    return round(values[len(values) // 2], 1) if values else None
