@@ -377,10 +377,12 @@ def run_netsim(spec: Spec, points: Sequence[Point], executor: Any) -> list[Resul
 
 # The launcher API the testnet backend calls (`node.tools.testnet`): `run_cartel(nodes=,
 # cartel=, strategy=, m=, theta=, censors=, **RunOptions fields)` runs one bounded testnet
-# and returns its summary, whose `cartel` key lists per Sedna payload its `first_slot`,
-# `public_slot` (the height the chain decided it; carried lanes: its decode height) and
-# `cartel_slot` (the first slot a cartel member decoded it privately from its pool).
+# and returns its summary, whose `sedna_payloads` lists per Sedna payload its `first_slot`,
+# `decode_slot` (the height the chain decided it; carried lanes: its decode height),
+# `cartel_slot` (the first slot a cartel member decoded it privately from its pool),
+# `lead` and `clean` (no bundle of it refused).
 TESTNET_API = ("run_cartel", "cartel_options")
+TESTNET_RECORD_KEYS = ("first_slot", "decode_slot", "cartel_slot", "lead", "clean")
 TESTNET_PAYLOADS_PER_S = 10.0
 TESTNET_START_S = 15.0  # start, readiness, drain and stop of one testnet (estimate)
 
@@ -395,6 +397,12 @@ def testnet_missing(strategies: Sequence[str] = ()) -> str | None:
         for name in TESTNET_API
         if not callable(getattr(testnet, name, None))
     ]
+    record = set(getattr(testnet, "SEDNA_PAYLOAD_RECORD_KEYS", ()))
+    if not set(TESTNET_RECORD_KEYS) <= record:
+        missing.append(
+            f"per-payload records in the run summary (sedna_payloads with "
+            f"{', '.join(TESTNET_RECORD_KEYS)}: testnet.SEDNA_PAYLOAD_RECORD_KEYS)"
+        )
     fields = getattr(testnet.RunOptions, "__dataclass_fields__", {})
     for name in ("sedna_bundles_per_slot", "sedna_extra_bundles", "dissemination"):
         if name not in fields:
@@ -460,34 +468,38 @@ def testnet_options(spec: Spec, point: Point) -> dict[str, Any]:
 
 
 def measured_from_summary(spec: Spec, point: Point, summary: dict[str, Any]) -> Any:
-    """A testnet run's payloads as a `Measured`: lag = public_slot − (first_slot + t* − 1),
-    lead = public_slot − cartel_slot. The run's failures (divergence, no progress) and any
-    bundle a lane rejected (q < 1: the model's premise broken) are its problems. Leaders
-    are not read: a withholding cartel's P(delay) does not depend on them (censorship
-    points are unmodelled on the testnet)."""
+    """A testnet run's payloads (`summary["sedna_payloads"]`, the launcher's
+    `SEDNA_PAYLOAD_RECORD_KEYS`) as a `Measured`: lag = decode_slot − (first_slot + t* − 1),
+    lead = decode_slot − cartel_slot (0 when the cartel was not ahead). A payload that is
+    not `clean` (a bundle of it refused: q < 1 for it) is left out and counted. The run's
+    failures (divergence, no progress) are its problems. Leaders are not read: a
+    withholding cartel's P(delay) does not depend on them (censorship points are
+    unmodelled on the testnet)."""
     from netsim.measure import Measured
 
     measured = Measured(lanes=spec.lanes, runs=1)
     measured.problems += [str(f) for f in summary.get("failures", [])]
-    rejected = {k: v for k, v in summary.get("bundles_rejected", {}).items() if v}
-    if rejected:
-        measured.problems.append(f"bundles rejected (q < 1) {rejected}")
-    cartel = summary.get("cartel")
-    if cartel is None:
-        measured.problems.append("the run summary has no per-payload 'cartel' records")
-        cartel = {}
-    for record in cartel.get("payloads", [])[:MAX_PAYLOADS]:
+    records = summary.get("sedna_payloads")
+    if records is None:
+        measured.problems.append("the run summary has no per-payload records (sedna_payloads)")
+        records = []
+    for record in records[:MAX_PAYLOADS]:
         first = record.get("first_slot")
-        if first is None:  # never finalized a bundle: not placed on the schedule
+        if first is None or not record.get("clean", False):
             measured.left_out += 1
             continue
         horizon = int(first) + spec.t_star - 1
-        public = record.get("public_slot")
-        private = record.get("cartel_slot")
+        decode = record.get("decode_slot")
         measured.first_leaders.append(0)
-        measured.lags.append(None if public is None else int(public) - horizon)
-        lead = None if public is None else int(public) - min(int(public), int(private or public))
-        measured.leads.append(lead)
+        measured.lags.append(None if decode is None else int(decode) - horizon)
+        lead = record.get("lead")
+        measured.leads.append(None if decode is None or lead is None else int(lead))
+    early = sum(1 for lag in measured.lags if lag is not None and lag < 0)
+    if early:  # impossible when m bundles a slot go out from the first slot: not comparable
+        measured.problems.append(
+            f"{early} payloads decoded before their honest horizon (lag < 0): the records' "
+            "slots do not follow m bundles a slot from the first slot"
+        )
     measured.report_lanes = {
         "ratchet_policy": "none",  # the client's first attempt: fresh lanes, no feedback
         "bundles_per_slot": spec.m,
@@ -632,7 +644,8 @@ def plot(path: Path, spec: Spec, results: Sequence[Result]) -> str | None:
                     ax.annotate(r.status, (r.cartel, r.measured or 0.0), fontsize=7, color="red")
         if not any(r.where == where and r.measured is not None for r in results):
             ax.text(0.5, 0.5, f"{where}: not run", ha="center", transform=ax.transAxes)
-        ax.set_title(f"{where}: N = {spec.lanes}, κ = {spec.kappa}, m = {spec.m}, {spec.policy}")
+        senders = spec.policy if where == "netsim" else "fresh, first attempt t*·m"
+        ax.set_title(f"{where}: N = {spec.lanes}, κ = {spec.kappa}, m = {spec.m}, {senders}")
         ax.set_xlabel("cartel size (withholding lanes; censoring leaders)")
         ax.set_ylabel("P(decode delayed) = P(lag ≥ 1)")
         ax.set_ylim(-0.03, 1.03)

@@ -93,6 +93,7 @@ class OutgoingPayload:
     kappa: int
     submitted_ns: int
     first_send_ns: int | None = None
+    first_slot: int | None = None  # the slot of its first ticket (of its first attempt)
     next_bundle: int = 0
     attempts: int = 0
     missing: int = 0  # bundles to plan in the next step
@@ -267,6 +268,8 @@ class SednaClient:
                     break
                 ticket = make_ticket(cid, lane, slot, index, self.fee)
                 planned.append((lane, encoded.bundles[index], ticket))
+                if p.first_slot is None:
+                    p.first_slot = slot  # its first ticket slot (resends keep it)
                 p.missing -= 1
                 p.inflight += 1
             p.last_slot = slot

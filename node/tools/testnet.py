@@ -1458,11 +1458,11 @@ class TestnetRun:
                     "id": cid.hex(),
                     "status": row.status if row is not None else "undecided",
                     "kappa": kappa,
-                    "first_slot": min((a[0] for a in state.accepted), default=None),
+                    "first_slot": state.first_slot,
                     "decode_slot": decode,
                     "cartel_slot": private,
                     "lead": lead,
-                    "clean": state.refusals == 0 and bool(state.accepted),
+                    "clean": state.refusals == 0 and state.first_slot is not None,
                     "withheld": withheld.get(cid, 0),
                     "withheld_by": sorted(lanes.get(cid, ())),
                     # the slot by which the pool alone held κ bundles (None: never)

@@ -131,6 +131,10 @@ def test_a_withholding_cartel_decodes_ahead_of_the_chain(transport: str) -> None
     records = summary["sedna_payloads"]
     assert len(records) == summary["sedna_offered"]
     assert all(set(r) == set(SEDNA_PAYLOAD_RECORD_KEYS) for r in records)
+    # the first ticket slot is the first attempt's (resends after withholding keep it)
+    decided = [r for r in records if r["decode_slot"] is not None]
+    assert decided and all(r["decode_slot"] >= r["first_slot"] for r in decided)
+    assert any(r["decode_slot"] - r["first_slot"] > 5 for r in decided)  # delayed ones
     ahead = [p for p in records if p["lead"]]
     assert ahead and len(ahead) == cartel["lead_slots"]["ahead"]
     for p in ahead:

@@ -140,15 +140,12 @@ def test_bad_input_exits_2(
     assert message in capsys.readouterr().err
 
 
-def test_testnet_without_the_launcher_behaviour_is_refused(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    missing = experiment.testnet_missing()
-    if missing is None:
-        pytest.skip("the launcher has withhold_bundles: the testnet backend runs (e2e tests)")
-    assert main(["mech", "experiment", "--where", "netsim,testnet", *SMALL]) == 2
-    err = capsys.readouterr().err
-    assert "run_cartel" in err and "testnet" in err
+def test_the_testnet_backend_names_what_the_launcher_lacks() -> None:
+    """The launcher has the cartel API and every strategy, so the backend is ready; a
+    strategy the nodes do not run is named (the command then exits 2 before starting)."""
+    assert experiment.testnet_missing(experiment.STRATEGIES) is None
+    missing = experiment.testnet_missing(("withhold_all", "sometimes"))
+    assert missing is not None and "['sometimes']" in missing
 
 
 def test_testnet_points_map_onto_the_launcher() -> None:
@@ -182,3 +179,46 @@ def test_a_disagreeing_point_exits_1(capsys: pytest.CaptureFixture[str]) -> None
     (point,) = doc["points"]
     assert point["status"] == "disagree" and point["agree"] is False
     assert not point["ci_low"] <= point["predicted"] <= point["ci_high"]
+
+
+def test_testnet_records_are_read_and_impossible_ones_refused() -> None:
+    """The launcher's per-payload records: unclean payloads left out, lag from the first
+    slot, and a decode before the honest horizon (impossible with m bundles a slot) makes
+    the run incomparable rather than a measurement."""
+    spec, point = Spec(), Point("testnet", "withhold_all", 2)
+
+    def record(first: int, decode: int | None, clean: bool = True) -> dict:
+        lead = None if decode is None else 1
+        return {"first_slot": first, "decode_slot": decode, "cartel_slot": None,
+                "lead": lead, "clean": clean}  # fmt: skip
+
+    summary = {"sedna_payloads": [record(10, 12), record(10, 13), record(10, None),
+                                  record(10, 12, clean=False)]}  # fmt: skip
+    measured = experiment.measured_from_summary(spec, point, summary)
+    assert (measured.lags, measured.left_out, measured.problems) == ([0, 1, None], 1, [])
+    bad = experiment.measured_from_summary(spec, point, {"sedna_payloads": [record(10, 11)]})
+    assert bad.problems and "before their honest horizon" in bad.problems[0]
+    assert experiment.measured_from_summary(spec, point, {}).problems
+
+
+@pytest.mark.e2e
+def test_testnet_clear_cut_points(capsys: pytest.CaptureFixture[str]) -> None:
+    """Real 7-validator tcp testnets. A withhold_all cartel of 3 lanes (above the knife
+    edge) delays most payloads and agrees with the model (0.978 with the client's fresh
+    lanes), measured through the cartel's real side channel. Without a cartel the model
+    is certain nothing is delayed; a real network sometimes delays a payload by a missed
+    lane block (docs/cartels.md, 1 in 197 measured), so that point is held to at most 2
+    of its payloads rather than to agreement."""
+    if experiment.testnet_missing(("withhold_all",)) is not None:
+        pytest.skip("the launcher lacks the cartel API")
+    _code, doc = _run(
+        ["--where", "testnet", "--cartel", "0,3", "--strategy", "withhold_all",
+         "--payloads", "30", "--seeds", "1"],
+        capsys,
+    )  # fmt: skip
+    none, three = doc["points"]
+    for point in (none, three):
+        assert point["where"] == "testnet" and point["payloads"] >= 20, point
+    assert none["predicted"] == 0.0 and none["delayed"] <= 2, none
+    assert three["status"] == "agree", three
+    assert three["predicted"] > 0.9 and three["measured"] > 0.6

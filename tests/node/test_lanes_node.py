@@ -548,11 +548,17 @@ def test_testnet_run_decodes_sedna_payloads_on_every_node_through_a_kill(mode: s
     assert result.returncode == 0, result.stderr[-3000:]
     s = json.loads(result.stdout)
     assert s["dissemination"] == mode
-    if mode == "certified":  # every lane's blocks got PoAs, on every node
-        assert set(s["availability"]) == {"0", "1", "2", "3"}
+    if mode == "certified":
+        availability = s["availability"]
+        assert set(availability) == {"0", "1", "2", "3"}
+        # the nodes that ran throughout certified their lane blocks and saw the others'
+        # (node 2's counters restart with its process); no lane signed two blocks at a height
         assert all(
-            a["poa_formed"] > 0 and a["poas_received"] > 0 for a in s["availability"].values()
+            a["poa_formed"] > 0 and a["poas_received"] > 0
+            for node, a in availability.items()
+            if node != "2"
         )
+        assert all(a["equivocations"] == 0 for a in availability.values())
     else:
         assert s["availability"] == {}
     assert s["ok"] and s["agreement"] and s["execution_order_agreement"]
