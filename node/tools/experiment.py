@@ -248,6 +248,8 @@ class Result:
     cartel: int
     payloads: int = 0
     left_out: int = 0
+    # why the left-out payloads were (testnet: each record's `not_clean` reasons)
+    left_out_why: dict[str, int] = field(default_factory=dict)
     delayed: int = 0
     measured: float | None = None
     ci_low: float | None = None
@@ -382,7 +384,7 @@ def run_netsim(spec: Spec, points: Sequence[Point], executor: Any) -> list[Resul
 # `cartel_slot` (the first slot a cartel member decoded it privately from its pool),
 # `lead` and `clean` (no bundle of it refused).
 TESTNET_API = ("run_cartel", "cartel_options")
-TESTNET_RECORD_KEYS = ("first_slot", "decode_slot", "cartel_slot", "lead", "clean")
+TESTNET_RECORD_KEYS = ("first_slot", "decode_slot", "cartel_slot", "lead", "clean", "not_clean")
 TESTNET_PAYLOADS_PER_S = 10.0
 TESTNET_START_S = 15.0  # start, readiness, drain and stop of one testnet (estimate)
 
@@ -471,7 +473,9 @@ def measured_from_summary(spec: Spec, point: Point, summary: dict[str, Any]) -> 
     """A testnet run's payloads (`summary["sedna_payloads"]`, the launcher's
     `SEDNA_PAYLOAD_RECORD_KEYS`) as a `Measured`: lag = decode_slot − (first_slot + t* − 1),
     lead = decode_slot − cartel_slot (0 when the cartel was not ahead). A payload that is
-    not `clean` (a bundle of it refused: q < 1 for it) is left out and counted. The run's
+    not `clean` (a bundle of it refused: q < 1 for it; or an honest lane block holding a
+    bundle of it, in the slots the model counts, not finalized at its slot's height: the
+    record's `not_clean`) is left out and counted. The run's
     failures (divergence, no progress) are its problems. Leaders are not read: a
     withholding cartel's P(delay) does not depend on them (censorship points are
     unmodelled on the testnet)."""
@@ -509,6 +513,16 @@ def measured_from_summary(spec: Spec, point: Point, summary: dict[str, Any]) -> 
     return measured
 
 
+def left_out_why(summary: dict[str, Any]) -> dict[str, int]:
+    """How many of a testnet run's payloads were left out for each reason (a payload
+    may have several: a refusal and a late lane block)."""
+    why: Counter[str] = Counter()
+    for record in summary.get("sedna_payloads", ())[:MAX_PAYLOADS]:
+        if record.get("first_slot") is None or not record.get("clean", False):
+            why.update(record.get("not_clean") or ["not_clean"])
+    return dict(sorted(why.items()))
+
+
 def run_testnet(spec: Spec, points: Sequence[Point]) -> list[Result]:
     """One real testnet per point through the launcher (`run_cartel`), one after another."""
     from node.tools import testnet
@@ -526,6 +540,7 @@ def run_testnet(spec: Spec, points: Sequence[Point]) -> list[Result]:
             summary = {"failures": [f"testnet: {exc}"]}
         measured = measured_from_summary(spec, point, summary)
         result = evaluate(spec, point, measured, time.monotonic() - started)
+        result.left_out_why = left_out_why(summary)
         if point.strategy == CENSOR and result.status in ("agree", "disagree"):
             result.status, result.agree, result.predicted = "unmodelled", None, None
             result.reason = "testnet leaders are not checked against the round-robin schedule"

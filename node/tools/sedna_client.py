@@ -99,6 +99,8 @@ class OutgoingPayload:
     missing: int = 0  # bundles to plan in the next step
     inflight: int = 0  # bundles in requests not answered yet
     accepted: list[tuple[int, int, int]] = field(default_factory=list)  # (slot, lane, bundle)
+    # the first attempt's admitted bundles (kept through re-sends: the slots the model counts)
+    first_accepted: list[tuple[int, int, int]] = field(default_factory=list)
     last_slot: int = 0  # highest slot addressed in the current attempt
     excluded: set[int] = field(default_factory=set)
     reusable: list[int] = field(default_factory=list)  # refused indices, admitted nowhere
@@ -451,6 +453,8 @@ class SednaClient:
                     self.stats.bundles_accepted += 1
                     p.inflight -= 1
                     p.accepted.append((slot, lane, index))
+                    if p.attempts == 1:  # bounded: one attempt's bundles
+                        p.first_accepted.append((slot, lane, index))
                     if p.first_send_ns is None:
                         p.first_send_ns = now_ns
                     continue

@@ -943,6 +943,8 @@ def byzantine_nodes(specs: Sequence[ByzantineSpec], nodes: int) -> dict[int, Byz
 
 # The keys of each record of a run summary's `sedna_payloads` (see
 # `TestnetRun._payload_records`); `sedna mech experiment` reads them.
+MAX_RECORDED_MISSES = 8  # lane block misses listed per payload record (all are counted)
+
 SEDNA_PAYLOAD_RECORD_KEYS = (
     "id",
     "status",
@@ -952,10 +954,69 @@ SEDNA_PAYLOAD_RECORD_KEYS = (
     "cartel_slot",
     "lead",
     "clean",
+    "not_clean",
+    "lane_block_misses",
     "withheld",
     "withheld_by",
     "pool_slot",
 )
+
+# Why a payload is not `clean` (its record's `not_clean`, empty when it is):
+NOT_CLEAN_REASONS = (
+    "never_sent",  # no ticket slot: nothing to compare
+    "refused",  # a lane refused a bundle of it: q < 1 for it
+    "late_lane_block",  # an honest lane block holding a bundle of it (in the counted slots)
+    # was finalized at a later height than its slot
+    "lost_lane_block",  # ... or was not finalized at all (it missed its height)
+)
+
+
+def first_attempt_slots(kappa: int, extra_bundles: int, bundles_per_slot: int) -> int:
+    """How many slots a payload's first attempt spans (the slots the model counts):
+    κ + extra bundles, m a slot (every lane in one slot when m is 0)."""
+    if bundles_per_slot <= 0:
+        return 1
+    return -(-(kappa + extra_bundles) // bundles_per_slot)
+
+
+def lane_block_misses(
+    accepted: Sequence[tuple[int, int, int]],
+    first_slot: int,
+    slots: int,
+    honest_lanes: set[int] | frozenset[int],
+    finalized_at: Mapping[tuple[int, int, int], int],
+    adversary_heights: set[int] | frozenset[int] = frozenset(),
+) -> list[dict[str, Any]]:
+    """The admitted bundles of one payload whose lane block the model assumes finalized
+    at its slot and the chain did not: for each (slot, lane, bundle index) the client saw
+    admitted (`accepted`) by an honest lane in the first `slots` slots from `first_slot`,
+    the height the nodes finalized it at (`finalized_at`: (lane, slot, index) of this
+    payload -> height, read from an honest node's finalized blocks) must be its slot.
+    Cartel lanes are not checked: a withheld bundle is in no lane block by the cartel's
+    choice, which the model counts. Nor are slots whose finalized block an adversary
+    proposed (`adversary_heights`: a censoring leader drops honest lane blocks, which is
+    what a censorship point measures). Each miss: slot, lane, bundle, the height it was
+    finalized at (None: never) and its reason (`late_lane_block` / `lost_lane_block`)."""
+    misses = []
+    last = first_slot + slots - 1
+    for slot, lane, index in sorted(set(accepted)):
+        if not first_slot <= slot <= last or lane not in honest_lanes:
+            continue
+        if slot in adversary_heights:
+            continue
+        height = finalized_at.get((lane, slot, index))
+        if height == slot:
+            continue
+        misses.append(
+            {
+                "slot": slot,
+                "lane": lane,
+                "bundle": index,
+                "finalized_height": height,
+                "reason": "lost_lane_block" if height is None else "late_lane_block",
+            }
+        )
+    return misses
 
 
 # certified lanes: the availability counters the run summary reports per node
@@ -1441,10 +1502,32 @@ class TestnetRun:
             withheld[cid] = withheld.get(cid, 0) + 1
             lanes.setdefault(cid, set()).add(lane)
             slots.setdefault(cid, []).append(slot)
+        finalized_at, authors = self._finalized_bundles(honest, height)
+        honest_lanes = frozenset(i for i in range(o.nodes) if i not in o.byzantine)
+        adversary_heights = frozenset(h for h, a in authors.items() if a in o.byzantine)
         records: list[dict[str, Any]] = []
         for cid, state in self.sedna_state.items():
             if state.first_send_ns is None:
                 continue  # never sent
+            not_clean: list[str] = []
+            misses: list[dict[str, Any]] = []
+            if state.first_slot is None:
+                not_clean.append("never_sent")
+            else:
+                counted = first_attempt_slots(
+                    state.kappa, o.sedna_extra_bundles, o.sedna_bundles_per_slot
+                )
+                misses = lane_block_misses(
+                    state.first_accepted,
+                    state.first_slot,
+                    counted,
+                    honest_lanes,
+                    finalized_at.get(cid, {}),
+                    adversary_heights,
+                )
+            if state.refusals:
+                not_clean.append("refused")
+            not_clean += sorted({m["reason"] for m in misses})
             row = events.get(cid)
             kappa = state.kappa
             decode = row.height if row is not None and row.status == "executed" else None
@@ -1462,7 +1545,9 @@ class TestnetRun:
                     "decode_slot": decode,
                     "cartel_slot": private,
                     "lead": lead,
-                    "clean": state.refusals == 0 and state.first_slot is not None,
+                    "clean": not not_clean,
+                    "not_clean": not_clean,
+                    "lane_block_misses": misses[:MAX_RECORDED_MISSES],
                     "withheld": withheld.get(cid, 0),
                     "withheld_by": sorted(lanes.get(cid, ())),
                     # the slot by which the pool alone held κ bundles (None: never)
@@ -1470,6 +1555,38 @@ class TestnetRun:
                 }
             )
         return records
+
+    def _finalized_bundles(
+        self, index: int, height: int
+    ) -> tuple[dict[bytes, dict[tuple[int, int, int], int]], dict[int, int]]:
+        """What node `index` finalized up to `height` (read from its stopped database):
+        per payload, (lane, ticket slot, bundle index) -> the height whose block carried
+        it (the lowest, if a copy came again), and each height's block author."""
+        from consensus.lanes.wire import LanePayloadError, decode_block_payload
+
+        finalized: dict[bytes, dict[tuple[int, int, int], int]] = {}
+        authors: dict[int, int] = {}
+        first = 1
+        while first <= height:
+            blocks = self._disk(index, lambda s, f=first: s.finalized_blocks(f, 64)) or []
+            if not blocks:
+                break
+            for tip, body in blocks:
+                h = tip.header.seq_num
+                if h > height:
+                    break
+                authors[h] = tip.header.author
+                try:
+                    payload = decode_block_payload(body.payload)
+                except LanePayloadError:
+                    continue  # a block without lane payload (none is finalized otherwise)
+                for lane_block in payload.lane_blocks:
+                    for entry in lane_block.entries:
+                        t = entry.ticket.ticket
+                        key = (lane_block.lane, t.slot, t.bundle_index)
+                        finalized.setdefault(t.commitment_id, {}).setdefault(key, h)
+            first = blocks[-1][0].header.seq_num + 1
+        return finalized, authors
 
     def _cartel_summary(self, cartel: list[int], records: list[dict[str, Any]]) -> dict[str, Any]:
         """The cartel's side of the run: what crossed its side channel and its lead."""

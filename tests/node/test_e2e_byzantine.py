@@ -140,6 +140,11 @@ def test_a_withholding_cartel_decodes_ahead_of_the_chain(transport: str) -> None
     for p in ahead:
         assert p["withheld"] > 0 and p["cartel_slot"] < p["decode_slot"]
     assert any(p["withheld_by"] == [2, 3] for p in ahead)  # both members withheld
+    # withholding never makes a payload unclean (only honest lane blocks that missed
+    # their height do): no lane block miss names a cartel lane, and withheld payloads
+    # stay in the measurement
+    assert not any(m["lane"] in (2, 3) for r in records for m in r["lane_block_misses"])
+    assert any(r["clean"] for r in records if r["withheld"])
 
 
 def test_a_censoring_leader_delays_but_does_not_stop_the_lanes() -> None:
