@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +83,25 @@ def fake_qc(block_id: bytes, round: int) -> QuorumCertificate:
         signers=b"\x07",
         signatures=(bytes(64),) * 3,
     )
+
+
+async def wait_until(predicate: Callable[[], Any], timeout_s: float) -> bool:
+    """Poll `predicate` every 50 ms until it holds or `timeout_s` passes (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return bool(predicate())
+
+
+async def send_payloads(client: Any, payloads: list[bytes], timeout_s: float) -> list[bytes]:
+    """Submit `payloads` through a SednaClient and step it until every one is decided;
+    the ids of those it accepted."""
+    ids = [client.submit(p) for p in payloads]
+    deadline = time.monotonic() + timeout_s
+    while client.undecided() and time.monotonic() < deadline:
+        await client.step()
+        await asyncio.sleep(0.02)
+    assert client.undecided() == 0, client.stats
+    return [i for i in ids if i is not None]

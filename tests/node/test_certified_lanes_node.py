@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +42,7 @@ from node.runtime import NodeRuntime
 from node.storage import Storage
 from node.tools.sedna_client import SednaClient, SednaPolicy
 from node.tools.testnet import generate_network
+from tests.node.helpers import send_payloads, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 MODES = ("certified", "carried")
@@ -53,25 +53,6 @@ def _net(root: Path, dissemination: str = "certified", **kwargs) -> list:
         root, 4, consensus={"delta_ms": 50.0}, dissemination=dissemination, **kwargs
     )
     return [load_config(root / m["config"]) for m in manifest["members"]]
-
-
-async def _until(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return bool(predicate())
-
-
-async def _send(client: SednaClient, payloads: list[bytes], timeout_s: float) -> list[bytes]:
-    ids = [client.submit(p) for p in payloads]
-    deadline = time.monotonic() + timeout_s
-    while client.undecided() and time.monotonic() < deadline:
-        await client.step()
-        await asyncio.sleep(0.02)
-    assert client.undecided() == 0, client.stats
-    return [i for i in ids if i is not None]
 
 
 def _same_order(nodes: list[NodeRuntime], ids: list[bytes]) -> None:
@@ -112,12 +93,12 @@ def test_a_lane_block_missing_at_one_node_is_fetched_from_a_voter(tmp_path: Path
         room.on_frame = lossy  # type: ignore[method-assign]
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         try:
-            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
+            assert await wait_until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
             targets = [(n.index, "127.0.0.1", n.rpc.port) for n in nodes]
             client = SednaClient(targets, policy=SednaPolicy(lanes="all"))
-            ids = await _send(client, [b"fetch-%d" % i + bytes(400) for i in range(12)], 40)
+            ids = await send_payloads(client, [b"fetch-%d" % i + bytes(400) for i in range(12)], 40)
             assert len(ids) == 12
-            assert await _until(
+            assert await wait_until(
                 lambda: all(n.lanes.tracker.counts["executed"] >= 12 for n in nodes), 20
             )
             assert dropped > 0
@@ -153,7 +134,7 @@ def test_a_leader_that_omits_lane_tips_only_delays(tmp_path: Path, mode: str) ->
         nodes = [build_runtime(c, load_key(c)) for c in configs]
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         try:
-            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
+            assert await wait_until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
             targets = [(n.index, "127.0.0.1", n.rpc.port) for n in nodes]
             client = SednaClient(targets, policy=SednaPolicy(lanes="all"))
             censor = nodes[2]
@@ -169,9 +150,9 @@ def test_a_leader_that_omits_lane_tips_only_delays(tmp_path: Path, mode: str) ->
                 if batch >= 4 and omitted() > 0:
                     break
                 payloads = [b"censor-%d-%d" % (batch, i) + bytes(300) for i in range(4)]
-                ids += await _send(client, payloads, 40)
+                ids += await send_payloads(client, payloads, 40)
             assert omitted() > 0
-            assert await _until(
+            assert await wait_until(
                 lambda: all(n.lanes.tracker.counts["executed"] >= len(ids) for n in nodes), 20
             )
             if mode == "certified":
@@ -285,15 +266,15 @@ def test_a_restart_behind_the_finalized_chain_feeds_the_missing_cuts_to_the_laye
         nodes = [build_runtime(c, load_key(c)) for c in configs]
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         try:
-            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
+            assert await wait_until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
             targets = [(n.index, "127.0.0.1", n.rpc.port) for n in nodes]
             client = SednaClient(targets, policy=SednaPolicy(lanes="all"))
             ids: list[bytes] = []
             for batch in range(3):  # payloads spread over many heights
-                ids += await _send(
+                ids += await send_payloads(
                     client, [b"late-%d-%d" % (batch, i) + bytes(200) for i in range(4)], 40
                 )
-            assert await _until(
+            assert await wait_until(
                 lambda: all(n.lanes.tracker.counts["executed"] >= len(ids) for n in nodes), 20
             )
             victim = nodes[1]
@@ -311,7 +292,7 @@ def test_a_restart_behind_the_finalized_chain_feeds_the_missing_cuts_to_the_laye
             assert restarted.room is not None and restarted.room.recovered_height == back
             tasks[1] = asyncio.create_task(restarted.run())
             nodes[1] = restarted
-            assert await _until(lambda: restarted.lanes.tracker_height >= full, 30)
+            assert await wait_until(lambda: restarted.lanes.tracker_height >= full, 30)
             assert restarted.lane_tracker.error is None
             assert restarted.room.layer.finalized_height >= full
             again = restarted.ledger.storage.lane_events(1, 10**9)
@@ -343,7 +324,7 @@ def test_a_byzantine_lane_that_equivocates_or_forges_gets_no_second_vote(tmp_pat
         nodes = [build_runtime(c, k) for c, k in zip(configs, keys, strict=True)]
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         try:
-            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
+            assert await wait_until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
             target = nodes[2].room
             assert target is not None
             scheme = target.cut_validator.scheme
@@ -377,8 +358,8 @@ def test_a_byzantine_lane_that_equivocates_or_forges_gets_no_second_vote(tmp_pat
                 frame = encode_availability_frame(LaneBlockMessage(message))
                 nodes[1].router.send_frame(2, frame, "LaneBlockMessage")
             layer = target.layer
-            assert await _until(lambda: layer.stats.equivocations == 1, 10)
-            assert await _until(lambda: sum(layer.stats.dropped.values()) >= 2, 10)
+            assert await wait_until(lambda: layer.stats.equivocations == 1, 10)
+            assert await wait_until(lambda: sum(layer.stats.dropped.values()) >= 2, 10)
             assert layer.stats.dropped["invalid lane block: bad lane block signature"] == 1
             assert layer.stats.dropped["lane block relayed"] == 1
             digest = chain_block_digest(first)

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +40,7 @@ from node.runtime import NodeRuntime
 from node.tools.sedna_client import MAX_LEAD_BONUS, MAX_SLOT_LEAD, SednaClient, SednaPolicy
 from node.tools.testnet import generate_network
 from tests.lanes.helpers import EXPIRY
+from tests.node.helpers import send_payloads, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = derive_keys(4, b"tests/lanes-node")
@@ -394,25 +394,6 @@ def test_bundle_endpoint_admits_good_bundles_and_counts_junk(tmp_path: Path) -> 
 # --------------------------------------------------------------------------- tracker persistence
 
 
-async def _until(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return bool(predicate())
-
-
-async def _send(client: SednaClient, payloads: list[bytes], timeout_s: float) -> list[bytes]:
-    ids = [client.submit(p) for p in payloads]
-    deadline = time.monotonic() + timeout_s
-    while client.undecided() and time.monotonic() < deadline:
-        await client.step()
-        await asyncio.sleep(0.02)
-    assert client.undecided() == 0, client.stats
-    return [i for i in ids if i is not None]
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_decoded_payloads_survive_a_restart_without_double_execution(
     tmp_path: Path, mode: str
@@ -423,15 +404,17 @@ def test_decoded_payloads_survive_a_restart_without_double_execution(
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         restarted: NodeRuntime | None = None
         try:
-            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
+            assert await wait_until(lambda: min(n.ledger.finalized_height for n in nodes) >= 3, 20)
             targets = [(n.index, "127.0.0.1", n.rpc.port) for n in nodes]
             client = SednaClient(targets, policy=SednaPolicy(extra_bundles=1))
             for n in nodes:  # plain txs alongside: payloads execute before a block's txs
                 n.view.rpc_submit([b"plain-%d-%d" % (n.index, i) for i in range(40)])
-            first = await _send(client, [b"first-%d" % i + bytes(300) for i in range(12)], 30)
+            first = await send_payloads(
+                client, [b"first-%d" % i + bytes(300) for i in range(12)], 30
+            )
             assert client.stats.decided["decoded"] == 12
             assert 1 <= client.stats.ticket_batches < client.stats.bundles_sent  # batched
-            assert await _until(
+            assert await wait_until(
                 lambda: all(n.lanes.tracker.counts["executed"] >= 12 for n in nodes), 20
             )
             victim = nodes[1]
@@ -451,7 +434,7 @@ def test_decoded_payloads_survive_a_restart_without_double_execution(
                 assert restarted.ledger.storage.lane_chain_count() > 0
             tasks[1] = asyncio.create_task(restarted.run())
             nodes[1] = restarted
-            assert await _until(lambda: restarted.lanes.tracker_height >= stored_height, 30)
+            assert await wait_until(lambda: restarted.lanes.tracker_height >= stored_height, 30)
             after = restarted.ledger.storage.lane_events(1, 10**9, with_data=True)
             assert after[: len(before)] == before  # same rows, same decided_ns: not re-executed
             assert (
@@ -461,9 +444,11 @@ def test_decoded_payloads_survive_a_restart_without_double_execution(
             assert restarted.lanes.tracker.counts["executed"] >= 12
             # the restarted node keeps decoding new payloads, in the same order as the others
             client.targets[1] = ("127.0.0.1", restarted.rpc.port)
-            second = await _send(client, [b"second-%d" % i + bytes(300) for i in range(6)], 30)
+            second = await send_payloads(
+                client, [b"second-%d" % i + bytes(300) for i in range(6)], 30
+            )
             assert len(second) == 6
-            assert await _until(
+            assert await wait_until(
                 lambda: all(n.lanes.tracker.counts["executed"] >= 18 for n in nodes), 20
             )
             common = min(n.ledger.storage.lane_height() for n in nodes)
@@ -509,10 +494,14 @@ def test_a_lane_that_never_relays_is_ratcheted_out_and_payloads_still_decode(
         nodes = [build_runtime(c, load_key(c)) for c in configs]
         tasks = [asyncio.create_task(n.run()) for n in nodes]
         try:
-            assert await _until(lambda: min(n.ledger.finalized_height for n in nodes[:3]) >= 3, 20)
+            assert await wait_until(
+                lambda: min(n.ledger.finalized_height for n in nodes[:3]) >= 3, 20
+            )
             targets = [(n.index, "127.0.0.1", n.rpc.port) for n in nodes]
             client = SednaClient(targets, policy=SednaPolicy(lanes="fresh"))
-            ids = await _send(client, [b"ratchet-%d" % i + bytes(200) for i in range(20)], 40)
+            ids = await send_payloads(
+                client, [b"ratchet-%d" % i + bytes(200) for i in range(20)], 40
+            )
             assert client.stats.decided["decoded"] == 20
             assert client.stats.resends > 0 and client.stats.ratchet_exclusions > 0
             # the silent lane held unredeemed tickets, so some payload excluded it
