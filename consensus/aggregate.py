@@ -227,6 +227,13 @@ def aggregate_scheme_by_name(name: str, chain_id: str = DEFAULT_CHAIN_ID) -> Agg
     raise ValueError(f"unknown aggregate scheme {name!r}; choose 'bls' or 'bls-stand-in'")
 
 
+def aggregate_scheme_for(signature_scheme: str, chain_id: str) -> AggregateScheme:
+    """The aggregate scheme paired with a signature scheme: real BLS with Ed25519, the
+    stand-in with `trusted` (both insecure stand-ins go together)."""
+    name = BlsScheme.name if signature_scheme == "ed25519" else StandInAggregateScheme.name
+    return aggregate_scheme_by_name(name, chain_id)
+
+
 class AggregateKeySet:
     """The validators' aggregate-signature public keys, in validator order, each with a
     proof of possession that verified (rule POP: a set with a bad proof is refused)."""
