@@ -388,4 +388,7 @@ class NodeView:
         for event, count in self._lane_block_counts().items():
             self.metrics.lane_blocks.set(count, event=event)
         self.metrics.lane_open_slot.set(self.lanes.open_slot)
+        if self.room is not None:
+            for event, count in self.room.event_counts().items():
+                self.metrics.availability.set(count, event=event)
         return self.metrics.registry.render()

@@ -413,12 +413,26 @@ class AvailabilityRoom:
                     low = block.slot - 1
         return max(0, low)
 
+    def event_counts(self) -> dict[str, int]:
+        """The availability layer's counters, as `sedna_availability_events_total`."""
+        s = self.layer.stats
+        return {
+            "sealed": s.sealed,
+            "votes_sent": s.votes_sent,
+            "votes_received": s.votes_received,
+            "poa_formed": s.poas_formed,
+            "poas_received": s.poas_received,
+            "lane_blocks_fetched": s.fetched_blocks,
+            "equivocations": s.equivocations,
+        }
+
     def stats(self) -> dict[str, Any]:
         s = self.layer.stats
         return {
             "lane_height": self.layer.own_height,
             "sealed": s.sealed,
             "votes_sent": s.votes_sent,
+            "votes_received": s.votes_received,
             "poa_formed": s.poas_formed,
             "poas_received": s.poas_received,
             "equivocations": s.equivocations,

@@ -69,6 +69,11 @@ LANE_FRAME_RESULTS = (
     "empty", "oversized", "invalid", OTHER,
 )  # fmt: skip
 LANE_BLOCK_EVENTS = ("sealed", "relayed", "received", "proposed", "omitted", "backup_used")
+# certified lanes' availability layer (node/availability_room.py `event_counts`)
+AVAILABILITY_EVENTS = (
+    "sealed", "votes_sent", "votes_received", "poa_formed", "poas_received",
+    "lane_blocks_fetched", "equivocations",
+)  # fmt: skip
 BUNDLE_REJECT_REASONS = (
     "malformed", "oversized", "bad_commitment", "ticket_mismatch", "wrong_lane", "bad_expiry",
     "wrong_slot", "expired_ticket", "payload_expired", "duplicate_symbol", "lane_full",
@@ -691,6 +696,14 @@ class NodeMetrics:
             {"event": LANE_BLOCK_EVENTS},
         )
         self.lane_open_slot = r.gauge("sedna_lane_open_slot", "First slot this lane still fills")
+        self.availability = r.counter(
+            "sedna_availability_events",
+            "Certified lanes: own lane blocks sealed, availability votes sent and received "
+            "(valid, for own blocks), PoAs formed (own) and received, lane blocks fetched, "
+            "equivocations seen (0 in carried mode)",
+            ("event",),
+            {"event": AVAILABILITY_EVENTS},
+        )
         self.payloads_decided = r.counter(
             "sedna_payloads_decided",
             "Sedna payloads decided by the tracker, by status",

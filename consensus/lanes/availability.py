@@ -201,6 +201,7 @@ class _Fetch:
 class AvailabilityStats:
     sealed: int = 0
     votes_sent: int = 0
+    votes_received: int = 0  # valid votes of others counted towards an own block's PoA
     poas_formed: int = 0
     poas_received: int = 0
     equivocations: int = 0
@@ -523,6 +524,7 @@ class AvailabilityLayer:
         if not self.poa.vote_ok(vote):
             self._drop("bad vote signature")
             return
+        self.stats.votes_received += 1
         self._count_vote(own, vote)
 
     def _on_tip(self, tip: LaneTip) -> None:

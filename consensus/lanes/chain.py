@@ -5,11 +5,12 @@ parent, slot, entries, signature)`. Its identity (`chain_block_digest`) is SHA-2
 (lane, height, parent, slot, SHA-256 of the entries); the lane's validator signs the
 digest under `Domain.LANE_CHAIN_BLOCK`. A validator that verified a block (and holds its
 parent) signs a `TipRef(lane, height, digest, slot)` under `Domain.AVAILABILITY_VOTE`;
-f+1 stake of such signatures is a proof of availability (`PoA`, the QC format: a signer
-bitmap and one signature per signer in increasing index).
+f+1 stake of such signatures is a proof of availability (`PoA`: a signer bitmap and, by
+`[lanes] poa_signatures`, one BLS aggregate of the votes (`AggregatePoa`, the default)
+or one Ed25519 signature per signer in increasing index (`Ed25519Poa`)).
 
 Everything here is stateless: the availability layer (`availability.py`) holds the
-state; the cut validator (`cut.py`) uses `verify_poa`. Untrusted bytes go through
+state; the cut validator (`cut.py`) uses a `PoaScheme`'s `verify`. Untrusted bytes go through
 `decode_lane_message`, which raises `LanePayloadError` only.
 """
 

@@ -99,6 +99,11 @@ def _sedna_run(
     return asyncio.run(TestnetRun(options).execute())
 
 
+def _mean_cpu(run: dict[str, Any]) -> float | None:
+    values = [v for v in run.get("node_cpu_s", {}).values() if v is not None]
+    return round(sum(values) / len(values), 2) if values else None
+
+
 DECODE_BATCH_PAYLOADS = 50  # payloads per finalized block in the cost model (~1,000/s)
 
 
@@ -261,6 +266,8 @@ def bench_sedna(
                 ),
                 "resends": _median([r["sedna_client"]["resends"] for r in runs]),
                 "block_interval_ms": _median([r["block_interval_ms"]["mean"] for r in runs]),
+                # mean node CPU seconds (whole life: start, load, drain), median over runs
+                "node_cpu_s": _median([_mean_cpu(r) for r in runs]),
                 "execution_order_agreement": all(r["execution_order_agreement"] for r in runs),
                 "all_ok": all(r["ok"] for r in runs),
             }

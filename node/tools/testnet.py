@@ -806,6 +806,16 @@ class Testnet:
         return [member.dir / "node.log", member.dir / "stdout.log"]
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        return round(ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _is_node_process(pid: int, config: Path) -> bool:
     """True when `pid` is alive and is a node started with `config` (guards pid reuse).
 
@@ -1198,6 +1208,11 @@ class TestnetRun:
                     f"(no RPC from nodes {missing}); logs in {root}"
                 )
             summary = await self._measure()
+            summary["node_cpu_s"] = {  # each node's CPU seconds over its life, at the end
+                str(i): process_cpu_s(pid)
+                for i in range(len(net))
+                if (pid := net.pid(i)) is not None
+            }
         finally:
             net.stop_all()
             if self.hub is not None:

@@ -30,6 +30,7 @@ def _testnet(argv: list[str]) -> int:
         ["--forward-fanout", "9"],
         ["--forward-fanout", "-1"],
         ["--rates", "x"],
+        ["--rates", "", "--sedna-rates", "10", "--poa-signatures", "schnorr"],
     ],
 )
 def test_bad_testnet_arguments_exit_2(argv: list[str]) -> None:

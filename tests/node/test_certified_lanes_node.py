@@ -107,6 +107,17 @@ def test_a_lane_block_missing_at_one_node_is_fetched_from_a_voter(tmp_path: Path
             tip = layer.finalized_cut[0]
             assert room.stored_block(tip.digest) is not None
             _same_order(nodes, ids)
+            # the availability counters are on /metrics (sedna_availability_events_total)
+            text = nodes[3].view.rpc_metrics()
+            fetched = 'sedna_availability_events_total{event="lane_blocks_fetched"} ' + (
+                f"{float(layer.stats.fetched_blocks)}"
+            )
+            assert fetched in text
+            lane0 = nodes[0].room.layer.stats
+            assert lane0.poas_formed > 0 and lane0.votes_received >= lane0.poas_formed
+            text0 = nodes[0].view.rpc_metrics()
+            assert f'{{event="poa_formed"}} {float(lane0.poas_formed)}' in text0
+            assert f'{{event="votes_received"}} {float(lane0.votes_received)}' in text0
             await client.close()
         finally:
             for n in nodes:
