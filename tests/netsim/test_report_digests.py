@@ -92,17 +92,21 @@ def digest(report: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=repr).encode()).hexdigest()
 
 
-# Recorded from main at 192771e (before the simulator per-event work).
-# Recorded from main at 192771e (before the simulator per-event work).
+# Recorded from main at 192771e (before the simulator per-event work); the three lane
+# scenarios from main at e5b075f (BLS-aggregated availability proofs became the default,
+# before the per-event work was merged).
+# Recorded from main at 192771e (before the simulator per-event work); the three lane
+# scenarios from main at e5b075f (BLS-aggregated availability proofs became the default,
+# before the per-event work was merged).
 EXPECTED: dict[str, str] = {
     "file/bad_height": "f14c5ac7ef4b80220c5b7486a7ef777c9f07a0397fe3282ab7db8df4e898d5bf",
     "file/bad_reproposal": "25205753e26f31e77f4c6713502d90f500f0f89097a9ba1aec1b2e70441cffa0",
     "file/bad_timestamp": "5098684b2807984834e26eae6bdfec5b80f24538c6f25d3ac5f42ad9d6b9be2b",
     "file/forged_tc_rank": "7fc8a5eed8d9ce25d6e0f96e0b427743c65120c7faf0622aa94c5aa4a5a07c47",
     "file/happy_path": "6cd249868665b217c8ed73bde67566eca7473dcd69354632ecae18047a341b62",
-    "file/lanes_honest": "897cf7c374ff05195eaa8fe384d55127d2ad816dd56881971fc1efee2d2b22fc",
-    "file/lanes_ratchet": "782e305b6f3fec7ec53b263b0698d66da05689f624848e48c8ecb47980801087",
-    "file/lanes_withholding": "d5757be9a3330b6b5d720b2120d3be4a7be1130d07efc5d51ed2c914e195f2d4",
+    "file/lanes_honest": "69d8a608a57215a1bda4424f123ff60130851169b119209b6e1e83544bdc3113",
+    "file/lanes_ratchet": "9d4d6f34381b8f2bf2d0ccb4a9525461675ac64f911d199dec2baf396e328e60",
+    "file/lanes_withholding": "b2214f6e2cdfb53f305e9305729d3eed5ca8a5d8b3323628fbe8205081816b55",
     "file/s1_crashed_successor": "d2f0ba6830676b89bd1906158039fdc5f04ea76898d8060f130808158d7412c3",
     "file/s2_malicious_successor": "07e9f0d7f82bbf1281dcd064a608d9cb823f6de419029cb13ea95b679b782139",
     "file/s3_under_disseminated": "23f7671c7e0de7127ede4de96ed04ff81f8125c3749f82513333f9cc95e905f0",
