@@ -214,6 +214,11 @@ class Storage:
         self.safety_writes = 0
         self._lock_fd = None
         self._safety: SafetyFile | None = None
+        # The writer's memory of what only it changes (None/empty when read-only): the
+        # finalized head, and the tx ids in the `mempool` table (a superset: a finalized
+        # tx is deleted from the table only if it is there, not looked up for every tx).
+        self._head: tuple[int, bytes] | None = None
+        self._mempool_ids: set[bytes] = set()
         if read_only:
             self._db = _open_read_only(self.path)
             return
@@ -239,6 +244,7 @@ class Storage:
             elif int(version) != SCHEMA_VERSION:
                 raise StorageError(f"{self.path}: schema version {int(version)} is not supported")
             self._open_safety_file()
+            self._mempool_ids = {bytes(r[0]) for r in self._db.execute("SELECT txid FROM mempool")}
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StorageError(
@@ -483,11 +489,18 @@ class Storage:
             repeated = self._index_txs(fresh)
             if head_height >= first_new:
                 self._set_meta("tx_index_height", str(head_height).encode())
-            db.executemany("DELETE FROM mempool WHERE txid = ?", ((t,) for t, _ in finalized_txs))
+            stored = self._mempool_ids
+            gone = [(t,) for t, _ in finalized_txs if t in stored]
+            if gone:
+                db.executemany("DELETE FROM mempool WHERE txid = ?", gone)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        if fresh_rows:
+            self._head = (fresh_rows[-1].height, fresh_rows[-1].block_id)
+        for (txid,) in gone:
+            stored.discard(txid)
         return repeated
 
     def _index_txs(self, entries: Sequence[tuple[bytes, int]]) -> int:
@@ -538,12 +551,15 @@ class Storage:
         return found
 
     def finalized_head(self) -> tuple[int, bytes]:
+        if self._head is not None:
+            return self._head
         row = self._db.execute(
             "SELECT height, block_id FROM finalized ORDER BY height DESC LIMIT 1"
         ).fetchone()
-        if row is None:
-            return 0, GENESIS_BLOCK_ID
-        return int(row[0]), bytes(row[1])
+        head = (0, GENESIS_BLOCK_ID) if row is None else (int(row[0]), bytes(row[1]))
+        if self._lock_fd is not None:  # the writer: only this connection changes it
+            self._head = head
+        return head
 
     def finalized_height_of(self, block_id: bytes) -> int | None:
         """The height of a finalized block (0 for genesis), or None if it is not finalized."""
@@ -587,6 +603,7 @@ class Storage:
             "INSERT OR IGNORE INTO mempool (txid, tx, accepted_ns) VALUES (?, ?, ?)", entries
         )
         db.execute("COMMIT")
+        self._mempool_ids.update(txid for txid, _, _ in entries)
 
     def mempool_load(self, limit: int) -> list[tuple[bytes, bytes, int]]:
         rows = self._db.execute(
@@ -601,6 +618,7 @@ class Storage:
         db.execute("BEGIN")
         db.executemany("DELETE FROM mempool WHERE txid = ?", ((t,) for t in txids))
         db.execute("COMMIT")
+        self._mempool_ids.difference_update(txids)
 
     def mempool_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM mempool").fetchone()[0])

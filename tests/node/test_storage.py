@@ -221,6 +221,30 @@ def test_commit_removes_finalized_txs_from_the_stored_mempool(tmp_path: Path) ->
     assert [row[0] for row in storage.mempool_load(10)] == [b"t2" * 16]
 
 
+def test_a_restarted_writer_removes_finalized_txs_stored_before_and_keeps_its_head(
+    tmp_path: Path,
+) -> None:
+    """The writer remembers the mempool's tx ids and the finalized head (no SELECT per
+    commit): both are read back at open. Mutation: not loading the ids at open leaves a
+    finalized tx in the stored mempool (a restart would propose it again)."""
+    storage = Storage(tmp_path)
+    storage.mempool_add([(b"t1" * 16, b"tx1", 1), (b"t2" * 16, b"tx2", 2)])
+    storage.commit_blocks([_row(1, b"\x01" * 32)], [])
+    storage.close()
+    storage = Storage(tmp_path)
+    assert storage.finalized_head() == (1, b"\x01" * 32)
+    storage.commit_blocks([_row(2, b"\x02" * 32, b"t1t1t1t1")], [(b"t1" * 16, 2)])
+    assert [row[0] for row in storage.mempool_load(10)] == [b"t2" * 16]
+    assert storage.finalized_head() == (2, b"\x02" * 32)
+    with pytest.raises(StorageError, match="does not follow head 2"):
+        storage.commit_blocks([_row(4, b"\x04" * 32)], [])
+    assert storage.finalized_head() == (2, b"\x02" * 32)  # unchanged by the refusal
+    storage.close()
+    reader = Storage(tmp_path, read_only=True)
+    assert reader.finalized_head() == (2, b"\x02" * 32)
+    reader.close()
+
+
 def test_corrupt_safety_state_is_a_storage_error(tmp_path: Path) -> None:
     storage = Storage(tmp_path)
     storage.save_safety_bytes(b"\xc1not msgpack")
