@@ -551,3 +551,60 @@ def test_a_database_open_in_another_process_is_refused(tmp_path: Path) -> None:
     finally:
         holder.communicate("", timeout=30)
     Storage(tmp_path).close()  # free again once the holder has exited
+
+
+def _fill(storage: Storage, writes: int, first: int = 1) -> None:
+    """`writes` write transactions of ~40 KB each (mempool rows)."""
+    for n in range(first, first + writes):
+        storage.mempool_add([(n.to_bytes(4, "big") * 8, bytes(40_000), n)])
+
+
+def _wal_bytes(tmp_path: Path) -> int:
+    wal = tmp_path / "node.sqlite3-wal"
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def test_checkpoints_run_off_the_writer_and_keep_the_wal_small(tmp_path: Path) -> None:
+    """The writer's connection never checkpoints by itself (no stall inside a COMMIT on
+    the event loop); the checkpointer thread does, so the WAL is reused instead of
+    growing. Mutation: never requesting a checkpoint leaves a WAL of every write."""
+    import time
+
+    from node.storage import CHECKPOINT_EVERY_WRITES
+
+    storage = Storage(tmp_path)
+    assert storage._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    for round_ in range(6):
+        _fill(storage, CHECKPOINT_EVERY_WRITES, first=1 + round_ * CHECKPOINT_EVERY_WRITES)
+        deadline = time.monotonic() + 10
+        checkpointer = storage._checkpointer
+        assert checkpointer is not None
+        while checkpointer.checkpoints <= round_ and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert checkpointer.checkpoints >= 6 and checkpointer.error is None
+    assert storage.own_checkpoints == 0
+    written = 6 * CHECKPOINT_EVERY_WRITES * 40_000
+    assert _wal_bytes(tmp_path) < written / 2  # reused, not appended to forever
+    storage.close()
+    assert not checkpointer.is_alive()
+    storage = Storage(tmp_path)  # everything is there after the checkpoints
+    assert storage.mempool_count() == 6 * CHECKPOINT_EVERY_WRITES
+    storage.close()
+
+
+def test_the_writer_bounds_the_wal_when_the_checkpointer_does_not(tmp_path: Path) -> None:
+    """Bound: with the checkpointer gone (stuck or failing), the writer checkpoints and
+    truncates the WAL itself past `wal_max_bytes`. Mutation: without that branch the WAL
+    grows with every write."""
+    from node.storage import CHECKPOINT_EVERY_WRITES
+
+    storage = Storage(tmp_path)
+    checkpointer = storage._checkpointer
+    assert checkpointer is not None
+    checkpointer.request = lambda: None  # type: ignore[method-assign]  # it never runs
+    storage.wal_max_bytes = 1_000_000
+    _fill(storage, 4 * CHECKPOINT_EVERY_WRITES)
+    assert storage.own_checkpoints >= 1 and checkpointer.checkpoints == 0
+    # at most one interval of writes past the bound
+    assert _wal_bytes(tmp_path) <= storage.wal_max_bytes + CHECKPOINT_EVERY_WRITES * 45_000
+    storage.close()
