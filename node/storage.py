@@ -43,6 +43,12 @@ safety state is different: the vote it protects is about to leave the machine, s
 previous state valid). Before the safety file, a `synchronous=FULL` SQLite commit per
 round did this at ~3x the cost (docs/performance.md, "Latency and scale").
 
+Checkpoints. The writer's connection never checkpoints by itself (`wal_autocheckpoint=0`):
+a thread with its own connection (`_Checkpointer`) runs a PASSIVE checkpoint every
+CHECKPOINT_EVERY_WRITES write transactions, so copying the WAL back and its two fsyncs
+never stall a COMMIT on the event loop. Bound: past WAL_MAX_BYTES of WAL the writer
+checkpoints and truncates it itself.
+
 Opening (`Storage(data_dir)`) refuses what would make the node forget what it did
 (docs/operations.md, "Storage faults"): an existing database file that is empty (0 bytes),
 is not SQLite, holds no sedna schema or fails `PRAGMA quick_check`; database side files
