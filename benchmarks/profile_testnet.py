@@ -177,6 +177,7 @@ async def _profile(args: argparse.Namespace, root: Path) -> tuple[dict[str, Any]
         transport=args.transport,
         tx_bytes=args.tx_bytes,
         dir=root / "net",
+        sedna_rate_pps=args.sedna_rate,
     )
     run = TestnetRun(options)
     summary, monitor = await asyncio.gather(run.execute(), _monitor(run, args, root))
@@ -256,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes-profiled", default="1", help="comma list of node indices")
     parser.add_argument("--sample-hz", type=int, default=100)
     parser.add_argument("--tx-bytes", type=int, default=512)
+    parser.add_argument(
+        "--sedna-rate", type=float, default=20.0, help="Sedna payloads/s alongside (0: none)"
+    )
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--keep", metavar="DIR", help="keep raw py-spy stacks in DIR")
     parser.add_argument("--json", action="store_true")
@@ -268,7 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     if any(not 0 <= i < args.nodes for i in args.profiled) or args.nodes < 1:
         print("profile testnet: profiled node index out of range", file=sys.stderr)
         return 2
-    if args.rate <= 0 or args.window < 1 or args.warmup < 0 or args.sample_hz < 1:
+    if (
+        args.rate <= 0
+        or args.sedna_rate < 0
+        or args.window < 1
+        or args.warmup < 0
+        or args.sample_hz < 1
+    ):
         print(
             "profile testnet: rate, window, warmup and sample-hz must be positive", file=sys.stderr
         )

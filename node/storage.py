@@ -43,6 +43,12 @@ safety state is different: the vote it protects is about to leave the machine, s
 previous state valid). Before the safety file, a `synchronous=FULL` SQLite commit per
 round did this at ~3x the cost (docs/performance.md, "Latency and scale").
 
+Checkpoints. The writer's connection never checkpoints by itself (`wal_autocheckpoint=0`):
+a thread with its own connection (`_Checkpointer`) runs a PASSIVE checkpoint every
+CHECKPOINT_EVERY_WRITES write transactions, so copying the WAL back and its two fsyncs
+never stall a COMMIT on the event loop. Bound: past WAL_MAX_BYTES of WAL the writer
+checkpoints and truncates it itself.
+
 Opening (`Storage(data_dir)`) refuses what would make the node forget what it did
 (docs/operations.md, "Storage faults"): an existing database file that is empty (0 bytes),
 is not SQLite, holds no sedna schema or fails `PRAGMA quick_check`; database side files
@@ -70,6 +76,7 @@ import fcntl
 import hashlib
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +103,8 @@ SHORT_ID_BYTES = 8
 MAX_RANGE_ROWS = 1000
 MAX_EVENT_ROWS = 20_000
 LOOKUP_CHUNK = 500  # ids per `IN (...)` query (SQLite's variable limit is far above)
+CHECKPOINT_EVERY_WRITES = 64  # write transactions between two background checkpoints
+WAL_MAX_BYTES = 64 * 1024 * 1024  # bound: past this the writer checkpoints itself
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -197,6 +206,51 @@ def _event_row(r: Sequence[object]) -> LaneEventRow:
     )
 
 
+class _Checkpointer(threading.Thread):
+    """Copies the WAL back into the database on its own thread and connection.
+
+    SQLite's automatic checkpoint runs inside the `COMMIT` that crosses 1,000 WAL pages,
+    on the event loop: it copies ~4 MB into the database and fsyncs twice, a stall of
+    several ms (tens under load) in whichever round it falls. Here the writer asks for
+    a PASSIVE checkpoint every CHECKPOINT_EVERY_WRITES write transactions; the thread
+    runs it on its own connection (the `sqlite3` module releases the GIL while SQLite
+    works), concurrently with the writer, as WAL mode allows. The WAL is reused from its
+    start once it is fully checkpointed.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__(name="sqlite-checkpoint", daemon=True)
+        self._path = path
+        self._wake = threading.Event()
+        self._stopping = False
+        self.checkpoints = 0
+        self.error: str | None = None  # the last failure (the writer's bound still holds)
+
+    def run(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None)
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stopping:
+                    return
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                except sqlite3.Error as exc:
+                    self.error = str(exc)
+        finally:
+            db.close()
+
+    def request(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self.join(timeout=60)
+
+
 class Storage:
     """One node's database. Open with `Storage(data_dir)`, close with `close()`."""
 
@@ -214,6 +268,15 @@ class Storage:
         self.safety_writes = 0
         self._lock_fd = None
         self._safety: SafetyFile | None = None
+        # The writer's memory of what only it changes (None/empty when read-only): the
+        # finalized head, and the tx ids in the `mempool` table (a superset: a finalized
+        # tx is deleted from the table only if it is there, not looked up for every tx).
+        self._head: tuple[int, bytes] | None = None
+        self._mempool_ids: set[bytes] = set()
+        self._checkpointer: _Checkpointer | None = None
+        self._writes = 0
+        self.wal_max_bytes = WAL_MAX_BYTES
+        self.own_checkpoints = 0  # checkpoints the writer ran itself (the WAL bound)
         if read_only:
             self._db = _open_read_only(self.path)
             return
@@ -239,6 +302,10 @@ class Storage:
             elif int(version) != SCHEMA_VERSION:
                 raise StorageError(f"{self.path}: schema version {int(version)} is not supported")
             self._open_safety_file()
+            self._mempool_ids = {bytes(r[0]) for r in self._db.execute("SELECT txid FROM mempool")}
+            self._db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
+            self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer.start()
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StorageError(
@@ -318,6 +385,9 @@ class Storage:
             )
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if self._safety is not None:
             self._safety.close()
             self._safety = None
@@ -325,6 +395,23 @@ class Storage:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the lock
             self._lock_fd = None
+
+    def _wrote(self) -> None:
+        """After a write transaction: every CHECKPOINT_EVERY_WRITES, ask the checkpointer
+        for a checkpoint, and bound the WAL: past `wal_max_bytes` (the checkpointer
+        stuck, failing or far behind) the writer checkpoints and truncates it itself."""
+        self._writes += 1
+        if self._checkpointer is None or self._writes % CHECKPOINT_EVERY_WRITES:
+            return
+        self._checkpointer.request()
+        try:
+            wal_bytes = os.stat(f"{self.path}-wal").st_size
+        except FileNotFoundError:
+            return
+        # Bound: the WAL never grows much past wal_max_bytes.
+        if wal_bytes > self.wal_max_bytes:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            self.own_checkpoints += 1
 
     # ------------------------------------------------------------------ meta
 
@@ -381,6 +468,7 @@ class Storage:
             ("qc", qc.round, qc.block_id, encode(qc)),
         )
         db.execute("COMMIT")
+        self._wrote()
 
     def put_blocks(self, blocks: Sequence[tuple[bytes, Tip, BlockBody]]) -> None:
         """`put_block` for several blocks in one transaction (idempotent)."""
@@ -410,6 +498,7 @@ class Storage:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._wrote()
 
     def get_block(self, block_id: bytes) -> tuple[Tip, BlockBody] | None:
         row = self._db.execute(
@@ -483,11 +572,19 @@ class Storage:
             repeated = self._index_txs(fresh)
             if head_height >= first_new:
                 self._set_meta("tx_index_height", str(head_height).encode())
-            db.executemany("DELETE FROM mempool WHERE txid = ?", ((t,) for t, _ in finalized_txs))
+            stored = self._mempool_ids
+            gone = [(t,) for t, _ in finalized_txs if t in stored]
+            if gone:
+                db.executemany("DELETE FROM mempool WHERE txid = ?", gone)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        if fresh_rows:
+            self._head = (fresh_rows[-1].height, fresh_rows[-1].block_id)
+        for (txid,) in gone:
+            stored.discard(txid)
+        self._wrote()
         return repeated
 
     def _index_txs(self, entries: Sequence[tuple[bytes, int]]) -> int:
@@ -512,6 +609,7 @@ class Storage:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._wrote()
 
     def tx_index_height(self) -> int:
         """Highest finalized height whose txs are in `finalized_txs` (0: none)."""
@@ -538,12 +636,15 @@ class Storage:
         return found
 
     def finalized_head(self) -> tuple[int, bytes]:
+        if self._head is not None:
+            return self._head
         row = self._db.execute(
             "SELECT height, block_id FROM finalized ORDER BY height DESC LIMIT 1"
         ).fetchone()
-        if row is None:
-            return 0, GENESIS_BLOCK_ID
-        return int(row[0]), bytes(row[1])
+        head = (0, GENESIS_BLOCK_ID) if row is None else (int(row[0]), bytes(row[1]))
+        if self._lock_fd is not None:  # the writer: only this connection changes it
+            self._head = head
+        return head
 
     def finalized_height_of(self, block_id: bytes) -> int | None:
         """The height of a finalized block (0 for genesis), or None if it is not finalized."""
@@ -587,6 +688,8 @@ class Storage:
             "INSERT OR IGNORE INTO mempool (txid, tx, accepted_ns) VALUES (?, ?, ?)", entries
         )
         db.execute("COMMIT")
+        self._mempool_ids.update(txid for txid, _, _ in entries)
+        self._wrote()
 
     def mempool_load(self, limit: int) -> list[tuple[bytes, bytes, int]]:
         rows = self._db.execute(
@@ -601,6 +704,8 @@ class Storage:
         db.execute("BEGIN")
         db.executemany("DELETE FROM mempool WHERE txid = ?", ((t,) for t in txids))
         db.execute("COMMIT")
+        self._mempool_ids.difference_update(txids)
+        self._wrote()
 
     def mempool_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM mempool").fetchone()[0])
@@ -609,6 +714,7 @@ class Storage:
 
     def put_lane_data(self, key: bytes, data: bytes) -> None:
         self._db.execute("INSERT OR REPLACE INTO lane_data (key, data) VALUES (?, ?)", (key, data))
+        self._wrote()
 
     def get_lane_data(self, key: bytes) -> bytes | None:
         row = self._db.execute("SELECT data FROM lane_data WHERE key = ?", (key,)).fetchone()
@@ -624,6 +730,7 @@ class Storage:
             "ON CONFLICT(digest) DO UPDATE SET voted = MAX(voted, excluded.voted)",
             (digest, lane, height, slot, int(voted), data),
         )
+        self._wrote()
 
     def get_lane_chain_block(self, digest: bytes) -> bytes | None:
         row = self._db.execute("SELECT data FROM lane_chain WHERE digest = ?", (digest,)).fetchone()
@@ -708,6 +815,7 @@ class Storage:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._wrote()
 
     def lane_height(self) -> int:
         """Highest height the decode tracker's results are stored for (0: none)."""

@@ -221,6 +221,30 @@ def test_commit_removes_finalized_txs_from_the_stored_mempool(tmp_path: Path) ->
     assert [row[0] for row in storage.mempool_load(10)] == [b"t2" * 16]
 
 
+def test_a_restarted_writer_removes_finalized_txs_stored_before_and_keeps_its_head(
+    tmp_path: Path,
+) -> None:
+    """The writer remembers the mempool's tx ids and the finalized head (no SELECT per
+    commit): both are read back at open. Mutation: not loading the ids at open leaves a
+    finalized tx in the stored mempool (a restart would propose it again)."""
+    storage = Storage(tmp_path)
+    storage.mempool_add([(b"t1" * 16, b"tx1", 1), (b"t2" * 16, b"tx2", 2)])
+    storage.commit_blocks([_row(1, b"\x01" * 32)], [])
+    storage.close()
+    storage = Storage(tmp_path)
+    assert storage.finalized_head() == (1, b"\x01" * 32)
+    storage.commit_blocks([_row(2, b"\x02" * 32, b"t1t1t1t1")], [(b"t1" * 16, 2)])
+    assert [row[0] for row in storage.mempool_load(10)] == [b"t2" * 16]
+    assert storage.finalized_head() == (2, b"\x02" * 32)
+    with pytest.raises(StorageError, match="does not follow head 2"):
+        storage.commit_blocks([_row(4, b"\x04" * 32)], [])
+    assert storage.finalized_head() == (2, b"\x02" * 32)  # unchanged by the refusal
+    storage.close()
+    reader = Storage(tmp_path, read_only=True)
+    assert reader.finalized_head() == (2, b"\x02" * 32)
+    reader.close()
+
+
 def test_corrupt_safety_state_is_a_storage_error(tmp_path: Path) -> None:
     storage = Storage(tmp_path)
     storage.save_safety_bytes(b"\xc1not msgpack")
@@ -527,3 +551,60 @@ def test_a_database_open_in_another_process_is_refused(tmp_path: Path) -> None:
     finally:
         holder.communicate("", timeout=30)
     Storage(tmp_path).close()  # free again once the holder has exited
+
+
+def _fill(storage: Storage, writes: int, first: int = 1) -> None:
+    """`writes` write transactions of ~40 KB each (mempool rows)."""
+    for n in range(first, first + writes):
+        storage.mempool_add([(n.to_bytes(4, "big") * 8, bytes(40_000), n)])
+
+
+def _wal_bytes(tmp_path: Path) -> int:
+    wal = tmp_path / "node.sqlite3-wal"
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def test_checkpoints_run_off_the_writer_and_keep_the_wal_small(tmp_path: Path) -> None:
+    """The writer's connection never checkpoints by itself (no stall inside a COMMIT on
+    the event loop); the checkpointer thread does, so the WAL is reused instead of
+    growing. Mutation: never requesting a checkpoint leaves a WAL of every write."""
+    import time
+
+    from node.storage import CHECKPOINT_EVERY_WRITES
+
+    storage = Storage(tmp_path)
+    assert storage._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    for round_ in range(6):
+        _fill(storage, CHECKPOINT_EVERY_WRITES, first=1 + round_ * CHECKPOINT_EVERY_WRITES)
+        deadline = time.monotonic() + 10
+        checkpointer = storage._checkpointer
+        assert checkpointer is not None
+        while checkpointer.checkpoints <= round_ and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert checkpointer.checkpoints >= 6 and checkpointer.error is None
+    assert storage.own_checkpoints == 0
+    written = 6 * CHECKPOINT_EVERY_WRITES * 40_000
+    assert _wal_bytes(tmp_path) < written / 2  # reused, not appended to forever
+    storage.close()
+    assert not checkpointer.is_alive()
+    storage = Storage(tmp_path)  # everything is there after the checkpoints
+    assert storage.mempool_count() == 6 * CHECKPOINT_EVERY_WRITES
+    storage.close()
+
+
+def test_the_writer_bounds_the_wal_when_the_checkpointer_does_not(tmp_path: Path) -> None:
+    """Bound: with the checkpointer gone (stuck or failing), the writer checkpoints and
+    truncates the WAL itself past `wal_max_bytes`. Mutation: without that branch the WAL
+    grows with every write."""
+    from node.storage import CHECKPOINT_EVERY_WRITES
+
+    storage = Storage(tmp_path)
+    checkpointer = storage._checkpointer
+    assert checkpointer is not None
+    checkpointer.request = lambda: None  # type: ignore[method-assign]  # it never runs
+    storage.wal_max_bytes = 1_000_000
+    _fill(storage, 4 * CHECKPOINT_EVERY_WRITES)
+    assert storage.own_checkpoints >= 1 and checkpointer.checkpoints == 0
+    # at most one interval of writes past the bound
+    assert _wal_bytes(tmp_path) <= storage.wal_max_bytes + CHECKPOINT_EVERY_WRITES * 45_000
+    storage.close()
