@@ -144,7 +144,7 @@ def sedna_cost_model(payload_bytes: int, nodes: int = 4, samples: int = 320) -> 
         lambda: encoded.__setitem__(
             slice(None),
             [
-                encode_payload(params, p, os.urandom(32), key.public, expiry_slot=1)
+                encode_payload(params, p, os.urandom(32), key.public, expiry_slot=9)
                 for p in payloads
             ],
         )
