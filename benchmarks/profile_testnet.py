@@ -301,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.warmup + args.window > args.duration:
         print("profile testnet: --warmup + --window must fit in --duration", file=sys.stderr)
         return 2
+    from node.memory import tune_malloc
+
+    tune_malloc()  # as `sedna` does for its commands (node/memory.py)
     root = Path(tempfile.mkdtemp(prefix="sedna-profile-"))
     try:
         summary, monitor = asyncio.run(_profile(args, root))
