@@ -13,6 +13,14 @@ last pass and the first failure. Each row also gives, at that rate, the decode l
 executed payload (proposal bytes sent by all leaders / payloads), the cut delay and the
 simulator's CPU time. Senders send κ = 8 bundles + 2 spare to 10 lanes once
 (`sending = "one_shot"`), so every payload costs the same bytes in both modes.
+Certified rows use `--poa-signatures` (default bls: one 96-byte aggregate per PoA, the
+netsim stand-in of BLS under the `trusted` scheme; ed25519: f+1 signatures per PoA).
+
+Each row also gives the median validator's download per executed payload and the
+downlink ceiling of any design in which every validator executes every payload: at
+most downlink / (bytes each validator must download per payload) payloads/s. With full
+replication of κ + 2 bundles those bytes are at least the bundles' symbol bytes,
+(κ + 2) · bundle bytes (docs/lanes.md, "Throughput at scale").
 
 Omission table (`--omission`): 10 validators, certified lanes, k = 0..3 consecutive
 censoring leaders (`drop_lane_blocks` on nodes 3 .. 3 + k − 1, round-robin): the largest
@@ -43,7 +51,9 @@ DEADLINE_MS = 1000.0
 START_RATE = {"carried": 8.0, "certified": 100.0}
 
 
-def throughput_scenario(n: int, mode: str, rate: float, seconds: float, drain_ms: float) -> str:
+def throughput_scenario(
+    n: int, mode: str, rate: float, seconds: float, drain_ms: float, poa: str = "bls"
+) -> str:
     payloads = max(1, round(rate * seconds))
     return f"""
 validators = {n}
@@ -57,6 +67,7 @@ bandwidth_mbps = {BANDWIDTH_MBPS}
 round_timeout_ms = 2000
 [lanes]
 dissemination = "{mode}"
+poa_signatures = "{poa}"
 payloads = {payloads}
 payload_rate_per_s = {rate}
 payload_bytes = {PAYLOAD_BYTES}
@@ -78,6 +89,8 @@ class Point:
     executed: int
     submitted: int
     leader_bytes_per_payload: float | None
+    download_per_payload: float | None  # median validator's download / executed payload
+    replication_bytes: int  # (κ + 2) bundles' symbol bytes: the least a validator downloads
     cut_delay_p50: float | None
     height: int
     cpu_s: float
@@ -86,9 +99,12 @@ class Point:
         return self.__dict__.copy()
 
 
-def measure(n: int, mode: str, rate: float, seconds: float, drain_ms: float) -> Point:
+def measure(
+    n: int, mode: str, rate: float, seconds: float, drain_ms: float, poa: str = "bls"
+) -> Point:
     started = time.process_time()
-    run = run_scenario(parse_scenario_text(throughput_scenario(n, mode, rate, seconds, drain_ms)))
+    text = throughput_scenario(n, mode, rate, seconds, drain_ms, poa)
+    run = run_scenario(parse_scenario_text(text))
     report = run.report()
     lanes = report["lanes"]
     executed = sum(1 for v in lanes["payload_status"].values() if v == "executed")
@@ -101,6 +117,9 @@ def measure(n: int, mode: str, rate: float, seconds: float, drain_ms: float) -> 
         and lanes["payloads_unstarted"] == 0
     )
     leader_bytes = sum(report["leader_upload_bytes"].values())
+    sim = run.lanes.sim
+    downloads = sorted(sim.bandwidth.download_bytes) if sim.bandwidth is not None else []
+    median_download = downloads[len(downloads) // 2] if downloads else None
     return Point(
         n=n,
         mode=mode,
@@ -111,6 +130,10 @@ def measure(n: int, mode: str, rate: float, seconds: float, drain_ms: float) -> 
         executed=executed,
         submitted=submitted,
         leader_bytes_per_payload=round(leader_bytes / executed) if executed else None,
+        download_per_payload=round(median_download / executed)
+        if executed and median_download is not None
+        else None,
+        replication_bytes=BUNDLES * run.lanes.layout.bundle_bytes,
         cut_delay_p50=lanes["cut_delay"]["p50"],
         height=min(report["finalized"].values()),
         cpu_s=round(time.process_time() - started, 1),
@@ -118,14 +141,21 @@ def measure(n: int, mode: str, rate: float, seconds: float, drain_ms: float) -> 
 
 
 def search(
-    n: int, mode: str, seconds: float, drain_ms: float, start: float, steps: int, log
+    n: int,
+    mode: str,
+    seconds: float,
+    drain_ms: float,
+    start: float,
+    steps: int,
+    log,
+    poa: str = "bls",
 ) -> tuple[Point | None, list[Point]]:
     """Double from `start` while passing, then bisect `steps` times."""
     points: list[Point] = []
     best: Point | None = None
     rate, failed = start, None
     for _ in range(12):  # bounded: 2^12 × start
-        point = measure(n, mode, rate, seconds, drain_ms)
+        point = measure(n, mode, rate, seconds, drain_ms, poa)
         points.append(point)
         log(point)
         if not point.passed:
@@ -139,7 +169,7 @@ def search(
     high = failed
     for _ in range(steps):
         rate = high / 2 if best is None and low == 0.0 else round((low + high) / 2, 1)
-        point = measure(n, mode, rate, seconds, drain_ms)
+        point = measure(n, mode, rate, seconds, drain_ms, poa)
         points.append(point)
         log(point)
         if point.passed:
@@ -218,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         "--start", type=float, nargs="+", help="start rate per mode (order of --modes)"
     )
     parser.add_argument("--omission", action="store_true", help="the omission-bound table")
+    parser.add_argument(
+        "--poa-signatures",
+        choices=("bls", "ed25519"),
+        default="bls",
+        help="certified lanes' PoA format (default bls)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     for mode in args.modes:
@@ -256,18 +292,31 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.validators:
         for position, mode in enumerate(args.modes):
             if args.rates:
-                points = [measure(n, mode, r, args.seconds, args.drain_ms) for r in args.rates]
+                points = [
+                    measure(n, mode, r, args.seconds, args.drain_ms, args.poa_signatures)
+                    for r in args.rates
+                ]
                 for point in points:
                     log(point)
                 passing = [p for p in points if p.passed]
                 best = max(passing, key=lambda p: p.rate) if passing else None
             else:
                 start = args.start[position] if args.start else START_RATE[mode]
-                best, points = search(n, mode, args.seconds, args.drain_ms, start, args.bisect, log)
+                best, points = search(
+                    n,
+                    mode,
+                    args.seconds,
+                    args.drain_ms,
+                    start,
+                    args.bisect,
+                    log,
+                    args.poa_signatures,
+                )
             results.append(
                 {
                     "n": n,
                     "mode": mode,
+                    "poa_signatures": args.poa_signatures if mode == "certified" else None,
                     "best": best.row() if best else None,
                     "points": [p.row() for p in points],
                 }
@@ -275,21 +324,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
+    downlink = BANDWIDTH_MBPS * 1e6 / 8  # bytes/s
     print(
         "| n | mode | max rate within 1 s p99 (payloads/s) | decode p50 / p99 (ms) | "
-        "leader upload per payload (bytes) | cut delay p50 (heights) | CPU s (all points) |"
+        "leader upload per payload (bytes) | validator download per payload (bytes) | "
+        "downlink ceiling (payloads/s): replication / payload bytes | rate / replication "
+        "ceiling | cut delay p50 (heights) | CPU s (all points) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for result in results:
         best = result["best"]
         cpu = round(sum(p["cpu_s"] for p in result["points"]))
+        mode = result["mode"]
+        if result["poa_signatures"]:
+            mode = f"{mode} ({result['poa_signatures']})"
         if best is None:
-            print(f"| {result['n']} | {result['mode']} | none passed | | | | {cpu} |")
+            print(f"| {result['n']} | {mode} | none passed | | | | | | | {cpu} |")
             continue
+        replication = downlink / best["replication_bytes"]
+        any_design = downlink / PAYLOAD_BYTES
         print(
-            f"| {result['n']} | {result['mode']} | {best['rate']:g} | "
+            f"| {result['n']} | {mode} | {best['rate']:g} | "
             f"{best['p50_ms']:.0f} / {best['p99_ms']:.0f} | {best['leader_bytes_per_payload']:,} | "
-            f"{best['cut_delay_p50']:g} | {cpu} |"
+            f"{best['download_per_payload']:,} | {replication:,.0f} / {any_design:,.0f} | "
+            f"{best['rate'] / replication:.0%} | {best['cut_delay_p50']:g} | {cpu} |"
         )
     return 0
 

@@ -29,6 +29,7 @@ from consensus.messages import GENESIS_QC, BlockBody, BlockHeader, Tip, Vote
 from consensus.safety import SafetyState
 from consensus.validators import ValidatorSet, schedule_by_name
 from node.mempool import decode_plain_payload, encode_plain_payload, tx_id
+from node.safety_file import SAFETY_FILE
 from node.storage import FinalizedRow, Storage, short_id
 
 WRITE_BATCH_BLOCKS = 2_000
@@ -148,9 +149,13 @@ def _write(storage: Storage, blocks: list[tuple[bytes, Tip, BlockBody]], count: 
 
 
 def install_chain(source_dir: Path, data_dirs: Sequence[Path]) -> None:
-    """Copy a built chain database into each node's (empty) data dir."""
+    """Copy a built chain database (and its safety file, node/safety_file.py) into each
+    node's (empty) data dir."""
     for data_dir in data_dirs:
         data_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in data_dir.glob(DB_FILE + "*"):
-            leftover.unlink()
+        for pattern in (DB_FILE + "*", SAFETY_FILE + "*"):
+            for leftover in data_dir.glob(pattern):
+                leftover.unlink()
         shutil.copyfile(source_dir / DB_FILE, data_dir / DB_FILE)
+        if (source_dir / SAFETY_FILE).exists():  # a chain built before the file has none
+            shutil.copyfile(source_dir / SAFETY_FILE, data_dir / SAFETY_FILE)

@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -161,10 +162,11 @@ async def _monitor(run: Any, args: argparse.Namespace, out_dir: Path) -> dict[st
         cpu = None
         if before_cpu[i] is not None and after_cpu[i] is not None:
             cpu = after_cpu[i] - before_cpu[i]
-        txs = payloads = None
+        txs = blocks = payloads = None
         b, a = before_stats[i], after_stats[i]
         if b is not None and a is not None:
             txs = int(a["committed_txs"]) - int(b["committed_txs"])
+            blocks = int(a["height"]) - int(b["height"])
             if a.get("payloads_decoded") is not None and b.get("payloads_decoded") is not None:
                 payloads = int(a["payloads_decoded"]) - int(b["payloads_decoded"])
         nodes[i] = {
@@ -172,6 +174,10 @@ async def _monitor(run: Any, args: argparse.Namespace, out_dir: Path) -> dict[st
             "cpu_pct": None if cpu is None else round(100 * cpu / elapsed_s, 1),
             "finalized_tx": txs,
             "cpu_us_per_tx": round(1e6 * cpu / txs, 1) if cpu is not None and txs else None,
+            "finalized_blocks": blocks,
+            "cpu_us_per_block": (
+                round(1e6 * cpu / blocks, 1) if cpu is not None and blocks else None
+            ),
             "payloads_decoded": payloads,
             "cpu_us_per_payload": (
                 round(1e6 * cpu / payloads, 1) if cpu is not None and payloads else None
@@ -179,6 +185,7 @@ async def _monitor(run: Any, args: argparse.Namespace, out_dir: Path) -> dict[st
         }
     return {
         "window_s": round(elapsed_s, 2),
+        "load_average": round(os.getloadavg()[0], 2),
         "nodes": nodes,
         "runner_cpu_pct": round(100 * (runner_after - runner_before) / elapsed_s, 1),
         "profiles": profiles,
@@ -221,6 +228,7 @@ def report(summary: dict[str, Any], monitor: dict[str, Any], top: int) -> dict[s
         "committed_tx": summary.get("committed_tx"),
         "ok": summary.get("ok"),
         "window_s": monitor.get("window_s"),
+        "load_average": monitor.get("load_average"),
         "nodes": monitor.get("nodes"),
         "runner_cpu_pct": monitor.get("runner_cpu_pct"),
         "profiles": {},
@@ -245,14 +253,21 @@ def _print(result: dict[str, Any]) -> None:
         f"finality p50 {fin.get('p50')} ms p99 {fin.get('p99')} ms, ok={result['ok']}"
     )
     print(
-        f"window {result['window_s']} s; runner (load generator) CPU {result['runner_cpu_pct']} %"
+        f"window {result['window_s']} s; runner (load generator) CPU {result['runner_cpu_pct']} "
+        f"%; load average {result['load_average']}"
     )
+    per_block = []
     for index, node in (result.get("nodes") or {}).items():
         print(
             f"  node {index}: CPU {node['cpu_pct']} %  finalized {node['finalized_tx']} tx  "
-            f"{node['cpu_us_per_tx']} CPU-us/tx  decoded {node['payloads_decoded']} payloads  "
-            f"{node['cpu_us_per_payload']} CPU-us/payload"
+            f"{node['cpu_us_per_tx']} CPU-us/tx  {node['finalized_blocks']} blocks  "
+            f"{node['cpu_us_per_block']} CPU-us/block  decoded {node['payloads_decoded']} "
+            f"payloads  {node['cpu_us_per_payload']} CPU-us/payload"
         )
+        if node["cpu_us_per_block"] is not None:
+            per_block.append(node["cpu_us_per_block"])
+    if per_block:
+        print(f"  median over nodes: {statistics.median(per_block):.0f} CPU-us/block")
     for index, profile in result["profiles"].items():
         print(f"\nnode {index}: {profile['samples']} on-CPU samples")
         for title, key in (("self", "self"), ("inclusive", "inclusive"), ("self by file", "files")):

@@ -63,6 +63,7 @@ from netsim.network import NS_PER_MS, Bandwidth, Network
 STREAMS = ("network", "faults", "workload", "schedule", "byzantine")
 MAX_EVENTS_DEFAULT = 20_000_000
 MAX_HELD_EVENTS = 1_000_000  # per paused node; beyond this, held deliveries are dropped
+RECORD_BATCH = 1024  # trace records encoded and hashed together (same hash as one by one)
 _PRIORITY_CONTROL = 0
 _PRIORITY_NORMAL = 1
 
@@ -99,7 +100,13 @@ MachineFactory = Callable[[int, int, "Disk | None"], Machine]
 
 
 class Observer:
-    """Hooks for checkers and statistics. Observers must not mutate the simulation."""
+    """Hooks for checkers and statistics. Observers must not mutate the simulation.
+
+    `command_types`: the command classes `on_command` wants (None: every command); the
+    engine calls a hook only for those, and only hooks a subclass overrides. The engine
+    reads `Simulator.observers` when `run` starts (add observers between runs)."""
+
+    command_types: frozenset[type] | None = None
 
     def on_event(self, sim: Simulator, node: int, event: Any) -> None:
         """An event is about to be handed to `node`'s machine."""
@@ -135,9 +142,11 @@ class NodeHost:
 
 
 # ----------------------------------------------------------------------------- events
+# Queue entries of the engine itself (never mutated once queued; plain slotted classes,
+# cheaper to build than frozen ones: one is made per delivery and timer).
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Deliver:
     dst: int
     src_identity: int
@@ -145,7 +154,7 @@ class _Deliver:
     digest: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Arrive:
     """A message's last byte reached `dst`'s downlink (bandwidth model only)."""
 
@@ -156,7 +165,7 @@ class _Arrive:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Timer:
     node: int
     kind: str
@@ -165,7 +174,7 @@ class _Timer:
     incarnation: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Local:
     """An event for one node created by the driver itself (Start, PayloadReady, self-send)."""
 
@@ -261,6 +270,9 @@ class Simulator:
         self._seq = 0
         self._now_ns = 0
         self._hash = hashlib.sha256()
+        self._records: list[tuple[Any, ...]] = []  # not yet hashed (RECORD_BATCH)
+        self._event_hooks: tuple[Callable[[Simulator, int, Any], None], ...] = ()
+        self._command_hooks: dict[type, tuple[Callable[[Simulator, int, Any], None], ...]] = {}
         self.events_processed = 0
         self.messages_sent = 0
         self.messages_delivered = 0
@@ -290,6 +302,7 @@ class Simulator:
 
     @property
     def trace_hash(self) -> str:
+        self._flush_records()
         return self._hash.hexdigest()
 
     def rng(self, purpose: str) -> random.Random:
@@ -329,6 +342,7 @@ class Simulator:
         """Process events in order until `until_ms`, `stop(sim)` holds, or nothing is left."""
         until_ns = round(until_ms * NS_PER_MS)
         reason: Literal["stop_condition", "until", "idle", "event_budget"] = "idle"
+        self._bind_observers()
         queue = self._queue
         while queue:
             if self.events_processed >= self.max_events:
@@ -365,8 +379,45 @@ class Simulator:
         self._seq += 1
         heapq.heappush(self._queue, (time_ns, (priority << 64) | draw, self._seq, event))
 
+    def _bind_observers(self) -> None:
+        """The hooks of `self.observers` the engine calls (Observer: only the methods an
+        observer overrides, and `on_command` only for its `command_types`)."""
+        self._event_hooks = tuple(
+            observer.on_event
+            for observer in self.observers
+            if type(observer).on_event is not Observer.on_event
+        )
+        self._command_hooks = {}
+
+    def _hooks_for(self, kind: type) -> tuple[Callable[[Simulator, int, Any], None], ...]:
+        hooks = tuple(
+            observer.on_command
+            for observer in self.observers
+            if type(observer).on_command is not Observer.on_command
+            and (observer.command_types is None or kind in observer.command_types)
+        )
+        self._command_hooks[kind] = hooks
+        return hooks
+
     def _record(self, record: tuple[Any, ...]) -> None:
-        self._hash.update(_canon.encode((self._now_ns, *record)))
+        """Fold one record into the trace hash. Records are kept and encoded RECORD_BATCH
+        at a time as one msgpack array; the hash covers the array's elements only, which
+        are byte for byte the records' own encodings, so the hash is the one of hashing
+        each record on its own. Records hold only immutable values (ints, bytes, strings,
+        fresh lists, frozen commands)."""
+        records = self._records
+        records.append((self._now_ns, *record))
+        if len(records) >= RECORD_BATCH:
+            self._flush_records()
+
+    def _flush_records(self) -> None:
+        records = self._records
+        if not records:
+            return
+        count = len(records)
+        header = 1 if count < 16 else 3 if count < 1 << 16 else 5  # msgpack array header
+        self._hash.update(memoryview(_canon.encode(records))[header:])
+        records.clear()
 
     def _check_node(self, node: int) -> None:
         if not 0 <= node < len(self.hosts):
@@ -531,8 +582,8 @@ class Simulator:
         return max(0, self._now_ns + host.clock_offset_ns)
 
     def _feed(self, host: NodeHost, event: Any) -> None:
-        for observer in self.observers:
-            observer.on_event(self, host.index, event)
+        for hook in self._event_hooks:
+            hook(self, host.index, event)
         assert host.machine is not None
         commands = host.machine.handle(event)
         if host.crash_at_round is not None:
@@ -553,13 +604,15 @@ class Simulator:
         if kind is Send:
             digest, size = message_digest(command.message)
             self._record(("send", host.index, command.to, digest))
-            self._transmit(host, command.to, command.message, digest, size)
+            tag = message_tag(command.message)
+            self._transmit(host, command.to, command.message, digest, size, tag)
         elif kind is Broadcast:
             digest, size = message_digest(command.message)
             self._record(("broadcast", host.index, digest))
+            tag = message_tag(command.message)
             for identity in range(self.validator_count):
                 if identity != host.identity:
-                    self._transmit(host, identity, command.message, digest, size)
+                    self._transmit(host, identity, command.message, digest, size, tag)
         elif kind is SetTimer:
             token = host.timer_tokens.get(command.kind, 0) + 1
             self._record(("set_timer", host.index, command.kind, command.round, command.delay_ms))
@@ -601,13 +654,15 @@ class Simulator:
             )
         else:
             self._record(("command", host.index, command))
-        for observer in self.observers:
-            observer.on_command(self, host.index, command)
+        hooks = self._command_hooks.get(kind)
+        if hooks is None:
+            hooks = self._hooks_for(kind)
+        for hook in hooks:
+            hook(self, host.index, command)
 
     def _transmit(
-        self, host: NodeHost, identity: int, message: Any, digest: bytes, size: int
+        self, host: NodeHost, identity: int, message: Any, digest: bytes, size: int, tag: str
     ) -> None:
-        tag = message_tag(message)
         for dst in self.instances_of.get(identity, ()):
             if dst == host.index:
                 # A send to oneself never touches the network.

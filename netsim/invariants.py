@@ -44,8 +44,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from consensus import codec
-from consensus.byzantine import certificates_in
+from consensus.byzantine import certificates_in  # noqa: F401  (netsim modules import it here)
 from consensus.crypto import Domain, SignatureScheme
 from consensus.events import (
     Broadcast,
@@ -62,6 +64,7 @@ from consensus.lanes.chain import LANE_MESSAGE_TYPES
 from consensus.messages import (
     NoEndorsementCertificate,
     NoEndorsementMessage,
+    NoTipCertificate,
     ProposalMessage,
     QuorumCertificate,
     TimeoutCertificate,
@@ -73,6 +76,24 @@ from consensus.validators import LeaderSchedule, ValidatorSet
 from netsim.engine import Observer, Simulator
 
 _LANE_MESSAGES = frozenset(LANE_MESSAGE_TYPES)
+# Certificate types `certificates_in` yields; each is scanned once per object (below).
+_CERTIFICATE_TYPES = frozenset(
+    {QuorumCertificate, TimeoutCertificate, NoEndorsementCertificate, NoTipCertificate, Tip}
+)
+_LEAF_TYPES = frozenset({bytes, int, str, bool, float, type(None)})  # hold no certificate
+MAX_DEPTH = 12  # as `certificates_in`: deeper values are not searched
+_KINDS: dict[type, type | None] = {}
+
+
+def _certificate_kind(vtype: type) -> type | None:
+    """The certificate type `vtype` is (or subclasses), else None; memoized per type."""
+    try:
+        return _KINDS[vtype]
+    except KeyError:
+        kind = next((c for c in _CERTIFICATE_TYPES if issubclass(vtype, c)), None)
+        _KINDS[vtype] = kind
+        return kind
+
 
 MAX_VIOLATIONS = 200
 MAX_REJECTION_KINDS = 256
@@ -125,6 +146,7 @@ class ProtocolChecker(Observer):
         self._headers: dict[tuple[int, int], dict[bytes, Tip]] = {}  # (author, round) -> id -> tip
         self._signed_ok: dict[bytes, bool] = {}
         self._fresh_honest: dict[bytes, Tip] = {}  # fresh proposals of honest leaders
+        self._fresh_at_height: dict[int, list[bytes]] = {}  # seq_num -> their ids, in order
         self._proposal_tc_tip: dict[tuple[int, bytes], set[bytes | None]] = {}
         self._ne_by_signer: dict[tuple[int, int], bytes] = {}
         self._safety: dict[int, Any] = {}
@@ -137,6 +159,11 @@ class ProtocolChecker(Observer):
         # only the first commit after the last fault (bounded state; faults only move later)
         self._commit_after_ms: dict[int, tuple[float, float]] = {}
         self._verified: dict[int, tuple[Any, bool]] = {}
+        # id -> (certificate, valid QCs (round, block id) inside it, subtree height)
+        self._scanned: dict[int, tuple[Any, tuple[tuple[int, bytes], ...], int]] = {}
+        self._instances_of: Simulator | None = None
+        self._identity: list[int] = []
+        self._honest: list[bool] = []
         self._children: dict[bytes, set[tuple[bytes, int]]] = {}  # parent -> (child, qc round)
         self._qc_rounds_of: dict[bytes, set[int]] = {}  # block id -> rounds of valid QCs on it
         self._commit_heads: list[tuple[int, bytes]] = []  # (instance, highest block committed)
@@ -193,33 +220,57 @@ class ProtocolChecker(Observer):
 
     # ------------------------------------------------------------------ observer hooks
 
+    # The command types the checker reads (the engine shows it no other: Observer).
+    command_types = frozenset(
+        {
+            Send,
+            Broadcast,
+            PersistSafety,
+            CommitBlocks,
+            MarkVoted,
+            RevertVoted,
+            RecordEquivocation,
+            RoundEntered,
+            Trace,
+        }
+    )
+
+    def _instances(self, sim: Simulator) -> tuple[list[int], list[bool]]:
+        """(identity, honest) of every instance of `sim` (fixed for a run), computed once."""
+        if self._instances_of is not sim:
+            self._instances_of = sim
+            self._identity = [host.identity for host in sim.hosts]
+            self._honest = [identity in self._honest_ids for identity in self._identity]
+        return self._identity, self._honest
+
     def on_command(self, sim: Simulator, node: int, command: Any) -> None:
         kind = type(command)
-        honest = self._honest_instance(sim, node)
-        identity = sim.hosts[node].identity
+        identities, honest_of = self._instances(sim)
+        honest = honest_of[node]
         if kind is Send or kind is Broadcast:
             if type(command.message) in _LANE_MESSAGES:
                 return  # certified lane traffic carries no consensus certificate
-            self._message(sim, identity, honest, command.message)
+            self._message(sim, identities[node], honest, command.message)
         elif not honest:
             return
+        elif kind is Trace:
+            self._trace(command)
+        elif kind is MarkVoted:
+            marks = self._voted.setdefault(command.seq_num, {})
+            marks.setdefault(command.block_id, command.block_round)
         elif kind is PersistSafety:
             self._safety[node] = command.state
         elif kind is CommitBlocks:
             self._commit(sim, node, command)
-        elif kind is MarkVoted:
-            marks = self._voted.setdefault(command.seq_num, {})
-            marks.setdefault(command.block_id, command.block_round)
+        elif kind is RoundEntered:
+            if command.round > self.stats.max_round:
+                self.stats.max_round = command.round
         elif kind is RevertVoted:
             self._revert(node, command)
         elif kind is RecordEquivocation:
             evidence = command.evidence
             for tip in (evidence.first, evidence.second):
                 self._note_tip(tip)
-        elif kind is RoundEntered:
-            self.stats.max_round = max(self.stats.max_round, command.round)
-        elif kind is Trace:
-            self._trace(command)
 
     def _trace(self, command: Trace) -> None:
         detail = command.detail
@@ -255,18 +306,7 @@ class ProtocolChecker(Observer):
             self.stats.equivocations.add(slot)
 
     def _message(self, sim: Simulator, identity: int, honest: bool, message: Any) -> None:
-        for certificate in certificates_in(message):
-            ctype = type(certificate)
-            if ctype is Tip:
-                self._note_tip(certificate)
-            elif ctype is QuorumCertificate:
-                if certificate.round > 0 and self._valid(certificate):
-                    self._qc(certificate.round, certificate.block_id)
-            elif ctype is TimeoutCertificate:
-                if self._valid(certificate):
-                    self.stats.tcs.add(certificate.round)
-            elif ctype is NoEndorsementCertificate and self._valid(certificate):
-                self.stats.necs.add(certificate.round)
+        self._scan(message, 0, None)
         mtype = type(message)
         if mtype is ProposalMessage:
             self._proposal(identity, honest, message)
@@ -287,6 +327,68 @@ class ProtocolChecker(Observer):
                 )
         elif mtype is NoEndorsementMessage:
             self._no_endorsement(sim, identity, message)
+
+    def _scan(self, value: Any, depth: int, found: list[tuple[int, bytes]] | None) -> int:
+        """Note every certificate nested in `value` in `certificates_in`'s order (pre-order,
+        fields in declaration order, nothing deeper than MAX_DEPTH) and return the height
+        of the searched subtree. A certificate object (frozen: its content never changes)
+        is searched once: the scan remembers by identity the valid QCs found inside it and,
+        when the same object travels again in another message, replays only those through
+        `_qc` (a P3 conflict fires again, as a second walk would). Everything else a walk
+        does (tips, TC and NEC rounds) is idempotent. `found` collects the valid QCs for an
+        enclosing certificate's entry."""
+        if depth > MAX_DEPTH:
+            return 1 << 20  # cut off: the enclosing entries are not remembered
+        vtype = type(value)
+        kind = _certificate_kind(vtype)
+        if kind is not None:
+            entry = self._scanned.get(id(value))
+            if entry is not None and entry[0] is value and depth + entry[2] <= MAX_DEPTH:
+                for round_, block_id in entry[1]:
+                    self._qc(round_, block_id)
+                if found is not None:
+                    found.extend(entry[1])
+                return entry[2]
+            mine: list[tuple[int, bytes]] = []
+            self._certificate(kind, value, mine)
+            height = self._scan_children(value, depth, mine)
+            if depth + height <= MAX_DEPTH:  # complete: remember it
+                if len(self._scanned) >= MAX_CACHED_CERTIFICATES:
+                    self._scanned.clear()
+                self._scanned[id(value)] = (value, tuple(mine), height)
+            if found is not None:
+                found.extend(mine)
+            return height
+        return self._scan_children(value, depth, found)
+
+    def _scan_children(self, value: Any, depth: int, found: list[tuple[int, bytes]] | None) -> int:
+        if isinstance(value, msgspec.Struct):
+            children: Any = [getattr(value, name) for name in value.__struct_fields__]
+        elif isinstance(value, tuple):
+            children = value
+        else:
+            return 0
+        height = 0
+        for child in children:
+            if type(child) in _LEAF_TYPES or not isinstance(child, msgspec.Struct | tuple):
+                continue
+            below = self._scan(child, depth + 1, found) + 1
+            if below > height:
+                height = below
+        return height
+
+    def _certificate(self, kind: type, certificate: Any, found: list[tuple[int, bytes]]) -> None:
+        if kind is Tip:
+            self._note_tip(certificate)
+        elif kind is QuorumCertificate:
+            if certificate.round > 0 and self._valid(certificate):
+                self._qc(certificate.round, certificate.block_id)
+                found.append((certificate.round, certificate.block_id))
+        elif kind is TimeoutCertificate:
+            if self._valid(certificate):
+                self.stats.tcs.add(certificate.round)
+        elif kind is NoEndorsementCertificate and self._valid(certificate):
+            self.stats.necs.add(certificate.round)
 
     def _qc(self, round_: int, block_id: bytes) -> None:
         self.stats.qc_rounds.add(round_)
@@ -311,8 +413,13 @@ class ProtocolChecker(Observer):
             return
         if tip.block_round < message.round:
             self.stats.reproposals.add((message.round, block_id))
-        elif tip.block_round == message.round and tip.header.author == identity:
-            self._fresh_honest.setdefault(block_id, tip)
+        elif (
+            tip.block_round == message.round
+            and tip.header.author == identity
+            and block_id not in self._fresh_honest
+        ):
+            self._fresh_honest[block_id] = tip
+            self._fresh_at_height.setdefault(tip.header.seq_num, []).append(block_id)
 
     def _vote(
         self, identity: int, round_: int, block_id: bytes, *, tip_vote: bool, tip_round: int = 0
@@ -485,12 +592,11 @@ class ProtocolChecker(Observer):
     def _check_tail_fork_at(self, height: int, block_id: bytes) -> None:
         if self.ctx.protocol == "vanilla":
             return
-        for other_id, tip in self._fresh_honest.items():
-            if (
-                tip.header.seq_num == height
-                and other_id != block_id
-                and self._tail_forked(other_id, tip)
-            ):
+        # Only the fresh blocks of this height, in the order they were first proposed
+        # (the order of `_fresh_honest`, which this index follows).
+        for other_id in self._fresh_at_height.get(height, ()):
+            tip = self._fresh_honest[other_id]
+            if other_id != block_id and self._tail_forked(other_id, tip):
                 # P5': an honest leader's block voted by >= f+1 honest stake in its own
                 # round is never replaced.
                 self.violation(

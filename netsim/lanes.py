@@ -60,11 +60,13 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter, OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from consensus.aggregate import AggregateKeySet, aggregate_scheme_for
 from consensus.crypto import KeyPair, SignatureScheme, derive_keys
 from consensus.events import (
     Broadcast,
@@ -88,7 +90,14 @@ from consensus.lanes.availability import (
     StoreLaneBlock,
 )
 from consensus.lanes.cartel import CartelStrategy
-from consensus.lanes.chain import LANE_MESSAGE_TYPES, ChainBlockChecker, LaneTip
+from consensus.lanes.chain import (
+    LANE_MESSAGE_TYPES,
+    AggregatePoa,
+    ChainBlockChecker,
+    Ed25519Poa,
+    LaneTip,
+    PoaScheme,
+)
 from consensus.lanes.cut import (
     CutValidator,
     build_cut_payload,
@@ -317,6 +326,17 @@ class LaneMachine:
 _LANE_MESSAGES = frozenset(LANE_MESSAGE_TYPES)
 
 
+def lane_poa(
+    kind: str, scheme: SignatureScheme, keys: Sequence[KeyPair], validators: ValidatorSet
+) -> tuple[PoaScheme, list[Any]]:
+    """The PoA scheme of `[lanes] poa_signatures` and each validator's vote-signing key."""
+    if kind == "ed25519":
+        return Ed25519Poa(validators, scheme), list(keys)
+    aggregate = aggregate_scheme_for(scheme.name, scheme.chain_id)
+    vote_keys = [aggregate.keypair(key.seed) for key in keys]
+    return AggregatePoa(validators, AggregateKeySet.from_keypairs(aggregate, vote_keys)), vote_keys
+
+
 class LaneSim(Observer):
     """All lane state of one run; an engine observer for `CommitBlocks` (carried mode)."""
 
@@ -410,7 +430,10 @@ class LaneSim(Observer):
         self.chain_checker = ChainBlockChecker(
             validators, self.params, scheme, min_fee=self.ledger_params.fee
         )
-        self.cut_validator = CutValidator(validators, scheme)
+        # the PoA format (docs/lanes.md "Aggregate proofs of availability"): real BLS with
+        # real Ed25519, the stand-in of the same sizes with the `trusted` scheme
+        self.poa, self.vote_keys = lane_poa(config.poa_signatures, scheme, keys, validators)
+        self.cut_validator = CutValidator(validators, scheme, poa=self.poa)
         self.lane_disks: dict[int, LaneDisk] = {}  # survive crashes, like the engine's Disk
         self.certified_slots: dict[int, list[Redemption]] = {}  # slot -> redeemed (PoA)
         self.poa_formed = 0
@@ -538,6 +561,8 @@ class LaneSim(Observer):
             else None,
             digester=self.digests,
             poa_checker=self.cut_validator.check_poa,
+            poa=self.poa,
+            vote_key=self.vote_keys[index],
         )
         life = CertifiedNode(layer, lane_disk, start_events=pending)
         for block_id, body in bodies[-64:]:

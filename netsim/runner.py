@@ -206,20 +206,37 @@ def quiet_after_ms(scenario: Scenario) -> float:
 class Progress(Observer):
     """Stops the run once every honest live instance finalized `target` blocks."""
 
+    command_types = frozenset({CommitBlocks})
+
     def __init__(self, honest: frozenset[int], target: int | None):
         self.honest = honest
         self.target = target
         self.done = False
+        self._behind: int | None = None  # an instance last seen below the target
 
     def on_command(self, sim: Simulator, node: int, command: Any) -> None:
         if self.target is None or type(command) is not CommitBlocks:
             return
-        heights = [
-            host.disk.finalized_height
-            for host in sim.hosts
-            if host.identity in self.honest and host.up
-        ]
-        self.done = bool(heights) and min(heights) >= self.target
+        self.done = self._reached(sim, self.target)
+
+    def _reached(self, sim: Simulator, target: int) -> bool:
+        """min(finalized height of the honest live instances) >= target (False if none).
+        The instance found behind last time is asked first: while it stays behind, one
+        look answers (no scan of every instance on every commit)."""
+        hosts = sim.hosts
+        behind = self._behind
+        if behind is not None:
+            host = hosts[behind]
+            if host.up and host.identity in self.honest and host.disk.finalized_height < target:
+                return False
+        any_live = False
+        for host in hosts:
+            if host.identity in self.honest and host.up:
+                if host.disk.finalized_height < target:
+                    self._behind = host.index
+                    return False
+                any_live = True
+        return any_live
 
 
 @dataclass

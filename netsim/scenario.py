@@ -92,6 +92,9 @@ Certified lanes (issue 11; docs/netsim.md "Certified lanes"):
 
     [lanes]
     dissemination = "certified"    # | "carried": lane blocks inside the leader's block
+    poa_signatures = "bls"         # | "ed25519": a PoA is one BLS aggregate (scheme
+                                   # "trusted": a stand-in of the same sizes) or f+1
+                                   # individual signatures
     payload_rate_per_s = 200       # documented extra: `payloads` in all, arriving at this
                                    # rate in simulated time (round-robin over senders) and
                                    # addressed from the next slot planned after arrival;
@@ -139,6 +142,7 @@ LANE_POLICIES = ("all", "fresh", "fixed")
 LANE_SENDING = ("until_decoded", "one_shot")
 LANE_CODECS = ("raptorq", "rs")
 LANE_DISSEMINATION = ("certified", "carried")
+LANE_POA_SIGNATURES = ("bls", "ed25519")
 LANE_ONLY_BEHAVIOURS = ("withhold_bundles",)  # honest in consensus: outside the 1/3 bound
 CERTIFIED_FEEDBACK_EXTRA_SLOTS = 2  # certified senders learn a slot's outcome from PoAs
 MAX_LOOKAHEAD_SLOTS = 7  # below the lane proposer's window of 8 future slots
@@ -196,6 +200,7 @@ class LanesConfig:
     feedback_slots: int | None = None  # keep_redeemed only; None: lookahead_slots
     tracker_capacity: int = 4096
     dissemination: str = "certified"  # "certified" (lane chains, PoAs, tip cuts) | "carried"
+    poa_signatures: str = "bls"  # "bls" (one aggregate per PoA) | "ed25519" (f+1 signatures)
     payload_rate_per_s: float | None = None  # None: per slot (interval_slots); else arrivals
 
     @property
@@ -731,6 +736,7 @@ def _lanes(data: Any, validators: int) -> LanesConfig:
         feedback_slots=table.get("feedback_slots", _integer(1, 10_000)),
         tracker_capacity=table.get("tracker_capacity", _integer(1, 1 << 20), default=4096),
         dissemination=table.get("dissemination", _choice(LANE_DISSEMINATION), default="certified"),
+        poa_signatures=table.get("poa_signatures", _choice(LANE_POA_SIGNATURES), default="bls"),
         payload_rate_per_s=table.get("payload_rate_per_s", _number(0, 1e6, low_open=True)),
     )
     if table.has("ratchet") and table.has("ratchet_policy") and not config.ratchet:

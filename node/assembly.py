@@ -12,16 +12,24 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 from consensus.core import ConsensusCore, CoreConfig
 from consensus.crypto import KeyPair, scheme_by_name
+from consensus.lanes.chain import AggregatePoa, Ed25519Poa
 from consensus.lanes.ledger import Ledger as LanesLedger
 from consensus.lanes.ledger import LedgerParams
 from consensus.validators import ValidatorSet, schedule_by_name
 from node import faults
 from node.api_view import NodeView
 from node.availability_room import AvailabilityRoom
-from node.config import NODE_ONLY_BEHAVIOURS, NodeConfig, parse_byzantine_options
+from node.config import (
+    NODE_ONLY_BEHAVIOURS,
+    ConfigError,
+    NodeConfig,
+    aggregate_key_set,
+    parse_byzantine_options,
+)
 from node.lane_tracker import LaneTracker
 from node.lanes_node import NodeBlockValidator, NodeLanes
 from node.ledger import ChainValidator, Ledger
@@ -48,6 +56,24 @@ class _FrameHandlerSlot:
     def __call__(self, peer: int, frame: bytes) -> None:
         assert self.handler is not None, "frames before the runtime was built"
         self.handler(peer, frame)
+
+
+def availability_signing(
+    config: NodeConfig, key: KeyPair, validators: ValidatorSet, scheme: Any
+) -> dict[str, Any]:
+    """The PoA format of `[lanes] poa_signatures` and this node's vote-signing key: BLS
+    (its key derived from the node's seed, every validator's proof of possession checked
+    again here) or Ed25519 (the node's key)."""
+    if not config.lanes.aggregate():
+        return {"poa": Ed25519Poa(validators, scheme), "vote_key": key}
+    keys = aggregate_key_set(config.validators, config.consensus)  # rule POP
+    own = keys.scheme.keypair(key.seed)
+    if own.public != keys.publics[config.index]:
+        raise ConfigError(
+            f"key_file.secret_seed: its BLS key does not match "
+            f"validators[{config.index}].bls_public_key"
+        )
+    return {"poa": AggregatePoa(validators, keys), "vote_key": own}
 
 
 def build_runtime(
@@ -157,6 +183,7 @@ def build_runtime(
             router=router,
             metrics=metrics,
             logger=logger,
+            **availability_signing(config, key, validators, scheme),
         )
         if certified
         else None

@@ -63,6 +63,7 @@ from consensus.lanes.chain import (
     LaneChainBlock,
     LaneFetchResponse,
     LaneTip,
+    PoaScheme,
     TipRef,
     decode_lane_message,
     encode_lane_message,
@@ -123,7 +124,11 @@ class AvailabilityRoom:
         metrics: NodeMetrics,
         logger: logging.Logger,
         config: AvailabilityConfig = NODE_AVAILABILITY_CONFIG,
+        poa: PoaScheme | None = None,
+        vote_key: Any = None,
     ):
+        """`poa`/`vote_key`: the PoA format and this node's vote-signing key
+        (`[lanes] poa_signatures`; default Ed25519 with `key`)."""
         self.lanes = lanes
         self.storage = storage
         self.router = router
@@ -133,7 +138,7 @@ class AvailabilityRoom:
         self.config = config
         self.max_message_bytes = max_lane_message_bytes(lanes.params)
         # CUT-FORM/POA/SLOT and CUT-MONOTONE; also the layer's (cached) PoA checker
-        self.cut_validator = CutValidator(validators, scheme)
+        self.cut_validator = CutValidator(validators, scheme, poa=poa)
         ledger = lanes.ledger
         self.checker = ChainBlockChecker(
             validators,
@@ -163,6 +168,8 @@ class AvailabilityRoom:
             config=config,
             recovered=recovered,
             poa_checker=self.cut_validator.check_poa,
+            poa=poa,
+            vote_key=vote_key,
         )
         self._fed_height = self.recovered_height  # highest height given as CutFinalized
 

@@ -17,7 +17,12 @@ Layout of a config file (all sections required except `[test]`):
                   network names it, and a peer of another chain is refused)
     [mempool]     max_txs, max_tx_bytes, max_block_txs, max_block_bytes,
                   forward_fanout (0..8, default 2; 0 = no tx forwarding)
-    [[validators]] index, public_key (hex), stake, host, port
+    [[validators]] index, public_key (hex), stake, host, port, bls_public_key (hex, 48
+                  bytes) and bls_pop (hex, 96 bytes: its proof of possession; both
+                  required with certified lanes and `poa_signatures = "bls"`)
+    [lanes]       dissemination ("certified" | "carried"), poa_signatures ("bls" |
+                  "ed25519": a proof of availability is one BLS aggregate or f+1
+                  Ed25519 signatures)
     [ledger]      (optional; without it lanes charge nothing) sender_balance (int, the
                   genesis balance of every listed sender), fee (int, least fee per
                   ticket), bounty (int, PIVOT-K bounty B per payload), genesis (list of
@@ -28,8 +33,11 @@ Layout of a config file (all sections required except `[test]`):
                   channel of a `withhold_bundles` cartel), core_error_after_events (int,
                   0 = off), crash_after_proposing_txs (int, 0 = off)
 
-A key file is TOML with `public_key` and `secret_seed` (hex). It must match the public key
-of this node's `[[validators]]` entry and be accessible by its owner only (mode 0600).
+A key file is TOML with `public_key` and `secret_seed` (hex), and `bls_public_key` (hex,
+optional: the BLS key derived from the seed, `consensus.aggregate.aggregate_seed`). It must
+match the public keys of this node's `[[validators]]` entry and be accessible by its owner
+only (mode 0600). Every validator's `bls_pop` is verified when the config is loaded: a
+validator set with a key whose proof of possession fails is refused (rogue keys).
 `check_environment(config)` checks what the file cannot say alone: the data dir is not a
 file, and the chosen transport's packages are installed.
 """
@@ -39,11 +47,17 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from consensus.aggregate import (
+    AGGREGATE_PUBLIC_BYTES,
+    AGGREGATE_SIGNATURE_BYTES,
+    AggregateKeySet,
+    aggregate_scheme_for,
+)
 from consensus.byzantine import BEHAVIOURS as SHARED_BEHAVIOURS
 from consensus.byzantine import LANE_BEHAVIOURS
 from consensus.crypto import DEFAULT_CHAIN_ID, KeyPair, check_chain_id
@@ -55,6 +69,7 @@ SCHEDULES = ("round-robin", "weighted")
 SCHEMES = ("ed25519", "trusted")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DISSEMINATION_MODES = ("certified", "carried")  # [lanes] dissemination
+POA_SIGNATURES = ("bls", "ed25519")  # [lanes] poa_signatures
 # Node-only faults, then every behaviour of `consensus.byzantine` (shared with netsim).
 NODE_ONLY_BEHAVIOURS = ("double_vote", "malformed", "replay_txs")
 BYZANTINE_BEHAVIOURS = ("", *NODE_ONLY_BEHAVIOURS, *SHARED_BEHAVIOURS)
@@ -83,6 +98,8 @@ class ValidatorEntry:
     stake: int
     host: str
     port: int
+    bls_public_key: bytes | None = None  # certified lanes' aggregate key (48 bytes)
+    bls_pop: bytes | None = None  # its proof of possession (96 bytes)
 
 
 @dataclass(frozen=True)
@@ -159,6 +176,13 @@ class LanesSection:
     in full inside consensus blocks). Every validator of a network must use the same."""
 
     dissemination: str = "certified"
+    # a proof of availability: one BLS aggregate (O(1) bytes per lane of a cut) or f+1
+    # Ed25519 signatures (docs/lanes.md, "Aggregate proofs of availability")
+    poa_signatures: str = "bls"
+
+    def aggregate(self) -> bool:
+        """Do availability votes and PoAs use the aggregate (BLS) scheme?"""
+        return self.dissemination == "certified" and self.poa_signatures == "bls"
 
 
 @dataclass(frozen=True)
@@ -430,13 +454,25 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         name = f"validators[{position}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{name}: must be a table")
-        _check_unknown(entry, name, {"index", "public_key", "stake", "host", "port"})
+        _check_unknown(
+            entry,
+            name,
+            {"index", "public_key", "stake", "host", "port", "bls_public_key", "bls_pop"},
+        )
+        bls_public = _get(entry, name, "bls_public_key", str, None)
+        bls_pop = _get(entry, name, "bls_pop", str, None)
         v = ValidatorEntry(
             index=_get(entry, name, "index", int),
             public_key=_hex(_get(entry, name, "public_key", str), f"{name}.public_key", 32),
             stake=_get(entry, name, "stake", int, 1),
             host=_get(entry, name, "host", str),
             port=_get(entry, name, "port", int),
+            bls_public_key=_hex(bls_public, f"{name}.bls_public_key", AGGREGATE_PUBLIC_BYTES)
+            if bls_public is not None
+            else None,
+            bls_pop=_hex(bls_pop, f"{name}.bls_pop", AGGREGATE_SIGNATURE_BYTES)
+            if bls_pop is not None
+            else None,
         )
         # Rule: validators are listed in index order 0..n-1 (the validator set's order).
         if v.index != position:
@@ -465,8 +501,15 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
     if not isinstance(t, dict):
         raise ConfigError("lanes: must be a table")
     _check_unknown(t, "lanes", {f.name for f in fields(LanesSection)})
-    lanes = LanesSection(dissemination=_get(t, "lanes", "dissemination", str, "certified"))
+    lanes = LanesSection(
+        dissemination=_get(t, "lanes", "dissemination", str, "certified"),
+        poa_signatures=_get(t, "lanes", "poa_signatures", str, "bls"),
+    )
     _choice(lanes.dissemination, "lanes.dissemination", DISSEMINATION_MODES)
+    _choice(lanes.poa_signatures, "lanes.poa_signatures", POA_SIGNATURES)
+    if lanes.aggregate():
+        # rule POP: every aggregate key is present and proven possessed (rogue keys)
+        aggregate_key_set(validators, consensus)
 
     t = data.get("test", {})
     if not isinstance(t, dict):
@@ -506,6 +549,40 @@ def parse_config(data: Mapping[str, Any], path: Path) -> NodeConfig:
         lanes=lanes,
         ledger=_parse_ledger(data.get("ledger")),
     )
+
+
+def aggregate_key_set(
+    validators: Sequence[ValidatorEntry], consensus: ConsensusSection
+) -> AggregateKeySet:
+    """The validators' BLS keys, each proof of possession verified; else ConfigError."""
+    scheme = aggregate_scheme_for(consensus.signature_scheme, consensus.chain_id)
+    for v in validators:
+        for key in ("bls_public_key", "bls_pop"):
+            if getattr(v, key) is None:
+                raise ConfigError(
+                    f'validators[{v.index}].{key}: missing (lanes.poa_signatures = "bls" '
+                    "needs every validator's BLS key and its proof of possession; "
+                    "`sedna testnet init` writes them)"
+                )
+    publics = [v.bls_public_key for v in validators]
+    proofs = [v.bls_pop for v in validators]
+    for v in validators:
+        if not scheme.possession_ok(v.bls_public_key, v.bls_pop):  # type: ignore[arg-type]
+            raise ConfigError(
+                f"validators[{v.index}].bls_pop: not a valid proof of possession of "
+                "bls_public_key (refusing a validator set with a possible rogue key)"
+            )
+    try:
+        return AggregateKeySet(scheme, publics, proofs)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(f"validators: {exc}") from None
+
+
+def aggregate_fields(key: KeyPair, signature_scheme: str = "ed25519") -> dict[str, str]:
+    """The `bls_public_key` and `bls_pop` of a validator entry, from its Ed25519 key."""
+    scheme = aggregate_scheme_for(signature_scheme, DEFAULT_CHAIN_ID)
+    pair = scheme.keypair(key.seed)
+    return {"bls_public_key": pair.public.hex(), "bls_pop": scheme.prove_possession(pair).hex()}
 
 
 def is_consensus_byzantine(behaviour: str) -> bool:
@@ -703,10 +780,28 @@ def load_key(config: NodeConfig) -> KeyPair:
     # Rule: the key file's seed derives its public key, and that key is this validator's.
     if key.public != public:
         raise ConfigError("key_file.public_key: does not match secret_seed")
-    if key.public != config.validators[config.node.index].public_key:
+    entry = config.validators[config.node.index]
+    if key.public != entry.public_key:
         raise ConfigError(
             f"key_file.public_key: does not match validators[{config.node.index}].public_key"
         )
+    # Rule: the BLS key derived from the seed is the key file's and this validator's.
+    if "bls_public_key" in data or config.lanes.aggregate():
+        c = config.consensus
+        derived = aggregate_scheme_for(c.signature_scheme, c.chain_id).keypair(seed).public
+        if "bls_public_key" in data:
+            written = _hex(
+                _get(data, "key_file", "bls_public_key", str),
+                "key_file.bls_public_key",
+                AGGREGATE_PUBLIC_BYTES,
+            )
+            if written != derived:
+                raise ConfigError("key_file.bls_public_key: does not match secret_seed")
+        if config.lanes.aggregate() and derived != entry.bls_public_key:
+            raise ConfigError(
+                f"key_file.secret_seed: its BLS key does not match "
+                f"validators[{config.node.index}].bls_public_key"
+            )
     return key
 
 
@@ -747,12 +842,14 @@ def render_key_file(key: KeyPair) -> str:
     return f'public_key = "{key.public.hex()}"\nsecret_seed = "{key.seed.hex()}"\n'
 
 
-def write_key_file(path: Path, key: KeyPair) -> None:
-    """Write a key file readable by its owner only."""
+def write_key_file(path: Path, key: KeyPair, signature_scheme: str = "ed25519") -> None:
+    """Write a validator's key file readable by its owner only: its Ed25519 key and the
+    public half of the BLS key derived from the same seed."""
+    bls = aggregate_scheme_for(signature_scheme, DEFAULT_CHAIN_ID).keypair(key.seed).public
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(render_key_file(key))
+        handle.write(render_key_file(key) + f'bls_public_key = "{bls.hex()}"\n')
 
 
 def write_admin_token(path: Path) -> str:

@@ -1,7 +1,11 @@
 """Embedded SQLite storage (WAL mode) of one validator.
 
 Tables
-- `meta`         key/value: the encoded `SafetyState` under `safety`.
+- `meta`         key/value: `schema_version`, `safety_store` (`file`: the safety state is in
+                 `node.safety`, node/safety_file.py), `tx_index_height`, `integrity`. A
+                 database from before the safety file held the encoded `SafetyState` under
+                 `safety` (and its checksum under `safety_sum`): it is moved to the file
+                 at the first start.
 - `blocks`       every block that entered the block tree (encoded Tip and BlockBody).
 - `certificates` QCs carried by stored blocks, keyed by (kind, round, block id).
 - `finalized`    the finalized chain: height -> block id, round, header time, local commit
@@ -31,25 +35,29 @@ Tables
 
 Durability. The connection runs `journal_mode=WAL, synchronous=NORMAL`: a committed
 transaction is in the OS page cache before `commit()` returns, so it survives the death of
-the process (SIGKILL) but not necessarily a power cut. The safety state is different: the
-vote it protects is about to leave the machine, so `save_safety` switches the connection to
-`synchronous=FULL` for that one transaction (the WAL is fsynced before `commit()` returns,
-which also makes every earlier write durable) and back to NORMAL afterwards.
+the process (SIGKILL) but not necessarily a power cut (after one, SQLite rolls the database
+back to a consistent earlier commit; the node re-fetches what it lost from its peers). The
+safety state is different: the vote it protects is about to leave the machine, so
+`save_safety` writes it to its own file and `fdatasync`s it before returning
+(node/safety_file.py: two checksummed slots written in turn, so a torn write leaves the
+previous state valid). Before the safety file, a `synchronous=FULL` SQLite commit per
+round did this at ~3x the cost (docs/performance.md, "Latency and scale").
 
 Opening (`Storage(data_dir)`) refuses what would make the node forget what it did
 (docs/operations.md, "Storage faults"): an existing database file that is empty (0 bytes),
 is not SQLite, holds no sedna schema or fails `PRAGMA quick_check`; database side files
-(`-wal`, `-shm`) without the database; a safety state whose checksum does not match; a
-database another process holds open (an exclusive `flock` while open). Each
+(`-wal`, `-shm`) without the database; a safety file that is missing, not two slots
+long or without a valid slot (or, before the move to the file, a safety row whose checksum
+does not match); a database another process holds open (an exclusive `flock` while open). Each
 refusal is a `StorageError` whose text starts with the file and says the problem. Only a
 data dir that is absent or empty starts a fresh database; `reset_data_dir` (the node's
 `--reset`) is the explicit way to start over.
 
-Safety checksum. The meta row `safety_sum` holds SHA-256 over a domain and the stored safety
-state (or over a marker when no state was stored yet). It is written at creation and in the
-same transaction as every safety write, and checked when the database is opened. It catches
-a truncated, overwritten, edited or deleted safety row; it is not a secret (whoever can
-write the database can also recompute it).
+Safety checksums. Each slot of the safety file carries SHA-256 over a domain, its sequence
+number, length and data; a database from before the file kept the same kind of sum under
+`safety_sum`, checked once more when its state is moved. They catch truncated,
+overwritten, torn or edited records; they are not secrets (whoever can write the files can
+also recompute them).
 
 Every method runs on the caller's thread (the node's event loop) and is bounded by the size of
 its arguments or by an explicit `limit`, except the open-time integrity check, which reads
@@ -71,6 +79,7 @@ import msgspec
 
 from consensus.codec import encode
 from consensus.messages import GENESIS_BLOCK_ID, BlockBody, Tip
+from node.safety_file import SAFETY_FILE, TMP_SUFFIX, SafetyFile, SafetyFileError, read_latest
 
 if TYPE_CHECKING:  # pragma: no cover
     from consensus.core import RecoveredState
@@ -82,6 +91,7 @@ SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal")
 SAFETY_SUM_DOMAIN = b"sedna/safety-sum/1\x00"
 NO_SAFETY_MARKER = b"\x00no safety state stored"
 INTEGRITY_VERSION = b"1"  # meta `integrity`: the database carries a safety checksum
+SAFETY_STORE_FILE = b"file"  # meta `safety_store`: the safety state is in SAFETY_FILE
 SHORT_ID_BYTES = 8
 MAX_RANGE_ROWS = 1000
 MAX_EVENT_ROWS = 20_000
@@ -200,8 +210,10 @@ class Storage:
         integrity check).
         """
         self.path = data_dir / DATABASE_FILE
+        self.safety_path = data_dir / SAFETY_FILE
         self.safety_writes = 0
         self._lock_fd = None
+        self._safety: SafetyFile | None = None
         if read_only:
             self._db = _open_read_only(self.path)
             return
@@ -226,7 +238,7 @@ class Storage:
                 self._set_meta("schema_version", str(SCHEMA_VERSION).encode())
             elif int(version) != SCHEMA_VERSION:
                 raise StorageError(f"{self.path}: schema version {int(version)} is not supported")
-            self._check_safety_sum()
+            self._open_safety_file()
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StorageError(
@@ -258,16 +270,42 @@ class Storage:
                 "restore the database or start over with --reset"
             )
 
-    def _check_safety_sum(self) -> None:
-        """Verify (or, in a database from before the checksum, add) the safety checksum."""
-        data = self.load_safety_bytes()
-        if self._meta("integrity") is None:
-            # Created now, or written before the checksum existed: record the current state.
-            self._db.execute("BEGIN IMMEDIATE")
-            self._set_meta("safety_sum", _safety_sum(data))
-            self._set_meta("integrity", INTEGRITY_VERSION)
-            self._db.execute("COMMIT")
+    def _open_safety_file(self) -> None:
+        """Open the safety file, or move the safety state there from the database.
+
+        Meta `safety_store = file` says the state lives in `node.safety` (then a missing or
+        invalid file is refused). Without it (a fresh database, or one written when the
+        state was a meta row): the row is checked against its checksum, written to a new
+        safety file (durably), and only then the database says `file` and drops the row,
+        in a `synchronous=FULL` transaction: a crash before that commit leaves the row in
+        charge and the move is redone at the next start (no vote was sent in between).
+        """
+        if self._meta("safety_store") == SAFETY_STORE_FILE:
+            try:
+                self._safety = SafetyFile.open(self.safety_path)
+            except SafetyFileError as exc:
+                raise StorageError(str(exc)) from None
             return
+        self._check_safety_sum()
+        legacy = self._meta("safety")
+        self._safety = SafetyFile.create(self.safety_path, legacy or b"")
+        db = self._db
+        db.execute("PRAGMA synchronous=FULL")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            self._set_meta("safety_store", SAFETY_STORE_FILE)
+            self._set_meta("integrity", INTEGRITY_VERSION)
+            db.execute("DELETE FROM meta WHERE key IN ('safety', 'safety_sum')")
+            db.execute("COMMIT")
+        finally:
+            db.execute("PRAGMA synchronous=NORMAL")
+
+    def _check_safety_sum(self) -> None:
+        """Verify (or, in a database from before the checksum, add) the safety checksum of
+        a safety state still stored as a meta row (before it moves to the safety file)."""
+        data = self._meta("safety")
+        if self._meta("integrity") is None:
+            return  # created now, or written before the checksum existed: adopted as it is
         stored = self._meta("safety_sum")
         # Rule: the stored safety state matches its checksum (S-PERSIST survives the disk).
         if stored is None:
@@ -280,6 +318,9 @@ class Storage:
             )
 
     def close(self) -> None:
+        if self._safety is not None:
+            self._safety.close()
+            self._safety = None
         self._db.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the lock
@@ -298,23 +339,29 @@ class Storage:
     # ------------------------------------------------------------------ safety
 
     def save_safety(self, state: SafetyState) -> None:
-        """Durably store the safety state (fsync of the WAL before returning)."""
+        """Durably store the safety state (`fdatasync` of the safety file before returning)."""
         self.save_safety_bytes(encode(state))
 
     def save_safety_bytes(self, data: bytes) -> None:
-        db = self._db
-        db.execute("PRAGMA synchronous=FULL")
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('safety', ?)", (data,))
-            self._set_meta("safety_sum", _safety_sum(data))
-            db.execute("COMMIT")
-        finally:
-            db.execute("PRAGMA synchronous=NORMAL")
+        if self._safety is None:
+            raise StorageError(f"{self.safety_path}: the safety file is not open (read-only?)")
+        if not data:
+            raise ValueError("an empty safety state cannot be stored")
+        self._safety.write(data)
         self.safety_writes += 1
 
     def load_safety_bytes(self) -> bytes | None:
-        return self._meta("safety")
+        """The stored safety state (None: nothing stored yet, a fresh node)."""
+        if self._safety is not None:
+            data = self._safety.data
+        elif self._meta("safety_store") == SAFETY_STORE_FILE:  # read-only
+            try:
+                data = read_latest(self.safety_path)[1]
+            except SafetyFileError as exc:
+                raise StorageError(str(exc)) from None
+        else:  # a read-only open of a database from before the safety file
+            data = self._meta("safety") or b""
+        return data or None
 
     # ------------------------------------------------------------------ blocks
 
@@ -813,8 +860,9 @@ def reset_data_dir(data_dir: Path) -> list[Path]:
     data dir that holds foreign files is still refused at open.
     """
     removed = []
-    for suffix in ("", *SIDE_FILE_SUFFIXES):
-        path = data_dir / f"{DATABASE_FILE}{suffix}"
+    owned = [f"{DATABASE_FILE}{suffix}" for suffix in ("", *SIDE_FILE_SUFFIXES)]
+    for name in (*owned, SAFETY_FILE, SAFETY_FILE + TMP_SUFFIX):
+        path = data_dir / name
         if path.is_file() or path.is_symlink():
             path.unlink()
             removed.append(path)

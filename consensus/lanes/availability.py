@@ -41,20 +41,18 @@ from consensus.lanes.chain import (
     ZERO_DIGEST,
     AvailabilityVote,
     ChainBlockChecker,
+    Ed25519Poa,
     LaneBlockMessage,
     LaneChainBlock,
     LaneFetchRequest,
     LaneFetchResponse,
     LaneTip,
     LaneTipMessage,
+    PoaScheme,
     TipRef,
-    build_poa,
     chain_block_digest,
     sign_chain_block,
-    sign_vote,
     tip_ref,
-    verify_poa,
-    vote_signature_ok,
 )
 from consensus.lanes.cut import MIN_CUT_DELAY_SLOTS, finalized_order, risen, walk_down
 from consensus.lanes.proposer import LaneProposer
@@ -229,6 +227,8 @@ class AvailabilityLayer:
         recovered: RecoveredLanes | None = None,
         digester: Callable[[LaneChainBlock], bytes] = chain_block_digest,
         poa_checker: Callable[[LaneTip], str | None] | None = None,
+        poa: PoaScheme | None = None,
+        vote_key: Any = None,
     ):
         if validators.public_key(index) != key.public:
             raise ValueError(f"key does not match validator {index}'s public key")
@@ -242,6 +242,9 @@ class AvailabilityLayer:
         self.checker = checker
         self.config = config or AvailabilityConfig()
         self.digest_of = digester
+        # how votes are signed and PoAs built (default: Ed25519, f+1 signatures)
+        self.poa = poa or Ed25519Poa(validators, scheme)
+        self.vote_key = key if vote_key is None else vote_key
         # verify_poa, or a cached equivalent (a `CutValidator`'s `check_poa`)
         self.check_poa = poa_checker or self._verify_poa
         self.stats = AvailabilityStats()
@@ -364,7 +367,7 @@ class AvailabilityLayer:
             self._out.append(StoreLaneBlock(block, digest, voted=True))
             self._out.append(Broadcast(LaneBlockMessage(block)))
             self._count_vote(
-                own, sign_vote(self.scheme, self.key, self.index, tip_ref(block, digest))
+                own, self.poa.sign_vote(self.vote_key, self.index, tip_ref(block, digest))
             )
         proposer.close_through(height)
 
@@ -374,7 +377,7 @@ class AvailabilityLayer:
         own.votes[vote.author] = vote.signature
         if not self.validators.has_honest_present(own.votes):
             return
-        tip = LaneTip(tip_ref(own.block, own.digest), build_poa(self.validators, own.votes))
+        tip = LaneTip(tip_ref(own.block, own.digest), self.poa.build(own.votes))
         own.poa = tip
         self.stats.poas_formed += 1
         self._certify(tip)
@@ -498,7 +501,7 @@ class AvailabilityLayer:
         return None
 
     def _send_vote(self, block: LaneChainBlock, digest: bytes) -> None:
-        vote = sign_vote(self.scheme, self.key, self.index, tip_ref(block, digest))
+        vote = self.poa.sign_vote(self.vote_key, self.index, tip_ref(block, digest))
         self.stats.votes_sent += 1
         if block.lane == self.index:
             own = self._own.get(block.height)
@@ -517,7 +520,7 @@ class AvailabilityLayer:
             return
         if own.poa is not None or vote.author in own.votes:
             return
-        if not vote_signature_ok(self.scheme, self.validators, vote):
+        if not self.poa.vote_ok(vote):
             self._drop("bad vote signature")
             return
         self._count_vote(own, vote)
@@ -547,7 +550,7 @@ class AvailabilityLayer:
 
     def _verify_poa(self, tip: LaneTip) -> str | None:
         assert tip.poa is not None
-        return verify_poa(self.validators, self.scheme, tip.tip, tip.poa)
+        return self.poa.verify(tip.tip, tip.poa)
 
     def _certify(self, tip: LaneTip) -> None:
         self.lanes[tip.tip.lane].certified.setdefault(tip.tip.height, tip)
@@ -723,8 +726,8 @@ class AvailabilityLayer:
                 self._own_height, self._own_tip, self._own_slot = block.height, digest, block.slot
             if block.lane == self.index and block.height > view.finalized_height:
                 own = _OwnBlock(block, digest)  # votes are gathered again (RE-SEND)
-                own.votes[self.index] = sign_vote(
-                    self.scheme, self.key, self.index, tip_ref(block, digest)
+                own.votes[self.index] = self.poa.sign_vote(
+                    self.vote_key, self.index, tip_ref(block, digest)
                 ).signature
                 self._own[block.height] = own
         if self._own_slot >= 0:

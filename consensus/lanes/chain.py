@@ -18,11 +18,16 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Any, Protocol
 
 import msgspec
 from msgspec import Meta
 
+from consensus.aggregate import (
+    AGGREGATE_SIGNATURE_BYTES,
+    AggregateKeyPair,
+    AggregateKeySet,
+)
 from consensus.crypto import Domain, KeyPair, SignatureScheme
 from consensus.lanes.params import LaneParams
 from consensus.lanes.proposer import (
@@ -50,6 +55,9 @@ MAX_FETCH_BLOCKS = 64  # lane blocks per fetch request / response
 LaneHeight = Annotated[int, Meta(ge=1, le=2**63 - 1)]
 Slot = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 SignerBitmap = Annotated[bytes, Meta(max_length=MAX_VALIDATORS // 8)]
+# an Ed25519 vote signature (64 bytes) or an aggregate-scheme one (96); each PoA scheme
+# checks the exact size of its own
+VoteSignature = Annotated[bytes, Meta(min_length=64, max_length=AGGREGATE_SIGNATURE_BYTES)]
 _ID_DOMAIN = b"sedna/lane-chain-block-id/1\x00"
 
 
@@ -84,10 +92,12 @@ class TipRef(_Data):
 
 
 class PoA(_Data):
-    """f+1 stake of availability-vote signatures over one `TipRef`."""
+    """f+1 stake of availability votes over one `TipRef`: a signer bitmap and, with
+    `poa_signatures = "ed25519"`, one signature per signer in increasing index; with
+    `"bls"`, exactly one 96-byte aggregate signature."""
 
     signers: SignerBitmap
-    signatures: Annotated[tuple[Signature, ...], Meta(max_length=MAX_VALIDATORS)]
+    signatures: Annotated[tuple[VoteSignature, ...], Meta(max_length=MAX_VALIDATORS)]
 
 
 class LaneTip(_Data):
@@ -113,7 +123,7 @@ class AvailabilityVote(_Message, tag="lane_vote"):
 
     tip: TipRef
     author: LaneIndex
-    signature: Signature
+    signature: VoteSignature
 
 
 class LaneTipMessage(_Message, tag="lane_poa"):
@@ -276,6 +286,106 @@ def verify_poa(
         if not scheme.verify(public, Domain.AVAILABILITY_VOTE, payload, signature):
             return f"bad signature of signer {signer}"
     return None
+
+
+# --------------------------------------------------------------------------- PoA schemes
+
+
+class PoaScheme(Protocol):
+    """How availability votes are signed and PoAs built and verified (stateless; the
+    signing key is the caller's: a `KeyPair` for Ed25519, an `AggregateKeyPair` for BLS)."""
+
+    name: str
+
+    def sign_vote(self, key: Any, author: int, tip: TipRef) -> AvailabilityVote: ...
+
+    def vote_ok(self, vote: AvailabilityVote) -> bool: ...
+
+    def build(self, signatures: Mapping[int, bytes]) -> PoA: ...
+
+    def verify(self, tip: TipRef, poa: PoA) -> str | None: ...
+
+
+class Ed25519Poa:
+    """`poa_signatures = "ed25519"`: a PoA is f+1 stake of individual signatures."""
+
+    name = "ed25519"
+
+    def __init__(self, validators: ValidatorSet, scheme: SignatureScheme):
+        self.validators = validators
+        self.scheme = scheme
+
+    def sign_vote(self, key: KeyPair, author: int, tip: TipRef) -> AvailabilityVote:
+        return sign_vote(self.scheme, key, author, tip)
+
+    def vote_ok(self, vote: AvailabilityVote) -> bool:
+        return vote_signature_ok(self.scheme, self.validators, vote)
+
+    def build(self, signatures: Mapping[int, bytes]) -> PoA:
+        return build_poa(self.validators, signatures)
+
+    def verify(self, tip: TipRef, poa: PoA) -> str | None:
+        return verify_poa(self.validators, self.scheme, tip, poa)
+
+
+class AggregatePoa:
+    """`poa_signatures = "bls"`: a PoA is a signer bitmap and ONE aggregate signature of
+    their votes (96 bytes whatever the signer count), checked by one fast aggregate
+    verification against the signers' keys (each proven possessed: `AggregateKeySet`)."""
+
+    name = "bls"
+
+    def __init__(self, validators: ValidatorSet, keys: AggregateKeySet):
+        if len(keys) != len(validators):
+            raise ValueError(
+                f"{len(keys)} aggregate-signature keys for {len(validators)} validators"
+            )
+        self.validators = validators
+        self.keys = keys
+        self.scheme = keys.scheme
+
+    def sign_vote(self, key: AggregateKeyPair, author: int, tip: TipRef) -> AvailabilityVote:
+        signature = self.scheme.sign(key, Domain.AVAILABILITY_VOTE, vote_signing_bytes(tip))
+        return AvailabilityVote(tip, author, signature)
+
+    def vote_ok(self, vote: AvailabilityVote) -> bool:
+        if not self.validators.contains(vote.author):
+            return False
+        return self.scheme.verify(
+            self.keys.publics[vote.author],
+            Domain.AVAILABILITY_VOTE,
+            vote_signing_bytes(vote.tip),
+            vote.signature,
+        )
+
+    def build(self, signatures: Mapping[int, bytes]) -> PoA:
+        signers = sorted(signatures)
+        bitmap = encode_bitmap(signers, len(self.validators))
+        return PoA(bitmap, (self.scheme.aggregate([signatures[i] for i in signers]),))
+
+    def verify(self, tip: TipRef, poa: PoA) -> str | None:
+        """None if `poa` proves f+1 stake holds `tip`'s block, else the broken rule."""
+        if not self.validators.contains(tip.lane):
+            return "unknown lane"
+        try:
+            signers = decode_bitmap(poa.signers, len(self.validators))
+        except BitmapError as exc:  # rule POA: a well-formed signer bitmap
+            return f"bad signer bitmap: {exc}"
+        # rule POA: one aggregate signature of the signers' votes
+        if len(poa.signatures) != 1 or len(poa.signatures[0]) != AGGREGATE_SIGNATURE_BYTES:
+            return "an aggregate PoA carries exactly one 96-byte signature"
+        # rule POA: f+1 stake (at least one honest validator holds the block)
+        if not self.validators.has_honest_present(signers):
+            return "signers hold less than f+1 stake"
+        publics = [self.keys.publics[i] for i in signers]
+        if not self.scheme.verify_aggregate(
+            publics, Domain.AVAILABILITY_VOTE, vote_signing_bytes(tip), poa.signatures[0]
+        ):
+            return "bad aggregate signature"
+        return None
+
+
+POA_SIGNATURES = ("bls", "ed25519")
 
 
 # --------------------------------------------------------------------------- AV-VERIFY

@@ -29,7 +29,7 @@ from msgspec import Meta
 
 from consensus.codec import body_id
 from consensus.crypto import SignatureScheme
-from consensus.lanes.chain import LaneChainBlock, LaneTip, TipRef, verify_poa
+from consensus.lanes.chain import Ed25519Poa, LaneChainBlock, LaneTip, PoaScheme, TipRef
 from consensus.lanes.wire import CUT_PAYLOAD_VERSION, MAX_TRANSACTIONS, LanePayloadError
 from consensus.messages import MAX_PAYLOAD_BYTES, MAX_VALIDATORS, BlockBody, BlockHeader
 from consensus.validators import ValidatorSet
@@ -105,10 +105,15 @@ class CutValidator:
     """
 
     def __init__(
-        self, validators: ValidatorSet, scheme: SignatureScheme, max_cached_poas: int = 65_536
+        self,
+        validators: ValidatorSet,
+        scheme: SignatureScheme,
+        max_cached_poas: int = 65_536,
+        poa: PoaScheme | None = None,
     ):
         self.validators = validators
         self.scheme = scheme
+        self.poa = poa or Ed25519Poa(validators, scheme)  # the PoA format and its checks
         self.max_cached = max_cached_poas
         self._verified: OrderedDict[bytes, None] = OrderedDict()
 
@@ -157,7 +162,7 @@ class CutValidator:
         return monotone_violation(cut_tips(parent_cut), child.tips)
 
     def check_poa(self, entry: LaneTip) -> str | None:
-        """`verify_poa` of a tip that carries a PoA, cached when valid."""
+        """The PoA scheme's `verify` of a tip that carries a PoA, cached when valid."""
         return self._poa(entry)
 
     def _poa(self, entry: LaneTip) -> str | None:
@@ -166,7 +171,7 @@ class CutValidator:
         if key in self._verified:
             self._verified.move_to_end(key)
             return None
-        reason = verify_poa(self.validators, self.scheme, entry.tip, entry.poa)
+        reason = self.poa.verify(entry.tip, entry.poa)
         if reason is None:
             self._verified[key] = None
             while len(self._verified) > self.max_cached:

@@ -81,6 +81,7 @@ def _sedna_run(
     payload_bytes: int,
     plain_rate: float,
     dissemination: str = "certified",
+    poa_signatures: str = "bls",
 ) -> dict[str, Any]:
     from node.tools.testnet import RunOptions, TestnetRun
 
@@ -93,6 +94,7 @@ def _sedna_run(
         sedna_bytes=payload_bytes,
         sedna_preencode=True,
         dissemination=dissemination,
+        poa_signatures=poa_signatures,
     )
     return asyncio.run(TestnetRun(options).execute())
 
@@ -226,19 +228,29 @@ def bench_sedna(
     payload_bytes: int,
     plain_rate: float,
     dissemination: str = "certified",
+    poa_signatures: str = "bls",
 ) -> dict[str, Any]:
     """Sedna saturation sweep: payloads/s decoded on every node, per offered rate."""
     results: dict[str, Any] = {
         "payload_bytes": payload_bytes,
         "plain_rate_tps": plain_rate,
         "dissemination": dissemination,
+        "poa_signatures": poa_signatures,
     }
     for transport in transports:
         points = []
         saturation = None
         for rate in rates:
             runs = [
-                _sedna_run(transport, rate, duration_s, payload_bytes, plain_rate, dissemination)
+                _sedna_run(
+                    transport,
+                    rate,
+                    duration_s,
+                    payload_bytes,
+                    plain_rate,
+                    dissemination,
+                    poa_signatures,
+                )
                 for _ in range(repeats)
             ]
             point = {
@@ -464,6 +476,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="lane modes of the Sedna sweep, comma list of certified, carried (default "
         "certified); several modes are run side by side, alternating per rate",
     )
+    parser.add_argument(
+        "--poa-signatures",
+        default="bls",
+        help="[lanes] poa_signatures of certified lanes: bls (one aggregate per proof of "
+        "availability, the default) or ed25519 (f+1 signatures)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -508,6 +526,15 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from node.config import POA_SIGNATURES
+
+    if args.poa_signatures not in POA_SIGNATURES:
+        print(
+            f"bench testnet: --poa-signatures takes one of {', '.join(POA_SIGNATURES)}, "
+            f"got {args.poa_signatures!r}",
+            file=sys.stderr,
+        )
+        return 2
     results: dict[str, Any] = {}
     if args.sedna_cost:
         results["sedna_cost"] = sedna_cost_model(args.sedna_bytes)
@@ -543,6 +570,7 @@ def run(args: argparse.Namespace) -> int:
             args.sedna_bytes,
             args.sedna_plain_rate,
             modes[0],
+            args.poa_signatures,
         )
     elif sedna_rates:
         results["sedna_modes"] = bench_sedna_modes(

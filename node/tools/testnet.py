@@ -40,8 +40,10 @@ from consensus.crypto import KeyPair, check_chain_id
 from node.config import (
     ADMIN_TOKEN_FILE,
     DISSEMINATION_MODES,
+    POA_SIGNATURES,
     SINGLE_VALIDATOR_VOTE_PACE_MS,
     ConfigError,
+    aggregate_fields,
     load_config,
     render_config,
     render_key_file,
@@ -175,7 +177,14 @@ def config_document(
     mempool: Mapping[str, Any] | None = None,
     dissemination: str = "certified",
     ledger: Mapping[str, Any] | None = None,
+    poa_signatures: str = "bls",
+    aggregate: Sequence[Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
+    """One validator's config. `aggregate`: every validator's `bls_public_key` and
+    `bls_pop` (`node.config.aggregate_fields`; computed here when not given)."""
+    if aggregate is None:
+        scheme = consensus.get("signature_scheme", "ed25519")
+        aggregate = [aggregate_fields(k, scheme) for k in keys]
     document: dict[str, Any] = {
         "node": {
             "index": plan.index,
@@ -194,7 +203,7 @@ def config_document(
         },
         "consensus": {"protocol": "monadbft", "delta_ms": 100.0, **consensus},
         "mempool": {"max_txs": 200_000, "max_block_txs": 5_000, **(mempool or {})},
-        "lanes": {"dissemination": dissemination},
+        "lanes": {"dissemination": dissemination, "poa_signatures": poa_signatures},
         "validators": [
             {
                 "index": p.index,
@@ -202,6 +211,7 @@ def config_document(
                 "stake": 1,
                 "host": p.host,
                 "port": p.p2p_port,
+                **aggregate[p.index],
             }
             for p in plans
         ],
@@ -261,6 +271,7 @@ def generate_network(
     dissemination: str = "certified",
     chain_id: str | None = None,
     ledger: Mapping[str, int] | None = None,
+    poa_signatures: str = "bls",
 ) -> dict[str, Any]:
     """Write keys, configs and the manifest for a fresh network; returns the manifest.
 
@@ -294,6 +305,7 @@ def generate_network(
         dissemination=dissemination,
         chain_id=chain_id,
         ledger=ledger,
+        poa_signatures=poa_signatures,
     )
 
 
@@ -317,6 +329,7 @@ def write_network(
     dissemination: str = "certified",
     chain_id: str | None = None,
     ledger: Mapping[str, int] | None = None,
+    poa_signatures: str = "bls",
 ) -> dict[str, Any]:
     """Keys, configs, manifests and the Prometheus config of planned validators: what every
     layout shares. Every config names the network's chain id: `chain_id`, else the
@@ -347,6 +360,13 @@ def write_network(
         keys = [KeyPair.from_seed(os.urandom(32)) for _ in range(nodes)]
     if len(keys) != nodes:
         raise TestnetError(f"{len(keys)} keys for {nodes} nodes")
+    if poa_signatures not in POA_SIGNATURES:
+        raise TestnetError(
+            f"unknown poa_signatures {poa_signatures!r}; choose one of {list(POA_SIGNATURES)}"
+        )
+    signature_scheme = consensus.get("signature_scheme", "ed25519")
+    # every validator's BLS key and proof of possession (public: in every config)
+    aggregate = [aggregate_fields(k, signature_scheme) for k in keys]
     node_test = node_test or {}
     root.mkdir(parents=True, exist_ok=True)
     ledger_doc: dict[str, Any] | None = None
@@ -377,7 +397,7 @@ def write_network(
             node_dir = bundle_dir / plan.name
             (node_dir / "data").mkdir(parents=True, exist_ok=True)
             # Rule: a node directory holds its own secret key and no other.
-            write_key_file(node_dir / "key.toml", keys[plan.index])
+            write_key_file(node_dir / "key.toml", keys[plan.index], signature_scheme)
             if admin_rpc:
                 write_admin_token(node_dir / ADMIN_TOKEN_FILE)
             document = config_document(
@@ -391,6 +411,8 @@ def write_network(
                 mempool=mempool,
                 dissemination=dissemination,
                 ledger=ledger_doc,
+                poa_signatures=poa_signatures,
+                aggregate=aggregate,
             )
             (node_dir / "config.toml").write_text(render_config(document))
             entry = {
@@ -1054,6 +1076,7 @@ class RunOptions:
     sedna_bundles_per_slot: int = 0  # the client's m (0: every lane), `sedna mech experiment`
     sedna_extra_bundles: int = 0  # bundles beyond κ in a payload's first attempt
     dissemination: str = "certified"  # [lanes] dissemination of every node
+    poa_signatures: str = "bls"  # [lanes] poa_signatures of every node
     sedna_preencode: bool = False  # encode the run's payloads before the load starts
     # the lanes' ledger: sender_balance, fee, bounty (None: the lanes charge nothing)
     ledger: dict[str, int] | None = None
@@ -1154,6 +1177,7 @@ class TestnetRun:
             mempool=o.mempool,
             dissemination=o.dissemination,
             ledger=o.ledger,
+            poa_signatures=o.poa_signatures,
         )
         self.net = net = Testnet(root)
         summary: dict[str, Any] = {}
@@ -1904,6 +1928,7 @@ class TestnetRun:
             "nodes": o.nodes,
             "transport": o.transport,
             "dissemination": o.dissemination,
+            "poa_signatures": o.poa_signatures,
             "duration_s": o.duration_s,
             "rate_tps": o.rate_tps,
             "tx_bytes": o.tx_bytes,

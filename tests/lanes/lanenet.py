@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from consensus.aggregate import AggregateKeySet, AggregateScheme
 from consensus.crypto import KeyPair, SignatureScheme, derive_keys
 from consensus.events import Broadcast, Send, Trace
 from consensus.lanes.availability import (
@@ -26,7 +27,15 @@ from consensus.lanes.availability import (
     StoreLaneBlock,
     SubmitEntry,
 )
-from consensus.lanes.chain import ChainBlockChecker, LaneChainBlock, LaneFetchResponse, LaneTip
+from consensus.lanes.chain import (
+    AggregatePoa,
+    ChainBlockChecker,
+    Ed25519Poa,
+    LaneChainBlock,
+    LaneFetchResponse,
+    LaneTip,
+    PoaScheme,
+)
 from consensus.lanes.cut import cut_tips
 from consensus.lanes.params import LaneParams
 from consensus.lanes.proposer import LaneProposer
@@ -53,12 +62,22 @@ class LaneNet:
         seed: str = "lanenet",
         config: AvailabilityConfig | None = None,
         stakes: list[int] | None = None,
+        aggregate: AggregateScheme | None = None,
     ):
+        """`aggregate` set: availability votes and PoAs use it (`poa_signatures = "bls"`),
+        every validator's key derived from its Ed25519 seed, proven possessed."""
         self.params = params
         self.scheme = scheme
         self.keys: list[KeyPair] = derive_keys(n, seed)
         self.validators = ValidatorSet.from_keys([k.public for k in self.keys], stakes)
         self.config = config or AvailabilityConfig()
+        self.aggregate_keys = []
+        self.poa: PoaScheme = Ed25519Poa(self.validators, scheme)
+        if aggregate is not None:
+            self.aggregate_keys = [aggregate.keypair(k.seed) for k in self.keys]
+            self.poa = AggregatePoa(
+                self.validators, AggregateKeySet.from_keypairs(aggregate, self.aggregate_keys)
+            )
         self.queue: deque[tuple[int, int, Any]] = deque()  # (dst, src, message)
         self.delivered = 0
         self.nodes = [self._new(i, None) for i in range(n)]
@@ -81,8 +100,14 @@ class LaneNet:
             checker=checker,
             config=self.config,
             recovered=recovered,
+            poa=self.poa,
+            vote_key=self.vote_key(index),
         )
         return Node(layer)
+
+    def vote_key(self, index: int):
+        """What node `index` signs availability votes with."""
+        return self.aggregate_keys[index] if self.aggregate_keys else self.keys[index]
 
     # ------------------------------------------------------------------ driving
 

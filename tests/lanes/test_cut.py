@@ -12,6 +12,7 @@ from consensus.crypto import ED25519, TRUSTED, derive_keys
 from consensus.lanes.chain import (
     ZERO_DIGEST,
     LaneTip,
+    PoA,
     TipRef,
     build_poa,
     chain_block_digest,
@@ -153,29 +154,30 @@ def test_cut_monotone_never_goes_back_and_rising_tips_carry_a_poa() -> None:
 def test_verified_poas_are_cached_and_failures_are_not() -> None:
     validator = CutValidator(VALIDATORS, TRUSTED)
     calls = []
-    import consensus.lanes.cut as cut_module
+    original = validator.poa.verify
 
-    original = cut_module.verify_poa
+    def counting(tip, poa):
+        calls.append(tip)
+        return original(tip, poa)
 
-    def counting(*args):
-        calls.append(args[2])
-        return original(*args)
-
-    cut_module.verify_poa = counting
-    try:
-        tip = LaneTip(
-            ref(0, 2, 7),
-            build_poa(
-                VALIDATORS,
-                {i: sign_vote(TRUSTED, KEYS[i], i, ref(0, 2, 7)).signature for i in (0, 1)},
-            ),
-        )
-        block = body([tip])
-        header = lane_block_header(10, 0, block)
-        assert validator.check(header, block) is None and validator.check(header, block) is None
-        assert len(calls) == 1
-    finally:
-        cut_module.verify_poa = original
+    validator.poa.verify = counting
+    tip = LaneTip(
+        ref(0, 2, 7),
+        build_poa(
+            VALIDATORS,
+            {i: sign_vote(TRUSTED, KEYS[i], i, ref(0, 2, 7)).signature for i in (0, 1)},
+        ),
+    )
+    block = body([tip])
+    header = lane_block_header(10, 0, block)
+    assert validator.check(header, block) is None and validator.check(header, block) is None
+    assert len(calls) == 1
+    forged = LaneTip(tip.tip, PoA(tip.poa.signers, (bytes(64), tip.poa.signatures[1])))
+    bad = body([forged])
+    bad_header = lane_block_header(10, 0, bad)
+    assert validator.check(bad_header, bad) is not None
+    assert validator.check(bad_header, bad) is not None
+    assert len(calls) == 3  # a failure is verified again every time
 
 
 # ----------------------------------------------------------------------------- finalizing

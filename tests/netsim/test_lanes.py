@@ -379,3 +379,43 @@ def test_ratchet_excludes_the_withholding_lanes(mode: str) -> None:
     assert d == base.lanes.lookahead_slots + (2 if mode == "certified" else 0)
     assert r["lanes"]["bundles_withheld"] < p["lanes"]["bundles_withheld"]
     assert None not in r["decode_slot_delay"].values()
+
+
+# ----------------------------------------------------------------------------- PoA formats
+
+
+@pytest.mark.parametrize(
+    ("scheme", "poa_signatures"),
+    [("trusted", "bls"), ("trusted", "ed25519"), ("ed25519", "bls"), ("ed25519", "ed25519")],
+)
+def test_certified_lanes_decode_everything_with_either_poa_format(
+    scheme: str, poa_signatures: str
+) -> None:
+    """`[lanes] poa_signatures`: real BLS with real Ed25519, the stand-in of the same
+    sizes with `trusted`; every payload decodes on every node, in one order."""
+    text = SMALL.replace("seed = 5\n", f'seed = 5\nscheme = "{scheme}"\n').replace(
+        "[lanes]\n", f'[lanes]\npoa_signatures = "{poa_signatures}"\n'
+    )
+    run = lanes_run(text)
+    report = run.report()
+    assert report["violations"] == []
+    assert report["poa_formed"] > 0
+    assert set(report["payloads_decoded"].values()) == {report["payloads_submitted"]}
+    assert len(set(report["execution_order_hash"].values())) == 1
+    poa = run.lanes.poa
+    assert poa.name == poa_signatures
+    if poa_signatures == "bls":
+        assert poa.scheme.name == ("bls" if scheme == "ed25519" else "bls-stand-in")
+
+
+def test_aggregate_poas_shrink_the_leaders_upload() -> None:
+    """Same run, same seed: only the PoA format differs, and the cuts the leaders send
+    carry one 96-byte aggregate per certified tip instead of f+1 = 3 signatures of 64."""
+    text = SMALL.replace("validators = 4\n", "validators = 7\n")
+    upload = {}
+    for kind in ("bls", "ed25519"):
+        report = lanes_run(text.replace("[lanes]\n", f'[lanes]\npoa_signatures = "{kind}"\n'))
+        report = report.report()
+        assert set(report["payloads_decoded"].values()) == {report["payloads_submitted"]}
+        upload[kind] = sum(report["leader_upload_bytes"].values())
+    assert upload["bls"] < upload["ed25519"]

@@ -12,9 +12,10 @@ from consensus import codec
 from consensus.certificates import Signer
 from consensus.crypto import ED25519, derive_keys
 from consensus.messages import GENESIS_QC, BlockBody, BlockHeader, QuorumCertificate, Tip, Vote
-from node.config import render_config, write_key_file
+from node.config import aggregate_fields, render_config, write_key_file
 
 KEYS = derive_keys(4, b"tests/node")
+AGGREGATE = [aggregate_fields(k) for k in KEYS]  # BLS key and proof of possession
 
 
 def config_document(index: int = 0, data_dir: str = "data", **overrides: Any) -> dict[str, Any]:
@@ -30,6 +31,7 @@ def config_document(index: int = 0, data_dir: str = "data", **overrides: Any) ->
                 "stake": 1,
                 "host": "127.0.0.1",
                 "port": 26600 + i,
+                **AGGREGATE[i],
             }
             for i, k in enumerate(KEYS)
         ],

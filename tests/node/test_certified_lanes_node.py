@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from consensus.codec import WIRE_VERSION
-from consensus.crypto import derive_keys
+from consensus.crypto import KeyPair, derive_keys
 from consensus.lanes.chain import (
     ZERO_DIGEST,
     LaneBlockMessage,
@@ -23,11 +23,9 @@ from consensus.lanes.chain import (
     LaneTipMessage,
     PoA,
     TipRef,
-    build_poa,
     chain_block_digest,
     decode_lane_message,
     sign_chain_block,
-    sign_vote,
 )
 from consensus.lanes.cut import build_cut_payload
 from consensus.lanes.encoding import encode_payload
@@ -36,7 +34,7 @@ from consensus.lanes.wire import LaneEntry
 from consensus.messages import BlockBody
 from node.assembly import build_runtime
 from node.availability_room import AVAILABILITY_FRAME_TAG, encode_availability_frame
-from node.config import ConfigError, load_config, load_key, parse_config
+from node.config import ConfigError, aggregate_fields, load_config, load_key, parse_config
 from node.lanes_node import LANE_FRAME_TAG, stand_in_header
 from node.runtime import NodeRuntime
 from node.storage import Storage
@@ -170,12 +168,14 @@ def test_a_leader_that_omits_lane_tips_only_delays(tmp_path: Path, mode: str) ->
 # --------------------------------------------------------------------------- block validity
 
 
+@pytest.mark.parametrize("poa_signatures", ["bls", "ed25519"])
 def test_certified_nodes_refuse_a_cut_without_a_valid_poa_or_below_its_parent(
-    tmp_path: Path,
+    tmp_path: Path, poa_signatures: str
 ) -> None:
     """The core's block validator as the assembly wires it (CUT-POA, CUT-SLOT, and
-    CUT-MONOTONE through B-APP-LINK), and the availability frame tag on the wire."""
-    configs = _net(tmp_path)
+    CUT-MONOTONE through B-APP-LINK), and the availability frame tag on the wire, with
+    either PoA format."""
+    configs = _net(tmp_path, poa_signatures=poa_signatures)
     keys = [load_key(c) for c in configs]
     runtime = build_runtime(configs[0], keys[0])
     try:
@@ -185,15 +185,20 @@ def test_certified_nodes_refuse_a_cut_without_a_valid_poa_or_below_its_parent(
         validate = core._block_validator.validate
         link = core._link_validator
         assert link is not None  # B-APP-LINK is wired: CUT-MONOTONE is enforced
-        scheme = room.cut_validator.scheme
-        validators = room.validators
+        poa = room.cut_validator.poa
+        assert poa is room.layer.poa and poa.name == poa_signatures
+        if poa_signatures == "bls":
+            vote_keys = [poa.scheme.keypair(k.seed) for k in keys]
+            signature_bytes = 96
+        else:
+            vote_keys, signature_bytes = keys, 64
 
         def tip(height: int, slot: int) -> TipRef:
             return TipRef(lane=1, height=height, digest=bytes([height]) * 32, slot=slot)
 
         def certified(ref: TipRef, signers: tuple[int, ...]) -> LaneTip:
-            votes = {i: sign_vote(scheme, keys[i], i, ref).signature for i in signers}
-            return LaneTip(ref, build_poa(validators, votes))
+            votes = {i: poa.sign_vote(vote_keys[i], i, ref).signature for i in signers}
+            return LaneTip(ref, poa.build(votes))
 
         def block(height: int, tips: list[LaneTip]):
             body = BlockBody(build_cut_payload([b"tx"], tips))
@@ -203,8 +208,12 @@ def test_certified_nodes_refuse_a_cut_without_a_valid_poa_or_below_its_parent(
         assert validate(*block(5, [good]))
         # rule CUT-POA: a PoA short of f + 1 stake, or with a forged signature
         assert not validate(*block(5, [certified(tip(1, 3), (1,))]))
-        forged = LaneTip(good.tip, PoA(good.poa.signers, (bytes(64), good.poa.signatures[1])))
+        zeroed = (bytes(signature_bytes), *good.poa.signatures[1:])
+        forged = LaneTip(good.tip, PoA(good.poa.signers, zeroed))
         assert not validate(*block(5, [forged]))
+        # a PoA of the other format is refused
+        other = LaneTip(good.tip, PoA(good.poa.signers, (bytes(160 - signature_bytes),) * 2))
+        assert not validate(*block(5, [other]))
         # the PoA of another tip does not certify this one
         assert not validate(*block(5, [LaneTip(tip(2, 3), good.poa)]))
         # rule CUT-SLOT: contents fixed at slot s are cited from height s + 2 on
@@ -235,9 +244,18 @@ def test_dissemination_config_key_and_cli_flag(tmp_path: Path) -> None:
         "network": {"listen_port": 9000, "rpc_port": 9001},
         "consensus": {"vote_pace_ms": 20.0},
         "mempool": {},
-        "validators": [{"index": 0, "public_key": "00" * 32, "host": "127.0.0.1", "port": 9000}],
+        "validators": [
+            {
+                "index": 0,
+                "public_key": "00" * 32,
+                "host": "127.0.0.1",
+                "port": 9000,
+                **aggregate_fields(KeyPair.from_seed(bytes(32))),
+            }
+        ],
     }
-    assert parse_config(base, tmp_path / "c.toml").lanes.dissemination == "certified"
+    lanes = parse_config(base, tmp_path / "c.toml").lanes
+    assert (lanes.dissemination, lanes.poa_signatures) == ("certified", "bls")
     with pytest.raises(ConfigError, match=r"lanes\.dissemination"):
         parse_config({**base, "lanes": {"dissemination": "relayed"}}, tmp_path / "c.toml")
     with pytest.raises(ConfigError, match=r"lanes\.mode"):

@@ -130,6 +130,62 @@ def test_validator_entries_are_checked(tmp_path: Path) -> None:
         load_config(tmp_path / "c.toml")
 
 
+def test_aggregate_keys_are_required_and_every_proof_of_possession_is_verified(
+    tmp_path: Path, capsys
+) -> None:
+    """Rule POP: a validator set whose BLS key comes without a valid proof of possession
+    is refused at load (a rogue key could forge aggregate PoAs), with a clear error."""
+    path = tmp_path / "c.toml"
+    document = config_document()
+    document["validators"][2]["bls_pop"] = document["validators"][1]["bls_pop"]  # not 2's
+    path.write_text(render_config(document))
+    with pytest.raises(ConfigError, match=r"validators\[2\]\.bls_pop: not a valid proof"):
+        load_config(path)
+    write_key_file(tmp_path / "key.toml", KEYS[0])
+    assert main(["node", "run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "validators[2].bls_pop" in err[0]
+    document = config_document()
+    del document["validators"][3]["bls_public_key"]
+    path.write_text(render_config(document))
+    with pytest.raises(ConfigError, match=r"validators\[3\]\.bls_public_key: missing"):
+        load_config(path)
+    # not needed (so not checked) with Ed25519 PoAs or carried lanes
+    for lanes in ({"poa_signatures": "ed25519"}, {"dissemination": "carried"}):
+        path.write_text(render_config({**document, "lanes": lanes}))
+        assert load_config(path).validators[3].bls_public_key is None
+    document = config_document()
+    document["validators"][1]["bls_public_key"] = "ab" * 47
+    path.write_text(render_config(document))
+    with pytest.raises(ConfigError, match=r"validators\[1\]\.bls_public_key: expected 48"):
+        load_config(path)
+    path.write_text(render_config(config_document(lanes={"poa_signatures": "schnorr"})))
+    with pytest.raises(ConfigError, match=r"lanes\.poa_signatures"):
+        load_config(path)
+
+
+def test_the_key_files_bls_key_must_be_its_seeds_and_this_validators(tmp_path: Path) -> None:
+    path = write_config(tmp_path, index=0)
+    key_text = (tmp_path / "key.toml").read_text()
+    assert "bls_public_key" in key_text and load_key(load_config(path)) == KEYS[0]
+    other = config_document(0)
+    other["validators"][0]["bls_public_key"] = other["validators"][1]["bls_public_key"]
+    other["validators"][0]["bls_pop"] = other["validators"][1]["bls_pop"]
+    other["validators"][1]["bls_public_key"] = config_document(0)["validators"][0]["bls_public_key"]
+    other["validators"][1]["bls_pop"] = config_document(0)["validators"][0]["bls_pop"]
+    (tmp_path / "config.toml").write_text(render_config(other))
+    with pytest.raises(ConfigError, match=r"BLS key does not match validators\[0\]"):
+        load_key(load_config(path))
+    write_config(tmp_path, index=0)
+    lines = [
+        line if not line.startswith("bls_public_key") else f'bls_public_key = "{"00" * 48}"'
+        for line in key_text.splitlines()
+    ]
+    (tmp_path / "key.toml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"key_file\.bls_public_key: does not match"):
+        load_key(load_config(path))
+
+
 def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml")

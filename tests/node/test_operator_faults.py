@@ -12,7 +12,6 @@ import json
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,11 +20,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from consensus.codec import encode
 from consensus.crypto import derive_keys
 from consensus.safety import SafetyState
 from node.config import load_config
 from node.rpc import HttpClient
+from node.safety_file import read_latest
 from node.tools.testnet import Testnet, generate_network
 
 pytestmark = pytest.mark.e2e
@@ -134,9 +133,8 @@ def test_corrupt_storage_is_refused_and_reset_starts_fresh(tmp_path: Path) -> No
         data = root / "node0" / "data"
         db = data / "node.sqlite3"
         config = root / "node0" / "config.toml"
-        with sqlite3.connect(db) as conn:
-            raw = conn.execute("SELECT value FROM meta WHERE key = 'safety'").fetchone()[0]
-        voted = msgspec.msgpack.decode(raw, type=SafetyState)
+        safety = data / "node.safety"
+        voted = msgspec.msgpack.decode(read_latest(safety)[1], type=SafetyState)
         assert voted.highest_vote > 0  # it voted: forgetting that would allow a double vote
         pristine = tmp_path / "pristine"
         shutil.copytree(data, pristine)
@@ -163,11 +161,13 @@ def test_corrupt_storage_is_refused_and_reset_starts_fresh(tmp_path: Path) -> No
         assert str(db) in lines[0]
         assert any(p in lines[0] for p in ("integrity check failed", "malformed")), lines[0]
 
-        # 3. The safety row rewritten to an earlier state: its checksum no longer matches.
+        # 3. The safety file's slots overwritten: neither passes its checksum; the file
+        # deleted: missing.
         restore()
-        with sqlite3.connect(db) as conn:
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'safety'", (encode(SafetyState()),))
-        _refused(config, db, "does not match its checksum")
+        safety.write_bytes(bytes(safety.stat().st_size))
+        _refused(config, safety, "no valid safety state in the safety file")
+        safety.unlink()
+        _refused(config, safety, "the safety file is missing")
 
         # The untouched copy still starts and recovers (so the refusals above were the
         # corruption's doing), and --reset starts a refused node fresh, on purpose.

@@ -11,6 +11,9 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from consensus.codec import block_id, decode_message, encode_message
 from consensus.events import Start
@@ -286,3 +289,47 @@ def test_internal_events_are_bounded_and_overflow_is_logged(tmp_path: Path) -> N
     assert queue.metrics.dropped.value(reason="internal_full") == 2
     assert [r.fields["kind"] for r in handler.records] == ["Start", "Start"]
     logger.removeHandler(handler)
+
+
+def test_a_vote_leaves_only_after_its_safety_state_is_synced_to_disk(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Persist before send, at the disk: when the vote reaches the transport, the safety
+    file was `fdatasync`ed after the write that covers the vote, and a fresh read of the
+    file holds that state. Mutations: dropping the fdatasync, or running the Send before
+    the PersistSafety, fails this test."""
+    import os
+
+    import node.safety_file as safety_file
+    from consensus.events import PersistSafety, Send
+    from consensus.messages import Vote, VoteMessage
+    from consensus.safety import SafetyState
+
+    generate_network(tmp_path, 4)
+    config = load_config(tmp_path / "node0" / "config.toml")
+    node = build_runtime(config, load_key(config))
+    safety_path = node.ledger.storage.safety_path
+    order: list[str] = []
+    real_pwrite, real_sync = os.pwrite, os.fdatasync
+    monkeypatch.setattr(
+        safety_file.os, "pwrite", lambda fd, d, o: order.append("pwrite") or real_pwrite(fd, d, o)
+    )
+    monkeypatch.setattr(
+        safety_file.os, "fdatasync", lambda fd: order.append("fdatasync") or real_sync(fd)
+    )
+    on_disk: list[int] = []
+
+    def send(peer: int, frame: bytes) -> None:
+        order.append("send")
+        data = safety_file.read_latest(safety_path)[1]
+        on_disk.append(msgspec.msgpack.decode(data, type=SafetyState).highest_vote)
+
+    node.transport.send = send  # type: ignore[method-assign]
+    vote = VoteMessage(Vote(block_id=bytes(32), round=5, epoch=1), 0, bytes(64))
+    commands = [PersistSafety(SafetyState(highest_vote=5)), Send(1, vote), Send(2, vote)]
+    node.core = type("Core", (), {"handle": lambda self, event: commands})()
+    node._handle(Start(now_ns=0))
+    assert node.exit_code == 0
+    assert order == ["pwrite", "fdatasync", "send", "send"]
+    assert on_disk == [5, 5]
+    node.ledger.storage.close()

@@ -36,13 +36,14 @@ def test_wal_mode_and_schema(tmp_path: Path) -> None:
 
 
 def test_safety_write_survives_sigkill_of_the_writer(tmp_path: Path) -> None:
-    """The writer dies (os._exit, no close, no checkpoint) right after save_safety returns."""
+    """The writer dies (os._exit, no close) right after save_safety returns."""
     state = SafetyState(highest_vote=41, highest_propose=40)
     script = (
         "import os, sys\n"
         "from consensus.safety import SafetyState\n"
         "from node.storage import Storage\n"
         "s = Storage(__import__('pathlib').Path(sys.argv[1]))\n"
+        "s.save_safety(SafetyState(highest_vote=40, highest_propose=40))\n"
         "s.save_safety(SafetyState(highest_vote=41, highest_propose=40))\n"
         "os._exit(9)\n"
     )
@@ -51,20 +52,124 @@ def test_safety_write_survives_sigkill_of_the_writer(tmp_path: Path) -> None:
     storage = Storage(tmp_path)
     stored = msgspec.msgpack.decode(storage.load_safety_bytes(), type=SafetyState)
     assert stored == state
-    assert storage._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # back to NORMAL
     storage.close()
 
 
-def test_safety_write_switches_to_full_sync_for_that_transaction(tmp_path: Path) -> None:
+def test_a_safety_write_is_a_pwrite_then_fdatasync_of_the_safety_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Durable before it returns: the record is written and then synced (no SQLite
+    statement runs); the slots alternate. Mutation: without the fdatasync this fails."""
+    import node.safety_file as safety_file
+
     storage = Storage(tmp_path)
+    calls: list[tuple[str, int]] = []
+    real_pwrite, real_sync = os.pwrite, os.fdatasync
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        calls.append(("pwrite", offset))
+        return real_pwrite(fd, data, offset)
+
+    def fdatasync(fd: int) -> None:
+        calls.append(("fdatasync", fd))
+        real_sync(fd)
+
+    monkeypatch.setattr(safety_file.os, "pwrite", pwrite)
+    monkeypatch.setattr(safety_file.os, "fdatasync", fdatasync)
     seen: list[str] = []
     storage._db.set_trace_callback(seen.append)
     storage.save_safety(SafetyState(highest_vote=3))
-    statements = [s.strip().upper() for s in seen]
-    full = statements.index("PRAGMA SYNCHRONOUS=FULL")
-    commit = statements.index("COMMIT")
-    normal = statements.index("PRAGMA SYNCHRONOUS=NORMAL")
-    assert full < commit < normal
+    storage.save_safety(SafetyState(highest_vote=4))
+    fd = storage._safety._fd  # type: ignore[union-attr]
+    slot = storage._safety.slot_bytes  # type: ignore[union-attr]
+    # the fresh file holds record 1 in slot 1: writes 2 and 3 go to slots 0 and 1
+    assert calls == [("pwrite", 0), ("fdatasync", fd), ("pwrite", slot), ("fdatasync", fd)]
+    assert seen == [] and storage.safety_writes == 2
+    storage.close()
+
+
+def _slots(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    half = len(data) // 2
+    return [data[:half], data[half:]]
+
+
+def test_a_torn_newest_slot_leaves_the_previous_state(tmp_path: Path) -> None:
+    """A write torn (or lost) in its slot: the other slot, the previous write, wins."""
+    storage = Storage(tmp_path)
+    storage.save_safety(SafetyState(highest_vote=5))  # record 2, slot 0
+    storage.save_safety(SafetyState(highest_vote=6))  # record 3, slot 1
+    storage.close()
+    path = tmp_path / "node.safety"
+    slots = _slots(path)
+    torn = slots[1][:70] + bytes(len(slots[1]) - 70)  # the record's tail never reached disk
+    path.write_bytes(slots[0] + torn)
+    storage = Storage(tmp_path)
+    assert storage.load_recovered().safety.highest_vote == 5  # type: ignore[union-attr]
+    storage.save_safety(SafetyState(highest_vote=6))  # rewrites the torn slot
+    storage.close()
+    storage = Storage(tmp_path)
+    assert storage.load_recovered().safety.highest_vote == 6  # type: ignore[union-attr]
+    storage.close()
+
+
+def test_the_newest_valid_slot_wins_whichever_slot_it_is_in(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
+    for vote in range(1, 6):
+        storage.save_safety(SafetyState(highest_vote=vote))
+        storage.close()
+        storage = Storage(tmp_path)
+        assert storage.load_recovered().safety.highest_vote == vote  # type: ignore[union-attr]
+    storage.close()
+
+
+def test_a_safety_file_without_a_valid_slot_is_refused(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
+    storage.save_safety(SafetyState(highest_vote=5))
+    storage.close()
+    path = tmp_path / "node.safety"
+    slots = _slots(path)
+    flipped = [bytearray(s) for s in slots]
+    for slot in flipped:
+        slot[30] ^= 0x01  # one bit of each record's checksum
+    path.write_bytes(bytes(flipped[0] + flipped[1]))
+    with pytest.raises(StorageError, match="no valid safety state in the safety file"):
+        Storage(tmp_path)
+    path.write_bytes(slots[0][:100])
+    with pytest.raises(StorageError, match="not two slots"):
+        Storage(tmp_path)
+    path.unlink()
+    with pytest.raises(StorageError, match="the safety file is missing"):
+        Storage(tmp_path)
+    path.write_bytes(b"".join(slots))  # restored: it starts again
+    storage = Storage(tmp_path)
+    assert storage.load_recovered().safety.highest_vote == 5  # type: ignore[union-attr]
+    storage.close()
+
+
+def test_a_large_safety_state_grows_the_slots(tmp_path: Path) -> None:
+    from node.safety_file import MIN_SLOT_BYTES
+
+    storage = Storage(tmp_path)
+    big = SafetyState(highest_vote=9, highest_no_endorse_tip_id=bytes(3 * MIN_SLOT_BYTES))
+    storage.save_safety(big)
+    storage.save_safety(SafetyState(highest_vote=10, highest_no_endorse_tip_id=b"x"))
+    storage.close()
+    assert (tmp_path / "node.safety").stat().st_size == 2 * 4 * MIN_SLOT_BYTES
+    assert not (tmp_path / "node.safety.tmp").exists()
+    storage = Storage(tmp_path)
+    assert storage.load_recovered().safety.highest_vote == 10  # type: ignore[union-attr]
+    storage.close()
+
+
+def test_a_leftover_tmp_file_is_ignored(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
+    storage.save_safety(SafetyState(highest_vote=5))
+    storage.close()
+    (tmp_path / "node.safety.tmp").write_bytes(b"half a new file")
+    storage = Storage(tmp_path)
+    assert storage.load_recovered().safety.highest_vote == 5  # type: ignore[union-attr]
+    assert not (tmp_path / "node.safety.tmp").exists()
     storage.close()
 
 
@@ -304,21 +409,61 @@ def test_overwritten_pages_fail_the_integrity_check(tmp_path: Path) -> None:
     assert "\n" not in str(caught.value)  # one line for the operator
 
 
+def _legacy(tmp_path: Path) -> Path:
+    """`_stored_node` as a database from before the safety file: the state in meta rows."""
+    import sqlite3
+
+    from consensus.codec import encode
+    from node.storage import _safety_sum
+
+    path = _stored_node(tmp_path)
+    data = encode(SafetyState(highest_vote=7, highest_propose=5))
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM meta WHERE key = 'safety_store'")
+    db.executemany(
+        "INSERT INTO meta (key, value) VALUES (?, ?)",
+        [("safety", data), ("safety_sum", _safety_sum(data))],
+    )
+    db.commit()
+    db.close()
+    (tmp_path / "node.safety").unlink()
+    return path
+
+
+def test_a_database_with_the_safety_row_moves_it_to_the_safety_file(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = _legacy(tmp_path)
+    storage = Storage(tmp_path)
+    assert storage.load_recovered().safety.highest_vote == 7  # type: ignore[union-attr]
+    storage.save_safety(SafetyState(highest_vote=8))
+    storage.close()
+    db = sqlite3.connect(path)
+    keys = {r[0] for r in db.execute("SELECT key FROM meta")}
+    db.close()
+    assert "safety" not in keys and "safety_sum" not in keys and "safety_store" in keys
+    storage = Storage(tmp_path)  # from now on the file is the state
+    assert storage.load_recovered().safety.highest_vote == 8  # type: ignore[union-attr]
+    storage.close()
+    (tmp_path / "node.safety").unlink()
+    with pytest.raises(StorageError, match="the safety file is missing"):
+        Storage(tmp_path)
+
+
 def test_a_tampered_or_deleted_safety_row_is_refused(tmp_path: Path) -> None:
+    """Before the move to the safety file, the row is checked against its checksum."""
     import sqlite3
 
     from consensus.codec import encode
 
-    path = _stored_node(tmp_path)
-    storage = Storage(tmp_path)
-    assert storage.load_recovered().safety.highest_vote == 7  # type: ignore[union-attr]
-    storage.close()
+    path = _legacy(tmp_path)
     db = sqlite3.connect(path)
     db.execute("UPDATE meta SET value = ? WHERE key = 'safety'", (encode(SafetyState()),))
     db.commit()
     db.close()
     with pytest.raises(StorageError, match="does not match its checksum"):
         Storage(tmp_path)
+    assert not (tmp_path / "node.safety").exists()  # nothing moved
     db = sqlite3.connect(path)
     db.execute("DELETE FROM meta WHERE key = 'safety'")
     db.commit()
@@ -333,23 +478,17 @@ def test_a_tampered_or_deleted_safety_row_is_refused(tmp_path: Path) -> None:
         Storage(tmp_path)
 
 
-def test_a_database_from_before_the_checksum_gets_one(tmp_path: Path) -> None:
+def test_a_database_from_before_the_checksum_is_adopted(tmp_path: Path) -> None:
     import sqlite3
 
-    path = _stored_node(tmp_path)
+    path = _legacy(tmp_path)
     db = sqlite3.connect(path)
     db.execute("DELETE FROM meta WHERE key IN ('safety_sum', 'integrity')")
     db.commit()
     db.close()
-    storage = Storage(tmp_path)  # adopted as it is
+    storage = Storage(tmp_path)  # adopted as it is, and moved to the safety file
     assert storage.load_recovered().safety.highest_vote == 7  # type: ignore[union-attr]
     storage.close()
-    db = sqlite3.connect(path)
-    db.execute("DELETE FROM meta WHERE key = 'safety'")
-    db.commit()
-    db.close()
-    with pytest.raises(StorageError, match="is missing"):
-        Storage(tmp_path)  # from now on it is checked
 
 
 def test_reset_removes_only_the_database_files(tmp_path: Path) -> None:
@@ -358,7 +497,7 @@ def test_reset_removes_only_the_database_files(tmp_path: Path) -> None:
     _stored_node(tmp_path)
     (tmp_path / "notes.txt").write_text("operator's")
     removed = reset_data_dir(tmp_path)
-    assert tmp_path / "node.sqlite3" in removed
+    assert tmp_path / "node.sqlite3" in removed and tmp_path / "node.safety" in removed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
