@@ -12,6 +12,13 @@ functions (self and inclusive samples) and files of the profiled nodes.
     .venv/bin/pip install py-spy     # a dev tool, not a project dependency
     .venv/bin/python benchmarks/profile_testnet.py --rate 6000 --nodes-profiled 1
     .venv/bin/python benchmarks/profile_testnet.py --rate 6000 --json > profile.json
+    .venv/bin/python benchmarks/profile_testnet.py --rate 0 --sedna-rate 2500 \
+        --nodes-profiled 1 --profile-runner          # Sedna load: nodes and load generator
+
+With `--sedna-rate` the run offers Sedna payloads (pre-encoded before the load, as
+`sedna bench testnet` does) and the window also counts payloads decoded per node
+(`payloads_decoded` of `GET /status`) and CPU microseconds per decoded payload.
+`--profile-runner` samples this process too (the load generator and the launcher).
 
 Numbers depend on the machine and on everything else running on it; compare runs made
 side by side on one machine only.
@@ -93,7 +100,11 @@ def parse_raw(
 
 
 async def _stats(run: Any, index: int) -> dict[str, Any] | None:
-    return await run.net.rpc_json(index, "/stats", 2.0)
+    stats = await run.net.rpc_json(index, "/stats", 2.0)
+    status = await run.net.rpc_json(index, "/status", 2.0)
+    if stats is not None and status is not None:
+        stats["payloads_decoded"] = status.get("payloads_decoded")
+    return stats
 
 
 async def _monitor(run: Any, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
@@ -124,6 +135,15 @@ async def _monitor(run: Any, args: argparse.Namespace, out_dir: Path) -> dict[st
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             procs.append((index, output, proc))
+        if args.profile_runner:
+            output = out_dir / "runner.raw.txt"
+            proc = await asyncio.create_subprocess_exec(
+                spy, "record", "--pid", str(os.getpid()), "--duration", str(int(args.window)),
+                "--rate", str(args.sample_hz), "--format", "raw", "--nonblocking",
+                "--output", str(output),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            procs.append(("runner", output, proc))
     await asyncio.sleep(args.window)
     elapsed_s = time.monotonic() - start
     after_cpu = {i: _cpu_s(p) if p else None for i, p in pids.items()}
@@ -142,11 +162,13 @@ async def _monitor(run: Any, args: argparse.Namespace, out_dir: Path) -> dict[st
         cpu = None
         if before_cpu[i] is not None and after_cpu[i] is not None:
             cpu = after_cpu[i] - before_cpu[i]
-        txs = blocks = None
+        txs = blocks = payloads = None
         b, a = before_stats[i], after_stats[i]
         if b is not None and a is not None:
             txs = int(a["committed_txs"]) - int(b["committed_txs"])
             blocks = int(a["height"]) - int(b["height"])
+            if a.get("payloads_decoded") is not None and b.get("payloads_decoded") is not None:
+                payloads = int(a["payloads_decoded"]) - int(b["payloads_decoded"])
         nodes[i] = {
             "cpu_s": None if cpu is None else round(cpu, 3),
             "cpu_pct": None if cpu is None else round(100 * cpu / elapsed_s, 1),
@@ -155,6 +177,10 @@ async def _monitor(run: Any, args: argparse.Namespace, out_dir: Path) -> dict[st
             "finalized_blocks": blocks,
             "cpu_us_per_block": (
                 round(1e6 * cpu / blocks, 1) if cpu is not None and blocks else None
+            ),
+            "payloads_decoded": payloads,
+            "cpu_us_per_payload": (
+                round(1e6 * cpu / payloads, 1) if cpu is not None and payloads else None
             ),
         }
     return {
@@ -178,6 +204,9 @@ async def _profile(args: argparse.Namespace, root: Path) -> tuple[dict[str, Any]
         tx_bytes=args.tx_bytes,
         dir=root / "net",
         sedna_rate_pps=args.sedna_rate,
+        sedna_bytes=args.sedna_bytes,
+        sedna_preencode=args.sedna_rate > 0,
+        dissemination=args.dissemination,
     )
     run = TestnetRun(options)
     summary, monitor = await asyncio.gather(run.execute(), _monitor(run, args, root))
@@ -232,7 +261,8 @@ def _print(result: dict[str, Any]) -> None:
         print(
             f"  node {index}: CPU {node['cpu_pct']} %  finalized {node['finalized_tx']} tx  "
             f"{node['cpu_us_per_tx']} CPU-us/tx  {node['finalized_blocks']} blocks  "
-            f"{node['cpu_us_per_block']} CPU-us/block"
+            f"{node['cpu_us_per_block']} CPU-us/block  decoded {node['payloads_decoded']} "
+            f"payloads  {node['cpu_us_per_payload']} CPU-us/payload"
         )
         if node["cpu_us_per_block"] is not None:
             per_block.append(node["cpu_us_per_block"])
@@ -258,7 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-hz", type=int, default=100)
     parser.add_argument("--tx-bytes", type=int, default=512)
     parser.add_argument(
-        "--sedna-rate", type=float, default=20.0, help="Sedna payloads/s alongside (0: none)"
+        "--sedna-rate", type=float, default=20.0, help="offered payloads/s alongside (0: none)"
+    )
+    parser.add_argument("--sedna-bytes", type=int, default=512)
+    parser.add_argument("--dissemination", default="certified", choices=("certified", "carried"))
+    parser.add_argument(
+        "--profile-runner", action="store_true", help="also sample the load generator"
     )
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--keep", metavar="DIR", help="keep raw py-spy stacks in DIR")
@@ -272,13 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     if any(not 0 <= i < args.nodes for i in args.profiled) or args.nodes < 1:
         print("profile testnet: profiled node index out of range", file=sys.stderr)
         return 2
-    if (
-        args.rate <= 0
-        or args.sedna_rate < 0
-        or args.window < 1
-        or args.warmup < 0
-        or args.sample_hz < 1
-    ):
+    if args.rate < 0 or args.sedna_rate < 0 or args.rate + args.sedna_rate <= 0:
+        print("profile testnet: offer tx/s (--rate) or payloads/s (--sedna-rate)", file=sys.stderr)
+        return 2
+    if args.window < 1 or args.warmup < 0 or args.sample_hz < 1:
         print(
             "profile testnet: rate, window, warmup and sample-hz must be positive", file=sys.stderr
         )
@@ -286,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.warmup + args.window > args.duration:
         print("profile testnet: --warmup + --window must fit in --duration", file=sys.stderr)
         return 2
+    from node.memory import tune_malloc
+
+    tune_malloc()  # as `sedna` does for its commands (node/memory.py)
     root = Path(tempfile.mkdtemp(prefix="sedna-profile-"))
     try:
         summary, monitor = asyncio.run(_profile(args, root))

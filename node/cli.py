@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    from node.memory import tune_malloc
+
+    tune_malloc()  # lane batches page-fault far less (node/memory.py)
     try:
         return int(func(args) or 0)
     except KeyboardInterrupt:

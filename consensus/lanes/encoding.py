@@ -58,24 +58,27 @@ class EncodedPayload:
 class BundleStream(Sequence[Bundle]):
     """The capped stream's bundles, built on access from the encoder's output and the tree.
 
-    Holds the stream once (the codec's tagged symbols) and the tree levels; a `Bundle`
-    (symbol bytes + its Merkle path) is made only when indexed, so a sender that stops
-    after a few bundles never copies the rest.
+    Holds the stream once (the codec's tagged symbols, `TAG_BYTES + T` bytes each, back to
+    back in one byte string) and the tree levels; a `Bundle` (symbol bytes + its Merkle
+    path) is made only when indexed, so a sender that stops after a few bundles never
+    copies the rest.
     """
 
-    __slots__ = ("_commitment", "_s_b", "_tagged", "_tree")
+    __slots__ = ("_commitment", "_s_b", "_stream", "_tagged_bytes", "_tree")
 
     def __init__(
         self,
         commitment: PayloadCommitment,
-        tagged_symbols: Sequence[bytes],
+        stream: bytes,
+        tagged_symbol_bytes: int,
         symbols_per_bundle: int,
         tree: MerkleTree,
     ):
-        if len(tagged_symbols) != tree.leaf_count * symbols_per_bundle:
+        if len(stream) != tree.leaf_count * symbols_per_bundle * tagged_symbol_bytes:
             raise ValueError("stream length does not match the tree")
         self._commitment = commitment
-        self._tagged = tagged_symbols
+        self._stream = stream
+        self._tagged_bytes = tagged_symbol_bytes
         self._s_b = symbols_per_bundle
         self._tree = tree
 
@@ -83,8 +86,13 @@ class BundleStream(Sequence[Bundle]):
         return self._tree.leaf_count
 
     def _bundle(self, index: int) -> Bundle:
-        start = index * self._s_b
-        symbols = tuple(t[TAG_BYTES:] for t in self._tagged[start : start + self._s_b])
+        step = self._tagged_bytes
+        start = index * self._s_b * step + TAG_BYTES
+        stream = self._stream
+        symbols = tuple(
+            stream[offset : offset + step - TAG_BYTES]
+            for offset in range(start, start + self._s_b * step, step)
+        )
         return Bundle(self._commitment, index, symbols, self._tree.proof(index))
 
     @overload
@@ -114,25 +122,56 @@ def encode_payload(
     """Encode and commit. `aont_key`: 32 fresh secret bytes from the caller; `sender`: its
     key; `expiry_slot`: the last slot its tickets may name (at most
     `params.max_lifetime_slots` after each ticket's slot, so pick it from the first slot)."""
-    layout = layout_for(params, len(payload))
-    transformed = package_transform(payload, aont_key, layout.transformed_len)
-    stream = _stream(layout, params.codec_id, transformed)
-    tree = MerkleTree(bundle_leaves(stream, layout.symbols_per_bundle))
-    commitment = PayloadCommitment(
-        codec_id=params.codec_id,  # type: ignore[arg-type]
-        sender=sender,
-        payload_len=layout.payload_len,
-        symbol_size_bytes=layout.symbol_size_bytes,
-        symbols_per_bundle=layout.symbols_per_bundle,
-        decode_margin_symbols=layout.decode_margin_symbols,
-        kappa=layout.kappa,
-        source_symbols=layout.source_symbols,
-        cap_bundles=layout.cap_bundles,
-        merkle_root=tree.root,
-        expiry_slot=expiry_slot,
-    )
-    bundles = BundleStream(commitment, stream, layout.symbols_per_bundle, tree)
-    return EncodedPayload(commitment, commitment_id(commitment), layout, bundles)
+    return encode_payloads(params, [(payload, aont_key, sender, expiry_slot)])[0]
+
+
+EncodeItem = tuple[bytes, bytes, bytes, int]  # (payload, aont key, sender, expiry slot)
+
+
+def encode_payloads(params: LaneParams, items: Sequence[EncodeItem]) -> list[EncodedPayload]:
+    """`[encode_payload(params, *item) for item in items]`, with the codec work batched.
+
+    Payloads of the same length share a layout, and their repair streams come from one
+    codec call (`repair_streams`: for RaptorQ one wide encoder per batch, byte for byte
+    the streams of separate calls, as at decode time). The package transform, leaves and
+    tree stay per payload. Each result depends on its own item only.
+    """
+    layouts = [layout_for(params, len(payload)) for payload, _, _, _ in items]
+    transformed = [
+        package_transform(payload, key, layout.transformed_len)
+        for (payload, key, _, _), layout in zip(items, layouts, strict=True)
+    ]
+    groups: dict[PayloadLayout, list[int]] = {}
+    for n, layout in enumerate(layouts):
+        groups.setdefault(layout, []).append(n)
+    codec = codec_by_id(params.codec_id)
+    results: list[EncodedPayload | None] = [None] * len(items)
+    for layout, members in groups.items():
+        streams = codec.repair_streams(
+            [transformed[n] for n in members], layout.symbol_size_bytes, layout.repair_symbols
+        )
+        tagged_bytes = TAG_BYTES + layout.symbol_size_bytes
+        for n, stream in zip(members, streams, strict=True):
+            _, _, sender, expiry_slot = items[n]
+            tree = MerkleTree(stream_bundle_leaves(stream, tagged_bytes, layout.symbols_per_bundle))
+            commitment = PayloadCommitment(
+                codec_id=params.codec_id,  # type: ignore[arg-type]
+                sender=sender,
+                payload_len=layout.payload_len,
+                symbol_size_bytes=layout.symbol_size_bytes,
+                symbols_per_bundle=layout.symbols_per_bundle,
+                decode_margin_symbols=layout.decode_margin_symbols,
+                kappa=layout.kappa,
+                source_symbols=layout.source_symbols,
+                cap_bundles=layout.cap_bundles,
+                merkle_root=tree.root,
+                expiry_slot=expiry_slot,
+            )
+            bundles = BundleStream(
+                commitment, stream, tagged_bytes, layout.symbols_per_bundle, tree
+            )
+            results[n] = EncodedPayload(commitment, commitment_id(commitment), layout, bundles)
+    return [r for r in results if r is not None]
 
 
 # layout_for is pure and both arguments are immutable: one derivation per (params, length)

@@ -1,7 +1,8 @@
 """Sedna sender client: encode payloads, address bundles to lanes per slot, re-send until decoded.
 
-A payload is encoded once (`consensus.lanes.encoding.encode_payload`: package transform
-with a fresh 32-byte key from `os.urandom`, RaptorQ repair stream, Merkle commitment);
+A payload is encoded once (`consensus.lanes.encoding.encode_payloads`: package transform
+with a fresh 32-byte key from `os.urandom`, RaptorQ repair stream, Merkle commitment;
+payloads submitted together share one batched RaptorQ call);
 its id is the commitment id. Then, in *attempts*:
 
 1. **Plan.** Missing bundles B (κ + `extra_bundles` on the first attempt) are addressed
@@ -45,7 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from consensus.crypto import ED25519, KeyPair, SignatureScheme
-from consensus.lanes.encoding import EncodedPayload, encode_payload
+from consensus.lanes.encoding import EncodedPayload, encode_payloads
 from consensus.lanes.params import LaneParams
 from consensus.lanes.tickets import MAX_TICKETS_PER_BATCH, make_ticket, sign_tickets
 from consensus.lanes.wire import Bundle, LaneEntry, Ticket, encode_lane_entry
@@ -185,12 +186,16 @@ class SednaClient:
         """Encode and commit a payload under this client's key (fresh AONT key). Its
         commitment expires `max_lifetime_slots` after the lanes' open slot as known now
         (tickets are never addressed below it): past that no lane admits its bundles."""
-        return encode_payload(
-            self.params,
-            payload,
-            os.urandom(32),
-            self.key.public,
-            expiry_slot=self.open_slot + self.params.max_lifetime_slots,
+        return self.encode_many([payload])[0]
+
+    def encode_many(self, payloads: Sequence[bytes]) -> list[EncodedPayload]:
+        """`[encode(p) for p in payloads]` with the codec work batched (one RaptorQ call
+        per batch of equal-length payloads: `encoding.encode_payloads`); each payload has
+        its own fresh AONT key."""
+        expiry = self.open_slot + self.params.max_lifetime_slots
+        public = self.key.public
+        return encode_payloads(
+            self.params, [(payload, os.urandom(32), public, expiry) for payload in payloads]
         )
 
     def submit(self, payload: bytes, now_ns: int | None = None) -> bytes | None:
@@ -199,6 +204,16 @@ class SednaClient:
             self.stats.refused_full += 1
             return None
         return self.submit_encoded(self.encode(payload), now_ns)
+
+    def submit_many(self, payloads: Sequence[bytes], now_ns: int | None = None) -> int:
+        """Encode (batched) and queue as many of `payloads` as `max_active` leaves room
+        for, in order; how many were queued (the rest are refused, as by `submit`)."""
+        room = max(0, self.max_active - self.active())
+        self.stats.refused_full += max(0, len(payloads) - room)
+        taken = payloads[:room]
+        for encoded in self.encode_many(taken) if taken else ():
+            self.submit_encoded(encoded, now_ns)
+        return len(taken)
 
     def submit_encoded(self, encoded: EncodedPayload, now_ns: int | None = None) -> bytes | None:
         """Queue an already encoded payload (see `encode`); its id, or None when full."""

@@ -12,9 +12,17 @@ from consensus.lanes.encoding import (
     bundle_proof_ok,
     decode_payload,
     encode_payload,
+    encode_payloads,
     layout_of,
 )
-from consensus.lanes.merkle import MerkleTree, bundle_leaf, tree_depth, verify_proof
+from consensus.lanes.merkle import (
+    TAG_BYTES,
+    MerkleTree,
+    bundle_leaf,
+    bundle_leaves,
+    tree_depth,
+    verify_proof,
+)
 from consensus.lanes.params import (
     AONT_KEY_BYTES,
     MIN_UNKNOWN_BITS,
@@ -332,3 +340,58 @@ def test_fewer_than_kappa_bundles_reveal_nothing(params: LaneParams) -> None:
     t = layout.symbol_size_bytes
     source = {transformed[i : i + t] for i in range(0, len(transformed), t)}
     assert not any(s in source for b in encoded.bundles for s in b.symbols)
+
+
+# --------------------------------------------------------------------------- batched encode
+
+
+def _reference_encoding(params: LaneParams, payload: bytes, key: bytes):
+    """One payload encoded step by step, without the batched path: (root, bundles as
+    (symbols, proof))."""
+    layout = layout_for(params, len(payload))
+    transformed = package_transform(payload, key, layout.transformed_len)
+    packets = codec_by_id(params.codec_id).repair_packets(
+        transformed, layout.symbol_size_bytes, layout.repair_symbols
+    )
+    tree = MerkleTree(bundle_leaves(packets, layout.symbols_per_bundle))
+    s_b = layout.symbols_per_bundle
+    bundles = [
+        (tuple(p[TAG_BYTES:] for p in packets[b * s_b : (b + 1) * s_b]), tree.proof(b))
+        for b in range(layout.cap_bundles)
+    ]
+    return tree.root, bundles
+
+
+@pytest.mark.parametrize("params", [SMALL, RS_SMALL], ids=["raptorq", "rs"])
+def test_batched_encode_is_payload_by_payload_encode(params: LaneParams) -> None:
+    """Equal-length payloads share one codec call (the wide RaptorQ encoder); each
+    commitment and every bundle is what encoding that payload alone gives, whatever
+    else is in the batch (lengths mixed, order kept)."""
+    lengths = [300, 300, 1, 300, 1000, 1, 300] if params is SMALL else [20, 20, 3, 20]
+    items = [
+        (seeded_bytes(f"p{n}", length), seeded_bytes(f"k{n}", AONT_KEY_BYTES), SENDER, EXPIRY + n)
+        for n, length in enumerate(lengths)
+    ]
+    batched = encode_payloads(params, items)
+    assert len(batched) == len(items)
+    for (payload, key, sender, expiry), encoded in zip(items, batched, strict=True):
+        root, bundles = _reference_encoding(params, payload, key)
+        assert encoded.commitment.merkle_root == root
+        assert encoded.commitment.sender == sender and encoded.commitment.expiry_slot == expiry
+        assert encoded.commitment.payload_len == len(payload)
+        assert len(encoded.bundles) == len(bundles)
+        for index, (symbols, proof) in enumerate(bundles):
+            bundle = encoded.bundles[index]
+            assert (bundle.bundle_index, bundle.symbols, bundle.proof) == (index, symbols, proof)
+            assert bundle_proof_ok(bundle)
+        assert encoded.bundles[-1] == encoded.bundles[len(bundles) - 1]
+        with pytest.raises(IndexError):
+            encoded.bundles[len(bundles)]
+        single = encode_payload(params, payload, key, sender, expiry_slot=expiry)
+        assert single.commitment == encoded.commitment
+        kappa = encoded.layout.kappa
+        decoded = decode_payload(
+            encoded.layout, encoded.commitment, _bundles(encoded, range(1, 1 + kappa))
+        )
+        assert (decoded.status, decoded.payload) == ("decoded", payload)
+    assert encode_payloads(params, []) == []

@@ -77,3 +77,13 @@ def test_sim_bench_rejects_bad_sizes_and_plots_saved_rows(tmp_path: Path) -> Non
     png = tmp_path / "s.png"
     assert sim_bench.run(parser.parse_args(["--from-csv", str(out), "--png", str(png)])) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_sedna_cost_model_runs_its_stages() -> None:
+    """The per-stage cost model builds valid entries (its admission asserts pass) and
+    reports every stage; a model whose tickets expired before their slot failed here."""
+    cost = bench_testnet.sedna_cost_model(512, samples=8)
+    assert cost["kappa"] >= 1
+    for stage in ("encode_us", "sign_ticket_us", "check_bundle_us", "decode_us"):
+        assert cost[stage] > 0
+    assert cost["ceiling_pps_on_2_cores"] > 0

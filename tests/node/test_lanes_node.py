@@ -283,6 +283,22 @@ def test_client_slot_lead_grows_at_once_when_tickets_land_late_and_decays_slowly
     assert client.slot_lead() == MAX_SLOT_LEAD < MAX_FUTURE_SLOTS
 
 
+def test_client_submit_many_encodes_together_within_the_active_bound() -> None:
+    """Payloads submitted together are encoded in one batch, each under its own AONT key
+    and the client's sender key; only as many as `max_active` leaves room for are queued,
+    the rest refused as `submit` refuses them."""
+    client = SednaClient([(0, "127.0.0.1", 1), (1, "127.0.0.1", 2)], max_active=3)
+    payloads = [b"a" * 300, b"b" * 300, b"c" * 40, b"d" * 300]
+    assert client.submit_many(payloads) == 3
+    assert client.active() == 3 and client.stats.refused_full == 1
+    queued = [p.encoded for p in client.payloads.values()]
+    assert [e.commitment.payload_len for e in queued] == [300, 300, 40]
+    assert all(e.commitment.sender == client.key.public for e in queued)
+    roots = {e.commitment.merkle_root for e in queued}
+    assert len(roots) == 3  # distinct payloads and keys
+    assert client.submit_many([b"e" * 10]) == 0 and client.stats.refused_full == 2
+
+
 def test_tracker_executes_a_payload_once_its_bundles_are_final() -> None:
     lanes = _lanes()
     enc = _encoded(size=900)
