@@ -95,9 +95,6 @@ def digest(report: dict[str, Any]) -> str:
 # Recorded from main at 192771e (before the simulator per-event work); the three lane
 # scenarios from main at e5b075f (BLS-aggregated availability proofs became the default,
 # before the per-event work was merged).
-# Recorded from main at 192771e (before the simulator per-event work); the three lane
-# scenarios from main at e5b075f (BLS-aggregated availability proofs became the default,
-# before the per-event work was merged).
 EXPECTED: dict[str, str] = {
     "file/bad_height": "f14c5ac7ef4b80220c5b7486a7ef777c9f07a0397fe3282ab7db8df4e898d5bf",
     "file/bad_reproposal": "25205753e26f31e77f4c6713502d90f500f0f89097a9ba1aec1b2e70441cffa0",
