@@ -111,7 +111,11 @@ class NodePlan:
 
 
 def _port_free(port: int) -> bool:
+    """True if a server can bind `port` now. SO_REUSEADDR as the node's servers set it
+    (asyncio and trio listeners do), so a port held only by TIME_WAIT counts as free and
+    the search does not climb past ranges earlier runs just closed."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -133,13 +137,32 @@ def default_port_base() -> int:
     return int(text)
 
 
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux default if the
+    setting cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def find_port_bases(nodes: int, p2p_base: int | None = None) -> tuple[int, int]:
-    """Port bases with `nodes` free consecutive ports each (bounded search, 40 tries)."""
+    """Port bases with `nodes` free consecutive ports each (bounded search, 40 tries).
+
+    The search never moves into the kernel's ephemeral range (unless it starts there):
+    a port found free there can be taken by any outgoing connection before the node
+    binds it, and the node then fails to start with "already in use".
+    """
     start = p2p_base if p2p_base is not None else default_port_base()
+    ephemeral_low, ephemeral_high = ephemeral_port_range()
+    start_ephemeral = ephemeral_low <= start <= ephemeral_high
     for attempt in range(40):
         base = start + attempt * 2 * max(100, nodes)
         rpc = base + max(100, nodes)
         ports = [base + i for i in range(nodes)] + [rpc + i for i in range(nodes)]
+        if not start_ephemeral and any(ephemeral_low <= p <= ephemeral_high for p in ports):
+            break
         if all(0 < p < 65536 for p in ports) and all(_port_free(p) for p in ports):
             return base, rpc
         if p2p_base is not None:

@@ -124,12 +124,39 @@ def test_generated_network_loads_with_the_node_validation(tmp_path: Path) -> Non
 def test_port_search_skips_ports_in_use() -> None:
     p2p, _rpc = find_port_bases(2)
     with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         busy.bind(("127.0.0.1", p2p))
         busy.listen()
         with pytest.raises(TestnetError, match="in use"):
             find_port_bases(2, p2p_base=p2p)
         moved, _ = find_port_bases(2)
         assert moved != p2p
+
+
+def test_port_search_stays_below_the_ephemeral_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A free-looking port in the ephemeral range can be taken by an outgoing connection
+    # before the node binds it (CI: "rpc_port ... is already in use").
+    import node.tools.testnet as testnet
+
+    monkeypatch.setattr(testnet, "ephemeral_port_range", lambda: (20_700, 60_999))
+    monkeypatch.setattr(testnet, "_port_free", lambda port: port >= 20_600)
+    monkeypatch.setenv("SEDNA_PORT_BASE", "20000")
+    with pytest.raises(TestnetError, match="no free port range"):
+        find_port_bases(4)
+    monkeypatch.setattr(testnet, "_port_free", lambda port: port >= 20_200)
+    assert find_port_bases(4) == (20_200, 20_300)
+
+
+def test_port_search_counts_a_time_wait_port_as_free() -> None:
+    port, _ = find_port_bases(1)
+    server = socket.create_server(("127.0.0.1", port))
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server side closes first: its port is left in TIME_WAIT
+    client.close()
+    server.close()
+    moved, _ = find_port_bases(1, p2p_base=port)
+    assert moved == port
 
 
 def test_port_search_starts_at_the_environment_base(monkeypatch: pytest.MonkeyPatch) -> None:
