@@ -268,6 +268,8 @@ def test_node_with_a_taken_port_exits_with_a_clear_message(tmp_path: Path) -> No
     config = tmp_path / "node0" / "config.toml"
     port = int(config.read_text().split("listen_port = ")[1].split()[0])
     with socket.socket() as busy:
+        # SO_REUSEADDR as the launcher checks ports: the port may be in TIME_WAIT.
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         busy.bind(("127.0.0.1", port))
         busy.listen()
         result = _sedna("node", "run", "--config", str(config), timeout_s=60)
