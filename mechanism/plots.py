@@ -69,6 +69,7 @@ def plot_delay(rows: Rows, stem: Path) -> None:
     for i, slack in enumerate(_uniq(rows, "slack")):
         sel = _select(rows, slack=slack)
         color = f"C{i}"
+        sel = [r for r in sel if r["beta"] > 0]  # β = 0 (P = 0) has no place on a log axis
         betas = [r["beta"] for r in sel]
         (line,) = ax.plot(betas, _floor([r["p_delay"] for r in sel]), color=color, lw=1.6)
         colour_handles.append((line, f"Δ = {slack} (κ = {sel[0]['kappa']})"))
@@ -84,8 +85,12 @@ def plot_delay(rows: Rows, stem: Path) -> None:
             ax.errorbar([r["beta"] for r in mc], _floor(ys), yerr=[lo, hi], fmt="o", ms=3,
                         color=color, capsize=2, lw=0.8)
     ax.set_yscale("log")
+    ax.set_xscale("log")  # at small β, P(delay) ≈ C·β^(Δ+1): a straight line of slope Δ+1
     ax.set_ylim(1e-8, 1.5)
-    ax.set_xlabel("cartel fraction β")
+    ticks = [t for t in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+             if min(r["beta"] for r in rows if r["beta"] > 0) <= t <= max(r["beta"] for r in rows)]
+    ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
+    ax.set_xlabel("cartel fraction β (log scale)")
     ax.set_ylabel("P(delay) = P(S_t* < κ)")
     ax.set_title(f"Delay vs cartel fraction, m = {m}, t* = {t_star}, q = {rows[0]['q']}")
     first = ax.legend([h for h, _ in colour_handles], [lab for _, lab in colour_handles],
@@ -119,7 +124,8 @@ def plot_ratchet(rows: Rows, stem: Path) -> None:
                          title_fontsize=7)
     axes[0].add_artist(leg)
     _style_legend(axes[0], [("fresh lanes", "-", ""), ("fixed lane set", "-.", ""),
-                            ("ratchet (d = 1)", "--", ""), ("first-slot deficit", ":", "")],
+                            ("ratchet (d = 1)", "--", ""),
+                            ("first-slot deficit (lower bound;\n= the t* = 1 curves)", ":", "")],
                   loc="upper left", title="line style")
     axes[1].set(yscale="log", ylim=(1e-10, 1.5), xlabel="cartel fraction β",
                 ylabel="ex-ante bounty b/V per pivotal bundle",
@@ -264,11 +270,13 @@ def plot_leadvalue(rows: Rows, stem: Path) -> None:
             sel = _select(rows, kind="bounty", curve=curve, strategy=strategy)
             axes[1].plot([r["beta"] for r in sel], _floor([r["value"] for r in sel]),
                          color=f"C{i}", ls=ls, marker="o", ms=3)
-    leg = axes[1].legend([Line2D([], [], color=f"C{i}") for i in range(len(curves))], curves,
-                         fontsize=7, loc="lower right", title="curve (colour)", title_fontsize=7)
-    axes[1].add_artist(leg)
-    _style_legend(axes[1], [("withhold-all, ex-ante", "-", ""), ("best response", "--", "")],
-                  loc="lower center", title="line style")
+    handles, labels = [], []
+    for strategy, ls in (("best response", "--"), ("withhold-all, ex-ante", "-")):
+        for i, curve in enumerate(curves):
+            handles.append(Line2D([], [], color=f"C{i}", ls=ls, marker="o", ms=3))
+            labels.append(f"{strategy}: {curve}")
+    axes[1].legend(handles, labels, fontsize=7, loc="lower right",
+                   title="cartel: V(ℓ) curve (colour)", title_fontsize=7)
     axes[1].set(yscale="log", xlabel="cartel fraction β",
                 ylabel="bounty b per pivotal bundle [value]",
                 title="Bounty with each curve, κ = 56, m = 16, q = 1")
@@ -281,9 +289,9 @@ def plot_leaders(rows: Rows, stem: Path) -> None:
               for policy in _uniq(rows, "policy")]
     styles = {("carried", 0): ("-", "o"), ("carried", 1): ("-", "x"),
               ("certified", 0): ("--", "s"), ("certified", 1): ("--", "+")}
-    panels = (("", "p_delay", "P(delay), no lane withholds"),
+    panels = (("", "p_delay", "P(delay), no lane withholds (policies coincide)"),
               ("4", "p_delay", "P(delay), lane 4 also withholds"),
-              ("4", "p_lead", "P(cartel lead >= 1 slot), lane 4 withholds"))
+              ("4", "mean_lag", "Mean lag (= cartel's mean lead), lane 4 withholds"))
     r0 = rows[0]
     for ax, (withholding, key, title) in zip(axes, panels, strict=True):
         for i, (mode, policy) in enumerate(combos):
@@ -291,9 +299,15 @@ def plot_leaders(rows: Rows, stem: Path) -> None:
             ls, mk = styles[(mode, i % 2)]
             ax.plot([r["censors"] for r in sel], [r[key] for r in sel], color=f"C{i}", ls=ls,
                     marker=mk, ms=6, label=f"{mode}, {policy}")
-        ax.set(xlabel="censoring leaders (of N = 7, round robin)", ylabel="probability",
-               ylim=(-0.02, 1.02), title=title)
-        ax.set_xticks(_uniq(rows, "censors"))
+        if key == "mean_lag":
+            ax.set(ylabel="mean lag behind t* [slots]", ylim=(-0.05, None))
+        else:
+            ax.set(ylabel="probability", ylim=(-0.02, 1.02))
+        ax.set(xlabel="censoring leaders: count and {validators} (of N = 7, round robin)", title=title)
+        counts = _uniq(rows, "censors")
+        which = [_select(rows, censors=k)[0]["censoring"] for k in counts]
+        ax.set_xticks(counts, labels=[f"{k}\n{{{w}}}" if w else str(k)
+                                      for k, w in zip(counts, which, strict=True)])
     axes[0].legend(fontsize=7, title="lane blocks, sender policy", title_fontsize=7,
                    loc="upper left")
     fig.suptitle(f"Leader cartel (drop_lane_blocks): N = {r0['lanes']}, κ = {r0['kappa']}, "
@@ -312,8 +326,9 @@ def plot_sensitivity(rows: Rows, stem: Path) -> None:
     for i, (key, label) in enumerate((("bounty_withhold_all", "withhold-all"),
                                       ("bounty_threshold", "threshold (Δ+1)"),
                                       ("bounty_best_response", "best response"))):
-        axes[1].plot(xs, _floor([r[key] for r in rows]), color=f"C{i}", marker="o", ms=3,
-                     label=f"needed: {label}")
+        cartel = [r for r in rows if r["beta_actual"] > 0]  # β = 0: no cartel, no bounty
+        axes[1].plot([r["beta_actual"] for r in cartel], _floor([r[key] for r in cartel]),
+                     color=f"C{i}", marker="o", ms=3, label=f"needed: {label}")
     axes[1].axhline(r0["bounty_design"], color="k", ls=":", label="designed b")
     axes[1].set(yscale="log", xlabel="actual cartel fraction β",
                 ylabel="bounty b/V per pivotal bundle", title="Bounty needed vs designed")

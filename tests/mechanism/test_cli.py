@@ -265,6 +265,31 @@ def test_report_writes_every_file(capsys, tmp_path):
         assert f"{fig}." in text
     assert "| κ | m |" in text and "MEV cost" in text
     assert "is —" not in text and "= —" not in text  # every quoted number was found
+    assert "needs —" not in text and "(bound —)" not in text and "sends —" not in text
+    # A number quoted "at β = 0.1" is the table's value at β = 0.1, not at a neighbouring
+    # grid point (the text once quoted β = 0.108 as 0.1).
+    import csv
+
+    from mechanism import output
+
+    with (tmp_path / "feedback.csv").open() as fh:
+        fresh = [r for r in csv.DictReader(fh) if r["policy"] == "fresh"]
+    at = [float(r["p_delay"]) for r in fresh if float(r["beta"]) == 0.1]
+    assert at, "the feedback grid has no β = 0.1"
+    assert f"at β = 0.1, P(delay) is {output.fmt(at[0])} with fresh lanes" in text
+
+
+@pytest.mark.parametrize("top", [0.3, 0.4, 0.5])
+def test_report_beta_grids_hold_the_values_the_text_quotes(top):
+    from mechanism import report
+
+    for cfg in (report.ReportConfig(), report.ReportConfig(quick=True)):
+        grid = cfg.betas(top)
+        assert {0.0, 0.1, 0.2} <= set(grid) and max(grid) == top
+        assert list(grid) == sorted(set(grid))
+    rows = [{"beta": 0.1083, "x": 1}]
+    assert report._one(rows, "x", beta=0.1) is None  # never the nearest grid point
+    assert report._one(rows, "x", beta=0.1083) == 1
 
 
 def test_cli_module_import_keeps_heavy_modules_out():
