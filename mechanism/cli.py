@@ -817,9 +817,10 @@ def _sensitivity(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         [
             _param_table(out),
             _table(
-                f"Designed bounty b = {bounty:.4g} per pivotal bundle",
+                f"Designed bounty b = {bounty:.4g} [value/bundle]; the bounty each cartel needs "
+                "[value/bundle]",
                 [("actual β", "beta_actual"), ("P(delay)", "p_delay"), ("P(race)", "p_race"),
-                 ("b withhold-all [value/bundle]", "bounty_withhold_all"),
+                 ("b withhold-all", "bounty_withhold_all"),
                  ("b threshold", "bounty_threshold"), ("b best response", "bounty_best_response"),
                  ("BR gain at design b [value/tx]", "best_response_gain_at_design")],
                 rows,

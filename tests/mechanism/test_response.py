@@ -11,6 +11,8 @@ import pytest
 from mechanism import payoff_mc, response
 from mechanism.params import EconParams, SednaParams, landers_marsh_curve
 
+from .helpers import assert_batch_mean_close
+
 Z = 3.29  # two-sided 99.9 %
 
 MODELS = [
@@ -120,12 +122,17 @@ def test_fixed_strategy_bounty_agrees_with_simulated_components():
     # b = (E[V(L)] − f·ΔR)/ΔΠ from simulated means, within a tolerance from their errors.
     p = SednaParams(20, 6, 0.3)
     exact = response.bounty(p, ECON, "withhold_all").bounty
-    honest = payoff_mc.simulate(p, ECON, 0.0, payoff_mc.fixed_policy("honest", p), 200_000, 1)
-    dev = payoff_mc.simulate(p, ECON, 0.0, payoff_mc.fixed_policy("withhold_all", p), 200_000, 2)
-    b_mc = (dev.lead_value - ECON.fee * (honest.redeemed - dev.redeemed)) / (
-        honest.pivotal - dev.pivotal
-    )
-    assert b_mc == pytest.approx(exact, rel=0.02)  # ~6 standard errors at 2e5 trials
+
+    def b_mc(batch: int) -> float:
+        honest = payoff_mc.simulate(p, ECON, 0.0, payoff_mc.fixed_policy("honest", p), 20_000,
+                                    10 + 2 * batch)
+        dev = payoff_mc.simulate(p, ECON, 0.0, payoff_mc.fixed_policy("withhold_all", p),
+                                 20_000, 11 + 2 * batch)
+        return (dev.lead_value - ECON.fee * (honest.redeemed - dev.redeemed)) / (
+            honest.pivotal - dev.pivotal
+        )
+
+    assert_batch_mean_close(b_mc, exact)
 
 
 def test_issue_reference_point():
