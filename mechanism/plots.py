@@ -54,6 +54,23 @@ def _style_legend(ax: Any, styles: Sequence[tuple[str, str, str]], loc: str = "l
                      title_fontsize=7)
 
 
+def _positive(rows: Rows) -> list[dict[str, Any]]:
+    """Rows with β > 0: β = 0 (no cartel, probability exactly 0) has no place on a log β
+    axis; it stays in the CSV."""
+    return [r for r in rows if r["beta"] > 0]
+
+
+def _log_beta_axis(ax: Any, rows: Rows, label: str = "cartel fraction β") -> None:
+    """A log β axis with plain tick labels: at small β a delay probability behaves like
+    C·β^k, a straight line of slope k, where a linear axis shows a vertical wall."""
+    betas = [r["beta"] for r in rows if r["beta"] > 0]
+    ax.set_xscale("log")
+    ticks = [t for t in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+             if min(betas) <= t <= max(betas)]
+    ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
+    ax.set_xlabel(f"{label} (log scale)")
+
+
 def _save(fig: Any, stem: Path) -> None:
     if not fig.get_layout_engine():
         fig.tight_layout()
@@ -69,7 +86,7 @@ def plot_delay(rows: Rows, stem: Path) -> None:
     for i, slack in enumerate(_uniq(rows, "slack")):
         sel = _select(rows, slack=slack)
         color = f"C{i}"
-        sel = [r for r in sel if r["beta"] > 0]  # β = 0 (P = 0) has no place on a log axis
+        sel = _positive(sel)
         betas = [r["beta"] for r in sel]
         (line,) = ax.plot(betas, _floor([r["p_delay"] for r in sel]), color=color, lw=1.6)
         colour_handles.append((line, f"Δ = {slack} (κ = {sel[0]['kappa']})"))
@@ -85,12 +102,8 @@ def plot_delay(rows: Rows, stem: Path) -> None:
             ax.errorbar([r["beta"] for r in mc], _floor(ys), yerr=[lo, hi], fmt="o", ms=3,
                         color=color, capsize=2, lw=0.8)
     ax.set_yscale("log")
-    ax.set_xscale("log")  # at small β, P(delay) ≈ C·β^(Δ+1): a straight line of slope Δ+1
     ax.set_ylim(1e-8, 1.5)
-    ticks = [t for t in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
-             if min(r["beta"] for r in rows if r["beta"] > 0) <= t <= max(r["beta"] for r in rows)]
-    ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
-    ax.set_xlabel("cartel fraction β (log scale)")
+    _log_beta_axis(ax, rows)  # P(delay) ≈ C·β^(Δ+1) at small β: slope Δ+1
     ax.set_ylabel("P(delay) = P(S_t* < κ)")
     ax.set_title(f"Delay vs cartel fraction, m = {m}, t* = {t_star}, q = {rows[0]['q']}")
     first = ax.legend([h for h, _ in colour_handles], [lab for _, lab in colour_handles],
@@ -108,18 +121,20 @@ def plot_ratchet(rows: Rows, stem: Path) -> None:
     styles = {"fresh": "-", "fixed": "-.", "ratchet": "--", "first-slot": ":"}
     for i, t in enumerate(t_stars):
         for policy, ls in styles.items():
-            sel = _select(rows, t_star=t, quantity="p_delay", policy=policy)
+            sel = _positive(_select(rows, t_star=t, quantity="p_delay", policy=policy))
             axes[0].plot([r["beta"] for r in sel], _floor([r["value"] for r in sel]), ls=ls,
                          color=f"C{i}")
         for policy, ls in (("fresh", "-"), ("ratchet", "--")):
-            sel = _select(rows, t_star=t, quantity="bounty_withhold_all", policy=policy)
+            sel = _positive(_select(rows, t_star=t, quantity="bounty_withhold_all",
+                                    policy=policy))
             axes[1].plot([r["beta"] for r in sel], _floor([r["value"] for r in sel]), ls=ls,
                          color=f"C{i}")
     colours = [Line2D([], [], color=f"C{i}") for i in range(len(t_stars))]
     kappas = [_select(rows, t_star=t)[0]["kappa"] for t in t_stars]
     labels = [f"t* = {t} (κ = {k})" for t, k in zip(t_stars, kappas, strict=True)]
-    axes[0].set(yscale="log", ylim=(1e-10, 1.5), xlabel="cartel fraction β",
-                ylabel="P(delay)", title="Withhold-all cartel, m = 16, Δ = 8")
+    axes[0].set(yscale="log", ylim=(1e-10, 1.5), ylabel="P(delay)",
+                title="Withhold-all cartel, m = 16, Δ = 8")
+    _log_beta_axis(axes[0], rows)
     leg = axes[0].legend(colours, labels, fontsize=7, loc="lower right", title="colour",
                          title_fontsize=7)
     axes[0].add_artist(leg)
@@ -127,9 +142,10 @@ def plot_ratchet(rows: Rows, stem: Path) -> None:
                             ("ratchet (d = 1)", "--", ""),
                             ("first-slot deficit (lower bound;\n= the t* = 1 curves)", ":", "")],
                   loc="upper left", title="line style")
-    axes[1].set(yscale="log", ylim=(1e-10, 1.5), xlabel="cartel fraction β",
+    axes[1].set(yscale="log", ylim=(1e-10, 1.5),
                 ylabel="ex-ante bounty b/V per pivotal bundle",
                 title="Bounty against withhold-all, m = 16, Δ = 8")
+    _log_beta_axis(axes[1], rows)
     leg = axes[1].legend(colours, labels, fontsize=7, loc="lower right", title="colour",
                          title_fontsize=7)
     axes[1].add_artist(leg)
@@ -141,17 +157,25 @@ def plot_ratchet(rows: Rows, stem: Path) -> None:
 def plot_feedback(rows: Rows, stem: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = {"fresh": ("k", "-", 1.5), "fixed": ("grey", "-", 4.0)}
+    t_star = -(-rows[0]["kappa"] // rows[0]["m"])  # ⌈κ/m⌉
     for i, policy in enumerate(_uniq(rows, "policy")):
-        sel = _select(rows, policy=policy)
+        sel = _positive(_select(rows, policy=policy))
         color, ls, lw = styles.get(policy, (f"C{i}", "--", 1.5))
         label = {"fresh": "fresh lanes", "fixed": "fixed lane set (wide grey)"}.get(
             policy, f"ratchet, feedback {policy[8:]}"
         )
+        fixed = {r["beta"]: r["p_delay"] for r in _select(rows, policy="fixed")}
+        if policy.startswith("ratchet") and all(
+            math.isclose(r["p_delay"], fixed.get(r["beta"], math.nan), rel_tol=1e-9,
+                         abs_tol=1e-300) for r in sel
+        ):
+            label += " (= the fixed set here)"
         ax.plot([r["beta"] for r in sel], _floor([r["p_delay"] for r in sel]), color=color,
                 ls=ls, lw=lw, alpha=0.5 if policy == "fixed" else 1.0, label=label)
-    ax.set(yscale="log", ylim=(1e-10, 1.5), xlabel="cartel fraction β", ylabel="P(delay)",
+    ax.set(yscale="log", ylim=(1e-10, 1.5), ylabel="P(delay)",
            title=f"Ratchet with feedback latency d [slots], κ = {rows[0]['kappa']}, "
-                 f"m = {rows[0]['m']}")
+                 f"m = {rows[0]['m']}, t* = {t_star}")
+    _log_beta_axis(ax, rows)
     ax.legend(fontsize=7, loc="lower right")
     _save(fig, stem)
 
