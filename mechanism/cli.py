@@ -634,7 +634,9 @@ def _bounty(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
             _table("Other ex-post bounds [value/bundle]", [("deviation", "k"), ("b", "v")],
                    other),
         ],
-        notes=[f"reported strategy: {args.strategy} (--strategy); ∞: no bounty deters it"],
+        notes=[f"reported strategy: {args.strategy} (--strategy); ∞: no bounty deters it",
+               "P(lead>=1): how often a fixed strategy gains a lead (whatever b); — for the "
+               "best response, whose play changes with b"],
     )
     return out, view
 

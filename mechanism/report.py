@@ -493,7 +493,9 @@ def paper(tables: dict[str, Table], cfg: ReportConfig, seed: int) -> str:
         "P(delay) against β for m = 16, t* = 4 and slack Δ ∈ {0, 1, 2, 4, 8} (κ = 64 − Δ), "
         "unbounded lanes, q = 1, withhold-all cartel. Solid lines are exact, dashed and "
         "dotted lines the KL (Chernoff) upper and lower bounds where they apply, dots the "
-        "Monte Carlo estimate with its 99 % interval. The grid is refined near β = 0, where "
+        "Monte Carlo estimate with its 99 % interval. β is on a log axis: at small β "
+        "P(delay) ≈ C·β^(Δ+1), a straight line of slope Δ + 1. The grid is refined near "
+        "β = 0, where "
         f"the Δ = 0 curve rises: at β = 0.011 it is already {_f(knife)} — one withheld "
         f"bundle suffices. With Δ = 8, P(delay) at β = 0.1 is {_f(slack8)}.",
         "",
@@ -506,7 +508,9 @@ def paper(tables: dict[str, Table], cfg: ReportConfig, seed: int) -> str:
         "feedback.png shows the shipped ratchet when the sender learns a slot's redemptions "
         f"d slots later (κ = 56, m = 16): at β = 0.1, P(delay) is {_f(fbf)} with fresh lanes, "
         f"{_f(fb1)} with instant feedback and {_f(fb2)} with d = 2; with d >= t* the "
-        "ratchet is the fixed lane set.",
+        "ratchet is the fixed lane set (here already at d = 3, where the cartel lanes of the "
+        "first draw are replaced only for the last slot). At small β a slow ratchet can "
+        "be worse than fresh lanes: its first draw's cartel lanes withhold d slots each.",
         "",
         "## Bounties against a best-responding cartel (bounty.png, response.png)",
         "",
