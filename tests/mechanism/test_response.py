@@ -46,15 +46,18 @@ def test_policy_values_inside_the_payoff_monte_carlo_interval(params):
 
 
 @pytest.mark.parametrize("params", MODELS)
-def test_best_response_beats_every_fixed_strategy_in_simulation(params):
-    best, _ = response.solve(params, ECON, BOUNTY)
+@pytest.mark.parametrize("bounty", [0.0, BOUNTY])
+def test_best_response_beats_every_fixed_strategy_in_simulation(params, bounty):
+    # b = 0 too: there withholding everything is often best, and a best response that
+    # never withheld a slot's whole holdings passed at b = 0.15 alone.
+    best, _ = response.solve(params, ECON, bounty)
     for k, strategy in enumerate(("honest", "withhold_all", "threshold", "last_slot")):
         mc = payoff_mc.simulate(
-            params, ECON, BOUNTY, payoff_mc.fixed_policy(strategy, params), 60_000, seed=20 + k
+            params, ECON, bounty, payoff_mc.fixed_policy(strategy, params), 60_000, seed=20 + k
         )
-        assert best.payoff(ECON.fee, BOUNTY) >= mc.payoff - Z * mc.payoff_se, strategy
-        exact, _ = response.solve(params, ECON, BOUNTY, strategy)
-        assert best.payoff(ECON.fee, BOUNTY) >= exact.payoff(ECON.fee, BOUNTY) - 1e-12
+        assert best.payoff(ECON.fee, bounty) >= mc.payoff - Z * mc.payoff_se, strategy
+        exact, _ = response.solve(params, ECON, bounty, strategy)
+        assert best.payoff(ECON.fee, bounty) >= exact.payoff(ECON.fee, bounty) - 1e-12
 
 
 def test_best_response_bounty_by_hand_fresh_lanes():
