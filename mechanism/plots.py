@@ -186,8 +186,12 @@ def plot_bounty(rows: Rows, stem: Path) -> None:
     for i, form in enumerate(_uniq(rows, "form")):
         sel = _select(rows, form=form)
         ls = "--" if "ratchet" in form else "-"
-        ax.plot([r["slack"] for r in sel], _floor([r["bounty_over_v"] for r in sel]),
-                marker=markers[i % len(markers)], ms=3, color=f"C{i}", ls=ls, label=form)
+        values = [r["bounty_over_v"] for r in sel]
+        label = form
+        if values and all(math.isclose(v, values[0], rel_tol=1e-9) for v in values):
+            label += f" (= {values[0]:.4g} at every Δ)"  # flat lines that nearly coincide
+        ax.plot([r["slack"] for r in sel], _floor(values),
+                marker=markers[i % len(markers)], ms=3, color=f"C{i}", ls=ls, label=label)
     r0 = rows[0]
     ax.set(yscale="log", xlabel="slack Δ [bundles] (κ = t*·m − Δ)",
            ylabel="bounty b/V per pivotal bundle",
