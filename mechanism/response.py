@@ -90,7 +90,10 @@ class Policy:
 def _check(params: SednaParams) -> None:
     if params.ratchet and (params.lanes is not None or params.feedback_slots != 1):
         raise ValueError(
-            "best response with the ratchet: unbounded lanes and feedback_slots = 1 only"
+            "best response with the ratchet: unbounded lanes and feedback_slots = 1 only "
+            "(with d >= 2 and a cartel able to hold all m lanes the best-response bounty is "
+            "infinite by reduction to the fixed lane set, docs/mechanism.md §8a; "
+            "`sedna mech ratchet` gives the withhold-all counterfactual bounty)"
         )
 
 

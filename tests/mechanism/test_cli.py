@@ -180,6 +180,11 @@ def test_every_analysis_command_json_and_plain(capsys, argv):
         (["sweep", "--out", "{tmp}/s", "--beta-max", "1.5"], "beta_max"),
         (["report", "--out", "{tmp}/r", "--seed", "-1"], "seed must be >= 0"),
         (["guide", "--eps-delay", "0", "--eps-race", "0.1", "--beta-max", "0.1"], "eps_delay"),
+        (
+            ["bounty", "--kappa", "56", "--m", "16", "--beta", "0.1", "--ratchet",
+             "--feedback-slots", "2"],
+            "reduction to the fixed lane set",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, argv, message):
