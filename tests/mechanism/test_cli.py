@@ -182,7 +182,7 @@ def test_every_analysis_command_json_and_plain(capsys, argv):
         (["guide", "--eps-delay", "0", "--eps-race", "0.1", "--beta-max", "0.1"], "eps_delay"),
         (
             ["bounty", "--kappa", "56", "--m", "16", "--beta", "0.1", "--ratchet",
-             "--feedback-slots", "2"],
+             "--feedback-slots", "2", "--lanes", "100"],
             "reduction to the fixed lane set",
         ),
     ],
@@ -354,6 +354,24 @@ def test_bounty_strategy_flag_reports_that_strategys_ex_ante_bounty(capsys):
         )
     code, _, err = run(capsys, *base, "--strategy", "nonsense")
     assert code == 2 and "invalid choice" in err
+
+
+def test_bounty_with_the_shipped_ratchet_says_no_bounty_deters(capsys):
+    # Feedback latency d = 2 (the DP's latency states): the best response is not deterred
+    # by any bounty; JSON has no ∞, so it says so in a key; the text prints ∞, not —.
+    base = ["bounty", "--kappa", "20", "--m", "6", "--beta", "0.3", "--ratchet",
+            "--feedback-slots", "2"]
+    code, out, err = run(capsys, *base, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["bounty_ex_ante"] is None and data["no_bounty_deters"] is True
+    by = {r["strategy"]: r for r in data["strategies"]}
+    assert by["withhold_all"]["no_bounty_deters"] is False
+    assert by["withhold_all"]["bounty_ex_ante"] > 0
+    code, out, err = run(capsys, *base)
+    assert code == 0, err
+    line = next(ln for ln in out.splitlines() if ln.startswith("best_response"))
+    assert "∞" in line and line.split()[1] == "∞"
 
 
 def test_leaders_and_sensitivity_commands(capsys):

@@ -22,6 +22,8 @@ MODELS = [
     pytest.param(SednaParams(20, 6, 3 / 15, lanes=15), id="hypergeometric"),
     pytest.param(SednaParams(20, 6, 0.3, q=0.9), id="binomial-q0.9"),
     pytest.param(SednaParams(20, 6, 0.3, q=0.9, ratchet=True), id="ratchet-q0.9"),
+    pytest.param(SednaParams(20, 6, 0.3, ratchet=True, feedback_slots=2), id="ratchet-d2"),
+    pytest.param(SednaParams(20, 6, 0.3, ratchet=True, feedback_slots=3), id="ratchet-d3"),
 ]
 ECON = EconParams(value_lead=1.0, fee=0.002)
 BOUNTY = 0.15
@@ -171,6 +173,35 @@ def test_best_response_refuses_what_it_does_not_model():
     with pytest.raises(ValueError, match="ratchet"):
         response.solve(SednaParams(20, 6, 0.3, lanes=20, ratchet=True), ECON, 0.1)
     with pytest.raises(ValueError, match="ratchet"):
-        response.solve(SednaParams(20, 6, 0.3, ratchet=True, feedback_slots=2), ECON, 0.1)
+        response.solve(SednaParams(20, 6, 0.3, q=0.9, ratchet=True, feedback_slots=2), ECON,
+                       0.1)
+    with pytest.raises(ValueError, match="lane states"):
+        response.solve(SednaParams(200, 40, 0.3, ratchet=True, feedback_slots=4), ECON, 0.1)
     with pytest.raises(ValueError, match="strategy"):
         response.solve(SednaParams(20, 6, 0.3), ECON, 0.1, "nonsense")
+
+
+def test_feedback_latency_at_the_horizon_is_the_fixed_lane_set():
+    # With d >= t* + max_lag the sender never sees a miss in time: every strategy's exact
+    # value equals the fixed lane set's (an independent code path of the DP).
+    fixed = SednaParams(20, 6, 0.3, addressing="fixed")
+    late = SednaParams(20, 6, 0.3, ratchet=True, feedback_slots=6)  # t* + max_lag = 6
+    for strategy in ("honest", "withhold_all", "threshold", "last_slot", "best_response"):
+        a, _ = response.solve(fixed, ECON, BOUNTY, strategy, max_lag=2)
+        b, _ = response.solve(late, ECON, BOUNTY, strategy, max_lag=2)
+        assert b.payoff(ECON.fee, BOUNTY) == pytest.approx(a.payoff(ECON.fee, BOUNTY), rel=1e-12)
+        assert b.p_lead == pytest.approx(a.p_lead, abs=1e-12)
+
+
+def test_shipped_ratchet_best_response_bounty_is_infinite():
+    # docs/mechanism.md §8a: with d >= 2 the state "honest until t*, all m lanes the
+    # cartel's" lets it delay one slot while keeping every pivotal bundle (the same lanes are
+    # addressed at t* + 1): no bounty deters it. With d = 1 the bounty is finite.
+    for p in (SednaParams(56, 16, 0.1, ratchet=True, feedback_slots=2),
+              SednaParams(20, 6, 0.3, ratchet=True, feedback_slots=3)):
+        assert response.bounty(p, ECON).bounty == math.inf
+    assert math.isfinite(response.bounty(SednaParams(56, 16, 0.1, ratchet=True), ECON).bounty)
+    # Fixed strategies stay finite under the latency, e.g. withhold-all.
+    wa = response.bounty(SednaParams(56, 16, 0.1, ratchet=True, feedback_slots=2), ECON,
+                         "withhold_all")
+    assert 0.0 < wa.bounty < 0.0333
