@@ -13,8 +13,9 @@ lottery: every finalized bundle of the slots before the decode slot T, and a uni
 
 Lane models: fresh (binomial or hypergeometric per slot), fixed (the slot-1 holdings
 repeat), and the ratchet (keep_redeemed, instant feedback d = 1, unbounded lanes: the
-withheld positions and the honest lanes that missed are refilled by fresh draws). The
-ratchet with d > 1 or finite lanes is not covered here (`ValueError`).
+withheld positions and the honest lanes that missed are refilled by fresh draws), and the
+ratchet with feedback d >= 2 when q = 1 (unbounded lanes; `_solve_q_one_latency`). The
+ratchet with finite lanes, or with d >= 2 and q < 1, is not covered (`ValueError`).
 
 Information: "ex-ante" — when it acts in a slot the cartel knows its holdings and the
 past, not whether this slot's honest lanes will include (expectation over them). "ex-post"
