@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"load_average": load, "rows": rows}, indent=2))
         return 0
     print(
-        f"sender attacks on 4 real nodes, votes paced at {args.pace_ms:g} ms, phases of "
+        f"lane attacks on 4 real nodes, votes paced at {args.pace_ms:g} ms, phases of "
         f"{args.phase_s:g} s, honest {args.honest_pps:g} payloads/s, medians of {args.runs} "
         f"runs (load average {load:.1f})"
     )
