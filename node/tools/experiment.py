@@ -469,16 +469,43 @@ def testnet_options(spec: Spec, point: Point) -> dict[str, Any]:
     }
 
 
+def record_leader(spec: Spec, record: dict[str, Any]) -> int | None:
+    """The leader of a testnet payload's first slot if its counted slots (the first
+    attempt's t*, the ones P(lag >= 1) depends on) were led round robin, as the model's
+    leaders are (`slot_leaders`: the author of each slot's finalized block); None when a
+    timeout moved the schedule there or a slot has no finalized block."""
+    from netsim.measure import round_robin_leader
+
+    first = record.get("first_slot")
+    leaders = list(record.get("slot_leaders") or ())[: spec.t_star]
+    if first is None or len(leaders) < spec.t_star:
+        return None
+    authors = {int(first) + j: int(a) for j, a in enumerate(leaders) if a is not None}
+    return round_robin_leader(authors, int(first), int(first) + spec.t_star - 1, spec.lanes)
+
+
+def why_left_out(spec: Spec, point: Point, record: dict[str, Any]) -> list[str]:
+    """Why a testnet payload is not measured (empty: it is): not `clean` (its record's
+    `not_clean`), or, at a censorship point, its counted slots not led round robin
+    (`off_schedule`: the leader-cartel model's leaders are)."""
+    if record.get("first_slot") is None or not record.get("clean", False):
+        return list(record.get("not_clean") or ["not_clean"])
+    if point.strategy == CENSOR and record_leader(spec, record) is None:
+        return ["off_schedule"]
+    return []
+
+
 def measured_from_summary(spec: Spec, point: Point, summary: dict[str, Any]) -> Any:
     """A testnet run's payloads (`summary["sedna_payloads"]`, the launcher's
     `SEDNA_PAYLOAD_RECORD_KEYS`) as a `Measured`: lag = decode_slot − (first_slot + t* − 1),
     lead = decode_slot − cartel_slot (0 when the cartel was not ahead). A payload that is
     not `clean` (a bundle of it refused: q < 1 for it; or an honest lane block holding a
     bundle of it, in the slots the model counts, not finalized at its slot's height: the
-    record's `not_clean`) is left out and counted. The run's
-    failures (divergence, no progress) are its problems. Leaders are not read: a
-    withholding cartel's P(delay) does not depend on them (censorship points are
-    unmodelled on the testnet)."""
+    record's `not_clean`) is left out and counted. The run's failures (divergence, no
+    progress) are its problems. At a censorship point each payload's first leader is
+    read from the records (`record_leader`; payloads whose counted slots were not led
+    round robin are left out); a withholding cartel's P(delay) does not depend on the
+    leaders (its payloads all count, with leader 0)."""
     from netsim.measure import Measured
 
     measured = Measured(lanes=spec.lanes, runs=1)
@@ -488,13 +515,13 @@ def measured_from_summary(spec: Spec, point: Point, summary: dict[str, Any]) -> 
         measured.problems.append("the run summary has no per-payload records (sedna_payloads)")
         records = []
     for record in records[:MAX_PAYLOADS]:
-        first = record.get("first_slot")
-        if first is None or not record.get("clean", False):
+        if why_left_out(spec, point, record):
             measured.left_out += 1
             continue
-        horizon = int(first) + spec.t_star - 1
+        leader = record_leader(spec, record) if point.strategy == CENSOR else 0
+        horizon = int(record["first_slot"]) + spec.t_star - 1
         decode = record.get("decode_slot")
-        measured.first_leaders.append(0)
+        measured.first_leaders.append(0 if leader is None else leader)
         measured.lags.append(None if decode is None else int(decode) - horizon)
         lead = record.get("lead")
         measured.leads.append(None if decode is None or lead is None else int(lead))
@@ -513,13 +540,12 @@ def measured_from_summary(spec: Spec, point: Point, summary: dict[str, Any]) -> 
     return measured
 
 
-def left_out_why(summary: dict[str, Any]) -> dict[str, int]:
+def left_out_why(spec: Spec, point: Point, summary: dict[str, Any]) -> dict[str, int]:
     """How many of a testnet run's payloads were left out for each reason (a payload
     may have several: a refusal and a late lane block)."""
     why: Counter[str] = Counter()
     for record in summary.get("sedna_payloads", ())[:MAX_PAYLOADS]:
-        if record.get("first_slot") is None or not record.get("clean", False):
-            why.update(record.get("not_clean") or ["not_clean"])
+        why.update(why_left_out(spec, point, record))
     return dict(sorted(why.items()))
 
 
@@ -540,10 +566,7 @@ def run_testnet(spec: Spec, points: Sequence[Point]) -> list[Result]:
             summary = {"failures": [f"testnet: {exc}"]}
         measured = measured_from_summary(spec, point, summary)
         result = evaluate(spec, point, measured, time.monotonic() - started)
-        result.left_out_why = left_out_why(summary)
-        if point.strategy == CENSOR and result.status in ("agree", "disagree"):
-            result.status, result.agree, result.predicted = "unmodelled", None, None
-            result.reason = "testnet leaders are not checked against the round-robin schedule"
+        result.left_out_why = left_out_why(spec, point, summary)
         result.lag_predicted, result.tails = {}, []  # the client's re-sends are not modelled
         results.append(result)
     return results
