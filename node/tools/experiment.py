@@ -353,7 +353,7 @@ def estimate_seconds(spec: Spec, jobs: int) -> float:
     )
     runs = len([p for p in points_of(spec) if p.where == "netsim"]) * spec.seeds
     testnets = len([p for p in points_of(spec) if p.where == "testnet"])
-    testnet_s = testnets * (TESTNET_START_S + spec.payloads / TESTNET_PAYLOADS_PER_S)
+    testnet_s = testnets * (TESTNET_START_S + testnet_sent(spec) / TESTNET_PAYLOADS_PER_S)
     return runs * per_run / max(1, jobs) + testnet_s
 
 
@@ -386,7 +386,16 @@ def run_netsim(spec: Spec, points: Sequence[Point], executor: Any) -> list[Resul
 TESTNET_API = ("run_cartel", "cartel_options")
 TESTNET_RECORD_KEYS = ("first_slot", "decode_slot", "cartel_slot", "lead", "clean", "not_clean")
 TESTNET_PAYLOADS_PER_S = 10.0
+# A testnet point sends this many more payloads than it measures: a real network leaves
+# some out (refused for timing, an honest lane block that missed its height; up to a
+# tenth under heavy load), and the point measures the first `--payloads` clean ones.
+TESTNET_SPARE = 0.25
 TESTNET_START_S = 15.0  # start, readiness, drain and stop of one testnet (estimate)
+
+
+def testnet_sent(spec: Spec) -> int:
+    """How many payloads a testnet point sends to measure `spec.payloads` of them."""
+    return math.ceil(spec.payloads * (1 + TESTNET_SPARE))
 
 
 def testnet_missing(strategies: Sequence[str] = ()) -> str | None:
@@ -458,7 +467,7 @@ def testnet_options(spec: Spec, point: Point) -> dict[str, Any]:
         "m": spec.m,
         "theta": spec.theta if point.strategy == "threshold" else None,
         "censors": members if censor else (),
-        "duration_s": spec.payloads / TESTNET_PAYLOADS_PER_S,
+        "duration_s": testnet_sent(spec) / TESTNET_PAYLOADS_PER_S,
         "transport": spec.transport,
         "dissemination": "carried",
         "sedna_rate_pps": TESTNET_PAYLOADS_PER_S,
@@ -505,7 +514,9 @@ def measured_from_summary(spec: Spec, point: Point, summary: dict[str, Any]) -> 
     progress) are its problems. At a censorship point each payload's first leader is
     read from the records (`record_leader`; payloads whose counted slots were not led
     round robin are left out); a withholding cartel's P(delay) does not depend on the
-    leaders (its payloads all count, with leader 0)."""
+    leaders (its payloads all count, with leader 0). The first `spec.payloads` measured
+    payloads in the order they were sent are taken; the spare ones after them
+    (`testnet_sent`) are not looked at."""
     from netsim.measure import Measured
 
     measured = Measured(lanes=spec.lanes, runs=1)
@@ -515,6 +526,8 @@ def measured_from_summary(spec: Spec, point: Point, summary: dict[str, Any]) -> 
         measured.problems.append("the run summary has no per-payload records (sedna_payloads)")
         records = []
     for record in records[:MAX_PAYLOADS]:
+        if measured.payloads >= spec.payloads:
+            break  # the spare payloads past the first `--payloads` measured ones
         if why_left_out(spec, point, record):
             measured.left_out += 1
             continue
@@ -544,21 +557,25 @@ def left_out_why(spec: Spec, point: Point, summary: dict[str, Any]) -> dict[str,
     """How many of a testnet run's payloads were left out for each reason (a payload
     may have several: a refusal and a late lane block)."""
     why: Counter[str] = Counter()
+    taken = 0
     for record in summary.get("sedna_payloads", ())[:MAX_PAYLOADS]:
-        why.update(why_left_out(spec, point, record))
+        if taken >= spec.payloads:
+            break  # as `measured_from_summary`: the spare payloads are not looked at
+        reasons = why_left_out(spec, point, record)
+        why.update(reasons)
+        taken += not reasons
     return dict(sorted(why.items()))
 
 
 def run_testnet(spec: Spec, points: Sequence[Point]) -> list[Result]:
     """One real testnet per point through the launcher (`run_cartel`), one after another."""
+    from campaign.executor import ProgressLine
     from node.tools import testnet
 
+    progress = ProgressLine("sedna mech experiment (testnet points)", every_s=0.0)
     results = []
     for k, point in enumerate(points):
-        print(
-            f"sedna mech experiment (testnet): point {k + 1}/{len(points)} {point.label}",
-            file=sys.stderr,
-        )
+        progress(k, len(points), f"running {point.label}")
         started = time.monotonic()
         try:
             summary = testnet.run_cartel(**testnet_options(spec, point))
@@ -569,6 +586,7 @@ def run_testnet(spec: Spec, points: Sequence[Point]) -> list[Result]:
         result.left_out_why = left_out_why(spec, point, summary)
         result.lag_predicted, result.tails = {}, []  # the client's re-sends are not modelled
         results.append(result)
+    progress(len(points), len(points))
     return results
 
 

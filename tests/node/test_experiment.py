@@ -163,6 +163,9 @@ def test_testnet_points_map_onto_the_launcher() -> None:
     assert options["cartel"] == (5, 6) and options["strategy"] == "threshold"
     assert options["m"] == 3 and options["dissemination"] == "carried"
     assert options["sedna_bundles_per_slot"] == 3 and options["sedna_extra_bundles"] == 1
+    # 200 payloads measured: 250 sent (a real network leaves some out)
+    assert experiment.testnet_sent(Spec()) == 250
+    assert options["duration_s"] * options["sedna_rate_pps"] == pytest.approx(250)
     censor = experiment.testnet_options(Spec(), Point("testnet", CENSOR, 1))
     assert (censor["cartel"], censor["censors"]) == ((), (6,))
     fields = set(RunOptions.__dataclass_fields__)
@@ -196,6 +199,15 @@ def test_testnet_records_are_read_and_impossible_ones_refused() -> None:
                                   record(10, 12, clean=False)]}  # fmt: skip
     measured = experiment.measured_from_summary(spec, point, summary)
     assert (measured.lags, measured.left_out, measured.problems) == ([0, 1, None], 1, [])
+    # the first `--payloads` measured ones in send order; the spare ones are not looked at
+    two = experiment.measured_from_summary(replace(spec, payloads=2), point, summary)
+    assert (two.lags, two.left_out) == ([0, 1], 0)
+    unclean_first = {"sedna_payloads": [record(10, 12, clean=False), *summary["sedna_payloads"]]}
+    two = experiment.measured_from_summary(replace(spec, payloads=2), point, unclean_first)
+    assert (two.lags, two.left_out) == ([0, 1], 1)
+    assert experiment.left_out_why(replace(spec, payloads=2), point, unclean_first) == {
+        "not_clean": 1
+    }
     bad = experiment.measured_from_summary(spec, point, {"sedna_payloads": [record(10, 11)]})
     assert bad.problems and "before their honest horizon" in bad.problems[0]
     assert experiment.measured_from_summary(spec, point, {}).problems
