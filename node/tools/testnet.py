@@ -1027,6 +1027,23 @@ NOT_CLEAN_REASONS = (
 )
 
 
+def senders_bundles_per_slot(options: Any) -> int:
+    """The Sedna client's m: `sedna_bundles_per_slot`, or, when that is 0 (every lane in
+    one slot), the m a withholding cartel was given (`withhold_bundles:...:m=M`), so that
+    the senders follow the policy the cartel's strategy assumes (`sedna testnet run
+    --byzantine withhold_bundles:4,5,6:strategy=threshold:m=3`)."""
+    if options.sedna_bundles_per_slot:
+        return int(options.sedna_bundles_per_slot)
+    for node, behaviour in sorted(options.byzantine.items()):
+        if behaviour != "withhold_bundles":
+            continue
+        for part in options.byzantine_options.get(node, "").split(":"):
+            key, _, value = part.partition("=")
+            if key == "m" and value.isdigit():
+                return int(value)
+    return 0
+
+
 def first_attempt_slots(kappa: int, extra_bundles: int, bundles_per_slot: int) -> int:
     """How many slots a payload's first attempt spans (the slots the model counts):
     κ + extra bundles, m a slot (every lane in one slot when m is 0)."""
@@ -1282,7 +1299,7 @@ class TestnetRun:
                 payload_bytes=o.sedna_bytes,
                 policy=SednaPolicy(
                     lanes=o.sedna_policy,
-                    bundles_per_slot=o.sedna_bundles_per_slot,
+                    bundles_per_slot=senders_bundles_per_slot(o),
                     extra_bundles=o.sedna_extra_bundles,
                 ),
                 is_up=is_up,
@@ -1581,7 +1598,7 @@ class TestnetRun:
                 not_clean.append("never_sent")
             else:
                 counted = first_attempt_slots(
-                    state.kappa, o.sedna_extra_bundles, o.sedna_bundles_per_slot
+                    state.kappa, o.sedna_extra_bundles, senders_bundles_per_slot(o)
                 )
                 # who proposed the finalized block of each counted slot (None: none)
                 leaders = [authors.get(state.first_slot + j) for j in range(counted)]
