@@ -98,8 +98,17 @@ def test_honest_nodes_agree_and_finalize_over_tcp(behaviour: str) -> None:
     _run_and_check(behaviour, "tcp")
 
 
+LIBP2P_DEFAULT = ("equivocate", "invalid_signatures", "tail_fork", "strip_timeouts")
+
+
+# Every behaviour over libp2p too; four in the default suite, the rest with -m slow
+# (the behaviour wraps the core, below the transport, so these repeat the tcp runs).
 @pytest.mark.parametrize(
-    "behaviour", ["equivocate", "invalid_signatures", "tail_fork", "strip_timeouts"]
+    "behaviour",
+    [
+        b if b in LIBP2P_DEFAULT else pytest.param(b, marks=pytest.mark.slow)
+        for b in sorted(EVIDENCE)
+    ],
 )
 def test_honest_nodes_agree_and_finalize_over_libp2p(behaviour: str) -> None:
     _run_and_check(behaviour, "libp2p")
