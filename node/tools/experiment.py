@@ -54,6 +54,9 @@ EXAMPLES = """examples:
       --strategy withhold_all,threshold --payloads 200 --seeds 10 --where netsim --out runs/cartels
   sedna mech experiment --cartel 0,3 --strategy withhold_all --payloads 60 --seeds 2 --json
   sedna mech experiment --cartel 0 --censor 1,2 --strategy withhold_all --where netsim
+  sedna mech experiment --kappa 8 --m 3 --lanes 7 --cartel 0,1,2,3 --censor 1,2 \\
+      --strategy withhold_all,threshold --payloads 200 --seeds 10 \\
+      --where netsim,testnet --transport tcp --out docs/cartels/testnet   (docs/cartels.md)
 
 exit codes: 0 every modelled point agrees, 1 a point disagrees or a run failed, 2 bad input
 """
