@@ -1,6 +1,7 @@
-"""The campaigns on the executors: `sim sweep`, `sim twins`, `mech montecarlo` and `mech
-sweep` give the same results in this process, on local processes and on a real Dask
-LocalCluster of worker processes, also when a worker is killed in the middle."""
+"""The campaigns on the executors: `sim sweep`, `sim twins`, `mech montecarlo`, `mech
+sweep` and the netsim part of `mech experiment` give the same results in this process, on
+local processes and on a real Dask LocalCluster of worker processes, also when a worker is
+killed in the middle."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from netsim.scenario import load_scenario
 from netsim.sweep import sweep
 from netsim.twins import ArrangementSpace, TwinsConfig, run_twins
 from node.cli import main as sedna
+from node.tools.experiment import Spec, points_of, run_netsim
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "netsim" / "scenarios" / "sweep_faults.toml"
@@ -100,6 +102,23 @@ def test_mech_montecarlo_and_sweep_are_the_same_everywhere(
     rows = delay_sweep(spec, 4)
     assert sum("p_delay_mc" in r for r in rows) == 6
     assert delay_sweep(spec, 4, dask_executor) == rows
+
+
+def test_the_cartel_experiment_netsim_part_is_the_same_everywhere(dask_executor) -> None:
+    """`sedna mech experiment`: every (point, seed) is a task, merged per point in seed
+    order; the points (counts, lag and lead distributions, intervals, verdicts) are the
+    serial ones on local processes and on the cluster (only the timing differs)."""
+    spec = Spec(cartel=(0, 3), strategies=("withhold_all",), payloads=18, seeds=3)
+    points = points_of(spec)
+
+    def without_timing(results: list[Any]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.as_dict().items() if k != "seconds"} for r in results]
+
+    serial = without_timing(run_netsim(spec, points, LocalExecutor(1)))
+    assert [(r["cartel"], r["runs"]) for r in serial] == [(0, 3), (3, 3)]
+    assert serial[0]["delayed"] == 0 < serial[1]["delayed"]  # the points differ
+    assert without_timing(run_netsim(spec, points, LocalExecutor(2))) == serial
+    assert without_timing(run_netsim(spec, points, dask_executor)) == serial
 
 
 def test_a_worker_killed_in_the_middle_of_a_sweep_changes_nothing() -> None:
