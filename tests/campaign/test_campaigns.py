@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +161,107 @@ def test_the_cli_on_a_local_cluster_prints_progress_and_the_local_result(
         assert sedna([*args, *bad]) == 2
     assert sedna(["sim", "twins", "--depth", "4", "--jobs", "2"]) == 2  # depth 4: a cluster
     assert "on a Dask cluster" in capsys.readouterr().err
+
+
+def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=log.parent
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group this test started (a worker's nannies and their
+    worker processes), SIGKILL if it lingers."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=20)
+
+
+def _json(capsys: pytest.CaptureFixture[str]) -> Any:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_commands_on_a_running_dask_scheduler_give_the_local_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cluster as docs/netsim.md sets it up: a `dask scheduler` process and a `dask
+    worker` process with its worker processes (here all on loopback), reached with
+    `--scheduler tcp://HOST:PORT`; each campaign command prints what it prints locally."""
+    from distributed import Client
+
+    dask = str(Path(sys.executable).with_name("dask"))
+    scheduler_file = tmp_path / "scheduler.json"
+    common = ["--host", "127.0.0.1", "--no-dashboard"]
+    processes = [
+        _start([dask, "scheduler", *common, "--port", "0", "--scheduler-file",
+                str(scheduler_file)], tmp_path / "scheduler.log")
+    ]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() or not scheduler_file.read_text().strip():
+            assert processes[0].poll() is None, (tmp_path / "scheduler.log").read_text()
+            assert time.monotonic() < deadline, "the scheduler did not start"
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        processes.append(
+            _start([dask, "worker", "--scheduler-file", str(scheduler_file), *common,
+                    "--nthreads", "1", "--nworkers", "2"], tmp_path / "worker.log")
+        )  # fmt: skip
+        client = Client(address, timeout=30)
+        client.wait_for_workers(2, timeout=120)
+        pids = set(client.run(os.getpid).values())
+        assert len(pids) == 2 and os.getpid() not in pids
+        on = ["--scheduler", address]
+
+        def executed() -> int:  # tasks the cluster's workers ran so far
+            counts = client.run(lambda dask_worker: dask_worker.state.executed_count)
+            return sum(counts.values())
+
+        sweep_args = ["sim", "sweep", str(SCENARIO), "--seeds", "4", "--randomize", "--json"]
+        assert sedna(sweep_args) == 0
+        local = _json(capsys)
+        before = executed()
+        assert sedna([*sweep_args, *on]) == 0
+        assert executed() > before  # it ran there
+        assert _json(capsys) == local
+
+        twins_args = ["sim", "twins", "--depth", "2", "--partitions", "1", "--json"]
+        assert sedna(twins_args) == 0
+        local = _json(capsys)
+        before = executed()
+        assert sedna([*twins_args, *on]) == 0
+        assert executed() > before  # it ran there
+        assert {k: v for k, v in _json(capsys).items() if k not in TIMING} == {
+            k: v for k, v in local.items() if k not in TIMING
+        }
+
+        mc_args = ["mech", "montecarlo", "--kappa", "8", "--m", "3", "--beta", "0.3",
+                   "--trials", "20000", "--seed", "4", "--json"]  # fmt: skip
+        assert sedna(mc_args) == 0
+        local = _json(capsys)
+        before = executed()
+        assert sedna([*mc_args, *on]) == 0
+        assert executed() > before  # it ran there
+        assert _json(capsys) == local
+
+        experiment_args = ["mech", "experiment", "--cartel", "0,3", "--strategy",
+                           "withhold_all", "--payloads", "18", "--seeds", "3", "--json"]  # fmt: skip
+        assert sedna(experiment_args) == 0
+        local = _json(capsys)["points"]
+        before = executed()
+        assert sedna([*experiment_args, *on]) == 0
+        assert executed() > before  # it ran there
+        on_cluster = _json(capsys)["points"]
+        for points in (local, on_cluster):
+            for point in points:
+                point.pop("seconds")
+        assert on_cluster == local
+        client.close()
+    finally:
+        for process in reversed(processes):
+            _stop(process)
