@@ -182,8 +182,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=20)
 
 
-def _json(capsys: pytest.CaptureFixture[str]) -> Any:
-    return json.loads(capsys.readouterr().out)
+def _json(capsys: pytest.CaptureFixture[str], progress: str = "") -> Any:
+    """The command's JSON output; `progress`: a line its stderr must hold."""
+    captured = capsys.readouterr()
+    assert progress in captured.err
+    return json.loads(captured.out)
 
 
 def test_the_commands_on_a_running_dask_scheduler_give_the_local_results(
@@ -228,7 +231,7 @@ def test_the_commands_on_a_running_dask_scheduler_give_the_local_results(
         before = executed()
         assert sedna([*sweep_args, *on]) == 0
         assert executed() > before  # it ran there
-        assert _json(capsys) == local
+        assert _json(capsys, "sim sweep: 4/4 (100%)") == local
 
         twins_args = ["sim", "twins", "--depth", "2", "--partitions", "1", "--json"]
         assert sedna(twins_args) == 0
@@ -247,7 +250,7 @@ def test_the_commands_on_a_running_dask_scheduler_give_the_local_results(
         before = executed()
         assert sedna([*mc_args, *on]) == 0
         assert executed() > before  # it ran there
-        assert _json(capsys) == local
+        assert _json(capsys, "sedna mech montecarlo: 1/1 (100%)") == local
 
         experiment_args = ["mech", "experiment", "--cartel", "0,3", "--strategy",
                            "withhold_all", "--payloads", "18", "--seeds", "3", "--json"]  # fmt: skip
@@ -256,7 +259,7 @@ def test_the_commands_on_a_running_dask_scheduler_give_the_local_results(
         before = executed()
         assert sedna([*experiment_args, *on]) == 0
         assert executed() > before  # it ran there
-        on_cluster = _json(capsys)["points"]
+        on_cluster = _json(capsys, "sedna mech experiment (netsim): 6/6 (100%)")["points"]
         for points in (local, on_cluster):
             for point in points:
                 point.pop("seconds")
