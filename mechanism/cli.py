@@ -10,6 +10,7 @@ complete result.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -581,6 +582,8 @@ def _bounty(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
             "bounty_over_v": ante.bounty / econ.value_lead if econ.value_lead > 0 else None,
             "gain_at_zero": ante.gain_at_zero,
             "p_lead": ante.value.p_lead if strategy != "best_response" else None,
+            # JSON has no ∞ (it prints null): say it, as no bounty deters the deviation
+            "no_bounty_deters": math.isinf(ante.bounty),
         }
         rows.append(row)
         if strategy == args.strategy:
@@ -593,6 +596,7 @@ def _bounty(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         "bounty_ex_ante": chosen["bounty_ex_ante"],
         "bounty_ex_post": chosen["bounty_ex_post"],
         "expected_gain_at_zero_bounty": chosen["gain_at_zero"],
+        "no_bounty_deters": chosen["no_bounty_deters"],
         "strategies": rows,
         "max_lag": args.max_lag,
         "bounty_single": pivot.bounty_single(p, econ),
@@ -634,7 +638,9 @@ def _bounty(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
             _table("Other ex-post bounds [value/bundle]", [("deviation", "k"), ("b", "v")],
                    other),
         ],
-        notes=[f"reported strategy: {args.strategy} (--strategy); ∞: no bounty deters it"],
+        notes=[f"reported strategy: {args.strategy} (--strategy); ∞: no bounty deters it",
+               "P(lead>=1): how often a fixed strategy gains a lead (whatever b); — for the "
+               "best response, whose play changes with b"],
     )
     return out, view
 
@@ -817,9 +823,10 @@ def _sensitivity(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         [
             _param_table(out),
             _table(
-                f"Designed bounty b = {bounty:.4g} per pivotal bundle",
+                f"Designed bounty b = {bounty:.4g} [value/bundle]; the bounty each cartel needs "
+                "[value/bundle]",
                 [("actual β", "beta_actual"), ("P(delay)", "p_delay"), ("P(race)", "p_race"),
-                 ("b withhold-all [value/bundle]", "bounty_withhold_all"),
+                 ("b withhold-all", "bounty_withhold_all"),
                  ("b threshold", "bounty_threshold"), ("b best response", "bounty_best_response"),
                  ("BR gain at design b [value/tx]", "best_response_gain_at_design")],
                 rows,

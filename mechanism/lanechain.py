@@ -254,17 +254,21 @@ def _refill(
 
 
 def _inclusions(setup: LaneSetup, including: frozenset[int]) -> list[tuple[frozenset[int], float]]:
-    """(lanes that include their bundle, probability) for one slot: each of `including`
-    (the addressed lanes that do not withhold) independently with probability q."""
-    honest = sorted(including)
+    """(lanes that include their bundle, probability) for one slot, given `including` (the
+    addressed lanes that do not withhold): a withholding lane whose strategy includes this
+    slot always finalizes (docs/mechanism.md §1), every other lane independently with
+    probability q."""
+    sure = including & setup.withholding
+    honest = sorted(including - sure)
     if setup.q >= 1.0:
-        return [(frozenset(honest), 1.0)]
+        return [(frozenset(including), 1.0)]
     out = []
     for pattern in itertools.product((True, False), repeat=len(honest)):
         prob = 1.0
         for ok in pattern:
             prob *= setup.q if ok else 1.0 - setup.q
-        out.append((frozenset(ln for ln, ok in zip(honest, pattern, strict=True) if ok), prob))
+        out.append((sure | frozenset(ln for ln, ok in zip(honest, pattern, strict=True) if ok),
+                    prob))
     return out
 
 

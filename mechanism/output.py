@@ -96,6 +96,10 @@ class View:
 
 def fmt(value: Any) -> str:
     """A cell for people: 4 significant digits, scientific below 1e-3, words for flags."""
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float) and math.isinf(value):  # before clean(), which makes it null
+        return "∞" if value > 0 else "−∞"
     value = clean(value)
     if value is None:
         return "—"

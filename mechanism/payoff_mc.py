@@ -60,10 +60,15 @@ def fixed_policy(strategy: str, params: SednaParams, threshold: int | None = Non
 def table_policy(policy, params: SednaParams) -> Decide:
     """A best-response policy from its tables (mechanism.response.Policy)."""
     kappa = params.kappa
+    # With feedback d >= 2 the simulation passes its lane state as the code of the tuple
+    # (a, b_1, …) (`lane_code`); the tables are indexed by the policy's own state list.
+    by_code = {lane_code(st, params.m): i for i, st in enumerate(policy.states)}
 
     def decide(slot, y, x, s, k, lead):
         out = np.zeros_like(x)
         s = np.minimum(s, kappa - 1)  # finished trials: any index (their choice is unused)
+        if by_code:
+            y = np.array([by_code[int(v)] for v in y.tolist()], dtype=np.int64)
         for yy, xx in set(zip(y.tolist(), x.tolist(), strict=True)):
             rows = (y == yy) & (x == xx)
             if policy.q_one:
@@ -83,6 +88,11 @@ def table_policy(policy, params: SednaParams) -> Decide:
     return decide
 
 
+def lane_code(state: tuple[int, ...], m: int) -> int:
+    """An integer for a lane state (a, b_1, …, b_{d−1}) of the ratchet with feedback d."""
+    return sum(v * (m + 1) ** i for i, v in enumerate(state))
+
+
 def simulate(
     params: SednaParams,
     econ: EconParams,
@@ -93,8 +103,10 @@ def simulate(
     max_lag: int = 4,
 ) -> PayoffEstimate:
     """The cartel's payoff per transaction, simulated slot by slot."""
-    if params.ratchet and (params.lanes is not None or params.feedback_slots != 1):
-        raise ValueError("payoff simulation: ratchet with unbounded lanes and d = 1 only")
+    latency = params.ratchet and params.feedback_slots > 1
+    if params.ratchet and (params.lanes is not None or (latency and params.q < 1.0)):
+        raise ValueError("payoff simulation: ratchet with unbounded lanes, and q = 1 when "
+                         "the feedback latency d >= 2")
     rng = np.random.Generator(np.random.PCG64(seed))
     m, kappa, q, beta = params.m, params.kappa, params.q, params.beta_eff
     horizon = params.t_star + max_lag
@@ -108,6 +120,10 @@ def simulate(
 
     keep = params.ratchet or params.addressing == "fixed" or params.lanes == m
     x = draw(np.full(size, m))
+    d = params.feedback_slots
+    # feedback d >= 2: clean cartel lanes, and cartel lanes by slots they stay addressed
+    clean = x.copy()
+    doomed = np.zeros((size, max(d - 1, 1)), dtype=np.int64)
     s_fin = np.zeros(size, dtype=np.int64)
     known = np.zeros(size, dtype=np.int64)
     t_cart = np.full(size, -1, dtype=np.int64)
@@ -119,6 +135,9 @@ def simulate(
         if slot > 1 and not keep:
             x = draw(np.full(size, m))
         y = x if keep else np.zeros_like(x)
+        if latency:
+            x = clean + doomed.sum(axis=1)
+            y = clean + sum(doomed[:, r] * (m + 1) ** (r + 1) for r in range(d - 1))
         lead_now = np.where(t_cart >= 0, slot - t_cart, -1)  # lead slots accrued so far
         w = np.asarray(decide(slot, y, x, s_fin, known, lead_now), dtype=np.int64)
         w = np.where(live, np.clip(w, 0, x), 0)
@@ -141,7 +160,16 @@ def simulate(
         s_fin = np.where(live, s_new, s_fin)
         lead = np.where(decodes, slot - np.where(t_cart >= 0, t_cart, slot), lead)
         live &= ~decodes
-        if params.ratchet:
+        if latency:
+            # a withheld bundle from a lane whose miss is already pending costs nothing more;
+            # other withheld lanes stay addressed d − 1 slots, then fresh lanes replace them
+            fresh_miss = np.maximum(0, w - doomed.sum(axis=1))
+            leaving = doomed[:, 0]
+            new_clean = clean - fresh_miss + draw(leaving)
+            new_doomed = np.concatenate([doomed[:, 1:], fresh_miss[:, None]], axis=1)
+            clean = np.where(live, new_clean, clean)
+            doomed = np.where(live[:, None], new_doomed, doomed)
+        elif params.ratchet:
             # withheld positions and honest lanes that missed are refilled by fresh lanes
             x = np.where(live, included + draw(w + honest - h), x)
     # Not decoded by the horizon: counted as decoding at horizon + 1 (a lower bound on the

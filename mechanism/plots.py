@@ -54,6 +54,23 @@ def _style_legend(ax: Any, styles: Sequence[tuple[str, str, str]], loc: str = "l
                      title_fontsize=7)
 
 
+def _positive(rows: Rows) -> list[dict[str, Any]]:
+    """Rows with β > 0: β = 0 (no cartel, probability exactly 0) has no place on a log β
+    axis; it stays in the CSV."""
+    return [r for r in rows if r["beta"] > 0]
+
+
+def _log_beta_axis(ax: Any, rows: Rows, label: str = "cartel fraction β") -> None:
+    """A log β axis with plain tick labels: at small β a delay probability behaves like
+    C·β^k, a straight line of slope k, where a linear axis shows a vertical wall."""
+    betas = [r["beta"] for r in rows if r["beta"] > 0]
+    ax.set_xscale("log")
+    ticks = [t for t in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+             if min(betas) <= t <= max(betas)]
+    ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
+    ax.set_xlabel(f"{label} (log scale)")
+
+
 def _save(fig: Any, stem: Path) -> None:
     if not fig.get_layout_engine():
         fig.tight_layout()
@@ -69,6 +86,7 @@ def plot_delay(rows: Rows, stem: Path) -> None:
     for i, slack in enumerate(_uniq(rows, "slack")):
         sel = _select(rows, slack=slack)
         color = f"C{i}"
+        sel = _positive(sel)
         betas = [r["beta"] for r in sel]
         (line,) = ax.plot(betas, _floor([r["p_delay"] for r in sel]), color=color, lw=1.6)
         colour_handles.append((line, f"Δ = {slack} (κ = {sel[0]['kappa']})"))
@@ -85,7 +103,7 @@ def plot_delay(rows: Rows, stem: Path) -> None:
                         color=color, capsize=2, lw=0.8)
     ax.set_yscale("log")
     ax.set_ylim(1e-8, 1.5)
-    ax.set_xlabel("cartel fraction β")
+    _log_beta_axis(ax, rows)  # P(delay) ≈ C·β^(Δ+1) at small β: slope Δ+1
     ax.set_ylabel("P(delay) = P(S_t* < κ)")
     ax.set_title(f"Delay vs cartel fraction, m = {m}, t* = {t_star}, q = {rows[0]['q']}")
     first = ax.legend([h for h, _ in colour_handles], [lab for _, lab in colour_handles],
@@ -103,27 +121,31 @@ def plot_ratchet(rows: Rows, stem: Path) -> None:
     styles = {"fresh": "-", "fixed": "-.", "ratchet": "--", "first-slot": ":"}
     for i, t in enumerate(t_stars):
         for policy, ls in styles.items():
-            sel = _select(rows, t_star=t, quantity="p_delay", policy=policy)
+            sel = _positive(_select(rows, t_star=t, quantity="p_delay", policy=policy))
             axes[0].plot([r["beta"] for r in sel], _floor([r["value"] for r in sel]), ls=ls,
                          color=f"C{i}")
         for policy, ls in (("fresh", "-"), ("ratchet", "--")):
-            sel = _select(rows, t_star=t, quantity="bounty_withhold_all", policy=policy)
+            sel = _positive(_select(rows, t_star=t, quantity="bounty_withhold_all",
+                                    policy=policy))
             axes[1].plot([r["beta"] for r in sel], _floor([r["value"] for r in sel]), ls=ls,
                          color=f"C{i}")
     colours = [Line2D([], [], color=f"C{i}") for i in range(len(t_stars))]
     kappas = [_select(rows, t_star=t)[0]["kappa"] for t in t_stars]
     labels = [f"t* = {t} (κ = {k})" for t, k in zip(t_stars, kappas, strict=True)]
-    axes[0].set(yscale="log", ylim=(1e-10, 1.5), xlabel="cartel fraction β",
-                ylabel="P(delay)", title="Withhold-all cartel, m = 16, Δ = 8")
+    axes[0].set(yscale="log", ylim=(1e-10, 1.5), ylabel="P(delay)",
+                title="Withhold-all cartel, m = 16, Δ = 8")
+    _log_beta_axis(axes[0], rows)
     leg = axes[0].legend(colours, labels, fontsize=7, loc="lower right", title="colour",
                          title_fontsize=7)
     axes[0].add_artist(leg)
     _style_legend(axes[0], [("fresh lanes", "-", ""), ("fixed lane set", "-.", ""),
-                            ("ratchet (d = 1)", "--", ""), ("first-slot deficit", ":", "")],
+                            ("ratchet (d = 1)", "--", ""),
+                            ("first-slot deficit (lower bound;\n= the t* = 1 curves)", ":", "")],
                   loc="upper left", title="line style")
-    axes[1].set(yscale="log", ylim=(1e-10, 1.5), xlabel="cartel fraction β",
+    axes[1].set(yscale="log", ylim=(1e-10, 1.5),
                 ylabel="ex-ante bounty b/V per pivotal bundle",
                 title="Bounty against withhold-all, m = 16, Δ = 8")
+    _log_beta_axis(axes[1], rows)
     leg = axes[1].legend(colours, labels, fontsize=7, loc="lower right", title="colour",
                          title_fontsize=7)
     axes[1].add_artist(leg)
@@ -135,17 +157,25 @@ def plot_ratchet(rows: Rows, stem: Path) -> None:
 def plot_feedback(rows: Rows, stem: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = {"fresh": ("k", "-", 1.5), "fixed": ("grey", "-", 4.0)}
+    t_star = -(-rows[0]["kappa"] // rows[0]["m"])  # ⌈κ/m⌉
     for i, policy in enumerate(_uniq(rows, "policy")):
-        sel = _select(rows, policy=policy)
+        sel = _positive(_select(rows, policy=policy))
         color, ls, lw = styles.get(policy, (f"C{i}", "--", 1.5))
         label = {"fresh": "fresh lanes", "fixed": "fixed lane set (wide grey)"}.get(
             policy, f"ratchet, feedback {policy[8:]}"
         )
+        fixed = {r["beta"]: r["p_delay"] for r in _select(rows, policy="fixed")}
+        if policy.startswith("ratchet") and all(
+            math.isclose(r["p_delay"], fixed.get(r["beta"], math.nan), rel_tol=1e-9,
+                         abs_tol=1e-300) for r in sel
+        ):
+            label += " (= the fixed set here)"
         ax.plot([r["beta"] for r in sel], _floor([r["p_delay"] for r in sel]), color=color,
                 ls=ls, lw=lw, alpha=0.5 if policy == "fixed" else 1.0, label=label)
-    ax.set(yscale="log", ylim=(1e-10, 1.5), xlabel="cartel fraction β", ylabel="P(delay)",
+    ax.set(yscale="log", ylim=(1e-10, 1.5), ylabel="P(delay)",
            title=f"Ratchet with feedback latency d [slots], κ = {rows[0]['kappa']}, "
-                 f"m = {rows[0]['m']}")
+                 f"m = {rows[0]['m']}, t* = {t_star}")
+    _log_beta_axis(ax, rows)
     ax.legend(fontsize=7, loc="lower right")
     _save(fig, stem)
 
@@ -156,8 +186,12 @@ def plot_bounty(rows: Rows, stem: Path) -> None:
     for i, form in enumerate(_uniq(rows, "form")):
         sel = _select(rows, form=form)
         ls = "--" if "ratchet" in form else "-"
-        ax.plot([r["slack"] for r in sel], _floor([r["bounty_over_v"] for r in sel]),
-                marker=markers[i % len(markers)], ms=3, color=f"C{i}", ls=ls, label=form)
+        values = [r["bounty_over_v"] for r in sel]
+        label = form
+        if values and all(math.isclose(v, values[0], rel_tol=1e-9) for v in values):
+            label += f" (= {values[0]:.4g} at every Δ)"  # flat lines that nearly coincide
+        ax.plot([r["slack"] for r in sel], _floor(values),
+                marker=markers[i % len(markers)], ms=3, color=f"C{i}", ls=ls, label=label)
     r0 = rows[0]
     ax.set(yscale="log", xlabel="slack Δ [bundles] (κ = t*·m − Δ)",
            ylabel="bounty b/V per pivotal bundle",
@@ -264,11 +298,13 @@ def plot_leadvalue(rows: Rows, stem: Path) -> None:
             sel = _select(rows, kind="bounty", curve=curve, strategy=strategy)
             axes[1].plot([r["beta"] for r in sel], _floor([r["value"] for r in sel]),
                          color=f"C{i}", ls=ls, marker="o", ms=3)
-    leg = axes[1].legend([Line2D([], [], color=f"C{i}") for i in range(len(curves))], curves,
-                         fontsize=7, loc="lower right", title="curve (colour)", title_fontsize=7)
-    axes[1].add_artist(leg)
-    _style_legend(axes[1], [("withhold-all, ex-ante", "-", ""), ("best response", "--", "")],
-                  loc="lower center", title="line style")
+    handles, labels = [], []
+    for strategy, ls in (("best response", "--"), ("withhold-all, ex-ante", "-")):
+        for i, curve in enumerate(curves):
+            handles.append(Line2D([], [], color=f"C{i}", ls=ls, marker="o", ms=3))
+            labels.append(f"{strategy}: {curve}")
+    axes[1].legend(handles, labels, fontsize=7, loc="lower right",
+                   title="cartel: V(ℓ) curve (colour)", title_fontsize=7)
     axes[1].set(yscale="log", xlabel="cartel fraction β",
                 ylabel="bounty b per pivotal bundle [value]",
                 title="Bounty with each curve, κ = 56, m = 16, q = 1")
@@ -281,9 +317,9 @@ def plot_leaders(rows: Rows, stem: Path) -> None:
               for policy in _uniq(rows, "policy")]
     styles = {("carried", 0): ("-", "o"), ("carried", 1): ("-", "x"),
               ("certified", 0): ("--", "s"), ("certified", 1): ("--", "+")}
-    panels = (("", "p_delay", "P(delay), no lane withholds"),
+    panels = (("", "p_delay", "P(delay), no lane withholds (policies coincide)"),
               ("4", "p_delay", "P(delay), lane 4 also withholds"),
-              ("4", "p_lead", "P(cartel lead >= 1 slot), lane 4 withholds"))
+              ("4", "mean_lag", "Mean lag (= cartel's mean lead), lane 4 withholds"))
     r0 = rows[0]
     for ax, (withholding, key, title) in zip(axes, panels, strict=True):
         for i, (mode, policy) in enumerate(combos):
@@ -291,9 +327,15 @@ def plot_leaders(rows: Rows, stem: Path) -> None:
             ls, mk = styles[(mode, i % 2)]
             ax.plot([r["censors"] for r in sel], [r[key] for r in sel], color=f"C{i}", ls=ls,
                     marker=mk, ms=6, label=f"{mode}, {policy}")
-        ax.set(xlabel="censoring leaders (of N = 7, round robin)", ylabel="probability",
-               ylim=(-0.02, 1.02), title=title)
-        ax.set_xticks(_uniq(rows, "censors"))
+        if key == "mean_lag":
+            ax.set(ylabel="mean lag behind t* [slots]", ylim=(-0.05, None))
+        else:
+            ax.set(ylabel="probability", ylim=(-0.02, 1.02))
+        ax.set(xlabel="censoring leaders: count and {validators} (of N = 7, round robin)", title=title)
+        counts = _uniq(rows, "censors")
+        which = [_select(rows, censors=k)[0]["censoring"] for k in counts]
+        ax.set_xticks(counts, labels=[f"{k}\n{{{w}}}" if w else str(k)
+                                      for k, w in zip(counts, which, strict=True)])
     axes[0].legend(fontsize=7, title="lane blocks, sender policy", title_fontsize=7,
                    loc="upper left")
     fig.suptitle(f"Leader cartel (drop_lane_blocks): N = {r0['lanes']}, κ = {r0['kappa']}, "
@@ -312,8 +354,9 @@ def plot_sensitivity(rows: Rows, stem: Path) -> None:
     for i, (key, label) in enumerate((("bounty_withhold_all", "withhold-all"),
                                       ("bounty_threshold", "threshold (Δ+1)"),
                                       ("bounty_best_response", "best response"))):
-        axes[1].plot(xs, _floor([r[key] for r in rows]), color=f"C{i}", marker="o", ms=3,
-                     label=f"needed: {label}")
+        cartel = [r for r in rows if r["beta_actual"] > 0]  # β = 0: no cartel, no bounty
+        axes[1].plot([r["beta_actual"] for r in cartel], _floor([r[key] for r in cartel]),
+                     color=f"C{i}", marker="o", ms=3, label=f"needed: {label}")
     axes[1].axhline(r0["bounty_design"], color="k", ls=":", label="designed b")
     axes[1].set(yscale="log", xlabel="actual cartel fraction β",
                 ylabel="bounty b/V per pivotal bundle", title="Bounty needed vs designed")

@@ -65,9 +65,11 @@ class ReportConfig:
     def betas(self, top: float = 0.5) -> tuple[float, ...]:
         """A β grid fine near 0 (the knife edge sits at β ≈ ln 2 / n) and even above."""
         if self.quick:
-            return (0.0, 0.011, 0.05, 0.2, top)
+            return (0.0, 0.011, 0.05, 0.1, 0.2, top)
         fine = (0.0, 0.002, 0.005, 0.008, 0.011, 0.015, 0.02, 0.03, 0.04)
-        return fine + sweep.beta_grid(0.05, top, 19)
+        # even steps of 0.025 above, so the round values report.md quotes (0.1, 0.2) are
+        # grid points whatever the top
+        return fine + sweep.beta_grid(0.05, top, round((top - 0.05) / 0.025) + 1)
 
 
 @dataclass(frozen=True)
@@ -360,10 +362,10 @@ MEV_MD_COLUMNS = (
     ("P(delay), ratchet", "p_delay_ratchet"), ("P(race)", "p_race"),
     ("b/V withhold-all, ratchet", "bounty_withhold_all_ratchet"),
     ("b/V best response, ratchet", "bounty_best_response_ratchet"),
-    ("Γ withhold-all, ratchet", "gamma_withhold_all_ratchet"),
-    ("Γ withhold-all, fresh", "gamma_withhold_all_fresh"),
-    ("Γ ex-post Variant R", "gamma_ex_post_random"),
-    ("Γ best response, ratchet", "gamma_best_response_ratchet"),
+    ("Γ [×v] withhold-all, ratchet", "gamma_withhold_all_ratchet"),
+    ("Γ [×v] withhold-all, fresh", "gamma_withhold_all_fresh"),
+    ("Γ [×v] ex-post Variant R", "gamma_ex_post_random"),
+    ("Γ [×v] best response, ratchet", "gamma_best_response_ratchet"),
 )
 
 
@@ -410,16 +412,13 @@ def _pick(rows: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
 
 
 def _one(rows: list[dict[str, Any]], key: str, **match: Any) -> Any:
-    """The value at the matching row; a float match (β) takes the nearest grid value."""
+    """The value at the matching row (a float such as β matches to 1e-9: the text quotes
+    the parameter it names, never a neighbouring grid point); None when there is none."""
     exact = {k: v for k, v in match.items() if not isinstance(v, float)}
     near = {k: v for k, v in match.items() if isinstance(v, float)}
-    hits = _pick(rows, **exact)
-    if not hits:
-        return None
-    for k, v in near.items():  # nearest grid point
-        best = min(hits, key=lambda r, k=k, v=v: abs((r.get(k) or 0.0) - v))
-        hits = [r for r in hits if r.get(k) == best.get(k)]
-    return hits[0][key]
+    hits = [r for r in _pick(rows, **exact)
+            if all(r.get(k) is not None and abs(r[k] - v) <= 1e-9 for k, v in near.items())]
+    return hits[0][key] if hits else None
 
 
 def _f(x: Any) -> str:
@@ -467,6 +466,14 @@ def paper(tables: dict[str, Table], cfg: ReportConfig, seed: int) -> str:
                    withholding="4")
     sens = t["sensitivity"]
     design_b = sens[0]["bounty_design"] if sens else None
+    s_br = _one(sens, "bounty_best_response", beta_actual=0.1)
+    s_gain1 = _one(sens, "best_response_gain_at_design", beta_actual=0.1)
+    s_gain2 = _one(sens, "best_response_gain_at_design", beta_actual=0.2)
+    s_wa2 = _one(sens, "bounty_withhold_all", beta_actual=0.2)
+    bw = [r for r in _pick(t["bandwidth"], kappa=16, eps=0.001) if r["beta"] > 0.3]
+    bw_naive = bw[0]["naive_overhead"] if bw else None
+    bw_coded = bw[0]["coded_overhead"] if bw else None
+    bw_bound = bw[0]["lower_bound"] if bw else None
     mode = "quick grids (--quick)" if cfg.quick else "default grids"
     lines = [
         "# The PIVOT-K mechanism under withholding and censoring cartels",
@@ -486,7 +493,9 @@ def paper(tables: dict[str, Table], cfg: ReportConfig, seed: int) -> str:
         "P(delay) against β for m = 16, t* = 4 and slack Δ ∈ {0, 1, 2, 4, 8} (κ = 64 − Δ), "
         "unbounded lanes, q = 1, withhold-all cartel. Solid lines are exact, dashed and "
         "dotted lines the KL (Chernoff) upper and lower bounds where they apply, dots the "
-        "Monte Carlo estimate with its 99 % interval. The grid is refined near β = 0, where "
+        "Monte Carlo estimate with its 99 % interval. β is on a log axis: at small β "
+        "P(delay) ≈ C·β^(Δ+1), a straight line of slope Δ + 1. The grid is refined near "
+        "β = 0, where "
         f"the Δ = 0 curve rises: at β = 0.011 it is already {_f(knife)} — one withheld "
         f"bundle suffices. With Δ = 8, P(delay) at β = 0.1 is {_f(slack8)}.",
         "",
@@ -499,7 +508,9 @@ def paper(tables: dict[str, Table], cfg: ReportConfig, seed: int) -> str:
         "feedback.png shows the shipped ratchet when the sender learns a slot's redemptions "
         f"d slots later (κ = 56, m = 16): at β = 0.1, P(delay) is {_f(fbf)} with fresh lanes, "
         f"{_f(fb1)} with instant feedback and {_f(fb2)} with d = 2; with d >= t* the "
-        "ratchet is the fixed lane set.",
+        "ratchet is the fixed lane set (here already at d = 3, where the cartel lanes of the "
+        "first draw are replaced only for the last slot). At small β a slow ratchet can "
+        "be worse than fresh lanes: its first draw's cartel lanes withhold d slots each.",
         "",
         "## Bounties against a best-responding cartel (bounty.png, response.png)",
         "",
@@ -533,7 +544,9 @@ def paper(tables: dict[str, Table], cfg: ReportConfig, seed: int) -> str:
         "",
         "Bytes sent per payload byte for naive replication and coded dissemination at equal "
         "failure probability ε, κ ∈ {8, 16, 32}, β ∈ {0.1, 1/3}, q = 1, with the erasure-"
-        "channel bound 1/(1−r).",
+        f"channel bound 1/(1−r). At β = 1/3 and ε = 10^−3 naive replication sends "
+        f"{_f(bw_naive)} bytes per payload byte and coded κ = 16 sends {_f(bw_coded)} "
+        f"(bound {_f(bw_bound)}).",
         "",
         "## Information lead (lead.png) and the lead-value curve (leadvalue.png)",
         "",
@@ -547,7 +560,8 @@ def paper(tables: dict[str, Table], cfg: ReportConfig, seed: int) -> str:
         "",
         "N = 7 validators (= lanes), κ = 8, m = 3, round-robin leaders, payload starts "
         "uniform; 0–3 censoring leaders (`drop_lane_blocks`), without (left) and with "
-        "(middle, right) one withholding lane in the same cartel. With two censors and lane "
+        "(middle, right) one withholding lane in the same cartel; the right panel is the "
+        "mean lag, which is also the cartel's mean lead (q = 1). With two censors and lane "
         f"blocks carried in the leader's block, P(delay) = {_f(cen2)}; with certified lane "
         f"blocks (an omission only delays them to the next honest leader's cut) it is "
         f"{_f(cen2c)}. Without lane withholding the sender's policy does not matter; with a "
@@ -560,11 +574,17 @@ def paper(tables: dict[str, Table], cfg: ReportConfig, seed: int) -> str:
         f"b = {_f(design_b)}·V: the ex-post Variant R bound at the design) facing the "
         "actual β on the x-axis: the delay probability, the bounty each cartel would need, "
         "and what the best-responding cartel expects to gain per transaction at the designed "
-        "bounty.",
+        f"bounty. The designed b exceeds what the withhold-all cartel needs well past the "
+        f"design (at β = 0.2 it needs {_f(s_wa2)}·V) but never what the best response "
+        f"needs ({_f(s_br)}·V at β = 0.1); the best response's expected gain at the designed "
+        f"b is {_f(s_gain1)}·V per transaction at β = 0.1 and {_f(s_gain2)}·V at β = 0.2 "
+        "(its binding states are rare, so the expected gain is small although no "
+        "per-state incentive holds).",
         "",
         "## MEV cost (mev.csv, mev.md)",
         "",
-        "Γ = (κ·b + V·P_delay^honest + V_race·P_race)/v for several designs (ratchet on, "
+        "Γ = (κ·b + V·P_delay^honest + V_race·P_race)/v (a multiple of the transaction "
+        "value v: 0.01 is 1 %) for several designs (ratchet on, "
         "q = 1, V_race/v = 0.01), with b set against the withhold-all cartel, by the ex-post "
         "Variant R bound, or against the best response:",
         "",

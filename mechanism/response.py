@@ -13,8 +13,9 @@ lottery: every finalized bundle of the slots before the decode slot T, and a uni
 
 Lane models: fresh (binomial or hypergeometric per slot), fixed (the slot-1 holdings
 repeat), and the ratchet (keep_redeemed, instant feedback d = 1, unbounded lanes: the
-withheld positions and the honest lanes that missed are refilled by fresh draws). The
-ratchet with d > 1 or finite lanes is not covered here (`ValueError`).
+withheld positions and the honest lanes that missed are refilled by fresh draws), and the
+ratchet with feedback d >= 2 when q = 1 (unbounded lanes; `_solve_q_one_latency`). The
+ratchet with finite lanes, or with d >= 2 and q < 1, is not covered (`ValueError`).
 
 Information: "ex-ante" — when it acts in a slot the cartel knows its holdings and the
 past, not whether this slot's honest lanes will include (expectation over them). "ex-post"
@@ -75,6 +76,9 @@ class Policy:
 
     q_one: bool
     tables: dict[tuple[int, int, int, str], np.ndarray] = field(default_factory=dict)
+    # Ratchet with feedback d >= 2: lane state y indexes `states`, tuples (a, b_1..b_{d−1})
+    # of clean cartel lanes and cartel lanes whose miss is not yet seen, addressed r more slots.
+    states: tuple[tuple[int, ...], ...] = ()
 
     def withheld(self, slot: int, lane_state: int, holdings: int, key: tuple[int, ...]) -> int:
         """w for a state: key = (S,) when q = 1, (S, K) or (S, ℓ) with part "A"/"B"."""
@@ -88,9 +92,15 @@ class Policy:
 
 
 def _check(params: SednaParams) -> None:
-    if params.ratchet and (params.lanes is not None or params.feedback_slots != 1):
+    latency_ok = params.q == 1.0 and params.lanes is None  # _solve_q_one_latency
+    if params.ratchet and (params.lanes is not None
+                           or (params.feedback_slots != 1 and not latency_ok)):
         raise ValueError(
-            "best response with the ratchet: unbounded lanes and feedback_slots = 1 only"
+            "best response with the ratchet: unbounded lanes only, and q = 1 when "
+            "feedback_slots >= 2 (finite lanes: a cartel of c >= m lanes makes the "
+            "best-response bounty infinite for d >= 2 by reduction to the fixed lane set, "
+            "docs/mechanism.md §8a; `sedna mech ratchet` gives the withhold-all "
+            "counterfactual bounty)"
         )
 
 
@@ -166,6 +176,8 @@ def solve(
     if bounty < 0 or not np.isfinite(bounty):
         raise ValueError(f"bounty must be finite and >= 0, got {bounty}")
     action = None if strategy == "best_response" else _fixed_action(strategy, params, threshold)
+    if params.q == 1.0 and params.ratchet and params.feedback_slots > 1:
+        return _solve_q_one_latency(params, econ, bounty, action, max_lag, keep_policy)
     if params.q == 1.0:
         return _solve_q_one(params, econ, bounty, action, max_lag, keep_policy)
     return _solve_general(params, econ, bounty, action, information, max_lag, keep_policy)
@@ -269,6 +281,110 @@ def _solve_q_one(
         nxt = cur
     start = nxt[:, :, 0]  # S = 0 at slot 1
     comp0 = start[0] if y_count == 1 else np.einsum("y,yc->c", x_pmf, start)
+    return _value(comp0, max_gain, binding), policy
+
+
+_MAX_LATENCY_STATES = 5000
+
+
+def latency_states(m: int, d: int) -> list[tuple[int, ...]]:
+    """Lane states of the ratchet with feedback d >= 2 and q = 1: (a, b_1, …, b_{d−1}), a the
+    clean cartel lanes addressed, b_r the cartel lanes whose miss the sender has not seen
+    yet and that are addressed r more slots (this one included); a + Σ b <= m."""
+    out: list[tuple[int, ...]] = []
+
+    def go(prefix: tuple[int, ...], left: int) -> None:
+        if len(prefix) == d:
+            out.append(prefix)
+            return
+        for v in range(left + 1):
+            go((*prefix, v), left - v)
+
+    go((), m)
+    return out
+
+
+def _solve_q_one_latency(
+    params: SednaParams,
+    econ: EconParams,
+    bounty: float,
+    action: Callable[[int, int], int] | None,
+    max_lag: int,
+    keep_policy: bool,
+) -> tuple[StrategyValue, Policy | None]:
+    """q = 1, unbounded lanes, the ratchet with feedback d >= 2 (docs/mechanism.md §6, §8a).
+
+    Honest lanes never miss, so only cartel lanes change. A withheld bundle of a clean
+    cartel lane makes it "doomed": addressed d − 1 more slots, then replaced by a fresh lane
+    (cartel w.p. β). Withholding a doomed lane's bundle changes nothing further, so the
+    cartel withholds from its doomed lanes first (a clean cartel lane is worth at least an
+    honest one: it can always include). Transition for w withheld in state (a, b_1..b_{d−1}):
+    w_a = max(0, w − Σb) clean lanes become doomed (b'_{d−1} = w_a), b'_r = b_{r+1}, and the
+    b_1 lanes leave: a' = a − w_a + Bin(b_1, β)."""
+    m, kappa, t_star, d = params.m, params.kappa, params.t_star, params.feedback_slots
+    count = math.comb(m + d, d)  # tuples of d non-negative counts with sum <= m
+    if count > _MAX_LATENCY_STATES:
+        raise ValueError(f"best response with feedback d = {d}: {count} lane states "
+                         f"(> {_MAX_LATENCY_STATES}); use a smaller m or d")
+    states = latency_states(m, d)
+    index = {st: i for i, st in enumerate(states)}
+    horizon = t_star + max_lag
+    fee = econ.fee
+    x_pmf = _holdings_pmf(params)
+    refill = _ratchet_next(params)  # Bin(f, β) pmfs, f = 0..m
+    s_idx = np.arange(kappa)[None, :]
+    nxt = np.zeros((len(states), _C, kappa))
+    nxt[:, 4, :] = 1.0  # past the horizon: undecided
+    policy = Policy(q_one=True, states=tuple(states)) if keep_policy else None
+    max_gain, binding = 0.0, None
+    for slot in range(horizon, 0, -1):  # backward induction
+        cur = np.zeros_like(nxt)
+        honest_s = (slot - 1) * m
+        lead_step = econ.lead_value(slot - t_star + 1) - econ.lead_value(slot - t_star)
+        for y, (a, *b) in enumerate(states):
+            doomed = sum(b)
+            x = a + doomed
+            ws = np.arange(x + 1) if action is None else np.array([action(slot, x)])
+            included = (x - ws)[:, None].astype(float)
+            s_new = s_idx + m - ws[:, None]
+            done = s_new >= kappa
+            live = ~done
+            share = np.where(done, (kappa - s_idx) / np.maximum(m - ws[:, None], 1), 1.0)
+            comp = np.zeros((_C, len(ws), kappa))
+            comp[1] = included
+            comp[2] = included * np.minimum(share, 1.0)
+            if slot >= t_star:
+                comp[0] = np.where(live, lead_step, 0.0)
+                comp[3] = np.where(live & (slot == t_star), 1.0, 0.0)
+            idx = np.minimum(s_new, kappa - 1)
+            pmf = refill[b[0]]
+            follow = np.zeros((_C, len(ws), kappa))
+            for i, w in enumerate(ws.tolist()):
+                wa = max(0, w - doomed)
+                shifted = (*b[1:], wa)
+                rows = [index[(a - wa + j, *shifted)] for j in range(len(pmf))]
+                row = np.tensordot(pmf, nxt[rows], axes=1)  # (C, κ): E over the refill
+                follow[:, i, :] = row[:, idx[i]]
+            comp += np.where(live[None], follow, 0.0)
+            if action is None:
+                totals = comp[0] + fee * comp[1] + bounty * comp[2]
+                margin = _TIE * max(1.0, float(np.max(np.abs(totals))))
+                best = np.argmax(totals - margin * (ws[:, None] > 0), axis=0)
+                chosen = np.take_along_axis(comp, best[None, None, :], axis=1)[:, 0, :]
+                if policy is not None:
+                    policy.tables[(slot, y, x, "A")] = best
+                # reachable under honest play: no doomed lanes, holdings in the support
+                if doomed == 0 and honest_s < kappa and x_pmf[x] > 0.0:
+                    gain = float(totals[best[honest_s], honest_s] - totals[0, honest_s])
+                    if gain > max_gain:
+                        diff = comp[:3, best[honest_s], honest_s] - comp[:3, 0, honest_s]
+                        max_gain, binding = gain, tuple(float(v) for v in diff)
+            else:
+                chosen = comp[:, 0, :]
+            cur[y] = chosen
+        nxt = cur
+    start = np.stack([nxt[index[(x, *([0] * (d - 1)))], :, 0] for x in range(m + 1)])
+    comp0 = np.einsum("x,xc->c", x_pmf, start)
     return _value(comp0, max_gain, binding), policy
 
 

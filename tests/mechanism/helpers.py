@@ -14,6 +14,25 @@ def assert_in_ci(exact: float, res: MCResult) -> None:
     )
 
 
+def assert_batch_mean_close(estimate, expected: float, batches: int = 10) -> None:
+    """The mean of `batches` independent estimates estimate(b) (b = 0..batches−1, each its
+    own seed) is within t_{0.9995, batches−1}·SE of `expected`, SE from the batches' spread:
+    a tolerance tied to the simulation's own standard error, not to the value."""
+    import math
+    import statistics
+
+    from scipy import stats
+
+    values = [float(estimate(b)) for b in range(batches)]
+    mean = statistics.fmean(values)
+    se = statistics.stdev(values) / math.sqrt(batches)
+    tol = float(stats.t.ppf(0.9995, batches - 1)) * se
+    assert abs(mean - expected) <= tol, (
+        f"batch mean {mean} vs expected {expected}: |diff| {abs(mean - expected):.3g} > "
+        f"{tol:.3g} (SE {se:.3g}, values {values})"
+    )
+
+
 def brute_force_delay(lanes: int, cartel: int, m: int, kappa: int, q: float, policy: str) -> float:
     """P(S_{t*} < κ) by enumerating explicit lane sets (withhold-all cartel).
 

@@ -180,6 +180,11 @@ def test_every_analysis_command_json_and_plain(capsys, argv):
         (["sweep", "--out", "{tmp}/s", "--beta-max", "1.5"], "beta_max"),
         (["report", "--out", "{tmp}/r", "--seed", "-1"], "seed must be >= 0"),
         (["guide", "--eps-delay", "0", "--eps-race", "0.1", "--beta-max", "0.1"], "eps_delay"),
+        (
+            ["bounty", "--kappa", "56", "--m", "16", "--beta", "0.1", "--ratchet",
+             "--feedback-slots", "2", "--lanes", "100"],
+            "reduction to the fixed lane set",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, argv, message):
@@ -265,6 +270,31 @@ def test_report_writes_every_file(capsys, tmp_path):
         assert f"{fig}." in text
     assert "| κ | m |" in text and "MEV cost" in text
     assert "is —" not in text and "= —" not in text  # every quoted number was found
+    assert "needs —" not in text and "(bound —)" not in text and "sends —" not in text
+    # A number quoted "at β = 0.1" is the table's value at β = 0.1, not at a neighbouring
+    # grid point (the text once quoted β = 0.108 as 0.1).
+    import csv
+
+    from mechanism import output
+
+    with (tmp_path / "feedback.csv").open() as fh:
+        fresh = [r for r in csv.DictReader(fh) if r["policy"] == "fresh"]
+    at = [float(r["p_delay"]) for r in fresh if float(r["beta"]) == 0.1]
+    assert at, "the feedback grid has no β = 0.1"
+    assert f"at β = 0.1, P(delay) is {output.fmt(at[0])} with fresh lanes" in text
+
+
+@pytest.mark.parametrize("top", [0.3, 0.4, 0.5])
+def test_report_beta_grids_hold_the_values_the_text_quotes(top):
+    from mechanism import report
+
+    for cfg in (report.ReportConfig(), report.ReportConfig(quick=True)):
+        grid = cfg.betas(top)
+        assert {0.0, 0.1, 0.2} <= set(grid) and max(grid) == top
+        assert list(grid) == sorted(set(grid))
+    rows = [{"beta": 0.1083, "x": 1}]
+    assert report._one(rows, "x", beta=0.1) is None  # never the nearest grid point
+    assert report._one(rows, "x", beta=0.1083) == 1
 
 
 def test_cli_module_import_keeps_heavy_modules_out():
@@ -324,6 +354,24 @@ def test_bounty_strategy_flag_reports_that_strategys_ex_ante_bounty(capsys):
         )
     code, _, err = run(capsys, *base, "--strategy", "nonsense")
     assert code == 2 and "invalid choice" in err
+
+
+def test_bounty_with_the_shipped_ratchet_says_no_bounty_deters(capsys):
+    # Feedback latency d = 2 (the DP's latency states): the best response is not deterred
+    # by any bounty; JSON has no ∞, so it says so in a key; the text prints ∞, not —.
+    base = ["bounty", "--kappa", "20", "--m", "6", "--beta", "0.3", "--ratchet",
+            "--feedback-slots", "2"]
+    code, out, err = run(capsys, *base, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["bounty_ex_ante"] is None and data["no_bounty_deters"] is True
+    by = {r["strategy"]: r for r in data["strategies"]}
+    assert by["withhold_all"]["no_bounty_deters"] is False
+    assert by["withhold_all"]["bounty_ex_ante"] > 0
+    code, out, err = run(capsys, *base)
+    assert code == 0, err
+    line = next(ln for ln in out.splitlines() if ln.startswith("best_response"))
+    assert "∞" in line and line.split()[1] == "∞"
 
 
 def test_leaders_and_sensitivity_commands(capsys):

@@ -194,3 +194,30 @@ def test_refill_fallback_and_reset_rules_match_the_oracle(lanes, withholding, m,
         assert ci.low <= tail <= ci.high
         ci = montecarlo.binomial_ci(sum(counts.lag_counts[ell:]), counts.trials, 0.999)
         assert ci.low <= tail <= ci.high
+
+
+@pytest.mark.parametrize(("strategy", "theta", "q"),
+                         [("threshold", None, 1.0), ("threshold", None, 0.8), ("threshold", 1, 0.8),
+                          ("threshold", 3, 1.0), ("last_slot", None, 1.0),
+                          ("last_slot", None, 0.8), ("withhold_all", None, 0.8)])
+def test_lane_model_strategies_match_the_rational_oracle(strategy, theta, q):
+    # The lane model's own statement of each cartel strategy (LaneSetup.withholds), fresh
+    # addressing, against the oracle's rule written here: N = 7, m = 3, κ = 8 (t* = 3,
+    # Δ = 1), cartel lanes {1, 2, 5}; a slot's holdings x are hypergeometric.
+    lanes, m, kappa, cartel = 7, 3, 8, {1, 2, 5}
+    t_star, slack = 3, 1
+    th = theta if theta is not None else slack + 1
+
+    def rule(slot: int, x: int) -> int:
+        if strategy == "threshold":
+            return x if x >= th else 0
+        if strategy == "last_slot":
+            return x if slot >= t_star else 0
+        return x
+
+    expected = oracles.fresh_delay(m, t_star, slack + 1, q, lanes=lanes, cartel=len(cartel),
+                                   withheld_by_slot=rule)
+    setup = lanechain.LaneSetup(lanes, m, kappa, withholding=cartel, q=q, policy="fresh",
+                                strategy=strategy, theta=theta, max_lag=1)
+    assert lanechain.predict(setup).p_delay == pytest.approx(float(expected), rel=1e-9, abs=1e-15)
+    assert expected > 0  # a point where the strategy withholds

@@ -11,6 +11,8 @@ import pytest
 from mechanism import payoff_mc, response
 from mechanism.params import EconParams, SednaParams, landers_marsh_curve
 
+from .helpers import assert_batch_mean_close
+
 Z = 3.29  # two-sided 99.9 %
 
 MODELS = [
@@ -20,6 +22,8 @@ MODELS = [
     pytest.param(SednaParams(20, 6, 3 / 15, lanes=15), id="hypergeometric"),
     pytest.param(SednaParams(20, 6, 0.3, q=0.9), id="binomial-q0.9"),
     pytest.param(SednaParams(20, 6, 0.3, q=0.9, ratchet=True), id="ratchet-q0.9"),
+    pytest.param(SednaParams(20, 6, 0.3, ratchet=True, feedback_slots=2), id="ratchet-d2"),
+    pytest.param(SednaParams(20, 6, 0.3, ratchet=True, feedback_slots=3), id="ratchet-d3"),
 ]
 ECON = EconParams(value_lead=1.0, fee=0.002)
 BOUNTY = 0.15
@@ -44,15 +48,18 @@ def test_policy_values_inside_the_payoff_monte_carlo_interval(params):
 
 
 @pytest.mark.parametrize("params", MODELS)
-def test_best_response_beats_every_fixed_strategy_in_simulation(params):
-    best, _ = response.solve(params, ECON, BOUNTY)
+@pytest.mark.parametrize("bounty", [0.0, BOUNTY])
+def test_best_response_beats_every_fixed_strategy_in_simulation(params, bounty):
+    # b = 0 too: there withholding everything is often best, and a best response that
+    # never withheld a slot's whole holdings passed at b = 0.15 alone.
+    best, _ = response.solve(params, ECON, bounty)
     for k, strategy in enumerate(("honest", "withhold_all", "threshold", "last_slot")):
         mc = payoff_mc.simulate(
-            params, ECON, BOUNTY, payoff_mc.fixed_policy(strategy, params), 60_000, seed=20 + k
+            params, ECON, bounty, payoff_mc.fixed_policy(strategy, params), 60_000, seed=20 + k
         )
-        assert best.payoff(ECON.fee, BOUNTY) >= mc.payoff - Z * mc.payoff_se, strategy
-        exact, _ = response.solve(params, ECON, BOUNTY, strategy)
-        assert best.payoff(ECON.fee, BOUNTY) >= exact.payoff(ECON.fee, BOUNTY) - 1e-12
+        assert best.payoff(ECON.fee, bounty) >= mc.payoff - Z * mc.payoff_se, strategy
+        exact, _ = response.solve(params, ECON, bounty, strategy)
+        assert best.payoff(ECON.fee, bounty) >= exact.payoff(ECON.fee, bounty) - 1e-12
 
 
 def test_best_response_bounty_by_hand_fresh_lanes():
@@ -120,12 +127,17 @@ def test_fixed_strategy_bounty_agrees_with_simulated_components():
     # b = (E[V(L)] − f·ΔR)/ΔΠ from simulated means, within a tolerance from their errors.
     p = SednaParams(20, 6, 0.3)
     exact = response.bounty(p, ECON, "withhold_all").bounty
-    honest = payoff_mc.simulate(p, ECON, 0.0, payoff_mc.fixed_policy("honest", p), 200_000, 1)
-    dev = payoff_mc.simulate(p, ECON, 0.0, payoff_mc.fixed_policy("withhold_all", p), 200_000, 2)
-    b_mc = (dev.lead_value - ECON.fee * (honest.redeemed - dev.redeemed)) / (
-        honest.pivotal - dev.pivotal
-    )
-    assert b_mc == pytest.approx(exact, rel=0.02)  # ~6 standard errors at 2e5 trials
+
+    def b_mc(batch: int) -> float:
+        honest = payoff_mc.simulate(p, ECON, 0.0, payoff_mc.fixed_policy("honest", p), 20_000,
+                                    10 + 2 * batch)
+        dev = payoff_mc.simulate(p, ECON, 0.0, payoff_mc.fixed_policy("withhold_all", p),
+                                 20_000, 11 + 2 * batch)
+        return (dev.lead_value - ECON.fee * (honest.redeemed - dev.redeemed)) / (
+            honest.pivotal - dev.pivotal
+        )
+
+    assert_batch_mean_close(b_mc, exact)
 
 
 def test_issue_reference_point():
@@ -161,6 +173,35 @@ def test_best_response_refuses_what_it_does_not_model():
     with pytest.raises(ValueError, match="ratchet"):
         response.solve(SednaParams(20, 6, 0.3, lanes=20, ratchet=True), ECON, 0.1)
     with pytest.raises(ValueError, match="ratchet"):
-        response.solve(SednaParams(20, 6, 0.3, ratchet=True, feedback_slots=2), ECON, 0.1)
+        response.solve(SednaParams(20, 6, 0.3, q=0.9, ratchet=True, feedback_slots=2), ECON,
+                       0.1)
+    with pytest.raises(ValueError, match="lane states"):
+        response.solve(SednaParams(200, 40, 0.3, ratchet=True, feedback_slots=4), ECON, 0.1)
     with pytest.raises(ValueError, match="strategy"):
         response.solve(SednaParams(20, 6, 0.3), ECON, 0.1, "nonsense")
+
+
+def test_feedback_latency_at_the_horizon_is_the_fixed_lane_set():
+    # With d >= t* + max_lag the sender never sees a miss in time: every strategy's exact
+    # value equals the fixed lane set's (an independent code path of the DP).
+    fixed = SednaParams(20, 6, 0.3, addressing="fixed")
+    late = SednaParams(20, 6, 0.3, ratchet=True, feedback_slots=6)  # t* + max_lag = 6
+    for strategy in ("honest", "withhold_all", "threshold", "last_slot", "best_response"):
+        a, _ = response.solve(fixed, ECON, BOUNTY, strategy, max_lag=2)
+        b, _ = response.solve(late, ECON, BOUNTY, strategy, max_lag=2)
+        assert b.payoff(ECON.fee, BOUNTY) == pytest.approx(a.payoff(ECON.fee, BOUNTY), rel=1e-12)
+        assert b.p_lead == pytest.approx(a.p_lead, abs=1e-12)
+
+
+def test_shipped_ratchet_best_response_bounty_is_infinite():
+    # docs/mechanism.md §8a: with d >= 2 the state "honest until t*, all m lanes the
+    # cartel's" lets it delay one slot while keeping every pivotal bundle (the same lanes are
+    # addressed at t* + 1): no bounty deters it. With d = 1 the bounty is finite.
+    for p in (SednaParams(56, 16, 0.1, ratchet=True, feedback_slots=2),
+              SednaParams(20, 6, 0.3, ratchet=True, feedback_slots=3)):
+        assert response.bounty(p, ECON).bounty == math.inf
+    assert math.isfinite(response.bounty(SednaParams(56, 16, 0.1, ratchet=True), ECON).bounty)
+    # Fixed strategies stay finite under the latency, e.g. withhold-all.
+    wa = response.bounty(SednaParams(56, 16, 0.1, ratchet=True, feedback_slots=2), ECON,
+                         "withhold_all")
+    assert 0.0 < wa.bounty < 0.0333
