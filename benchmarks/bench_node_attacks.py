@@ -8,6 +8,10 @@ of the chain's blocks/s and the honest decode p50 (first send -> decided on node
 each phase, the ratio attacked / baseline, honest payloads not decoded, and the bundles
 any tracker dropped because it was full (the goal for junk at 10x: 0).
 
+`drop_lane_blocks` (a censoring leader, node 3) is set when a network starts, so its
+baseline is a second fresh network under the same load (honest sender plus 40 plain
+tx/s), not a phase of the same run; its "attack" column counts the censor's omissions.
+
     .venv/bin/python benchmarks/bench_node_attacks.py                       # all, 3 runs
     .venv/bin/python benchmarks/bench_node_attacks.py --attacks junk_commitments --runs 5
     .venv/bin/python benchmarks/bench_node_attacks.py --modes carried --json
@@ -31,9 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.node_attacks import (  # noqa: E402
+    CENSOR,
     RpcAttackDriver,
     decided_ns,
     decode_p50_ms,
+    leader_network,
     node_json,
     run_phase,
     settle,
@@ -43,10 +49,26 @@ from node.tools.sedna_client import SednaClient, SednaPolicy  # noqa: E402
 from node.tools.testnet import Testnet, generate_network, load_senders  # noqa: E402
 
 COUNTS = {"duplicate_across_lanes": 2, "junk_commitments": 10, "replay_after_decide": 40}
+LEADER_ATTACKS = ("drop_lane_blocks",)
 MAX_RUNS = 20
 
 
+async def _censor(root: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    phase = {"phase_s": args.phase_s, "honest_pps": args.honest_pps, "pace_ms": args.pace_ms}
+    base = await leader_network(root / "honest", mode, censor=False, **phase)
+    hit = await leader_network(root / "censored", mode, censor=True, **phase)
+    return {
+        "blocks_per_s": (base["blocks_per_s"], hit["blocks_per_s"]),
+        "decode_p50_ms": (base["decode_p50_ms"], hit["decode_p50_ms"]),
+        "honest_undecoded": max(base["undecoded"]) + max(hit["undecoded"]),
+        "tracker_full": base["tracker_full"] + hit["tracker_full"],
+        "attack_bundles": hit["omitted"][CENSOR],
+    }
+
+
 async def _one(root: Path, kind: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    if kind in LEADER_ATTACKS:
+        return await _censor(root, mode, args)
     manifest = generate_network(
         root,
         4,
@@ -102,7 +124,8 @@ def _median(values: list[float | None], digits: int = 1) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--attacks", nargs="+", choices=sorted(COUNTS), default=sorted(COUNTS))
+    kinds = [*sorted(COUNTS), *LEADER_ATTACKS]
+    parser.add_argument("--attacks", nargs="+", choices=kinds, default=kinds)
     parser.add_argument("--modes", nargs="+", choices=("certified", "carried"),
                         default=["certified", "carried"])  # fmt: skip
     parser.add_argument("--runs", type=int, default=3)
@@ -151,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"load_average": load, "rows": rows}, indent=2))
         return 0
     print(
-        f"sender attacks on 4 real nodes, votes paced at {args.pace_ms:g} ms, phases of "
+        f"lane attacks on 4 real nodes, votes paced at {args.pace_ms:g} ms, phases of "
         f"{args.phase_s:g} s, honest {args.honest_pps:g} payloads/s, medians of {args.runs} "
         f"runs (load average {load:.1f})"
     )

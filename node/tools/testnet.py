@@ -1014,6 +1014,7 @@ SEDNA_PAYLOAD_RECORD_KEYS = (
     "withheld",
     "withheld_by",
     "pool_slot",
+    "slot_leaders",
 )
 
 # Why a payload is not `clean` (its record's `not_clean`, empty when it is):
@@ -1024,6 +1025,23 @@ NOT_CLEAN_REASONS = (
     # was finalized at a later height than its slot
     "lost_lane_block",  # ... or was not finalized at all (it missed its height)
 )
+
+
+def senders_bundles_per_slot(options: Any) -> int:
+    """The Sedna client's m: `sedna_bundles_per_slot`, or, when that is 0 (every lane in
+    one slot), the m a withholding cartel was given (`withhold_bundles:...:m=M`), so that
+    the senders follow the policy the cartel's strategy assumes (`sedna testnet run
+    --byzantine withhold_bundles:4,5,6:strategy=threshold:m=3`)."""
+    if options.sedna_bundles_per_slot:
+        return int(options.sedna_bundles_per_slot)
+    for node, behaviour in sorted(options.byzantine.items()):
+        if behaviour != "withhold_bundles":
+            continue
+        for part in options.byzantine_options.get(node, "").split(":"):
+            key, _, value = part.partition("=")
+            if key == "m" and value.isdigit():
+                return int(value)
+    return 0
 
 
 def first_attempt_slots(kappa: int, extra_bundles: int, bundles_per_slot: int) -> int:
@@ -1281,7 +1299,7 @@ class TestnetRun:
                 payload_bytes=o.sedna_bytes,
                 policy=SednaPolicy(
                     lanes=o.sedna_policy,
-                    bundles_per_slot=o.sedna_bundles_per_slot,
+                    bundles_per_slot=senders_bundles_per_slot(o),
                     extra_bundles=o.sedna_extra_bundles,
                 ),
                 is_up=is_up,
@@ -1549,8 +1567,10 @@ class TestnetRun:
         honest node's database), the first slot a cartel member decoded it privately
         (reported over the side channel, `node/cartel_pool.py`; None without a cartel or
         when it never did), the lead (their difference, 0 when the cartel was not
-        ahead), and `clean` (no bundle of it was refused: q = 1 for it). Read after the
-        nodes stopped."""
+        ahead), `clean` (no bundle of it was refused: q = 1 for it, and no honest lane
+        block of its counted slots missed its height) and `slot_leaders` (the author of
+        the finalized block of each counted slot: a censoring leader's slots are what the
+        leader-cartel model needs). Read after the nodes stopped."""
         o = self.options
         hub = self.hub
         honest = min((i for i in range(o.nodes) if i not in o.byzantine), default=0)
@@ -1573,12 +1593,15 @@ class TestnetRun:
                 continue  # never sent
             not_clean: list[str] = []
             misses: list[dict[str, Any]] = []
+            leaders: list[int | None] = []
             if state.first_slot is None:
                 not_clean.append("never_sent")
             else:
                 counted = first_attempt_slots(
-                    state.kappa, o.sedna_extra_bundles, o.sedna_bundles_per_slot
+                    state.kappa, o.sedna_extra_bundles, senders_bundles_per_slot(o)
                 )
+                # who proposed the finalized block of each counted slot (None: none)
+                leaders = [authors.get(state.first_slot + j) for j in range(counted)]
                 misses = lane_block_misses(
                     state.first_accepted,
                     state.first_slot,
@@ -1614,6 +1637,7 @@ class TestnetRun:
                     "withheld_by": sorted(lanes.get(cid, ())),
                     # the slot by which the pool alone held κ bundles (None: never)
                     "pool_slot": held[kappa - 1] if len(held) >= kappa else None,
+                    "slot_leaders": leaders,
                 }
             )
         return records

@@ -181,6 +181,11 @@ class Libp2pTransport:
         self._queues = {peer: PeerQueue(limits.peer_queue_frames) for peer in self._remote}
         # Per peer: connections accepted by _on_connected, not yet reported disconnected.
         self._live: dict[int, list[INetConn]] = {peer: [] for peer in self._remote}
+        # Connections that carried a stream of this chain's protocol (either direction):
+        # only these make a peer "connected" (rule WRONG-CHAIN: a node of another chain,
+        # whose connections are accepted and then closed, is never reported as a peer).
+        # Keyed by the muxed connection (what an inbound stream names).
+        self._chain_conns: set[Any] = set()
         self._isolated = False
         self._running = False
         self._rng = random.Random()
@@ -267,13 +272,22 @@ class Libp2pTransport:
                 token.run_sync_soon(self._apply_isolation, isolated)
 
     def connected_peers(self) -> set[int]:
-        """Peers with an accepted connection that is up (a closing one no longer counts)."""
+        """Peers with an open connection that carried a stream of this chain's protocol
+        (a closing one no longer counts; nor does one that never proved the chain)."""
         with self._lock:
             return {
                 peer
                 for peer, conns in self._live.items()
-                if any(not conn.is_closed for conn in conns)
+                if any(
+                    not conn.is_closed and conn.muxed_conn in self._chain_conns
+                    for conn in conns
+                )
             }
+
+    def _mark_chain_conn(self, muxed_conn: Any) -> None:
+        """`muxed_conn` carried a stream of this chain's protocol: its peer is connected."""
+        with self._lock:
+            self._chain_conns.add(muxed_conn)
 
     def queued(self, peer: int) -> int:
         with self._lock:
@@ -416,6 +430,9 @@ class Libp2pTransport:
         with self._lock:
             # Closed ones go now: their `disconnected` notice lags the close by >= 100 ms.
             live = [c for c in self._live[peer] if not c.is_closed]
+            for closed in self._live[peer]:
+                if closed.is_closed:
+                    self._chain_conns.discard(closed.muxed_conn)
             live.append(conn)
             self._live[peer] = live
         self._counters.connected(peer)
@@ -427,6 +444,7 @@ class Libp2pTransport:
             return
         with self._lock:
             self._live[peer] = [c for c in self._live[peer] if c is not conn]
+            self._chain_conns.discard(conn.muxed_conn)
         self._signals[peer].notify()
 
     def _live_conn(self, peer: int) -> INetConn | None:
@@ -584,6 +602,7 @@ class Libp2pTransport:
             await _reset_quietly(stream)
             raise
         stream.set_protocol(protocol)
+        self._mark_chain_conn(conn.muxed_conn)
         return stream
 
     async def _watch_stream(self, stream: INetStream, scope: trio.CancelScope) -> None:
@@ -632,6 +651,7 @@ class Libp2pTransport:
             self._counters.handshake_failure("unknown_key")
             await stream.reset()
             return
+        self._mark_chain_conn(stream.muxed_conn)
         max_frame_bytes = self._limits.max_frame_bytes
         inbox = self._inbox
         try:

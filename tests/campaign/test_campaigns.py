@@ -1,12 +1,16 @@
-"""The campaigns on the executors: `sim sweep`, `sim twins`, `mech montecarlo` and `mech
-sweep` give the same results in this process, on local processes and on a real Dask
-LocalCluster of worker processes, also when a worker is killed in the middle."""
+"""The campaigns on the executors: `sim sweep`, `sim twins`, `mech montecarlo`, `mech
+sweep` and the netsim part of `mech experiment` give the same results in this process, on
+local processes and on a real Dask LocalCluster of worker processes, also when a worker is
+killed in the middle."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ from netsim.scenario import load_scenario
 from netsim.sweep import sweep
 from netsim.twins import ArrangementSpace, TwinsConfig, run_twins
 from node.cli import main as sedna
+from node.tools.experiment import Spec, points_of, run_netsim
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "netsim" / "scenarios" / "sweep_faults.toml"
@@ -102,6 +107,23 @@ def test_mech_montecarlo_and_sweep_are_the_same_everywhere(
     assert delay_sweep(spec, 4, dask_executor) == rows
 
 
+def test_the_cartel_experiment_netsim_part_is_the_same_everywhere(dask_executor) -> None:
+    """`sedna mech experiment`: every (point, seed) is a task, merged per point in seed
+    order; the points (counts, lag and lead distributions, intervals, verdicts) are the
+    serial ones on local processes and on the cluster (only the timing differs)."""
+    spec = Spec(cartel=(0, 3), strategies=("withhold_all",), payloads=18, seeds=3)
+    points = points_of(spec)
+
+    def without_timing(results: list[Any]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.as_dict().items() if k != "seconds"} for r in results]
+
+    serial = without_timing(run_netsim(spec, points, LocalExecutor(1)))
+    assert [(r["cartel"], r["runs"]) for r in serial] == [(0, 3), (3, 3)]
+    assert serial[0]["delayed"] == 0 < serial[1]["delayed"]  # the points differ
+    assert without_timing(run_netsim(spec, points, LocalExecutor(2))) == serial
+    assert without_timing(run_netsim(spec, points, dask_executor)) == serial
+
+
 def test_a_worker_killed_in_the_middle_of_a_sweep_changes_nothing() -> None:
     scenario = load_scenario(str(SCENARIO))
     serial = sweep(scenario, 16, randomize=True)
@@ -139,3 +161,110 @@ def test_the_cli_on_a_local_cluster_prints_progress_and_the_local_result(
         assert sedna([*args, *bad]) == 2
     assert sedna(["sim", "twins", "--depth", "4", "--jobs", "2"]) == 2  # depth 4: a cluster
     assert "on a Dask cluster" in capsys.readouterr().err
+
+
+def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=log.parent
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group this test started (a worker's nannies and their
+    worker processes), SIGKILL if it lingers."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=20)
+
+
+def _json(capsys: pytest.CaptureFixture[str], progress: str = "") -> Any:
+    """The command's JSON output; `progress`: a line its stderr must hold."""
+    captured = capsys.readouterr()
+    assert progress in captured.err
+    return json.loads(captured.out)
+
+
+def test_the_commands_on_a_running_dask_scheduler_give_the_local_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cluster as docs/netsim.md sets it up: a `dask scheduler` process and a `dask
+    worker` process with its worker processes (here all on loopback), reached with
+    `--scheduler tcp://HOST:PORT`; each campaign command prints what it prints locally."""
+    from distributed import Client
+
+    dask = str(Path(sys.executable).with_name("dask"))
+    scheduler_file = tmp_path / "scheduler.json"
+    common = ["--host", "127.0.0.1", "--no-dashboard"]
+    processes = [
+        _start([dask, "scheduler", *common, "--port", "0", "--scheduler-file",
+                str(scheduler_file)], tmp_path / "scheduler.log")
+    ]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() or not scheduler_file.read_text().strip():
+            assert processes[0].poll() is None, (tmp_path / "scheduler.log").read_text()
+            assert time.monotonic() < deadline, "the scheduler did not start"
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        processes.append(
+            _start([dask, "worker", "--scheduler-file", str(scheduler_file), *common,
+                    "--nthreads", "1", "--nworkers", "2"], tmp_path / "worker.log")
+        )  # fmt: skip
+        client = Client(address, timeout=30)
+        client.wait_for_workers(2, timeout=120)
+        pids = set(client.run(os.getpid).values())
+        assert len(pids) == 2 and os.getpid() not in pids
+        on = ["--scheduler", address]
+
+        def executed() -> int:  # tasks the cluster's workers ran so far
+            counts = client.run(lambda dask_worker: dask_worker.state.executed_count)
+            return sum(counts.values())
+
+        sweep_args = ["sim", "sweep", str(SCENARIO), "--seeds", "4", "--randomize", "--json"]
+        assert sedna(sweep_args) == 0
+        local = _json(capsys)
+        before = executed()
+        assert sedna([*sweep_args, *on]) == 0
+        assert executed() > before  # it ran there
+        assert _json(capsys, "sim sweep: 4/4 (100%)") == local
+
+        twins_args = ["sim", "twins", "--depth", "2", "--partitions", "1", "--json"]
+        assert sedna(twins_args) == 0
+        local = _json(capsys)
+        before = executed()
+        assert sedna([*twins_args, *on]) == 0
+        assert executed() > before  # it ran there
+        assert {k: v for k, v in _json(capsys).items() if k not in TIMING} == {
+            k: v for k, v in local.items() if k not in TIMING
+        }
+
+        mc_args = ["mech", "montecarlo", "--kappa", "8", "--m", "3", "--beta", "0.3",
+                   "--trials", "20000", "--seed", "4", "--json"]  # fmt: skip
+        assert sedna(mc_args) == 0
+        local = _json(capsys)
+        before = executed()
+        assert sedna([*mc_args, *on]) == 0
+        assert executed() > before  # it ran there
+        assert _json(capsys, "sedna mech montecarlo: 1/1 (100%)") == local
+
+        experiment_args = ["mech", "experiment", "--cartel", "0,3", "--strategy",
+                           "withhold_all", "--payloads", "18", "--seeds", "3", "--json"]  # fmt: skip
+        assert sedna(experiment_args) == 0
+        local = _json(capsys)["points"]
+        before = executed()
+        assert sedna([*experiment_args, *on]) == 0
+        assert executed() > before  # it ran there
+        on_cluster = _json(capsys, "sedna mech experiment (netsim): 6/6 (100%)")["points"]
+        for points in (local, on_cluster):
+            for point in points:
+                point.pop("seconds")
+        assert on_cluster == local
+        client.close()
+    finally:
+        for process in reversed(processes):
+            _stop(process)

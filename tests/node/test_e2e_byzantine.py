@@ -18,6 +18,7 @@ from node.tools.testnet import (
     SEDNA_PAYLOAD_RECORD_KEYS,
     RunOptions,
     TestnetRun,
+    cartel_options,
     parse_perturbation,
     run_cartel,
 )
@@ -97,8 +98,17 @@ def test_honest_nodes_agree_and_finalize_over_tcp(behaviour: str) -> None:
     _run_and_check(behaviour, "tcp")
 
 
+LIBP2P_DEFAULT = ("equivocate", "invalid_signatures", "tail_fork", "strip_timeouts")
+
+
+# Every behaviour over libp2p too; four in the default suite, the rest with -m slow
+# (the behaviour wraps the core, below the transport, so these repeat the tcp runs).
 @pytest.mark.parametrize(
-    "behaviour", ["equivocate", "invalid_signatures", "tail_fork", "strip_timeouts"]
+    "behaviour",
+    [
+        b if b in LIBP2P_DEFAULT else pytest.param(b, marks=pytest.mark.slow)
+        for b in sorted(EVIDENCE)
+    ],
 )
 def test_honest_nodes_agree_and_finalize_over_libp2p(behaviour: str) -> None:
     _run_and_check(behaviour, "libp2p")
@@ -185,3 +195,66 @@ def test_the_cartel_strategy_decides_on_the_nodes() -> None:
     assert cartel["options"] == "strategy=threshold:m=2:theta=99"
     assert cartel["holdings_reported"] > 0 and cartel["withheld_bundles"] == 0
     assert cartel["lead_slots"]["ahead"] == 0
+
+
+def _cartel_run(strategy: str) -> tuple[dict[str, Any], list[tuple[int, int, bytes, int]]]:
+    """Lanes 2 and 3 of 4 run `strategy` on payloads of κ = 8 bundles sent m = 3 a slot
+    (fresh lanes, a first attempt of t*·m = 9 bundles, carried lanes: the experiment's
+    testnet points); the summary and what the cartel withheld (lane, slot, payload,
+    stream index), as its side channel recorded it."""
+    from node.tools.experiment import payload_bytes_for
+
+    run = TestnetRun(
+        cartel_options(
+            nodes=4,
+            cartel=[2, 3],
+            strategy=strategy,
+            m=3,
+            duration_s=5.0,
+            rate_tps=50.0,
+            sedna_rate_pps=10.0,
+            sedna_bytes=payload_bytes_for(8),
+            sedna_policy="fresh",
+            sedna_extra_bundles=1,
+            dissemination="carried",
+            drain_s=5.0,
+        )
+    )
+    summary = asyncio.run(run.execute())
+    assert run.hub is not None
+    return summary, list(run.hub.withheld)
+
+
+def test_last_slot_withholds_only_from_the_honest_horizon_on() -> None:
+    """`last_slot` on real processes: the members withhold only bundles of a payload's
+    slots j >= t* = 3 (stream index >= 6: m = 3 a slot from the first slot), and include
+    the earlier ones they hold; honest nodes agree and finalize."""
+    summary, withheld = _cartel_run("last_slot")
+    honest_progress(summary)
+    assert summary["cartel"]["options"] == "strategy=last_slot:m=3"
+    assert withheld, summary["cartel"]
+    assert all(index >= 6 for _lane, _slot, _cid, index in withheld), withheld
+    assert summary["cartel"]["holdings_reported"] > len(withheld)  # earlier slots included
+
+
+def test_adaptive_withholds_first_when_one_slot_can_deny_the_decode() -> None:
+    """`adaptive` on real processes (κ = 8, m = 3, Δ = 1): with an empty pool the cartel
+    withholds a slot only if its holdings there reach m·t* − κ + 1 = 2, so the first
+    withheld slot of every payload holds both members' bundles (withhold_all would also
+    withhold slots where one member is addressed); the pool decides the later slots."""
+    summary, withheld = _cartel_run("adaptive")
+    honest_progress(summary)
+    assert summary["cartel"]["options"] == "strategy=adaptive:m=3"
+    assert withheld, summary["cartel"]
+    slots: dict[bytes, dict[int, int]] = {}
+    for _lane, slot, cid, _index in withheld:
+        slots.setdefault(cid, {}).setdefault(slot, 0)
+        slots[cid][slot] += 1
+    # both members' bundles in the first withheld slot; a member decides from its own
+    # copy of the book, so a peer's holding that reaches it late (a loaded machine) can
+    # make it include what its peer withholds: then that slot shows one. withhold_all
+    # would show one in about half the payloads (each slot addresses both members with
+    # probability 1/2 when it addresses one).
+    both = sum(1 for per_slot in slots.values() if per_slot[min(per_slot)] >= 2)
+    print(f"adaptive: {both} of {len(slots)} payloads first withheld both members' bundles")
+    assert both >= 0.8 * len(slots), slots

@@ -163,6 +163,9 @@ def test_testnet_points_map_onto_the_launcher() -> None:
     assert options["cartel"] == (5, 6) and options["strategy"] == "threshold"
     assert options["m"] == 3 and options["dissemination"] == "carried"
     assert options["sedna_bundles_per_slot"] == 3 and options["sedna_extra_bundles"] == 1
+    # 200 payloads measured: 250 sent (a real network leaves some out)
+    assert experiment.testnet_sent(Spec()) == 250
+    assert options["duration_s"] * options["sedna_rate_pps"] == pytest.approx(250)
     censor = experiment.testnet_options(Spec(), Point("testnet", CENSOR, 1))
     assert (censor["cartel"], censor["censors"]) == ((), (6,))
     fields = set(RunOptions.__dataclass_fields__)
@@ -196,6 +199,15 @@ def test_testnet_records_are_read_and_impossible_ones_refused() -> None:
                                   record(10, 12, clean=False)]}  # fmt: skip
     measured = experiment.measured_from_summary(spec, point, summary)
     assert (measured.lags, measured.left_out, measured.problems) == ([0, 1, None], 1, [])
+    # the first `--payloads` measured ones in send order; the spare ones are not looked at
+    two = experiment.measured_from_summary(replace(spec, payloads=2), point, summary)
+    assert (two.lags, two.left_out) == ([0, 1], 0)
+    unclean_first = {"sedna_payloads": [record(10, 12, clean=False), *summary["sedna_payloads"]]}
+    two = experiment.measured_from_summary(replace(spec, payloads=2), point, unclean_first)
+    assert (two.lags, two.left_out) == ([0, 1], 1)
+    assert experiment.left_out_why(replace(spec, payloads=2), point, unclean_first) == {
+        "not_clean": 1
+    }
     bad = experiment.measured_from_summary(spec, point, {"sedna_payloads": [record(10, 11)]})
     assert bad.problems and "before their honest horizon" in bad.problems[0]
     assert experiment.measured_from_summary(spec, point, {}).problems
@@ -233,7 +245,47 @@ def test_a_late_honest_lane_block_makes_a_payload_not_clean_and_withholding_does
     ]}  # fmt: skip
     measured = experiment.measured_from_summary(spec, point, summary)
     assert (measured.lags, measured.left_out) == ([0], 1)
-    assert experiment.left_out_why(summary) == {"late_lane_block": 1}
+    assert experiment.left_out_why(spec, point, summary) == {"late_lane_block": 1}
+
+
+def test_testnet_censorship_points_are_compared_with_the_leader_cartel_model() -> None:
+    """A censoring leader (node 6 of 7, κ = 8, m = 3: t* = 3, Δ = 1) on the testnet: each
+    payload's first leader is read from the records' `slot_leaders`, so the leader-cartel
+    model (docs/mechanism.md §16) applies. Payloads whose 3 counted slots miss node 6's
+    height are certain to be on time, the others certain to be delayed (the censored slot
+    loses its 3 bundles but the censor's own lane's: at least 2, and Δ = 1). A payload whose counted slots were not led round robin is left out
+    (`off_schedule`). Were the leaders not read (every payload counted as led from node
+    0), the delayed payloads would contradict a certain prediction."""
+    spec, point = Spec(), Point("testnet", CENSOR, 1)
+
+    def record(first: int, delayed: bool, leaders: list | None = None) -> dict:
+        leaders = [(first + j) % 7 for j in range(3)] if leaders is None else leaders
+        return {"first_slot": first, "decode_slot": first + 2 + int(delayed),
+                "cartel_slot": None, "lead": 0, "clean": True, "not_clean": [],
+                "slot_leaders": leaders}  # fmt: skip
+
+    records = []
+    for rep in range(10):
+        for first in range(7):  # leaders 0..3: the censor is not in the window
+            records.append(record(7 * rep + first, delayed=first >= 4))
+    records.append(record(100, True, leaders=[2, 3, 5]))  # a timeout: off schedule
+    summary = {"sedna_payloads": records}
+    measured = experiment.measured_from_summary(spec, point, summary)
+    assert measured.left_out == 1 and measured.payloads == 70
+    assert sorted(set(measured.first_leaders)) == list(range(7))
+    assert experiment.left_out_why(spec, point, summary) == {"off_schedule": 1}
+    result = evaluate(spec, point, measured, 0.0)
+    assert result.status == "agree", result
+    assert result.predicted == pytest.approx(3 / 7) and result.measured == pytest.approx(3 / 7)
+    # one exposed payload on time contradicts a certain prediction
+    assert measured.first_leaders[4] >= 4 and measured.lags[4] == 1
+    wrong = replace(measured, lags=[*measured.lags[:4], 0, *measured.lags[5:]])
+    assert evaluate(spec, point, wrong, 0.0).status == "disagree"
+    # withholding points count every clean payload (their P(delay) does not need leaders)
+    withhold = Point("testnet", "withhold_all", 1)
+    assert experiment.measured_from_summary(spec, withhold, summary).payloads == 71
+    blind = replace(measured, first_leaders=[0] * measured.payloads)
+    assert evaluate(spec, point, blind, 0.0).status == "disagree"
 
 
 @pytest.mark.e2e

@@ -25,6 +25,7 @@ from node.tools.testnet import (
     parse_byzantine,
     parse_perturbation,
     render_compose,
+    senders_bundles_per_slot,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +88,31 @@ def test_byzantine_specs() -> None:
     ):
         with pytest.raises(ValueError, match=message):
             parse_byzantine(bad, 4)
+
+
+def test_the_senders_follow_the_cartels_m() -> None:
+    """`sedna testnet run --byzantine withhold_bundles:4,5,6:strategy=threshold:m=3`: the
+    Sedna client sends m = 3 bundles a slot, the policy the strategy assumes (without it,
+    every lane in one slot, and the cartel's slot index and Δ would be wrong); an explicit
+    client m (the experiment's) wins; no cartel m: every lane (0)."""
+    from node.tools.testnet import RunOptions, cartel_options
+
+    def options(*specs: str) -> RunOptions:
+        assigned = byzantine_nodes([parse_byzantine(s, 7) for s in specs], 7)
+        return RunOptions(
+            nodes=7,
+            byzantine={n: s.behaviour for n, s in assigned.items()},
+            byzantine_options={n: s.options for n, s in assigned.items() if s.options},
+        )
+
+    assert senders_bundles_per_slot(options("withhold_bundles:4,5,6:strategy=threshold:m=3")) == 3
+    assert senders_bundles_per_slot(options("equivocate:1", "withhold_bundles:5:m=2")) == 2
+    assert senders_bundles_per_slot(options("withhold_bundles:4,5,6")) == 0
+    assert senders_bundles_per_slot(options()) == 0
+    explicit = cartel_options(
+        nodes=7, cartel=[6], strategy="adaptive", m=2, sedna_bundles_per_slot=4
+    )
+    assert senders_bundles_per_slot(explicit) == 4
 
 
 def test_byzantine_nodes_bound_consensus_attackers_by_f() -> None:

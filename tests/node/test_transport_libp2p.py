@@ -356,6 +356,17 @@ def test_a_peer_of_another_chain_speaks_another_protocol_and_is_counted() -> Non
             )
             mesh.nodes[0].send(1, b"same chain")
             await wait_until(lambda: mesh.inbox.from_peer(1, 0) == [b"same chain"], 10)
+            # A connection that never carried a stream of this chain is not a peer: the
+            # stranger's accepted-then-closed connections never show in connected_peers
+            # (which /status reports and tx forwarding picks from), even for an instant.
+            seen_by_stranger: set[int] = set()
+            deadline = asyncio.get_running_loop().time() + 3.0
+            while asyncio.get_running_loop().time() < deadline:
+                seen_by_stranger |= mesh.nodes[2].connected_peers()
+                assert 2 not in mesh.nodes[0].connected_peers() | mesh.nodes[1].connected_peers()
+                await asyncio.sleep(0.001)
+            assert seen_by_stranger == set()
+            assert mesh.nodes[0].connected_peers() == {1}
             mesh.nodes[2].broadcast(b"stranger")
             mesh.nodes[0].send(2, b"to the stranger")
             await asyncio.sleep(0.5)
