@@ -1394,7 +1394,9 @@ class ConsensusCore:
         block verified its tip first), so their signatures are not checked one by one.
         """
         sync = self._chain_sync
-        if sync is None or message.after_block_id != sync.after_block_id:
+        if (sync is None or message.after_block_id != sync.after_block_id) and self._enforced(
+            "CS3-SY0"
+        ):  # CS3-SY0: only the outstanding request's answer
             raise _Dropped("unsolicited chain sync response")
         parent = self._tree.parent_seq_and_timestamp(message.after_block_id)
         if message.blocks and parent is None:
@@ -1404,22 +1406,24 @@ class ConsensusCore:
         parent_seq, parent_timestamp_ns = parent or (0, 0)
         for synced in message.blocks:
             header = synced.tip.header
-            if header.parent_id != parent_id:  # SY1: each block names the previous one
-                raise _Dropped("chain sync blocks do not chain")
-            if header.body_id != codec.body_id(synced.body):  # SY2
+            if header.parent_id != parent_id and self._enforced("CS3-SY1"):
+                raise _Dropped("chain sync blocks do not chain")  # each names the previous
+            if header.body_id != codec.body_id(synced.body) and self._enforced("CS3-SY2"):
                 raise _Dropped("chain sync body does not match its header")
-            if header.seq_num != parent_seq + 1:  # T-SEQ
+            if header.seq_num != parent_seq + 1 and self._enforced("CS3-SEQ"):
                 raise _Dropped("chain sync heights do not chain")
-            if header.timestamp_ns < parent_timestamp_ns:  # T-TIME
+            if header.timestamp_ns < parent_timestamp_ns and self._enforced("CS3-TIME"):
                 raise _Dropped("chain sync timestamp earlier than its parent's")
             parent_id = codec.block_id(header)
             parent_seq, parent_timestamp_ns = header.seq_num, header.timestamp_ns
             ids.append(parent_id)
-        if message.blocks:
+        if message.blocks and self._enforced("CS3-SY3"):
             self._verify(self.verifier.tip, message.blocks[-1].tip)  # SY3 (chain form)
         detached: list[bool] = []
         for synced in message.blocks:  # B-APP, on authenticated blocks only
-            if not self._block_validator.validate(synced.tip.header, synced.body):
+            if not self._block_validator.validate(
+                synced.tip.header, synced.body
+            ) and self._enforced("CS3-APP"):
                 raise _Dropped("synced block rejected by the block validator")
             detached.append(self._detached(synced.tip.header))
         # ---- valid: mutate

@@ -96,6 +96,13 @@ CORE_SWITCHES: dict[str, str] = {
     "SY1": "a sync response's ids chain down from the requested block",
     "SY2": "a synced block's body matches its header",
     "SY3": "every synced tip verifies",
+    "CS3-SY0": "a chain-sync response is used only if it answers the outstanding request",
+    "CS3-SY1": "each block of a chain-sync response names the previous one as its parent",
+    "CS3-SY2": "each chain-synced block's body matches its header",
+    "CS3-SEQ": "chain-synced heights increase by one from the block they follow",
+    "CS3-TIME": "chain-synced timestamps do not decrease from the block they follow",
+    "CS3-SY3": "the newest tip of a chain-sync response verifies (SY3 in chain form)",
+    "CS3-APP": "the block validator accepts every chain-synced block",
     "C-RETRY": "commits and Voted marks are retried when missing blocks arrive",
     "EQ": "two signed headers of one round are kept as equivocation evidence",
 }

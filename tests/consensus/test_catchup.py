@@ -6,14 +6,17 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from consensus import blocktree
+from consensus import blocktree, codec
 from consensus.blocktree import BlockTree, TreeBlock
-from consensus.core import CHAIN_SYNC_BATCH, CHAIN_SYNC_MIN_GAP, ConsensusCore
-from consensus.events import CommitBlocks, MarkVoted
+from consensus.core import CHAIN_SYNC_BATCH, CHAIN_SYNC_MIN_GAP, ConsensusCore, CoreConfig
+from consensus.crypto import ED25519
+from consensus.events import CommitBlocks, MarkVoted, Start
 from consensus.messages import (
     GENESIS_BLOCK_ID,
     GENESIS_QC,
     MAX_SYNC_BLOCKS,
+    BlockBody,
+    BlockHeader,
     BlockSyncRequest,
     BlockSyncResponse,
     ChainSyncRequest,
@@ -22,6 +25,10 @@ from consensus.messages import (
     Tip,
 )
 from tests.consensus.support import (
+    KEYS,
+    SCHEDULE,
+    SIGNERS,
+    VALIDATORS,
     block_id,
     body,
     is_dropped,
@@ -162,10 +169,22 @@ def test_proposals_above_a_gap_cost_linear_work(monkeypatch) -> None:
 # --------------------------------------------------------------------------- chain sync
 
 
-def _far_behind_core() -> tuple[ConsensusCore, int]:
+def _far_behind_core(block_validator: object = None) -> tuple[ConsensusCore, int]:
     """A fresh node 0 that sees the network's proposal at height TOP + 1 and has answered its
     first block-sync request (blocks TOP-63..TOP): the gap makes it switch to chain sync."""
-    core = make_core(0)
+    if block_validator is None:
+        core = make_core(0)
+    else:
+        core = ConsensusCore(
+            config=CoreConfig(),
+            validators=VALIDATORS,
+            schedule=SCHEDULE,
+            index=0,
+            key=KEYS[0],
+            scheme=ED25519,
+            block_validator=block_validator,
+        )
+        core.handle(Start(0))
     top_qc = qc_on(CHAIN[-1], TOP)
     tip = make_tip(TOP + 1, top_qc, TOP + 1, b"live")
     out = receive(core, 1, proposal(TOP + 1, tip, b"live"))
@@ -240,6 +259,69 @@ def test_chain_sync_responses_are_validated_before_use() -> None:
         assert (snapshot(core), core._chain_sync) == before, name
     assert not is_dropped(receive(core, peer, good))  # and the genuine one is used
     assert core.finalized_height == 10
+
+
+class _RefuseBody:
+    """A block validator that refuses one payload (and accepts every other block)."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def validate(self, header: BlockHeader, block_body: BlockBody) -> bool:
+        return block_body.payload != self.payload
+
+
+def _signed(block_round: int, qc, seq_num: int, timestamp_ns: int, payload: bytes) -> Tip:
+    header = BlockHeader(
+        block_round=block_round,
+        epoch=1,
+        qc=qc,
+        author=SCHEDULE.leader(block_round),
+        seq_num=seq_num,
+        timestamp_ns=timestamp_ns,
+        body_id=codec.body_id(body(payload)),
+    )
+    return SIGNERS[header.author].tip(header)
+
+
+def _one_rule_case(rule: str, good: ChainSyncResponse) -> ChainSyncResponse:
+    """A response to the request for heights 7..12 that only the CS3 check `rule` refuses:
+    every other check of the batch passes (a real, signed block wherever one is needed)."""
+    blocks = list(good.blocks)
+    if rule == "CS3-SY0":  # attaches to a held block and chains, but answers no request
+        return _answer(6, 12)
+    if rule == "CS3-SY1":  # block 9 replaced by a signed sibling: heights and times still fit
+        sibling = make_tip(9, qc_on(CHAIN[7], 8), 9, b"other")
+        blocks[2] = SyncedBlock(sibling, body(b"other"))
+    elif rule == "CS3-SY2":
+        blocks[2] = SyncedBlock(blocks[2].tip, body(b"evil"))
+    elif rule == "CS3-SEQ":  # a signed newest block on block 11 claiming height 13
+        blocks[-1] = SyncedBlock(make_tip(12, qc_on(CHAIN[10], 11), 13, b"b12"), body(b"b12"))
+    elif rule == "CS3-TIME":  # a signed newest block on block 11, older than it
+        blocks[-1] = SyncedBlock(_signed(12, qc_on(CHAIN[10], 11), 12, 10, b"b12"), body(b"b12"))
+    elif rule == "CS3-SY3":  # the newest tip's signature forged (its block id is unchanged)
+        forged = msgspec.structs.replace(blocks[-1].tip, signature=bytes(64))
+        blocks[-1] = SyncedBlock(forged, blocks[-1].body)
+    elif rule != "CS3-APP":  # CS3-APP: the genuine batch, under a validator refusing block 9
+        raise ValueError(rule)
+    return msgspec.structs.replace(good, blocks=tuple(blocks))
+
+
+@pytest.mark.parametrize(
+    "rule", ["CS3-SY0", "CS3-SY1", "CS3-SY2", "CS3-SEQ", "CS3-TIME", "CS3-SY3", "CS3-APP"]
+)
+def test_each_chain_sync_check_alone_refuses_its_case(rule: str) -> None:
+    # One case per check, isolated, so that the TEST-ONLY switch of each check (the
+    # mutation matrix) turns exactly that case into an accepted batch.
+    core, peer = _far_behind_core(_RefuseBody(b"b9") if rule == "CS3-APP" else None)
+    assert not is_dropped(receive(core, peer, _answer(1, 6, after=GENESIS_BLOCK_ID)))
+    good = _answer(7, 12)
+    before = snapshot(core), core._chain_sync
+    assert is_dropped(receive(core, peer, _one_rule_case(rule, good)))
+    assert (snapshot(core), core._chain_sync) == before
+    if rule != "CS3-APP":
+        assert not is_dropped(receive(core, peer, good))  # control: the genuine batch is used
+        assert core.finalized_height == 10
 
 
 def test_empty_answers_go_round_the_peers_then_end_chain_sync() -> None:
