@@ -254,6 +254,26 @@ def test_a_core_exception_stops_the_node_with_its_exit_code(tmp_path: Path) -> N
     asyncio.run(scenario())
 
 
+def test_after_a_core_exception_no_waiting_event_is_handled(tmp_path: Path) -> None:
+    """Events already queued in the same turn as the failing one never reach the core.
+    Mutation: the driver's turn loop not checking the exit code fails this test."""
+    from node.faults import FaultyCore
+    from node.runtime import FATAL_ERROR_EXIT_CODE
+
+    async def scenario() -> None:
+        generate_network(tmp_path, 4, node_test={0: {"core_error_after_events": 1}})
+        config = load_config(tmp_path / "node0" / "config.toml")
+        node = build_runtime(config, load_key(config))
+        assert isinstance(node.core, FaultyCore)
+        for _ in range(5):  # waiting ahead of run()'s own Start: the first one raises
+            node.queue.push_internal(Start(now_ns=0))
+        await asyncio.wait_for(node.run(), timeout=20)
+        assert node.exit_code == FATAL_ERROR_EXIT_CODE
+        assert node.core._countdown == 0  # one event handed over: the one that raised
+
+    asyncio.run(scenario())
+
+
 def test_a_command_that_fails_stops_the_node_and_sends_nothing_after_it(tmp_path: Path) -> None:
     """Paired assertion: a vote whose round the persisted safety state does not cover is
     never sent; the runtime stops instead (stage "command")."""
