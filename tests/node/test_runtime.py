@@ -158,6 +158,49 @@ def test_sync_requests_are_served_from_storage_off_the_frame_callback(tmp_path: 
     asyncio.run(scenario())
 
 
+def test_sync_responses_count_their_blocks_in_the_turn_budget(tmp_path: Path) -> None:
+    """A node catching up yields to the event loop (RPC, transport) after about
+    BATCH_EVENTS blocks, not after BATCH_EVENTS sync responses of 256 blocks each.
+    Mutation: weighing a sync response as one event fails this test."""
+    from consensus.events import MessageReceived
+    from consensus.messages import ChainSyncResponse
+    from node.runtime import BATCH_EVENTS
+
+    generate_network(tmp_path, 4)
+    config = load_config(tmp_path / "node0" / "config.toml")
+    node = build_runtime(config, load_key(config))
+    trail: list[int] = []  # blocks handled, and -1 each time another task got the loop
+    node._handle = lambda event: trail.append(len(event.message.blocks))  # type: ignore[method-assign]
+    blocks = (None,) * 128  # counted, never looked at (the handler is replaced)
+    for _ in range(16):
+        response = ChainSyncResponse(after_block_id=bytes(32), blocks=blocks)  # type: ignore[arg-type]
+        node.queue.push_network(MessageReceived(now_ns=0, sender=1, message=response))
+
+    async def scenario() -> None:
+        driver = asyncio.create_task(node._drive_loop())
+        while sum(n for n in trail if n > 0) < 16 * 128:
+            trail.append(-1)
+            await asyncio.sleep(0)
+        node.stop()
+        node.queue.wake.set()
+        await asyncio.wait_for(driver, 5)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        node.ledger.storage.close()
+    turns, current = [], 0
+    for n in trail:
+        if n < 0:
+            turns.append(current)
+            current = 0
+        else:
+            current += n
+    turns.append(current)
+    assert sum(turns) == 16 * 128
+    assert max(turns) <= BATCH_EVENTS + 128, turns  # one response may cross the budget
+
+
 def test_inbox_is_bounded(tmp_path: Path) -> None:
     async def scenario() -> None:
         generate_network(tmp_path, 4)
