@@ -18,6 +18,7 @@ COPY consensus ./consensus
 COPY netsim ./netsim
 COPY node ./node
 COPY mechanism ./mechanism
+COPY campaign ./campaign
 RUN pip install --no-cache-dir ".[${EXTRAS}]"
 
 # Validators run as an unprivileged user. Each node's volume is mounted at

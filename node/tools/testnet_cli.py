@@ -422,7 +422,8 @@ def format_summary(s: dict[str, Any]) -> str:
         "",
         f"  offered           {_fmt(s['offered_tx'])} tx ({_fmt(s['offered_tps'])} tx/s)",
         f"  accepted          {_fmt(s['accepted_tx'])} tx",
-        f"  committed         {_fmt(s['committed_tx'])} tx   lost {_fmt(s['lost_tx'])}",
+        f"  committed         {_fmt(s['committed_tx'])} tx   lost {_fmt(s['lost_tx'])}   "
+        f"duplicate {_fmt(s['duplicate_tx'])}",
         f"  throughput        {_fmt(s['tps'])} tx/s finalized",
         f"  finality          p50 {_fmt(fin['p50'], ' ms')}   p99 {_fmt(fin['p99'], ' ms')}",
         f"  speculative       p50 {_fmt(spec['p50'], ' ms')}   p99 {_fmt(spec['p99'], ' ms')}",

@@ -203,6 +203,47 @@ def _metric(text: str, name: str, **labels: str) -> float:
     raise KeyError(name)
 
 
+def test_a_live_nodes_metrics_follow_prometheus_conventions(tmp_path: Path) -> None:
+    """The exposition of a running node (every collector its rooms register, not only
+    NodeMetrics'): valid, `_total` exactly on counters, no per-block label, reason labels
+    from fixed vocabularies (no sentences, no numbers)."""
+    import re
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    generate_network(tmp_path / "net", 1)
+    net = Testnet(tmp_path / "net")
+    try:
+        net.start_all()
+        assert asyncio.run(net.wait_ready(60))
+        member = net.members[0]
+
+        async def get() -> str:
+            client = HttpClient(member.rpc_host, member.rpc_port, 5.0)
+            try:
+                status, body = await client.request("GET", "/metrics")
+                assert status == 200
+                return body.decode()
+            finally:
+                await client.close()
+
+        text = asyncio.run(get())
+    finally:
+        net.stop_all()
+    families = list(text_string_to_metric_families(text))
+    assert len(families) > 40  # non-vacuous: the rooms' collectors are there
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name.endswith("_total") == (kind == "counter"), line
+    for family in families:
+        for sample in family.samples:
+            assert not {"height", "hash", "block_id", "txid"} & set(sample.labels), sample
+            for key in ("reason", "result", "event", "stage"):
+                value = sample.labels.get(key)
+                assert value is None or re.fullmatch(r"[a-z][a-z0-9_]*", value), sample
+
+
 def test_a_wrong_peer_key_is_logged_once_and_counted(tmp_path: Path) -> None:
     """Node 0's config names a wrong public key for validator 1: node 0 logs one warning
     per kind (not one per redial) and exports every failure as a metric."""

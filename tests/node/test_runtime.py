@@ -158,6 +158,49 @@ def test_sync_requests_are_served_from_storage_off_the_frame_callback(tmp_path: 
     asyncio.run(scenario())
 
 
+def test_sync_responses_count_their_blocks_in_the_turn_budget(tmp_path: Path) -> None:
+    """A node catching up yields to the event loop (RPC, transport) after about
+    BATCH_EVENTS blocks, not after BATCH_EVENTS sync responses of 256 blocks each.
+    Mutation: weighing a sync response as one event fails this test."""
+    from consensus.events import MessageReceived
+    from consensus.messages import ChainSyncResponse
+    from node.runtime import BATCH_EVENTS
+
+    generate_network(tmp_path, 4)
+    config = load_config(tmp_path / "node0" / "config.toml")
+    node = build_runtime(config, load_key(config))
+    trail: list[int] = []  # blocks handled, and -1 each time another task got the loop
+    node._handle = lambda event: trail.append(len(event.message.blocks))  # type: ignore[method-assign]
+    blocks = (None,) * 128  # counted, never looked at (the handler is replaced)
+    for _ in range(16):
+        response = ChainSyncResponse(after_block_id=bytes(32), blocks=blocks)  # type: ignore[arg-type]
+        node.queue.push_network(MessageReceived(now_ns=0, sender=1, message=response))
+
+    async def scenario() -> None:
+        driver = asyncio.create_task(node._drive_loop())
+        while sum(n for n in trail if n > 0) < 16 * 128:
+            trail.append(-1)
+            await asyncio.sleep(0)
+        node.stop()
+        node.queue.wake.set()
+        await asyncio.wait_for(driver, 5)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        node.ledger.storage.close()
+    turns, current = [], 0
+    for n in trail:
+        if n < 0:
+            turns.append(current)
+            current = 0
+        else:
+            current += n
+    turns.append(current)
+    assert sum(turns) == 16 * 128
+    assert max(turns) <= BATCH_EVENTS + 128, turns  # one response may cross the budget
+
+
 def test_inbox_is_bounded(tmp_path: Path) -> None:
     async def scenario() -> None:
         generate_network(tmp_path, 4)
@@ -250,6 +293,26 @@ def test_a_core_exception_stops_the_node_with_its_exit_code(tmp_path: Path) -> N
         fatal = [r for r in handler.records if getattr(r, "event", "") == "fatal_error"]
         assert len(fatal) == 1 and "InjectedCoreError" in fatal[0].fields["traceback"]
         assert node.core._countdown == 0  # the core was never handed another event
+
+    asyncio.run(scenario())
+
+
+def test_after_a_core_exception_no_waiting_event_is_handled(tmp_path: Path) -> None:
+    """Events already queued in the same turn as the failing one never reach the core.
+    Mutation: the driver's turn loop not checking the exit code fails this test."""
+    from node.faults import FaultyCore
+    from node.runtime import FATAL_ERROR_EXIT_CODE
+
+    async def scenario() -> None:
+        generate_network(tmp_path, 4, node_test={0: {"core_error_after_events": 1}})
+        config = load_config(tmp_path / "node0" / "config.toml")
+        node = build_runtime(config, load_key(config))
+        assert isinstance(node.core, FaultyCore)
+        for _ in range(5):  # waiting ahead of run()'s own Start: the first one raises
+            node.queue.push_internal(Start(now_ns=0))
+        await asyncio.wait_for(node.run(), timeout=20)
+        assert node.exit_code == FATAL_ERROR_EXIT_CODE
+        assert node.core._countdown == 0  # one event handed over: the one that raised
 
     asyncio.run(scenario())
 

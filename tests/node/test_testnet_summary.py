@@ -60,3 +60,75 @@ def test_the_ledger_summary_fails_when_honest_nodes_disagree_at_one_height() -> 
     # Without a ledger the keys are there, empty.
     run, summary = _ledger_summary(["aa", "bb"])
     assert summary["ledger_hash"] == {} and summary["fees_charged"] == 0 and not run.failures
+
+
+class _ChainNet:
+    """Stands in for a network's RPC at the end of a run: each node's /stats and finalized
+    chain (`/blocks?...&txids=1` pages)."""
+
+    def __init__(self, chains: list[list[list[bytes]]]):
+        self.chains = chains  # per node, per height: the block's tx ids
+
+    def __len__(self) -> int:
+        return len(self.chains)
+
+    async def rpc_json(self, index: int, path: str, timeout_s: float = 2.0):
+        from urllib.parse import parse_qs, urlsplit
+
+        from node.metrics import LatencyHistogram
+
+        chain = self.chains[index]
+        if path == "/stats":
+            empty = LatencyHistogram().to_dict()
+            return {
+                "height": len(chain), "finality_ms": empty, "speculative_ms": empty,
+                "tcs": 0, "dropped": {}, "core_dropped": {},
+            }  # fmt: skip
+        split = urlsplit(path)
+        assert split.path == "/blocks", path
+        query = {k: int(v[0]) for k, v in parse_qs(split.query).items()}
+        assert query["txids"] == 1  # the check needs every block's tx ids
+        heights = range(query["from"], min(query["to"], len(chain)) + 1)
+        blocks = [
+            {"height": h, "block_id": f"{h:064x}", "timestamp_ns": h, "committed_ns": h,
+             "n_tx": len(chain[h - 1]), "txids": b"".join(chain[h - 1]).hex()}
+            for h in heights
+        ]  # fmt: skip
+        return {"blocks": blocks}
+
+
+def _run_summary(chains: list[list[list[bytes]]]):
+    import asyncio
+    from types import SimpleNamespace
+
+    from node.tools.testnet import RunOptions, TestnetRun
+    from node.tools.testnet_cli import format_summary
+
+    accepted = {t for chain in chains for block in chain for t in block}
+    stats = SimpleNamespace(
+        accepted_ids=accepted, offered=len(accepted), accepted=len(accepted), rejected=0, unsent=0
+    )
+    run = TestnetRun(RunOptions(nodes=len(chains), duration_s=1.0, rate_tps=len(accepted)))
+    run.net = _ChainNet(chains)  # type: ignore[assignment]
+    summary = asyncio.run(
+        run._summarize(SimpleNamespace(stats=stats), dict.fromkeys(range(len(chains)), 0), 0, 10)
+    )
+    return summary, format_summary(summary)
+
+
+def test_a_tx_finalized_at_two_heights_of_any_node_fails_the_run() -> None:
+    """duplicate_tx counts the ids finalized more than once in any node's chain, and a
+    non-zero count fails the run (exit 1), beside lost_tx. Mutation: dropping the failure
+    rule, or checking only the reference node's chain, fails this test."""
+    a, b, c = (bytes([i]) * 8 for i in range(1, 4))
+    honest = [[a], [b], [c]]
+    summary, text = _run_summary([honest, honest, honest])
+    assert summary["duplicate_tx"] == 0 and summary["ok"], summary["failures"]
+    assert "duplicate 0" in text and "result: OK" in text
+    # Node 1's chain repeats b at height 4, node 2's (shorter) repeats a; the reference
+    # (node 0, then the longest: node 1) is clean up to its height 3. The stand-in gives
+    # each height one block id, so only the TX-ONCE check can fail.
+    summary, text = _run_summary([honest, [*honest, [b]], [[a], [a]]])
+    assert summary["duplicate_tx"] == 2 and not summary["ok"]
+    assert [f.split(":")[0] for f in summary["failures"]] == ["DUPLICATE"]
+    assert "duplicate 2" in text and "result: FAILED" in text
